@@ -1,0 +1,25 @@
+"""mfkit: fast, reproducible matrix-factorization recommenders for explicit ratings."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from mfkit import datasets, model_selection
+from mfkit._common import openmp_enabled
+from mfkit.exceptions import DivergenceError, NotFittedError
+from mfkit.persistence import load
+from mfkit.ratings import Ratings, as_ratings
+from mfkit.sgd import SGD
+
+__all__ = [
+    "SGD",
+    "DivergenceError",
+    "NotFittedError",
+    "Ratings",
+    "__version__",
+    "as_ratings",
+    "datasets",
+    "load",
+    "model_selection",
+    "openmp_enabled",
+]

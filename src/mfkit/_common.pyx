@@ -1,0 +1,117 @@
+# cython: language_level=3
+"""Kernels shared by every mfkit model: prediction, scoring, seeded shuffling."""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport fabs
+from libc.stdint cimport int32_t, int64_t, uint64_t
+
+from mfkit._openmp cimport MFKIT_HAVE_OPENMP, omp_get_max_threads
+from mfkit._simd cimport mf_dot_f32, mf_dot_f64
+
+
+def openmp_enabled():
+    """True when the kernels were compiled with OpenMP."""
+    return bool(MFKIT_HAVE_OPENMP)
+
+
+def openmp_max_threads():
+    """The OpenMP runtime's default thread count (1 without OpenMP)."""
+    return omp_get_max_threads()
+
+
+cdef inline floating _dot(const floating *a, const floating *b, int k) noexcept nogil:
+    if floating is float:
+        return mf_dot_f32(a, b, k)
+    else:
+        return mf_dot_f64(a, b, k)
+
+
+def predict_pairs(const floating[:, ::1] P, const floating[:, ::1] Q,
+                  const floating[::1] bu, const floating[::1] bi, double mu,
+                  const int64_t[::1] users, const int64_t[::1] items,
+                  double[::1] out, int n_threads):
+    """out[j] = mu + bu[u] + bi[i] + P[u] . Q[i]; a negative index stands for an unknown id
+    and contributes nothing (the baseline). Empty bias arrays mean no biases."""
+    cdef Py_ssize_t n = users.shape[0], j
+    cdef int k = P.shape[1]
+    cdef bint has_bu = bu.shape[0] > 0, has_bi = bi.shape[0] > 0
+    cdef int64_t u, i
+    cdef double s
+    if items.shape[0] != n or out.shape[0] != n:
+        raise ValueError("users, items and out must have the same length")
+    if Q.shape[1] != k:
+        raise ValueError("P and Q must have the same number of columns")
+    with nogil:
+        for j in prange(n, num_threads=n_threads, schedule='static'):
+            u = users[j]
+            i = items[j]
+            s = mu
+            if u >= 0 and has_bu:
+                s = s + bu[u]
+            if i >= 0 and has_bi:
+                s = s + bi[i]
+            if u >= 0 and i >= 0:
+                s = s + _dot(&P[u, 0], &Q[i, 0], k)
+            out[j] = s
+
+
+cdef uint64_t splitmix64(uint64_t *state) noexcept nogil:
+    cdef uint64_t z
+    state[0] += <uint64_t>0x9E3779B97F4A7C15
+    z = state[0]
+    z = (z ^ (z >> 30)) * <uint64_t>0xBF58476D1CE4E5B9
+    z = (z ^ (z >> 27)) * <uint64_t>0x94D049BB133111EB
+    return z ^ (z >> 31)
+
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    static inline uint64_t mfkit_mul128(uint64_t a, uint64_t b, uint64_t *lo) {
+        unsigned __int128 m = (unsigned __int128)a * b;
+        *lo = (uint64_t)m;
+        return (uint64_t)(m >> 64);
+    }
+    """
+    uint64_t mfkit_mul128(uint64_t a, uint64_t b, uint64_t *lo) noexcept nogil
+
+
+cdef uint64_t bounded(uint64_t *state, uint64_t n) noexcept nogil:
+    """A uniform integer in [0, n) (Lemire's nearly-divisionless method, exact)."""
+    cdef uint64_t lo, hi, t
+    hi = mfkit_mul128(splitmix64(state), n, &lo)
+    if lo < n:
+        t = (0 - n) % n
+        while lo < t:
+            hi = mfkit_mul128(splitmix64(state), n, &lo)
+    return hi
+
+
+def shuffle_inplace(int64_t[::1] a, uint64_t seed):
+    """Fisher-Yates shuffle of `a` driven by splitmix64 from `seed` (no GIL, reproducible)."""
+    cdef Py_ssize_t n = a.shape[0], j, r
+    cdef uint64_t state = seed
+    cdef int64_t tmp
+    with nogil:
+        j = n - 1
+        while j > 0:
+            r = <Py_ssize_t>bounded(&state, <uint64_t>(j + 1))
+            tmp = a[j]
+            a[j] = a[r]
+            a[r] = tmp
+            j -= 1
+
+
+def all_finite(const floating[:, ::1] A):
+    """True when every entry of A is finite (NaN and inf fail)."""
+    cdef Py_ssize_t i, j
+    cdef bint ok = True
+    with nogil:
+        for i in range(A.shape[0]):
+            for j in range(A.shape[1]):
+                if not (fabs(A[i, j]) <= 1.7976931348623157e308):
+                    ok = False
+                    break
+            if not ok:
+                break
+    return ok

@@ -1,0 +1,11 @@
+# Declarations of the dispatched vector kernels in _simd.h.
+cdef extern from "_simd.h" nogil:
+    float mf_dot_f32(const float *a, const float *b, int k)
+    double mf_dot_f64(const double *a, const double *b, int k)
+    void mf_sgd_pair_f32(float *p, float *q, int k, float e, float lr, float reg)
+    void mf_sgd_pair_f64(double *p, double *q, int k, double e, double lr, double reg)
+    void mf_sgd_pair_prior_f32(float *p, float *q, const float *p0, const float *q0, int k,
+                               float e, float lr, float reg, float prior)
+    void mf_sgd_pair_prior_f64(double *p, double *q, const double *p0, const double *q0, int k,
+                               double e, double lr, double reg, double prior)
+    void mf_prefetch_row(const void *p, int nbytes)

@@ -1,0 +1,121 @@
+"""Input checks shared by every mfkit estimator: seeds, thread counts, dtypes, numbers."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from typing import Any
+
+import numpy as np
+
+SeedLike = int | np.random.Generator | None
+
+
+def check_random_state(random_state: SeedLike, name: str = "random_state") -> np.random.Generator:
+    """Turn None, an int seed or a Generator into a ``numpy.random.Generator``."""
+    if random_state is None:
+        return np.random.default_rng()
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if int(random_state) < 0:
+            raise ValueError(f"{name} must be a non-negative integer seed, got {random_state}")
+        return np.random.default_rng(int(random_state))
+    raise TypeError(
+        f"{name} must be None, a non-negative int or a numpy.random.Generator, "
+        f"got {type(random_state).__name__}"
+    )
+
+
+def _cgroup_cpu_limit() -> int | None:
+    """CPUs allowed by a cgroup v2 (cpu.max) or v1 (cfs quota) limit, if any."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as fh:
+            quota_us = int(fh.read())
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as fh:
+            period_us = int(fh.read())
+        if quota_us > 0 and period_us > 0:
+            return max(1, math.ceil(quota_us / period_us))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def usable_cores() -> int:
+    """Cores this process may use: CPU affinity, capped by a cgroup CPU quota."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        n = min(n, limit)
+    return max(1, n)
+
+
+def resolve_n_threads(n_threads: int | None) -> int:
+    """``None`` means all usable cores (or ``OMP_NUM_THREADS`` when set); positive ints as is;
+    negative ints count back from the usable cores (-1 = all). Zero is an error."""
+    if n_threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+        if env.isdigit() and int(env) > 0:
+            return int(env)
+        return usable_cores()
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
+        raise TypeError(f"n_threads must be None or an int, got {type(n_threads).__name__}")
+    n = int(n_threads)
+    if n == 0:
+        raise ValueError("n_threads must not be 0: use None for all cores or a positive count")
+    if n < 0:
+        n = max(1, usable_cores() + 1 + n)
+    return n
+
+
+def check_dtype(dtype: Any) -> np.dtype:
+    """Factor dtype: float32 or float64."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    integer: bool = False,
+) -> Any:
+    """Check a scalar hyper-parameter and its range; return it as int or float."""
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        what = "an integer" if integer else "a real number"
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    v = int(value) if integer else float(value)
+    if not integer and not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (v < low or (v == low and not low_inclusive)):
+        op = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be {op} {low}, got {value!r}")
+    if high is not None and v > high:
+        raise ValueError(f"{name} must be <= {high}, got {value!r}")
+    return v
+
+
+def check_choice(value: Any, name: str, choices: tuple[Any, ...]) -> Any:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value

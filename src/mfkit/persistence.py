@@ -1,0 +1,195 @@
+"""Saving and loading fitted models as portable ``.npz`` files that never need pickle.
+
+Layout (format version 1): one ``.npz`` archive holding ``user_factors``, ``item_factors``,
+``user_biases``, ``item_biases``, optionally ``user_ids`` / ``item_ids``, and ``__meta__``: a
+UTF-8 JSON document (stored as a uint8 array) with the format name and version, the mfkit
+version, the model class, its parameters, the global mean, rating range, training history and
+a SHA-256 digest of every array. Loading uses ``allow_pickle=False``, checks the format,
+every digest, shape and dtype, and refuses anything else with a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from mfkit._base import FactorModel
+
+FORMAT_NAME = "mfkit-model"
+FORMAT_VERSION = 1
+_ARRAYS = ("user_factors", "item_factors", "user_biases", "item_biases")
+
+
+def digest(a: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and bytes."""
+    h = hashlib.sha256()
+    h.update(str(a.dtype.str).encode())
+    h.update(str(a.shape).encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def atomic_write(path: Any, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(fh)`` on a temporary file next to ``path``, then rename it into place, so
+    ``path`` is either the old file or the complete new one, never a partial write."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".mfkit-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.random.Generator):
+        return None  # a Generator's state is not a parameter one can store meaningfully
+    if isinstance(value, np.dtype | type):
+        return np.dtype(value).name
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return repr(value)
+
+
+def save_model(model: FactorModel, path: Any) -> None:
+    """Write a fitted model to ``path`` (see the module docstring for the layout)."""
+    from mfkit import __version__
+
+    model._check_fitted()
+    arrays: dict[str, np.ndarray] = {
+        "user_factors": model.user_factors,
+        "item_factors": model.item_factors,
+        "user_biases": model.user_biases,
+        "item_biases": model.item_biases,
+    }
+    if model.user_ids is not None:
+        arrays["user_ids"] = model.user_ids
+    if model.item_ids is not None:
+        arrays["item_ids"] = model.item_ids
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "mfkit_version": __version__,
+        "model": type(model).__name__,
+        "params": {k: _jsonable(v) for k, v in model.get_params().items()},
+        "global_mean": model.global_mean,
+        "rating_range": list(model.rating_range),
+        "history": {k: [float(x) for x in v] for k, v in model.history_.items()},
+        "digests": {name: digest(a) for name, a in arrays.items()},
+    }
+    blob = np.frombuffer(json.dumps(meta, allow_nan=True).encode("utf-8"), dtype=np.uint8)
+
+    def write(fh: IO[bytes]) -> None:
+        np.savez(fh, __meta__=blob, **arrays)
+
+    atomic_write(path, write)
+
+
+def _refuse(path: Any, why: str) -> ValueError:
+    return ValueError(f"{os.fspath(path)!s} is not a valid mfkit model file: {why}")
+
+
+def read_npz(path: Any, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read and verify an mfkit ``.npz``: metadata and arrays, digests checked."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = list(npz.files)
+            if "__meta__" not in names:
+                raise _refuse(path, f"no mfkit metadata (not an mfkit {kind} file?)")
+            arrays = {name: npz[name] for name in names}
+    except FileNotFoundError:
+        raise
+    except ValueError as exc:
+        if "not a valid mfkit" in str(exc):
+            raise
+        raise _refuse(path, f"cannot be read without pickle ({exc})") from exc
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise _refuse(path, f"damaged or not an .npz archive ({exc})") from exc
+    try:
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _refuse(path, "metadata is damaged") from exc
+    if not isinstance(meta, Mapping):
+        raise _refuse(path, "metadata is damaged")
+    digests = meta.get("digests")
+    if not isinstance(digests, Mapping) or set(digests) != set(arrays):
+        raise _refuse(path, "the list of arrays does not match the metadata")
+    for name, a in arrays.items():
+        if digest(a) != digests[name]:
+            raise _refuse(path, f"array {name!r} was altered or damaged (checksum mismatch)")
+    return dict(meta), arrays
+
+
+def load(path: Any) -> FactorModel:
+    """Load a model written by ``model.save(path)``; damaged or foreign files raise
+    ``ValueError``."""
+    from mfkit._base import FactorState, model_class
+    from mfkit.ratings import IdMap
+
+    meta, arrays = read_npz(path, "model")
+    if meta.get("format") != FORMAT_NAME:
+        raise _refuse(path, f"format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise _refuse(
+            path, f"format version {version!r} is newer than this mfkit reads ({FORMAT_VERSION})"
+        )
+    for name in _ARRAYS:
+        if name not in arrays:
+            raise _refuse(path, f"array {name!r} is missing")
+    try:
+        cls = model_class(str(meta["model"]))
+        params = dict(meta["params"])
+        model = cls(**params)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _refuse(path, f"unknown model or parameters ({exc})") from exc
+    P, Q = arrays["user_factors"], arrays["item_factors"]
+    bu, bi = arrays["user_biases"], arrays["item_biases"]
+    if P.ndim != 2 or Q.ndim != 2 or P.shape[1] != Q.shape[1]:
+        raise _refuse(path, "factor matrices have inconsistent shapes")
+    if P.dtype not in (np.float32, np.float64) or not (P.dtype == Q.dtype == bu.dtype == bi.dtype):
+        raise _refuse(path, "factor arrays must share a float32 or float64 dtype")
+    if bu.shape != (P.shape[0],) or bi.shape != (Q.shape[0],):
+        raise _refuse(path, "bias arrays do not match the factor matrices")
+    user_ids = arrays.get("user_ids")
+    item_ids = arrays.get("item_ids")
+    if user_ids is not None and user_ids.shape != (P.shape[0],):
+        raise _refuse(path, "user_ids do not match the user factors")
+    if item_ids is not None and item_ids.shape != (Q.shape[0],):
+        raise _refuse(path, "item_ids do not match the item factors")
+    state = FactorState(
+        np.ascontiguousarray(P), np.ascontiguousarray(Q), np.array(bu), np.array(bi)
+    )
+    model._state = state
+    model._publish(state)
+    model._params = model._check_params()
+    model.n_threads_ = model._params["n_threads"]
+    model.global_mean = float(meta["global_mean"])
+    model.rating_range = tuple(float(x) for x in meta["rating_range"])
+    model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
+    model.user_ids = user_ids
+    model.item_ids = item_ids
+    model._user_map = IdMap(user_ids, P.shape[0])
+    model._item_map = IdMap(item_ids, Q.shape[0])
+    model._prior = None
+    return model

@@ -1,0 +1,569 @@
+"""The rating container: explicit ratings of n_users x n_items in CSR form.
+
+Every mfkit model takes a :class:`Ratings` (or anything :func:`as_ratings` turns into one).
+The arrays are normalised once here, so the kernels can trust them:
+
+* ``indptr``  int64, length n_users + 1, non-decreasing;
+* ``indices`` int32 item index per rating, sorted within each user, no duplicates;
+* ``values``  float32 ratings, all finite;
+* optional ``user_ids`` / ``item_ids``: the original id of each row / column
+  (ints or strings), so results can be reported in the user's own ids;
+* optional ``timestamps``: int64, aligned with ``values``.
+
+The arrays are read-only; a CSC view (``csc()``) and the per-rating user index
+(``user_index()``) are built once, on demand, and cached.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+Duplicates = Literal["error", "mean", "last", "sum"]
+_DUPLICATE_CHOICES = ("error", "mean", "last", "sum")
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def _as_id_array(ids: Any, name: str) -> np.ndarray:
+    """Original ids as a 1-d array of ints or strings (never objects)."""
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype == object:
+        kinds = {type(x) for x in arr.tolist()}
+        if kinds <= {str}:
+            arr = arr.astype(str)
+        elif all(issubclass(t, numbers.Integral) and t is not bool for t in kinds):
+            arr = arr.astype(np.int64)
+        else:
+            names = ", ".join(sorted(t.__name__ for t in kinds))
+            raise TypeError(f"{name} must hold integers or strings, found {names}")
+    if arr.dtype.kind == "b":
+        raise TypeError(f"{name} must hold integers or strings, not booleans")
+    if arr.dtype.kind == "f":
+        if arr.size and not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or inf; ids must be integers or strings")
+        if arr.size and not np.all(arr == np.round(arr)):
+            raise TypeError(f"{name} holds non-integer floats; ids must be integers or strings")
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iuU":
+        raise TypeError(f"{name} must hold integers or strings, got dtype {arr.dtype}")
+    if arr.dtype.kind == "u":
+        if arr.size and arr.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"{name} has ids above 2**63-1, which mfkit cannot store")
+        arr = arr.astype(np.int64)
+    return arr
+
+
+class IdMap:
+    """Maps original ids to contiguous indices 0..n-1 (``None`` ids: the identity)."""
+
+    __slots__ = ("ids", "n", "_sorter")
+
+    def __init__(self, ids: np.ndarray | None, n: int) -> None:
+        self.ids = ids
+        self.n = int(n)
+        self._sorter: np.ndarray | None = None
+        if ids is not None:
+            if len(ids) != n:
+                raise ValueError(f"id map has {len(ids)} ids for {n} rows")
+            if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
+                self._sorter = np.argsort(ids, kind="stable")
+
+    def lookup(self, values: Any, name: str) -> np.ndarray:
+        """Indices (int64) of ``values``; -1 where a value is not a known id."""
+        if self.ids is None:
+            arr = np.asarray(values)
+            if arr.dtype.kind not in "iu":
+                if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(
+                    arr == np.round(arr)
+                ):
+                    arr = arr.astype(np.int64)
+                elif arr.size == 0:
+                    arr = arr.astype(np.int64)
+                else:
+                    raise TypeError(
+                        f"{name} must be integer indices (the model was fitted without an id "
+                        f"map), got dtype {arr.dtype}"
+                    )
+            idx = arr.astype(np.int64, copy=False).ravel()
+            out = idx.copy()
+            out[(idx < 0) | (idx >= self.n)] = -1
+            return out
+        arr = np.asarray(values).ravel()
+        if arr.dtype == object:
+            arr = _as_id_array(arr, name)
+        if (arr.dtype.kind == "U") != (self.ids.dtype.kind == "U"):
+            kind = "strings" if self.ids.dtype.kind == "U" else "integers"
+            raise TypeError(f"{name} must be {kind} like the ids the model was fitted on")
+        if self._sorter is None:
+            pos = np.searchsorted(self.ids, arr)
+            pos_c = np.minimum(pos, max(self.n - 1, 0))
+            ok = (pos < self.n) & (self.ids[pos_c] == arr) if self.n else np.zeros(len(arr), bool)
+            return np.where(ok, pos_c, -1).astype(np.int64)
+        sorted_ids = self.ids[self._sorter]
+        pos = np.searchsorted(sorted_ids, arr)
+        pos_c = np.minimum(pos, max(self.n - 1, 0))
+        ok = (pos < self.n) & (sorted_ids[pos_c] == arr) if self.n else np.zeros(len(arr), bool)
+        return np.where(ok, self._sorter[pos_c], -1).astype(np.int64)
+
+    def original(self, index: np.ndarray) -> np.ndarray:
+        return np.asarray(index) if self.ids is None else self.ids[index]
+
+    def same_as(self, other: IdMap) -> bool:
+        if self.n != other.n:
+            return False
+        if self.ids is None or other.ids is None:
+            return self.ids is None and other.ids is None
+        return self.ids.dtype.kind == other.ids.dtype.kind and bool(
+            np.array_equal(self.ids, other.ids)
+        )
+
+
+class Ratings:
+    """Explicit ratings of ``n_users x n_items`` in CSR form (immutable).
+
+    Build one with :meth:`from_scipy`, :meth:`from_dense`, :meth:`from_triplets`,
+    :meth:`from_dataframe`, or let :func:`as_ratings` pick. Missing ratings are simply
+    not stored; a stored rating may be any finite number (0 included).
+    """
+
+    __slots__ = (
+        "indptr",
+        "indices",
+        "values",
+        "shape",
+        "user_ids",
+        "item_ids",
+        "timestamps",
+        "_csc",
+        "_user_index",
+    )
+
+    def __init__(
+        self,
+        indptr: Any,
+        indices: Any,
+        values: Any,
+        shape: tuple[int, int],
+        *,
+        user_ids: Any = None,
+        item_ids: Any = None,
+        timestamps: Any = None,
+        check: bool = True,
+    ) -> None:
+        n_users, n_items = (int(shape[0]), int(shape[1]))
+        if n_users < 0 or n_items < 0:
+            raise ValueError(f"shape must be non-negative, got {shape}")
+        if n_items > _INT32_MAX or n_users > _INT32_MAX:
+            raise ValueError(f"shape {shape} is too large: at most 2**31-1 users and items")
+        indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+        indices_in = np.asarray(indices)
+        values_in = np.asarray(values)
+        if check:
+            if indptr.ndim != 1 or len(indptr) != n_users + 1:
+                raise ValueError(f"indptr must have n_users + 1 = {n_users + 1} entries")
+            if indices_in.ndim != 1 or values_in.ndim != 1 or len(indices_in) != len(values_in):
+                raise ValueError("indices and values must be 1-d arrays of the same length")
+            if indptr[0] != 0 or indptr[-1] != len(indices_in) or np.any(np.diff(indptr) < 0):
+                raise ValueError("indptr must start at 0, end at nnz and never decrease")
+            if indices_in.dtype.kind not in "iu":
+                raise TypeError(f"indices must be integers, got dtype {indices_in.dtype}")
+            if values_in.dtype.kind not in "iuf":
+                raise TypeError(f"ratings must be numbers, got dtype {values_in.dtype}")
+        indices = np.ascontiguousarray(indices_in, dtype=np.int32) if check else indices_in
+        values = np.ascontiguousarray(values_in, dtype=np.float32) if check else values_in
+        if check:
+            if len(indices) and (indices_in.min() < 0 or indices_in.max() >= n_items):
+                raise ValueError(
+                    f"item indices must lie in [0, {n_items}); got values from "
+                    f"{indices_in.min()} to {indices_in.max()}"
+                )
+            _check_finite_ratings(values_in, "ratings")
+            if not np.all(np.isfinite(values)):
+                raise ValueError("ratings overflow float32; rescale them")
+            if len(indices) > 1:
+                same_row = np.repeat(np.arange(n_users), np.diff(indptr))
+                step = np.diff(indices.astype(np.int64))
+                within = same_row[1:] == same_row[:-1]
+                if np.any(within & (step < 0)):
+                    raise ValueError("item indices must be sorted within each user row")
+                dup = within & (step == 0)
+                if np.any(dup):
+                    j = int(np.flatnonzero(dup)[0])
+                    raise ValueError(
+                        f"duplicate (user, item) pair at user index {same_row[j]}, item index "
+                        f"{indices[j]}; use duplicates='mean'|'last'|'sum' when building"
+                    )
+        self.indptr = _readonly(indptr)
+        self.indices = _readonly(indices)
+        self.values = _readonly(values)
+        self.shape = (n_users, n_items)
+        self.user_ids = None if user_ids is None else _readonly(_as_id_array(user_ids, "user_ids"))
+        self.item_ids = None if item_ids is None else _readonly(_as_id_array(item_ids, "item_ids"))
+        if self.user_ids is not None and len(self.user_ids) != n_users:
+            raise ValueError(f"user_ids has {len(self.user_ids)} entries for {n_users} users")
+        if self.item_ids is not None and len(self.item_ids) != n_items:
+            raise ValueError(f"item_ids has {len(self.item_ids)} entries for {n_items} items")
+        if timestamps is not None:
+            ts = np.ascontiguousarray(timestamps, dtype=np.int64)
+            if ts.shape != values.shape:
+                raise ValueError("timestamps must have one entry per rating")
+            self.timestamps: np.ndarray | None = _readonly(ts)
+        else:
+            self.timestamps = None
+        self._csc: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._user_index: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_scipy(cls, X: Any, *, duplicates: Duplicates = "error") -> Ratings:
+        """From a scipy sparse array or matrix of any format. Stored entries are ratings
+        (explicit zeros included); entries not stored are missing."""
+        if not sp.issparse(X):
+            raise TypeError(f"expected a scipy sparse array or matrix, got {type(X).__name__}")
+        if X.ndim != 2:
+            raise ValueError(f"ratings must be two-dimensional, got {X.ndim} dimensions")
+        coo = X.tocoo()
+        return cls.from_triplets(
+            coo.row, coo.col, coo.data, shape=X.shape, map_ids=False, duplicates=duplicates
+        )
+
+    @classmethod
+    def from_dense(cls, A: Any, *, missing: float | None = np.nan) -> Ratings:
+        """From a dense 2-d array; cells equal to ``missing`` (NaN by default; 0 and -1 are
+        common markers) are not ratings. ``missing=None``: every cell is a rating."""
+        arr = np.asarray(A)
+        if arr.ndim != 2:
+            raise ValueError(f"a dense rating matrix must be 2-d, got shape {arr.shape}")
+        if arr.dtype.kind not in "iuf":
+            raise TypeError(f"a dense rating matrix must hold numbers, got dtype {arr.dtype}")
+        if missing is None:
+            mask = np.ones(arr.shape, dtype=bool)
+        elif isinstance(missing, float) and np.isnan(missing):
+            mask = ~np.isnan(arr) if arr.dtype.kind == "f" else np.ones(arr.shape, dtype=bool)
+        else:
+            mask = arr != missing
+        rows, cols = np.nonzero(mask)
+        vals = arr[rows, cols]
+        if vals.dtype.kind == "f" and not np.all(np.isfinite(vals)):
+            bad = np.flatnonzero(~np.isfinite(vals))[0]
+            raise ValueError(
+                f"the rating matrix has a non-finite value at ({rows[bad]}, {cols[bad]}); "
+                f"mark missing cells with missing= (currently {missing!r})"
+            )
+        return cls.from_triplets(rows, cols, vals, shape=arr.shape, map_ids=False)
+
+    @classmethod
+    def from_triplets(
+        cls,
+        users: Any,
+        items: Any,
+        ratings: Any,
+        *,
+        shape: tuple[int, int] | None = None,
+        map_ids: bool = True,
+        duplicates: Duplicates = "error",
+        timestamps: Any = None,
+    ) -> Ratings:
+        """From parallel arrays of user ids, item ids and ratings.
+
+        ``map_ids=True`` (default): ids may be any integers or strings; they are mapped to
+        contiguous indices in sorted id order and kept as ``user_ids`` / ``item_ids``.
+        ``map_ids=False``: ids are already indices in ``[0, shape)``.
+        ``duplicates``: what to do with repeated (user, item) pairs: ``'error'`` (default),
+        keep the ``'mean'``, the ``'last'`` (in input order) or the ``'sum'``.
+        """
+        if duplicates not in _DUPLICATE_CHOICES:
+            raise ValueError(f"duplicates must be one of {_DUPLICATE_CHOICES}, got {duplicates!r}")
+        u = np.asarray(users)
+        i = np.asarray(items)
+        r = np.asarray(ratings)
+        for name, a in (("users", u), ("items", i), ("ratings", r)):
+            if a.ndim != 1:
+                raise ValueError(f"{name} must be one-dimensional, got shape {a.shape}")
+        if not (len(u) == len(i) == len(r)):
+            raise ValueError(
+                f"users, items and ratings must have the same length; got {len(u)}, {len(i)} "
+                f"and {len(r)}"
+            )
+        if len(r) == 0:
+            raise ValueError("no ratings: the data is empty")
+        if r.dtype.kind not in "iuf":
+            raise TypeError(f"ratings must be numbers, got dtype {r.dtype}")
+        _check_finite_ratings(r, "ratings")
+        ts = None
+        if timestamps is not None:
+            ts = np.asarray(timestamps)
+            if ts.shape != r.shape:
+                raise ValueError("timestamps must have one entry per rating")
+            if ts.dtype.kind not in "iu":
+                if np.issubdtype(ts.dtype, np.datetime64):
+                    ts = ts.astype("datetime64[s]").astype(np.int64)
+                else:
+                    raise TypeError(f"timestamps must be integers, got dtype {ts.dtype}")
+        user_ids = item_ids = None
+        if map_ids:
+            user_ids, u_idx = np.unique(_as_id_array(u, "users"), return_inverse=True)
+            item_ids, i_idx = np.unique(_as_id_array(i, "items"), return_inverse=True)
+            n_users, n_items = len(user_ids), len(item_ids)
+            if shape is not None and tuple(shape) != (n_users, n_items):
+                raise ValueError("shape cannot be combined with map_ids=True")
+        else:
+            u_idx = _check_index(u, "users", None if shape is None else shape[0])
+            i_idx = _check_index(i, "items", None if shape is None else shape[1])
+            if shape is None:
+                shape = (int(u_idx.max()) + 1, int(i_idx.max()) + 1)
+            n_users, n_items = int(shape[0]), int(shape[1])
+        if n_items > _INT32_MAX or n_users > _INT32_MAX:
+            raise ValueError("at most 2**31-1 users and items are supported")
+        u_idx = u_idx.astype(np.int64, copy=False).ravel()
+        i_idx = i_idx.astype(np.int64, copy=False).ravel()
+        order = np.lexsort((i_idx, u_idx))
+        u_s, i_s, r_s = u_idx[order], i_idx[order], r[order]
+        ts_s = None if ts is None else ts[order]
+        if len(order) > 1:
+            same = (u_s[1:] == u_s[:-1]) & (i_s[1:] == i_s[:-1])
+            if np.any(same):
+                if duplicates == "error":
+                    j = int(np.flatnonzero(same)[0])
+                    uo = user_ids[u_s[j]] if user_ids is not None else u_s[j]
+                    io = item_ids[i_s[j]] if item_ids is not None else i_s[j]
+                    raise ValueError(
+                        f"duplicate rating for user {uo!r}, item {io!r} ({int(same.sum())} "
+                        f"duplicate pairs in all); pass duplicates='mean', 'last' or 'sum' "
+                        f"to combine them"
+                    )
+                start = np.concatenate(([True], ~same))
+                group = np.cumsum(start) - 1
+                first = np.flatnonzero(start)
+                last = np.concatenate((first[1:], [len(order)])) - 1
+                if duplicates == "last":
+                    r_s = r_s[last]
+                    ts_s = None if ts_s is None else ts_s[last]
+                else:
+                    sums = np.bincount(group, weights=r_s.astype(np.float64))
+                    if duplicates == "mean":
+                        sums /= np.bincount(group)
+                    r_s = sums
+                    ts_s = None if ts_s is None else ts_s[last]
+                u_s, i_s = u_s[first], i_s[first]
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(u_s, minlength=n_users), out=indptr[1:])
+        values = np.asarray(r_s, dtype=np.float32)
+        if not np.all(np.isfinite(values)):
+            raise ValueError("ratings overflow float32 (after combining duplicates); rescale them")
+        return cls(
+            indptr,
+            i_s.astype(np.int32),
+            values,
+            (n_users, n_items),
+            user_ids=user_ids,
+            item_ids=item_ids,
+            timestamps=ts_s,
+            check=False,
+        )
+
+    @classmethod
+    def from_dataframe(
+        cls,
+        df: Any,
+        user_col: str = "user",
+        item_col: str = "item",
+        rating_col: str = "rating",
+        *,
+        timestamp_col: str | None = None,
+        duplicates: Duplicates = "error",
+    ) -> Ratings:
+        """From a pandas DataFrame with named user, item and rating columns (ids are mapped)."""
+        missing_cols = [c for c in (user_col, item_col, rating_col) if c not in df.columns]
+        if missing_cols:
+            raise ValueError(
+                f"DataFrame has no column(s) {missing_cols}; it has {list(df.columns)}. "
+                f"Name them with user_col=, item_col=, rating_col="
+            )
+        users = _column(df[user_col], user_col)
+        items = _column(df[item_col], item_col)
+        ts = None if timestamp_col is None else df[timestamp_col].to_numpy()
+        return cls.from_triplets(
+            users,
+            items,
+            df[rating_col].to_numpy(dtype=np.float64),
+            duplicates=duplicates,
+            timestamps=ts,
+        )
+
+    # ------------------------------------------------------------------ views
+    @property
+    def n_users(self) -> int:
+        return self.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.shape[1]
+
+    @property
+    def nnz(self) -> int:
+        return len(self.values)
+
+    def __len__(self) -> int:
+        return self.nnz
+
+    def __repr__(self) -> str:
+        return (
+            f"Ratings({self.n_users} users x {self.n_items} items, {self.nnz} ratings"
+            f"{', with ids' if self.user_ids is not None else ''}"
+            f"{', with timestamps' if self.timestamps is not None else ''})"
+        )
+
+    @property
+    def user_map(self) -> IdMap:
+        return IdMap(self.user_ids, self.n_users)
+
+    @property
+    def item_map(self) -> IdMap:
+        return IdMap(self.item_ids, self.n_items)
+
+    def user_index(self) -> np.ndarray:
+        """The user index of every rating (int32, CSR order); built once and cached."""
+        if self._user_index is None:
+            counts = np.diff(self.indptr)
+            self._user_index = _readonly(
+                np.repeat(np.arange(self.n_users, dtype=np.int32), counts)
+            )
+        return self._user_index
+
+    def user_counts(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def item_counts(self) -> np.ndarray:
+        return np.bincount(self.indices, minlength=self.n_items)
+
+    def csc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The same ratings by item: ``(indptr int64, user indices int32, values float32,
+        position of each entry in CSR order int64)``; built once and cached."""
+        if self._csc is None:
+            order = np.argsort(self.indices, kind="stable")
+            indptr = np.zeros(self.n_items + 1, dtype=np.int64)
+            np.cumsum(np.bincount(self.indices, minlength=self.n_items), out=indptr[1:])
+            users = self.user_index()[order]
+            vals = self.values[order]
+            self._csc = (_readonly(indptr), _readonly(users), _readonly(vals), _readonly(order))
+        return self._csc
+
+    def to_scipy(self) -> sp.csr_array:
+        """A scipy ``csr_array`` sharing the index and value arrays."""
+        return sp.csr_array((self.values, self.indices, self.indptr), shape=self.shape)
+
+    def to_triplets(self, original_ids: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(users, items, ratings) in CSR order; indices, or original ids when asked."""
+        u = self.user_index()
+        i = self.indices
+        if original_ids:
+            return self.user_map.original(u), self.item_map.original(i), self.values
+        return u, i, self.values
+
+    def subset(self, mask_or_index: Any) -> Ratings:
+        """The ratings selected by a boolean mask or positions (CSR order), with the same
+        shape and id maps (users or items left without ratings keep their place)."""
+        sel = np.asarray(mask_or_index)
+        if sel.dtype == bool:
+            if sel.shape != (self.nnz,):
+                raise ValueError(f"mask must have one entry per rating ({self.nnz})")
+            pos = np.flatnonzero(sel)
+        else:
+            pos = np.sort(sel.astype(np.int64))
+        counts = np.bincount(self.user_index()[pos], minlength=self.n_users)
+        indptr = np.zeros(self.n_users + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        return Ratings(
+            indptr,
+            self.indices[pos],
+            self.values[pos],
+            self.shape,
+            user_ids=self.user_ids,
+            item_ids=self.item_ids,
+            timestamps=None if self.timestamps is None else self.timestamps[pos],
+            check=False,
+        )
+
+
+def _column(col: Any, name: str) -> np.ndarray:
+    arr = col.to_numpy()
+    if arr.dtype == object or str(col.dtype) in ("string", "category"):
+        arr = col.astype(str).to_numpy(dtype=str)
+    if col.isna().any():
+        raise ValueError(f"column {name!r} has missing ids (NaN/None); drop those rows first")
+    return arr
+
+
+def _check_finite_ratings(r: np.ndarray, name: str) -> None:
+    if r.dtype.kind == "f" and r.size and not np.all(np.isfinite(r)):
+        bad = np.flatnonzero(~np.isfinite(r))
+        raise ValueError(
+            f"{name} contain {len(bad)} NaN or inf value(s), first at position {bad[0]}; "
+            f"drop missing ratings instead of storing them"
+        )
+
+
+def _check_index(a: np.ndarray, name: str, bound: int | None) -> np.ndarray:
+    if a.dtype.kind not in "iu":
+        if a.dtype.kind == "f" and (a.size == 0 or np.all(a == np.round(a))):
+            a = a.astype(np.int64)
+        else:
+            raise TypeError(
+                f"{name} must be integer indices with map_ids=False, got dtype {a.dtype}; "
+                f"use map_ids=True for arbitrary ids"
+            )
+    if a.size and a.min() < 0:
+        raise ValueError(f"{name} has negative index {a.min()}; indices must be >= 0")
+    if bound is not None and a.size and a.max() >= bound:
+        raise ValueError(
+            f"{name} has index {a.max()} out of range for {bound} rows/columns; "
+            f"enlarge shape= or fix the ids"
+        )
+    return a
+
+
+def as_ratings(
+    data: Any,
+    *,
+    missing: float | None = np.nan,
+    duplicates: Duplicates = "error",
+) -> Ratings:
+    """Turn ``data`` into :class:`Ratings`.
+
+    Accepts a :class:`Ratings`; a scipy sparse array or matrix (stored entries are ratings);
+    a dense 2-d ndarray (cells equal to ``missing`` are not ratings); a ``(users, items,
+    ratings)`` tuple of arrays of arbitrary ids; or a pandas DataFrame with columns
+    ``user``, ``item``, ``rating`` (use :meth:`Ratings.from_dataframe` for other names).
+    """
+    if isinstance(data, Ratings):
+        return data
+    if sp.issparse(data):
+        return Ratings.from_scipy(data, duplicates=duplicates)
+    if type(data).__module__.startswith("pandas") and hasattr(data, "columns"):
+        return Ratings.from_dataframe(data, duplicates=duplicates)
+    if isinstance(data, np.ndarray):
+        if data.ndim == 2:
+            return Ratings.from_dense(data, missing=missing)
+        raise ValueError(
+            f"a rating array must be 2-d (users x items), got shape {data.shape}; for "
+            f"triplets pass a tuple (users, items, ratings)"
+        )
+    if isinstance(data, tuple) and len(data) == 3:
+        return Ratings.from_triplets(data[0], data[1], data[2], duplicates=duplicates)
+    if isinstance(data, list):
+        return Ratings.from_dense(np.asarray(data), missing=missing)
+    raise TypeError(
+        "data must be mfkit.Ratings, a scipy sparse matrix, a dense 2-d array, a "
+        f"(users, items, ratings) tuple or a pandas DataFrame; got {type(data).__name__}"
+    )
