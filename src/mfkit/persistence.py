@@ -112,11 +112,14 @@ def _refuse(path: Any, why: str) -> ValueError:
 def read_npz(path: Any, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read and verify an mfkit ``.npz``: metadata and arrays, digests checked."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
             names = list(npz.files)
             if "__meta__" not in names:
                 raise _refuse(path, f"no mfkit metadata (not an mfkit {kind} file?)")
             arrays = {name: npz[name] for name in names}
+        for name, a in arrays.items():
+            if not isinstance(a, np.ndarray):
+                raise _refuse(path, f"entry {name!r} is not a NumPy array")
     except FileNotFoundError:
         raise
     except ValueError as exc:

@@ -335,8 +335,8 @@ class Ratings:
             if np.any(same):
                 if duplicates == "error":
                     j = int(np.flatnonzero(same)[0])
-                    uo = user_ids[u_s[j]] if user_ids is not None else u_s[j]
-                    io = item_ids[i_s[j]] if item_ids is not None else i_s[j]
+                    uo = (user_ids[u_s[j]] if user_ids is not None else u_s[j]).item()
+                    io = (item_ids[i_s[j]] if item_ids is not None else i_s[j]).item()
                     raise ValueError(
                         f"duplicate rating for user {uo!r}, item {io!r} ({int(same.sum())} "
                         f"duplicate pairs in all); pass duplicates='mean', 'last' or 'sum' "

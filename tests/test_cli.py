@@ -1,0 +1,35 @@
+"""The command line: the README's main job, run small."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mfkit
+from mfkit.cli import main
+
+
+def test_train_on_synthetic_and_save(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "model.npz"
+    code = main(["train", "--preset", "ml-100k", "--epochs", "3", "--factors", "8",
+                 "--out", str(out)])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "test RMSE" in captured.out and "epoch   3/3" in captured.err
+    model = mfkit.load(out)
+    assert model.user_factors.shape == (943, 8)
+
+
+def test_python_dash_m_entry_point() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "mfkit", "train", "--preset", "toy", "--epochs", "2", "--quiet"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "test RMSE" in res.stdout
+
+
+def test_bad_arguments_exit_nonzero(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["train", "--preset", "toy", "--epochs", "2", "--test-size", "3"]) == 2
+    assert "test_size" in capsys.readouterr().err
