@@ -12,8 +12,9 @@ from mfkit.cli import main
 
 def test_train_on_synthetic_and_save(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "model.npz"
-    code = main(["train", "--preset", "ml-100k", "--epochs", "3", "--factors", "8",
-                 "--out", str(out)])
+    code = main(
+        ["train", "--preset", "ml-100k", "--epochs", "3", "--factors", "8", "--out", str(out)]
+    )
     assert code == 0
     captured = capsys.readouterr()
     assert "test RMSE" in captured.out and "epoch   3/3" in captured.err
@@ -24,7 +25,9 @@ def test_train_on_synthetic_and_save(tmp_path: Path, capsys) -> None:  # type: i
 def test_python_dash_m_entry_point() -> None:
     res = subprocess.run(
         [sys.executable, "-m", "mfkit", "train", "--preset", "toy", "--epochs", "2", "--quiet"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert res.returncode == 0, res.stderr
     assert "test RMSE" in res.stdout

@@ -74,6 +74,7 @@ def test_duplicates_error_and_policies() -> None:
 
 def test_dataframe_input() -> None:
     import pandas as pd
+
     df = pd.DataFrame({"user": ["a", "b", "a"], "item": [3, 3, 4], "rating": [1.0, 2.0, 3.0]})
     r = as_ratings(df)
     assert r.user_ids.tolist() == ["a", "b"] and r.item_ids.tolist() == [3, 4]

@@ -10,7 +10,6 @@ from mfkit import _sgd
 from mfkit.sgd import RATING_DTYPE
 
 
-
 def low_rank_matrix(n_users: int, n_items: int, rank: int, seed: int) -> np.ndarray:
     g = np.random.default_rng(seed)
     U = g.normal(size=(n_users, rank))
@@ -77,8 +76,18 @@ def test_kernel_matches_numpy_reference(biases: bool, with_prior: bool, k: int) 
         rec = np.empty(n, dtype=RATING_DTYPE)
         rec["u"], rec["i"], rec["r"] = u[order], i[order], r[order]
         sse_ref = reference_epoch(
-            u[order], i[order], r[order].astype(np.float64), *ref, mu, lr, reg, reg_b, biases,
-            P0, Q0, prior,
+            u[order],
+            i[order],
+            r[order].astype(np.float64),
+            *ref,
+            mu,
+            lr,
+            reg,
+            reg_b,
+            biases,
+            P0,
+            Q0,
+            prior,
         )
         sse, bad = _sgd.sgd_epoch(
             rec, *got, mu, lr, reg, reg_b, biases, P0, Q0, prior if with_prior else 0.0
@@ -111,8 +120,13 @@ def test_shuffle_is_a_seeded_permutation() -> None:
 def test_seed_toy_matrix_without_biases_fits_within_10_percent() -> None:
     A = np.array([[5, 3, 0, 1], [4, 0, 0, 1], [1, 1, 0, 5], [1, 0, 0, 4], [0, 1, 5, 4]], float)
     m = mfkit.SGD(
-        factors=2, epochs=5000, learning_rate=0.01, regularization=0.0, biases=False,
-        init_std=0.5, random_state=0,
+        factors=2,
+        epochs=5000,
+        learning_rate=0.01,
+        regularization=0.0,
+        biases=False,
+        init_std=0.5,
+        random_state=0,
     ).fit(mfkit.Ratings.from_dense(A, missing=0))
     rows, cols = np.nonzero(A)
     pred = m.predict(rows, cols)
@@ -152,8 +166,14 @@ def test_hidden_rank5_matrix_is_recovered() -> None:
     observed = g.random(M.shape) < 0.3
     u, i = np.nonzero(observed)
     m = mfkit.SGD(
-        factors=5, epochs=2000, learning_rate=0.02, regularization=0.0, biases=False,
-        init_std=0.1, random_state=0, dtype="float64",
+        factors=5,
+        epochs=2000,
+        learning_rate=0.02,
+        regularization=0.0,
+        biases=False,
+        init_std=0.1,
+        random_state=0,
+        dtype="float64",
     ).fit((u, i, M[u, i]))
     tu, ti = np.nonzero(~observed)
     rmse = np.sqrt(np.mean((m.predict(tu, ti) - M[tu, ti]) ** 2))
@@ -192,8 +212,9 @@ def test_float32_and_float64_both_train_and_agree_roughly() -> None:
 def test_validation_history_and_early_stopping() -> None:
     data = mfkit.datasets.synthetic("ml-100k", random_state=1)
     tr, te = mfkit.model_selection.train_test_split(data, 0.2, random_state=0)
-    m = mfkit.SGD(factors=16, epochs=200, learning_rate=0.02, regularization=0.0, patience=2,
-                  random_state=0)
+    m = mfkit.SGD(
+        factors=16, epochs=200, learning_rate=0.02, regularization=0.0, patience=2, random_state=0
+    )
     m.fit(tr, te)
     h = m.history_
     assert m.stop_reason_ == "early_stopping"
@@ -253,8 +274,14 @@ def test_warm_start_and_prior() -> None:
     np.testing.assert_array_equal(same.user_factors, P0)
     # a strong prior keeps the factors near P0; without it they drift further
     far = mfkit.SGD(factors=4, epochs=30, learning_rate=0.02, regularization=0.5, random_state=1)
-    near = mfkit.SGD(factors=4, epochs=30, learning_rate=0.02, regularization=0.0,
-                     prior_regularization=0.5, random_state=1)
+    near = mfkit.SGD(
+        factors=4,
+        epochs=30,
+        learning_rate=0.02,
+        regularization=0.0,
+        prior_regularization=0.5,
+        random_state=1,
+    )
     far.fit(data, init=(P0, Q0))
     near.fit(data, init=(P0, Q0))
     assert np.linalg.norm(near.user_factors - P0) < np.linalg.norm(far.user_factors - P0)

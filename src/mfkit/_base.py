@@ -61,6 +61,21 @@ class FactorModel:
     #: name of the step-size parameter the divergence message tells users to lower
     _step_param: ClassVar[str | None] = None
 
+    # constructor parameters every model has (set by the subclasses' __init__)
+    factors: int
+    epochs: int
+    regularization: float
+    bias_regularization: float | None
+    prior_regularization: float
+    init_std: float
+    biases: bool
+    tol: float
+    patience: int | None
+    dtype: Any
+    random_state: Any
+    n_threads: int | None
+    verbose: bool
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _MODEL_CLASSES[cls.__name__] = cls
@@ -116,9 +131,7 @@ class FactorModel:
         }
         br = self.bias_regularization
         p["bias_regularization"] = (
-            p["regularization"]
-            if br is None
-            else check_number(br, "bias_regularization", low=0)
+            p["regularization"] if br is None else check_number(br, "bias_regularization", low=0)
         )
         if self.patience is not None:
             p["patience"] = check_number(self.patience, "patience", low=1, integer=True)

@@ -3,7 +3,7 @@
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport fabs
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t
 
 from mfkit._openmp cimport MFKIT_HAVE_OPENMP, omp_get_max_threads
 from mfkit._simd cimport mf_dot_f32, mf_dot_f64

@@ -13,7 +13,7 @@ rows are accessed at random (and prefetched a few ratings ahead). For each recor
 """
 from cython cimport floating
 from libc.math cimport fabs
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, uint64_t
 
 from mfkit._common cimport bounded
 from mfkit._simd cimport (mf_dot_f32, mf_dot_f64, mf_sgd_pair_f32, mf_sgd_pair_f64,
@@ -93,7 +93,7 @@ def sgd_epoch(const Rating[::1] recs, floating[:, ::1] P, floating[:, ::1] Q,
     """
     cdef bint has_prior = P0 is not None
     cdef double sse = 0.0
-    cdef Py_ssize_t bad, t
+    cdef Py_ssize_t bad
     cdef const floating[:, ::1] P0v
     cdef const floating[:, ::1] Q0v
     if Q.shape[1] != P.shape[1]:

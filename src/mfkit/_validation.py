@@ -104,7 +104,7 @@ def check_number(
     if isinstance(value, bool) or not isinstance(value, kind):
         what = "an integer" if integer else "a real number"
         raise TypeError(f"{name} must be {what}, got {value!r}")
-    v = int(value) if integer else float(value)
+    v = int(value) if integer else float(value)  # type: ignore[call-overload]
     if not integer and not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {value!r}")
     if low is not None and (v < low or (v == low and not low_inclusive)):

@@ -85,8 +85,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     rmse = float(np.sqrt(np.mean((pred - r) ** 2)))
     mae = float(np.mean(np.abs(pred - r)))
     baseline = float(np.sqrt(np.mean((float(train.values.mean()) - r) ** 2)))
-    print(f"model        {type(model).__name__} k={args.factors} epochs={len(model.history_['epoch'])}")
-    print(f"fit time     {fit_seconds:.2f} s ({train.nnz * len(model.history_['epoch']) / max(fit_seconds, 1e-9) / 1e6:.1f} M rating updates/s)")
+    epochs = len(model.history_["epoch"])
+    rate = train.nnz * epochs / max(fit_seconds, 1e-9) / 1e6
+    print(f"model        {type(model).__name__} k={args.factors} epochs={epochs}")
+    print(f"fit time     {fit_seconds:.2f} s ({rate:.1f} M rating updates/s)")
     print(f"test RMSE    {rmse:.4f}   (global-mean baseline {baseline:.4f})")
     print(f"test MAE     {mae:.4f}")
     if args.out:

@@ -100,7 +100,7 @@ def save_model(model: FactorModel, path: Any) -> None:
     blob = np.frombuffer(json.dumps(meta, allow_nan=True).encode("utf-8"), dtype=np.uint8)
 
     def write(fh: IO[bytes]) -> None:
-        np.savez(fh, __meta__=blob, **arrays)
+        np.savez(fh, __meta__=blob, **arrays)  # type: ignore[arg-type]
 
     atomic_write(path, write)
 
@@ -188,7 +188,8 @@ def load(path: Any) -> FactorModel:
     model._params = model._check_params()
     model.n_threads_ = model._params["n_threads"]
     model.global_mean = float(meta["global_mean"])
-    model.rating_range = tuple(float(x) for x in meta["rating_range"])
+    lo, hi = (float(x) for x in meta["rating_range"])
+    model.rating_range = (lo, hi)
     model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
     model.user_ids = user_ids
     model.item_ids = item_ids

@@ -83,8 +83,11 @@ class IdMap:
         if self.ids is None:
             arr = np.asarray(values)
             if arr.dtype.kind not in "iu":
-                if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(
-                    arr == np.round(arr)
+                if (
+                    arr.dtype.kind == "f"
+                    and arr.size
+                    and np.all(np.isfinite(arr))
+                    and np.all(arr == np.round(arr))
                 ):
                     arr = arr.astype(np.int64)
                 elif arr.size == 0:
@@ -350,9 +353,9 @@ class Ratings:
                     r_s = r_s[last]
                     ts_s = None if ts_s is None else ts_s[last]
                 else:
-                    sums = np.bincount(group, weights=r_s.astype(np.float64))
+                    sums = np.bincount(group, weights=r_s.astype(np.float64)).astype(np.float64)
                     if duplicates == "mean":
-                        sums /= np.bincount(group)
+                        sums = sums / np.bincount(group)
                     r_s = sums
                     ts_s = None if ts_s is None else ts_s[last]
                 u_s, i_s = u_s[first], i_s[first]
@@ -436,9 +439,7 @@ class Ratings:
         """The user index of every rating (int32, CSR order); built once and cached."""
         if self._user_index is None:
             counts = np.diff(self.indptr)
-            self._user_index = _readonly(
-                np.repeat(np.arange(self.n_users, dtype=np.int32), counts)
-            )
+            self._user_index = _readonly(np.repeat(np.arange(self.n_users, dtype=np.int32), counts))
         return self._user_index
 
     def user_counts(self) -> np.ndarray:

@@ -12,7 +12,6 @@ from mfkit._base import FactorModel, FactorState
 from mfkit._validation import SeedLike, check_number
 from mfkit.ratings import Ratings
 
-
 #: one rating as the SGD kernels read it: user index, item index, rating (12 bytes, packed)
 RATING_DTYPE = np.dtype([("u", "<i4"), ("i", "<i4"), ("r", "<f4")])
 
