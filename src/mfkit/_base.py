@@ -204,15 +204,15 @@ class FactorModel:
         biases = bool(self.biases)
         self.global_mean = float(np.mean(X.values, dtype=np.float64)) if biases else 0.0
 
+        val = None if validation is None else self._validation_arrays(validation)
         state, prior = self._initial_state(X, init, rng, k, dtype)
-        self._prior = prior
         if params["prior_regularization"] > 0 and prior is None:
             raise ValueError(
                 "prior_regularization > 0 needs prior factors: pass init=(P0, Q0) to fit"
             )
+        self._prior = prior
         self._state = state
         self._publish(state)
-        val = None if validation is None else self._validation_arrays(validation)
         self.history_: dict[str, list[float]] = {
             "epoch": [],
             "train_rmse": [],
