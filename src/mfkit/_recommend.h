@@ -22,6 +22,12 @@
 #endif
 
 #if defined(__GNUC__)
+#define MFKIT_INLINE inline __attribute__((always_inline))
+#else
+#define MFKIT_INLINE inline
+#endif
+
+#if defined(__GNUC__)
 typedef float mf_v16f __attribute__((vector_size(16 * sizeof(float))));
 typedef double mf_v16d __attribute__((vector_size(16 * sizeof(double))));
 #define MFKIT_HAVE_VECTOR_EXT 1
@@ -38,8 +44,8 @@ static inline V mf_load_##SUF(const T *x)                                       
     return v;                                                                              \
 }                                                                                          \
                                                                                            \
-MFKIT_TOPN_CLONES static void mf_score4_##SUF(const T *p0, const T *p1, const T *p2,       \
-                                              const T *p3, const T *panel, int k, T *out)  \
+MFKIT_INLINE static void mf_score4_##SUF(const T *p0, const T *p1, const T *p2,            \
+                                         const T *p3, const T *panel, int k, T *out)       \
 {                                                                                          \
     V t0 = {0}, t1 = {0}, t2 = {0}, t3 = {0};                                              \
     /* partial sums in the order 0,4 | 1,5 | 2,6 | 3,7 to keep few vectors live */         \
@@ -77,11 +83,12 @@ MFKIT_TOPN_CLONES static void mf_score4_##SUF(const T *p0, const T *p1, const T 
 }
 MFKIT_DEFINE_SCORE4(float, mf_v16f, f32)
 MFKIT_DEFINE_SCORE4(double, mf_v16d, f64)
+
 #else
 /* Portable fallback with the same summation order, one lane at a time. */
 #define MFKIT_DEFINE_SCORE4(T, SUF)                                                         \
-static void mf_score4_##SUF(const T *p0, const T *p1, const T *p2, const T *p3,            \
-                            const T *panel, int k, T *out)                                 \
+MFKIT_INLINE static void mf_score4_##SUF(const T *p0, const T *p1, const T *p2,            \
+                                         const T *p3, const T *panel, int k, T *out)       \
 {                                                                                          \
     const T *p[4] = {p0, p1, p2, p3};                                                      \
     for (int u = 0; u < 4; u++) {                                                          \
@@ -95,6 +102,39 @@ static void mf_score4_##SUF(const T *p0, const T *p1, const T *p2, const T *p3, 
 }
 MFKIT_DEFINE_SCORE4(float, f32)
 MFKIT_DEFINE_SCORE4(double, f64)
+
 #endif
+
+/* Score 4 rows against one panel, then s[u * 16 + w] = (base[u] + add[w]) + (double)dot
+ * (the order of predict()). Returns a 4-bit mask of the rows with some s > thresh[u]
+ * (rare once a row's list is full, so the caller looks at single slots only then). The
+ * test is a plain loop: gcc's vectoriser turns compare-and-OR into vector compares. */
+#define MFKIT_DEFINE_ANY(T, SUF)                                                            \
+MFKIT_INLINE static int mf_panel_any_##SUF(const T *restrict dot,                          \
+        const double *restrict add, double base, double thresh, double *restrict s)        \
+{                                                                                          \
+    int any = 0;                                                                           \
+    for (int w = 0; w < MFKIT_PANEL; w++) {                                                \
+        double v = (base + add[w]) + (double)dot[w];                                       \
+        s[w] = v;                                                                          \
+        any |= v > thresh;                                                                 \
+    }                                                                                      \
+    return any;                                                                            \
+}                                                                                          \
+                                                                                           \
+MFKIT_TOPN_CLONES static int mf_score4_select_##SUF(const T *p0, const T *p1, const T *p2, \
+        const T *p3,                                                                       \
+        const T *panel, int k, const double *add, const double *base,                      \
+        const double *thresh, T *tile, double *s)                                          \
+{                                                                                          \
+    int m = 0;                                                                             \
+    mf_score4_##SUF(p0, p1, p2, p3, panel, k, tile);                                       \
+    for (int u = 0; u < 4; u++)                                                            \
+        m |= mf_panel_any_##SUF(tile + u * MFKIT_PANEL, add, base[u], thresh[u],           \
+                                s + u * MFKIT_PANEL) << u;                                 \
+    return m;                                                                              \
+}
+MFKIT_DEFINE_ANY(float, f32)
+MFKIT_DEFINE_ANY(double, f64)
 
 #endif /* MFKIT_RECOMMEND_H */

@@ -17,10 +17,14 @@ from libc.stdint cimport int32_t, int64_t
 
 cdef extern from "_recommend.h" nogil:
     const int MFKIT_PANEL
-    void mf_score4_f32(const float *p0, const float *p1, const float *p2, const float *p3,
-                       const float *panel, int k, float *out)
-    void mf_score4_f64(const double *p0, const double *p1, const double *p2,
-                       const double *p3, const double *panel, int k, double *out)
+    int mf_score4_select_f32(const float *p0, const float *p1, const float *p2,
+                             const float *p3, const float *panel, int k, const double *add,
+                             const double *base, const double *thresh, float *tile,
+                             double *s)
+    int mf_score4_select_f64(const double *p0, const double *p1, const double *p2,
+                             const double *p3, const double *panel, int k,
+                             const double *add, const double *base, const double *thresh,
+                             double *tile, double *s)
 
 cdef enum:
     PANEL = 16  # items per packed panel (MFKIT_PANEL)
@@ -36,13 +40,14 @@ def panel_width():
     return MFKIT_PANEL
 
 
-cdef inline void _score4(const floating *p0, const floating *p1, const floating *p2,
-                         const floating *p3, const floating *panel, int k,
-                         floating *out) noexcept nogil:
+cdef inline int _score4_select(const floating *p0, const floating *p1, const floating *p2,
+                               const floating *p3, const floating *panel, int k,
+                               const double *add, const double *base, const double *thresh,
+                               floating *tile, double *s) noexcept nogil:
     if floating is float:
-        mf_score4_f32(p0, p1, p2, p3, panel, k, out)
+        return mf_score4_select_f32(p0, p1, p2, p3, panel, k, add, base, thresh, tile, s)
     else:
-        mf_score4_f64(p0, p1, p2, p3, panel, k, out)
+        return mf_score4_select_f64(p0, p1, p2, p3, panel, k, add, base, thresh, tile, s)
 
 
 cdef inline void _insert(double *scores, int64_t *items, Py_ssize_t n, double s,
@@ -66,14 +71,16 @@ cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
                       int64_t[:, ::1] out_items, double[:, ::1] out_scores,
                       Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t chunk_panels) noexcept nogil:
     cdef floating tile[GROUP * PANEL]
-    cdef Py_ssize_t n = out_items.shape[1], n_cand = cand.shape[0]
+    cdef double s[GROUP * PANEL]
+    cdef double base[GROUP]
+    cdef double thresh[GROUP]
+    cdef Py_ssize_t n = out_items.shape[1]
     cdef Py_ssize_t n_panels = panels.shape[0]
     cdef int k = P.shape[1]
-    cdef bint has_item_add = item_add.shape[0] > 0, has_row_add = row_add.shape[0] > 0
     cdef bint has_seen = seen_row.shape[0] > 0
-    cdef Py_ssize_t c0, c1, g, pnl, uu, w, q, slot, sp, send, ng
+    cdef Py_ssize_t c0, c1, g, pnl, uu, w, q, sp, send, ng
     cdef const floating *prow[GROUP]
-    cdef double base, s, thresh
+    cdef int mask
     cdef int64_t item
     cdef double *srow
     cdef int64_t *irow
@@ -89,27 +96,27 @@ cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
             ng = min(<Py_ssize_t>GROUP, q1 - g)
             for uu in range(GROUP):
                 # a short last group repeats its last row; those scores are ignored
-                prow[uu] = &P[rows[g + min(uu, ng - 1)], 0]
+                q = g + min(uu, ng - 1)
+                prow[uu] = &P[rows[q], 0]
+                base[uu] = row_add[q]
+                thresh[uu] = out_scores[q, n - 1]
             for pnl in range(c0, c1):
-                _score4(prow[0], prow[1], prow[2], prow[3], &panels[pnl, 0], k, tile)
+                # the same sums, in the same order, as predict(): ((mu + b_u) + b_i) + p.q;
+                # padding slots have item_add = -inf and never pass
+                mask = _score4_select(prow[0], prow[1], prow[2], prow[3], &panels[pnl, 0], k,
+                                      &item_add[pnl * PANEL], base, thresh, tile, s)
+                if mask == 0:
+                    continue
                 for uu in range(ng):
+                    if not (mask & (1 << uu)):
+                        continue
                     q = g + uu
                     srow = &out_scores[q, 0]
                     irow = &out_items[q, 0]
-                    thresh = srow[n - 1]
-                    base = row_add[q] if has_row_add else 0.0
                     for w in range(PANEL):
-                        slot = pnl * PANEL + w
-                        if slot >= n_cand:
-                            break
-                        # the same sum, in the same order, as predict(): ((mu + b_u) + b_i) + p.q
-                        if has_item_add:
-                            s = (base + item_add[slot]) + <double>tile[uu * PANEL + w]
-                        else:
-                            s = base + <double>tile[uu * PANEL + w]
-                        if not (s > thresh):
+                        if not (s[uu * PANEL + w] > thresh[uu]):
                             continue
-                        item = cand[slot]
+                        item = cand[pnl * PANEL + w]
                         if has_seen and seen_row[q] >= 0:
                             sp = seen_pos[q]
                             send = seen_indptr[seen_row[q] + 1]
@@ -118,8 +125,8 @@ cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
                             seen_pos[q] = sp
                             if sp < send and seen_indices[sp] == item:
                                 continue
-                        _insert(srow, irow, n, s, item)
-                        thresh = srow[n - 1]
+                        _insert(srow, irow, n, s[uu * PANEL + w], item)
+                        thresh[uu] = srow[n - 1]
             g += GROUP
         c0 = c1
 
@@ -135,8 +142,8 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
     ``P[rows[q]]`` is query q's factor row. ``panels`` holds the candidate items' factors
     packed 16 items per row (shape ``(ceil(n_cand / 16), 16 * k)``, layout
     ``[f * 16 + w]``, zero padded) and ``cand[slot]`` the item index of each packed slot,
-    strictly increasing. Score = ``(row_add[q] + item_add[slot]) + P[rows[q]] . factors``
-    (an empty ``row_add`` / ``item_add`` adds nothing). Items listed in the CSR row
+    strictly increasing. Score = ``(row_add[q] + item_add[slot]) + P[rows[q]] . factors``;
+    ``item_add`` covers every packed slot, with -inf on the padding slots. Items listed in the CSR row
     ``seen_row[q]`` of (``seen_indptr``, ``seen_indices``) are skipped (no row: -1; empty
     ``seen_row``: nothing is skipped). On return the rows of ``out_items`` / ``out_scores``
     hold item indices / scores, best first; slots that found no candidate keep -1 / -inf.
@@ -151,7 +158,7 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
         raise ValueError("out_items and out_scores must have shape (len(rows), n)")
     if n < 1:
         raise ValueError("n must be at least 1")
-    if row_add.shape[0] not in (0, n_q) or item_add.shape[0] not in (0, cand.shape[0]):
+    if row_add.shape[0] != n_q or item_add.shape[0] != panels.shape[0] * PANEL:
         raise ValueError("row_add / item_add have the wrong length")
     if seen_row.shape[0] not in (0, n_q):
         raise ValueError("seen_row must be empty or have one entry per query")

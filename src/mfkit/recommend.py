@@ -160,13 +160,18 @@ def _topn(
         indptr = np.ascontiguousarray(seen[0], dtype=np.int64)
         indices = np.ascontiguousarray(seen[1], dtype=np.int32)
         srow = np.ascontiguousarray(seen_row, dtype=np.int64)
+    panels = pack_items(Q, cand)
+    # per-slot additive term: b_i (or 0), and -inf on the padding slots of the last panel
+    add = np.full(panels.shape[0] * _PANEL, -np.inf)
+    add[: len(cand)] = item_add if len(item_add) else 0.0
+    base = row_add if len(row_add) else np.zeros(len(rows))
     _recommend.topn(
         np.ascontiguousarray(P),
         np.ascontiguousarray(rows, dtype=np.int64),
-        pack_items(Q, cand),
+        panels,
         np.ascontiguousarray(cand, dtype=np.int64),
-        np.ascontiguousarray(item_add, dtype=np.float64),
-        np.ascontiguousarray(row_add, dtype=np.float64),
+        add,
+        np.ascontiguousarray(base, dtype=np.float64),
         indptr,
         indices,
         srow,
