@@ -43,7 +43,8 @@ def random_seen(n_users: int, n_items: int, nnz: int, seed: int) -> Ratings:
         stop = min(stop, n_users)
         c = counts[start:stop]
         u = np.repeat(np.arange(start, stop, dtype=np.int64), c)
-        keys = np.unique(u * n_items + rng.integers(0, n_items, len(u)))
+        keys = np.sort(u * n_items + rng.integers(0, n_items, len(u)))
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
         parts_u.append(keys // n_items)
         parts_i.append((keys % n_items).astype(np.int32))
         start = stop

@@ -34,6 +34,7 @@ import numpy as np
 
 from mfkit import _foldin, _recommend
 from mfkit._validation import check_choice, check_number
+from mfkit.metrics import sorted_unique
 from mfkit.ratings import as_ratings
 
 if TYPE_CHECKING:
@@ -205,7 +206,7 @@ def recommend_indices(
     if items is None:
         cand = np.arange(Q.shape[0], dtype=np.int64)
     else:
-        cand = np.unique(_lookup_known(model._item_map, items, "items", ""))
+        cand = sorted_unique(_lookup_known(model._item_map, items, "items", ""))
         if len(cand) == 0:
             raise ValueError("items is empty: give at least one candidate item")
     single = False
@@ -363,7 +364,7 @@ def fold_in(
     keep = items >= 0
     if not keep.all():
         if unknown_items == "error":
-            bad = np.unique(X.item_map.original(X.indices[~keep]))[:5]
+            bad = X.item_map.original(sorted_unique(X.indices[~keep])[:5])
             raise ValueError(
                 f"the fold-in ratings name items the model does not know (e.g. {bad.tolist()}); "
                 f"pass unknown_items='ignore' to drop those ratings"
@@ -397,10 +398,10 @@ def fold_in(
         int(model.n_threads_),
     )
     if bad_row >= 0:
-        uid = X.user_map.original(np.array([bad_row]))[0]
+        uid = X.user_map.original(np.array([bad_row])).tolist()[0]
         raise ValueError(
             f"fold_in: the ridge system of user {uid!r} is singular; the model has "
-            f"regularization={lam} — refit with regularization > 0 or give that user more "
+            f"regularization={lam}; refit with regularization > 0 or give that user more "
             f"ratings"
         )
     user_ids = X.user_map.original(np.arange(X.n_users))
