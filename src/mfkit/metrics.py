@@ -142,7 +142,8 @@ def _relevant_rows(
     counts = np.array([len(r) for r in rows], dtype=np.int64)
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    items = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+    filled = [r for r in rows if len(r)]  # an empty row is float64 and must not upcast
+    items = np.concatenate(filled) if filled else np.empty(0, dtype=np.int64)
     if items.dtype == object:
         items = items.astype(str) if all(isinstance(x, str) for x in items) else items
     return indptr, items
