@@ -85,7 +85,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--users", type=int, default=480_189)
     ap.add_argument("--items", type=int, default=17_770)
-    ap.add_argument("--nnz", type=int, default=100_480_507, help="seen ratings (scaled with --users)")
+    ap.add_argument(
+        "--nnz", type=int, default=100_480_507, help="seen ratings (scaled with --users)"
+    )
     ap.add_argument("--factors", type=int, default=64)
     ap.add_argument("-n", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None)
@@ -108,10 +110,14 @@ def main() -> None:
     if args.threads is not None:
         model.n_threads_ = args.threads
     users = np.arange(args.users)
-    print(f"machine     {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
-          f"openmp={mfkit.openmp_enabled()}, n_threads={model.n_threads_}")
-    print(f"model       {args.users} users x {args.items} items, k={args.factors} float32; "
-          f"seen {seen.nnz} ratings ({args.seen}, built in {t_data:.1f}s)")
+    print(
+        f"machine     {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, "
+        f"openmp={mfkit.openmp_enabled()}, n_threads={model.n_threads_}"
+    )
+    print(
+        f"model       {args.users} users x {args.items} items, k={args.factors} float32; "
+        f"seen {seen.nnz} ratings ({args.seen}, built in {t_data:.1f}s)"
+    )
 
     tracemalloc.start()
     t0 = time.perf_counter()
@@ -133,8 +139,12 @@ def main() -> None:
     rel_items = rng.integers(0, args.items, (mu, 10))
     rel_items = np.where(rng.random((mu, 10)) < 0.3, ids[:mu], rel_items)  # some hits
     rel = Ratings.from_triplets(
-        np.repeat(np.arange(mu), 10), rel_items.ravel(), np.ones(mu * 10),
-        shape=(mu, args.items), map_ids=False, duplicates="last",
+        np.repeat(np.arange(mu), 10),
+        rel_items.ravel(),
+        np.ones(mu * 10),
+        shape=(mu, args.items),
+        map_ids=False,
+        duplicates="last",
     )
     t0 = time.perf_counter()
     res = metrics.ranking_metrics(ids[:mu], rel, k=args.n, n_items=args.items)
@@ -142,17 +152,25 @@ def main() -> None:
 
     print()
     print(f"{'task':<44}{'seconds':>10}{'floor':>10}")
-    print(f"{'top-' + str(args.n) + ' for all users, seen excluded (mfkit)':<44}{t_rec:>10.2f}"
-          f"{'20':>10}")
+    print(
+        f"{'top-' + str(args.n) + ' for all users, seen excluded (mfkit)':<44}{t_rec:>10.2f}"
+        f"{'20':>10}"
+    )
     print(f"{'  same by NumPy/BLAS brute force (extrap.)':<44}{t_ref:>10.2f}{'':>10}")
     print(f"{'ranking metrics, ' + str(mu) + ' users':<44}{t_met:>10.3f}{'2':>10}")
     print()
-    print(f"speed-up over brute force: {t_ref / t_rec:.1f}x; lists agree with it on "
-          f"{agree * 100:.2f}% of places (ties and 1-ulp score differences aside)")
-    print(f"peak NumPy memory during recommend: {peak / 2**20:.0f} MiB (floor 2048); "
-          f"output {(ids.nbytes + scores.nbytes) / 2**20:.0f} MiB")
-    print(f"users/s: {args.users / t_rec:,.0f};  metrics: "
-          + ", ".join(f"{k} {v:.4f}" for k, v in res.items() if k != "users"))
+    print(
+        f"speed-up over brute force: {t_ref / t_rec:.1f}x; lists agree with it on "
+        f"{agree * 100:.2f}% of places (ties and 1-ulp score differences aside)"
+    )
+    print(
+        f"peak NumPy memory during recommend: {peak / 2**20:.0f} MiB (floor 2048); "
+        f"output {(ids.nbytes + scores.nbytes) / 2**20:.0f} MiB"
+    )
+    print(
+        f"users/s: {args.users / t_rec:,.0f};  metrics: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in res.items() if k != "users")
+    )
 
 
 if __name__ == "__main__":

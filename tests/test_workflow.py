@@ -71,8 +71,13 @@ def test_per_user_fraction(data: Ratings) -> None:
     want = np.minimum(np.floor(counts * 0.2 + 0.5), counts - 2).clip(0)
     np.testing.assert_array_equal(test.user_counts(), want)
     # the rule on a small fixture: 5 ratings -> 1 held out, 2 -> 0 (round(0.4) = 0), 8 -> 2
-    X = Ratings.from_dense(np.array([[1, 2, 3, 4, 5, 0, 0, 0], [1, 2, 0, 0, 0, 0, 0, 0],
-                                     [1, 2, 3, 4, 5, 1, 2, 3]], dtype=float), missing=0)
+    X = Ratings.from_dense(
+        np.array(
+            [[1, 2, 3, 4, 5, 0, 0, 0], [1, 2, 0, 0, 0, 0, 0, 0], [1, 2, 3, 4, 5, 1, 2, 3]],
+            dtype=float,
+        ),
+        missing=0,
+    )
     _, t = per_user_split(X, test_size=0.25, random_state=0)
     assert t.user_counts().tolist() == [1, 1, 2]  # round half up: 1.25->1, 0.5->1, 2->2
     with pytest.raises(ValueError, match="exactly one of test_size"):
@@ -252,7 +257,9 @@ def test_predict_unknown_modes() -> None:
 
 
 # ---------------------------------------------------------------------- CLI
-def test_cli_train_evaluate_recommend_cv(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_train_evaluate_recommend_cv(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "m.npz"
     plot = tmp_path / "curve.png"
     args = ["--preset", "toy", "--factors", "4", "--epochs", "3", "--quiet"]
@@ -271,8 +278,25 @@ def test_cli_train_evaluate_recommend_cv(tmp_path: pathlib.Path, capsys: pytest.
     lines = capsys.readouterr().out.strip().splitlines()
     items, scores = model.recommend(3, n=4)
     assert [int(line.split()[1]) for line in lines[1:]] == items.tolist()
-    assert main(["cv", "--preset", "toy", "--factors", "3", "--epochs", "2", "--folds", "3",
-                 "--quiet", "--metrics", "rmse,precision@5"]) == 0
+    assert (
+        main(
+            [
+                "cv",
+                "--preset",
+                "toy",
+                "--factors",
+                "3",
+                "--epochs",
+                "2",
+                "--folds",
+                "3",
+                "--quiet",
+                "--metrics",
+                "rmse,precision@5",
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "precision@5" in table and table.count("\n") == 6
     # a rating file goes through the loader (not part of this build)

@@ -40,8 +40,8 @@ def panel_width():
     return MFKIT_PANEL
 
 
-cdef inline int _score4_select(const floating *p0, const floating *p1, const floating *p2,
-                               const floating *p3, const floating *panel, int k,
+cdef inline int _score4_select(const floating *p0, const floating *p1,
+                               const floating *p2, const floating *p3, const floating *panel, int k,
                                const double *add, const double *base, const double *thresh,
                                floating *tile, double *s) noexcept nogil:
     if floating is float:
@@ -143,9 +143,9 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
     packed 16 items per row (shape ``(ceil(n_cand / 16), 16 * k)``, layout
     ``[f * 16 + w]``, zero padded) and ``cand[slot]`` the item index of each packed slot,
     strictly increasing. Score = ``(row_add[q] + item_add[slot]) + P[rows[q]] . factors``;
-    ``item_add`` covers every packed slot, with -inf on the padding slots. Items listed in the CSR row
-    ``seen_row[q]`` of (``seen_indptr``, ``seen_indices``) are skipped (no row: -1; empty
-    ``seen_row``: nothing is skipped). On return the rows of ``out_items`` / ``out_scores``
+    ``item_add`` covers every packed slot, with -inf on the padding slots. Items listed in
+    the CSR row ``seen_row[q]`` of (``seen_indptr``, ``seen_indices``) are skipped (no row:
+    -1; empty ``seen_row``: nothing is skipped). On return the rows of ``out_items`` / ``out_scores``
     hold item indices / scores, best first; slots that found no candidate keep -1 / -inf.
     """
     cdef Py_ssize_t n_q = rows.shape[0], n = out_items.shape[1]

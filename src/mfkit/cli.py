@@ -136,7 +136,7 @@ def _plot_history(model: FactorModel, path: str) -> None:
         ax.axvline(model.best_epoch_, color="grey", lw=0.8, ls=":", label="best epoch")
     ax.set_xlabel("epoch")
     ax.set_ylabel("error")
-    ax.set_title(f"{type(model).__name__} k={model.factors}")
+    ax.set_title(f"{type(model).__name__} k={model.get_params().get('factors')}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -195,7 +195,9 @@ def _parse_user(model: FactorModel, text: str) -> Any:
     try:
         return int(text)
     except ValueError:
-        raise SystemExit(f"mfkit recommend: --user must be an integer id for this model, got {text!r}") from None
+        raise SystemExit(
+            f"mfkit recommend: --user must be an integer id for this model, got {text!r}"
+        ) from None
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -231,7 +233,11 @@ def cmd_cv(args: argparse.Namespace) -> int:
     for j in range(args.folds):
         row = f"{j + 1:>4}" + "".join(f"{res[k][j]:>14.4f}" for k in keys)
         print(row + f"{res['fit_time'][j]:>9.2f}")
-    print(f"{'mean':>4}" + "".join(f"{res[k].mean():>14.4f}" for k in keys) + f"{res['fit_time'].mean():>9.2f}")
+    print(
+        f"{'mean':>4}"
+        + "".join(f"{res[k].mean():>14.4f}" for k in keys)
+        + f"{res['fit_time'].mean():>9.2f}"
+    )
     print(f"{'std':>4}" + "".join(f"{res[k].std():>14.4f}" for k in keys))
     return 0
 

@@ -331,7 +331,9 @@ def cross_validate(
             models.append(est)
         if verbose:
             shown = "  ".join(
-                f"{key[5:]} {vals[-1]:.4f}" for key, vals in result.items() if key.startswith("test_")
+                f"{key[5:]} {vals[-1]:.4f}"
+                for key, vals in result.items()
+                if key.startswith("test_")
             )
             print(f"fold {j + 1}/{len(folds)}  {shown}  fit {t1 - t0:.2f}s", file=sys.stderr)
     out: dict[str, Any] = {key: np.asarray(vals, dtype=np.float64) for key, vals in result.items()}

@@ -2,7 +2,8 @@
 
 Layout (format version 1): one ``.npz`` archive holding ``user_factors``, ``item_factors``,
 ``user_biases``, ``item_biases``, optionally ``user_ids`` / ``item_ids`` and ``seen_indptr`` /
-``seen_indices`` (the training ratings' CSR structure, for excluding seen items), and ``__meta__``: a
+``seen_indices`` (the training ratings' CSR structure, for excluding seen items), and
+``__meta__``: a
 UTF-8 JSON document (stored as a uint8 array) with the format name and version, the mfkit
 version, the model class, its parameters, the global mean, rating range, training history and
 a SHA-256 digest of every array. Loading uses ``allow_pickle=False``, checks the format,

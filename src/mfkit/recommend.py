@@ -247,7 +247,7 @@ def recommend_indices(
                         "seen=False); pass seen=<ratings to exclude> or exclude_seen=False"
                     )
             seen_row = rows
-    if model.biases:
+    if getattr(model, "biases", True):
         row_add = model.global_mean + bu[rows].astype(np.float64)
         item_add = state.bi[cand].astype(np.float64)
     else:
@@ -258,7 +258,9 @@ def recommend_indices(
     return idx, scores, single
 
 
-def _seen_for_rows(model: FactorModel, seen: Any, user_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _seen_for_rows(
+    model: FactorModel, seen: Any, user_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """CSR rows of ``seen`` (in model item indices) for the given user ids, in that order."""
     S = as_ratings(seen)
     users, items, _ = S.to_triplets(original_ids=True)
@@ -295,9 +297,7 @@ def recommend(
     return ids, scores
 
 
-def similar_items(
-    model: FactorModel, items: Any, n: int = 10
-) -> tuple[np.ndarray, np.ndarray]:
+def similar_items(model: FactorModel, items: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """The ``n`` items most similar to each given item by the cosine of item factors
     (the item itself excluded); see ``FactorModel.similar_items``."""
     model._check_fitted()
@@ -391,7 +391,7 @@ def fold_in(
         vals,
         lam,
         lam_b,
-        bool(model.biases),
+        bool(getattr(model, "biases", True)),
         bool(weighted),
         P_out,
         bu_out,
