@@ -145,8 +145,9 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
     strictly increasing. Score = ``(row_add[q] + item_add[slot]) + P[rows[q]] . factors``;
     ``item_add`` covers every packed slot, with -inf on the padding slots. Items listed in
     the CSR row ``seen_row[q]`` of (``seen_indptr``, ``seen_indices``) are skipped (no row:
-    -1; empty ``seen_row``: nothing is skipped). On return the rows of ``out_items`` / ``out_scores``
-    hold item indices / scores, best first; slots that found no candidate keep -1 / -inf.
+    -1; empty ``seen_row``: nothing is skipped). On return the rows of ``out_items`` /
+    ``out_scores`` hold item indices / scores, best first; slots without a candidate keep
+    -1 / -inf.
     """
     cdef Py_ssize_t n_q = rows.shape[0], n = out_items.shape[1]
     cdef Py_ssize_t k = P.shape[1], n_blocks, b, q, j, chunk_panels
