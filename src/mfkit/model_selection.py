@@ -283,8 +283,9 @@ def cross_validate(
     data : ratings
     cv : int, splitter, or iterable of (train, test), default 5
         An int means ``KFold(cv, shuffle=True, random_state=random_state)``; any object
-        with ``split(data)`` (``KFold``, or a lambda-wrapped ``per_user_split``...) or a
-        list of ``(train, test)`` pairs is used as given.
+        with a ``split(data)`` method yielding ``(train, test)`` pairs (like ``KFold``), or
+        an iterable of such pairs (e.g. ``[per_user_split(data, n_test=1, random_state=s)
+        for s in range(3)]``), is used as given.
     metrics : names, default ('rmse', 'mae')
         Any of ``rmse``, ``mae``, ``precision@k``, ``recall@k``, ``map@k``, ``ndcg@k``,
         ``hit_rate@k``, ``coverage@k`` (see :func:`mfkit.metrics.evaluate`).
