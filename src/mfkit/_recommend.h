@@ -105,10 +105,44 @@ MFKIT_DEFINE_SCORE4(double, f64)
 
 #endif
 
+/* The threshold test of one 4 x 16 tile with AVX-512 mask compares (the plain loop below
+ * vectorises poorly and would cost as much as the scoring). Same IEEE double operations
+ * as the plain loop, so the same bits; _CMP_GT_OQ is C's '>' (false on NaN). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
+    && !defined(MFKIT_NO_DISPATCH) && !defined(__OPTIMIZE_SIZE__)
+#include <immintrin.h>
+#define MFKIT_HAVE_AVX512_TEST 1
+#define MFKIT_DEFINE_ANY512(T, SUF, LOAD8)                                                  \
+__attribute__((target("avx512f"))) static inline int mf_tile_any512_##SUF(                 \
+        const T *tile, const double *add, const double *base, const double *thresh,        \
+        double *s)                                                                         \
+{                                                                                          \
+    __m512d a0 = _mm512_loadu_pd(add), a1 = _mm512_loadu_pd(add + 8);                      \
+    int m = 0;                                                                             \
+    for (int u = 0; u < 4; u++) {                                                          \
+        __m512d b = _mm512_set1_pd(base[u]), t = _mm512_set1_pd(thresh[u]);                \
+        __m512d s0 = _mm512_add_pd(_mm512_add_pd(b, a0), LOAD8(tile + u * MFKIT_PANEL));   \
+        __m512d s1 = _mm512_add_pd(_mm512_add_pd(b, a1), LOAD8(tile + u * MFKIT_PANEL + 8)); \
+        _mm512_storeu_pd(s + u * MFKIT_PANEL, s0);                                         \
+        _mm512_storeu_pd(s + u * MFKIT_PANEL + 8, s1);                                     \
+        if (_mm512_cmp_pd_mask(s0, t, _CMP_GT_OQ) | _mm512_cmp_pd_mask(s1, t, _CMP_GT_OQ))  \
+            m |= 1 << u;                                                                   \
+    }                                                                                      \
+    return m;                                                                              \
+}
+#define MFKIT_LOAD8_F32(p) _mm512_cvtps_pd(_mm256_loadu_ps(p))
+#define MFKIT_LOAD8_F64(p) _mm512_loadu_pd(p)
+MFKIT_DEFINE_ANY512(float, f32, MFKIT_LOAD8_F32)
+MFKIT_DEFINE_ANY512(double, f64, MFKIT_LOAD8_F64)
+#define MFKIT_HAVE_512() __builtin_cpu_supports("avx512f")
+#else
+#define MFKIT_HAVE_AVX512_TEST 0
+#define MFKIT_HAVE_512() 0
+#endif
+
 /* Score 4 rows against one panel, then s[u * 16 + w] = (base[u] + add[w]) + (double)dot
  * (the order of predict()). Returns a 4-bit mask of the rows with some s > thresh[u]
- * (rare once a row's list is full, so the caller looks at single slots only then). The
- * test is a plain loop: gcc's vectoriser turns compare-and-OR into vector compares. */
+ * (rare once a row's list is full, so the caller looks at single slots only then). */
 #define MFKIT_DEFINE_ANY(T, SUF)                                                            \
 MFKIT_INLINE static int mf_panel_any_##SUF(const T *restrict dot,                          \
         const double *restrict add, double base, double thresh, double *restrict s)        \
@@ -123,18 +157,29 @@ MFKIT_INLINE static int mf_panel_any_##SUF(const T *restrict dot,               
 }                                                                                          \
                                                                                            \
 MFKIT_TOPN_CLONES static int mf_score4_select_##SUF(const T *p0, const T *p1, const T *p2, \
-        const T *p3,                                                                       \
-        const T *panel, int k, const double *add, const double *base,                      \
-        const double *thresh, T *tile, double *s)                                          \
+        const T *p3, const T *panel, int k, const double *add, const double *base,         \
+        const double *thresh, int wide, T *tile, double *s)                                \
 {                                                                                          \
     int m = 0;                                                                             \
     mf_score4_##SUF(p0, p1, p2, p3, panel, k, tile);                                       \
+    if (MFKIT_HAVE_AVX512_TEST && wide)                                                    \
+        return MFKIT_ANY512_##SUF(tile, add, base, thresh, s);                             \
     for (int u = 0; u < 4; u++)                                                            \
         m |= mf_panel_any_##SUF(tile + u * MFKIT_PANEL, add, base[u], thresh[u],           \
                                 s + u * MFKIT_PANEL) << u;                                 \
     return m;                                                                              \
 }
+#if MFKIT_HAVE_AVX512_TEST
+#define MFKIT_ANY512_f32 mf_tile_any512_f32
+#define MFKIT_ANY512_f64 mf_tile_any512_f64
+#else
+#define MFKIT_ANY512_f32(...) 0
+#define MFKIT_ANY512_f64(...) 0
+#endif
 MFKIT_DEFINE_ANY(float, f32)
 MFKIT_DEFINE_ANY(double, f64)
+
+/* whether the AVX-512 threshold test may be used on this CPU (checked once per call) */
+static inline int mf_have_avx512(void) { return MFKIT_HAVE_512(); }
 
 #endif /* MFKIT_RECOMMEND_H */

@@ -19,12 +19,13 @@ cdef extern from "_recommend.h" nogil:
     const int MFKIT_PANEL
     int mf_score4_select_f32(const float *p0, const float *p1, const float *p2,
                              const float *p3, const float *panel, int k, const double *add,
-                             const double *base, const double *thresh, float *tile,
-                             double *s)
+                             const double *base, const double *thresh, int wide,
+                             float *tile, double *s)
     int mf_score4_select_f64(const double *p0, const double *p1, const double *p2,
                              const double *p3, const double *panel, int k,
                              const double *add, const double *base, const double *thresh,
-                             double *tile, double *s)
+                             int wide, double *tile, double *s)
+    int mf_have_avx512()
 
 cdef enum:
     PANEL = 16  # items per packed panel (MFKIT_PANEL)
@@ -43,11 +44,11 @@ def panel_width():
 cdef inline int _score4_select(const floating *p0, const floating *p1,
                                const floating *p2, const floating *p3, const floating *panel, int k,
                                const double *add, const double *base, const double *thresh,
-                               floating *tile, double *s) noexcept nogil:
+                               int wide, floating *tile, double *s) noexcept nogil:
     if floating is float:
-        return mf_score4_select_f32(p0, p1, p2, p3, panel, k, add, base, thresh, tile, s)
+        return mf_score4_select_f32(p0, p1, p2, p3, panel, k, add, base, thresh, wide, tile, s)
     else:
-        return mf_score4_select_f64(p0, p1, p2, p3, panel, k, add, base, thresh, tile, s)
+        return mf_score4_select_f64(p0, p1, p2, p3, panel, k, add, base, thresh, wide, tile, s)
 
 
 cdef inline void _insert(double *scores, int64_t *items, Py_ssize_t n, double s,
@@ -69,7 +70,8 @@ cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
                       const int64_t[::1] seen_indptr, const int32_t[::1] seen_indices,
                       const int64_t[::1] seen_row, int64_t[::1] seen_pos,
                       int64_t[:, ::1] out_items, double[:, ::1] out_scores,
-                      Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t chunk_panels) noexcept nogil:
+                      Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t chunk_panels,
+                      int wide) noexcept nogil:
     cdef floating tile[GROUP * PANEL]
     cdef double s[GROUP * PANEL]
     cdef double base[GROUP]
@@ -104,7 +106,7 @@ cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
                 # the same sums, in the same order, as predict(): ((mu + b_u) + b_i) + p.q;
                 # padding slots have item_add = -inf and never pass
                 mask = _score4_select(prow[0], prow[1], prow[2], prow[3], &panels[pnl, 0], k,
-                                      &item_add[pnl * PANEL], base, thresh, tile, s)
+                                      &item_add[pnl * PANEL], base, thresh, wide, tile, s)
                 if mask == 0:
                     continue
                 for uu in range(ng):
@@ -136,7 +138,8 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
          const double[::1] item_add, const double[::1] row_add,
          const int64_t[::1] seen_indptr, const int32_t[::1] seen_indices,
          const int64_t[::1] seen_row,
-         int64_t[:, ::1] out_items, double[:, ::1] out_scores, int n_threads):
+         int64_t[:, ::1] out_items, double[:, ::1] out_scores, int n_threads,
+         bint use_avx512=True):
     """The best ``n = out_items.shape[1]`` candidates for each query row.
 
     ``P[rows[q]]`` is query q's factor row. ``panels`` holds the candidate items' factors
@@ -147,10 +150,11 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
     the CSR row ``seen_row[q]`` of (``seen_indptr``, ``seen_indices``) are skipped (no row:
     -1; empty ``seen_row``: nothing is skipped). On return the rows of ``out_items`` /
     ``out_scores`` hold item indices / scores, best first; slots without a candidate keep
-    -1 / -inf.
+    -1 / -inf. ``use_avx512=False`` forces the portable threshold test (same results).
     """
     cdef Py_ssize_t n_q = rows.shape[0], n = out_items.shape[1]
     cdef Py_ssize_t k = P.shape[1], n_blocks, b, q, j, chunk_panels
+    cdef int wide
     if panels.shape[1] != PANEL * k:
         raise ValueError("panels must have 16 * k columns")
     if cand.shape[0] > panels.shape[0] * PANEL:
@@ -179,9 +183,10 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
     out_items[:, :] = -1
     out_scores[:, :] = -float("inf")
     chunk_panels = max(1, CHUNK_BYTES // (PANEL * k * sizeof(floating)))
+    wide = mf_have_avx512() if use_avx512 else 0
     n_blocks = (n_q + BLOCK_ROWS - 1) // BLOCK_ROWS
     with nogil, parallel(num_threads=n_threads):
         for b in prange(n_blocks, schedule='dynamic', chunksize=1):
             _topn_block(P, rows, panels, cand, item_add, row_add, seen_indptr, seen_indices,
                         seen_row, seen_pos, out_items, out_scores, b * BLOCK_ROWS,
-                        min((b + 1) * BLOCK_ROWS, n_q), chunk_panels)
+                        min((b + 1) * BLOCK_ROWS, n_q), chunk_panels, wide)
