@@ -442,3 +442,27 @@ def test_kernel_threshold_paths_agree(dtype: type) -> None:
         S[q, np.isin(cand, indices[3 * q : 3 * q + 3])] = -np.inf
     ref = cand[np.argsort(-S, axis=1, kind="stable")[:, :9]]
     assert (ref == out[0][0]).mean() > 0.99
+
+
+def test_fold_in_weighted_default_follows_the_model() -> None:
+    """A model with a ``weighted`` parameter (ALS-WR) folds in with that setting."""
+    X = mfkit.datasets.synthetic("toy", random_state=18)
+    m = SGD(factors=3, epochs=2, regularization=0.4, random_state=18).fit(X)
+    new = Ratings.from_triplets(np.array([1, 1, 1]), np.array([2, 5, 7]), np.array([4.0, 2, 5]))
+    plain = m.fold_in(new)
+    weighted = m.fold_in(new, weighted=True)
+    assert not np.allclose(plain.user_factors, weighted.user_factors)
+    m.weighted = True  # what mfkit.ALS(weighted=True) stores
+    np.testing.assert_array_equal(m.fold_in(new).user_factors, weighted.user_factors)
+
+
+def test_folded_users_with_seen_argument_and_empty_batch() -> None:
+    m, X = exact_model(seed=19)
+    new = Ratings.from_triplets(np.array([5, 6]), np.array([1, 2]), np.array([4.0, 2.0]))
+    f = m.fold_in(new)
+    other = Ratings.from_triplets(np.array([6, 6, 5]), np.array([3, 4, 7]), np.array([1.0] * 3))
+    ids, _ = m.recommend(f, n=m.n_items, seen=other)
+    assert not {3, 4} & set(ids[1].tolist()) and 2 in ids[1].tolist()
+    assert 7 not in ids[0].tolist() and 1 in ids[0].tolist()
+    ids, scores = m.recommend(np.array([], dtype=np.int64), n=3)
+    assert ids.shape == scores.shape == (0, 3)
