@@ -4,22 +4,25 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from mfkit import datasets, model_selection
+from mfkit import datasets, metrics, model_selection
 from mfkit._common import openmp_enabled
 from mfkit.exceptions import DivergenceError, NotFittedError
 from mfkit.persistence import load
 from mfkit.ratings import Ratings, as_ratings
+from mfkit.recommend import FoldedUsers
 from mfkit.sgd import SGD
 
 __all__ = [
     "SGD",
     "DivergenceError",
+    "FoldedUsers",
     "NotFittedError",
     "Ratings",
     "__version__",
     "as_ratings",
     "datasets",
     "load",
+    "metrics",
     "model_selection",
     "openmp_enabled",
 ]

@@ -198,6 +198,9 @@ class FactorModel:
         self.n_threads_ = params["n_threads"]
         self._user_map = X.user_map
         self._item_map = X.item_map
+        # what each user rated in training, for recommend(exclude_seen=True): references to
+        # the (read-only) training arrays, not copies
+        self._seen: tuple[np.ndarray, np.ndarray] | None = (X.indptr, X.indices)
         self.user_ids = X.user_ids
         self.item_ids = X.item_ids
         self.rating_range = (float(X.values.min()), float(X.values.max()))
@@ -376,10 +379,19 @@ class FactorModel:
         """Predicted ratings for the pairs ``(users[j], items[j])`` (float64 array).
 
         Ids are the original ids of the training data (indices when it had none).
-        ``unknown``: what to do with an id not seen in training: ``'error'`` (default) raises
-        ``ValueError``; ``'baseline'`` predicts the global mean plus whatever bias is known;
-        ``'nan'`` returns NaN. A user or item that is in the id map but had no training
-        ratings always gets the baseline. ``clip=True`` clips to the training rating range.
+
+        ``unknown`` says what to do with an id not seen in training:
+
+        * ``'error'`` (default): raise ``ValueError`` naming the ids;
+        * ``'baseline'``: predict the global mean plus whatever bias is known, i.e.
+          ``mu + b_i`` for an unknown user and a known item, ``mu + b_u`` for a known user
+          and an unknown item, ``mu`` when both are unknown (0 with ``biases=False``); the
+          factor term is left out;
+        * ``'nan'``: return NaN for those pairs.
+
+        A user or item that is in the id map but had no training ratings has zero factors
+        and biases, so it always gets the baseline. ``clip=True`` clips to the training
+        rating range. New users can be folded in with :meth:`fold_in` instead.
         """
         self._check_fitted()
         check_choice(unknown, "unknown", UNKNOWN_CHOICES)
@@ -408,12 +420,107 @@ class FactorModel:
             np.clip(out, *self.rating_range, out=out)
         return out[0] if scalar else out
 
+    # ------------------------------------------------------------------ recommendation
+    def recommend(
+        self,
+        users: Any,
+        n: int = 10,
+        exclude_seen: bool = True,
+        items: Any = None,
+        *,
+        seen: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` highest-scoring items for one user or a batch of users.
+
+        Parameters
+        ----------
+        users : id, sequence of ids, or FoldedUsers
+            Original user ids of the training data (indices when it had none), or the
+            result of :meth:`fold_in` for users not seen in training.
+        n : int, default 10
+            Length of each list (at most the number of candidate items).
+        exclude_seen : bool, default True
+            Leave out the items each user rated in training (the model keeps a reference
+            to the training matrix; for folded users, their folded ratings).
+        items : sequence of item ids, optional
+            Restrict the candidates to these items (default: all items).
+        seen : ratings, optional
+            Items to exclude instead of the training ratings (same ids as the model).
+
+        Returns
+        -------
+        (item_ids, scores)
+            For one user: two 1-d arrays of length n; for a batch: two ``(len(users), n)``
+            arrays. Scores are the predicted ratings, equal bit for bit to
+            :meth:`predict`; best first; ties go to the lower internal item index. Places
+            left empty (fewer than n candidates) have score NaN and id -1 (``''`` for
+            string ids).
+
+        Scoring runs in a parallel kernel (``n_threads``) over blocks of users, with a
+        partial selection: memory use is O(len(users) * n), not users x items.
+        """
+        from mfkit.recommend import recommend
+
+        return recommend(self, users, n, exclude_seen, items, seen=seen)
+
+    def similar_items(self, items: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` items most similar to each of ``items`` by the cosine of their factors
+        ``q_i . q_j / (|q_i| |q_j|)`` (an item with zero factors has similarity 0 to all),
+        the item itself excluded. Returns ``(item_ids, similarities)`` like
+        :meth:`recommend`, with the same tie rule."""
+        from mfkit.recommend import similar_items
+
+        return similar_items(self, items, n)
+
+    def fold_in(
+        self, data: Any, *, weighted: bool | None = None, unknown_items: str = "error"
+    ) -> Any:
+        r"""Factors and biases for users not seen in training, without refitting.
+
+        Each new user's row is the exact minimiser of the model's regularised squared
+        error with the item factors and biases held fixed (the ALS user half-step). With
+        biases, :math:`x = [p_u, b_u]`, :math:`a_i = [q_i, 1]`:
+
+        .. math:: \Big(\sum_{i \in I_u} a_i a_i^\top + \mathrm{diag}(\lambda, \ldots,
+                  \lambda, \lambda_b)\Big) x = \sum_{i \in I_u} (r_{ui} - \mu - b_i)\, a_i
+
+        without biases :math:`(Q_u^\top Q_u + \lambda I) p_u = Q_u^\top r_u`. :math:`\lambda`
+        is ``regularization`` and :math:`\lambda_b` ``bias_regularization``; with
+        ``weighted=True`` both are multiplied by the user's rating count :math:`|I_u|`
+        (ALS-WR, Zhou et al. 2008). Solved in float64 by Cholesky, in parallel over users.
+
+        Parameters
+        ----------
+        data : ratings (anything :func:`mfkit.as_ratings` accepts)
+            The new users' ratings. Item ids are mapped to the model's items; a container
+            without item ids is read as the model's item indices.
+        weighted : bool or None, default None
+            Scale the regularization by each user's rating count. None: the model's own
+            ``weighted`` parameter when it has one (ALS), else False. (SGD's per-rating
+            regularization corresponds to ``weighted=True``.)
+        unknown_items : 'error' (default) or 'ignore'
+            Ratings of items the model does not know raise ``ValueError`` or are dropped.
+
+        Returns
+        -------
+        FoldedUsers
+            ``user_factors``, ``user_biases``, ``user_ids``; pass it to :meth:`recommend`.
+            A user without (known) ratings gets zero factors and bias.
+        """
+        from mfkit.recommend import fold_in
+
+        return fold_in(self, data, weighted=weighted, unknown_items=unknown_items)
+
     # ------------------------------------------------------------------ persistence
-    def save(self, path: Any) -> None:
-        """Write the fitted model to ``path`` as a portable ``.npz`` (no pickle); atomic."""
+    def save(self, path: Any, *, seen: bool = True) -> None:
+        """Write the fitted model to ``path`` as a portable ``.npz`` (no pickle); atomic.
+
+        ``seen=True`` also stores which items each user rated in training (what
+        ``recommend(exclude_seen=True)`` needs; 4 bytes per rating); ``seen=False`` leaves
+        them out for a smaller file."""
         from mfkit.persistence import save_model
 
-        save_model(self, path)
+        save_model(self, path, seen=seen)
 
     @property
     def n_users(self) -> int:

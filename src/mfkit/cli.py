@@ -2,7 +2,10 @@
 
 ``mfkit train`` fits a model on the built-in synthetic set (or, with the loaders, on a rating
 file), holds out a seeded test split, shows per-epoch progress on stderr and prints the final
-test RMSE and MAE on stdout.
+test RMSE and MAE on stdout (``--plot FILE`` draws the per-epoch curves).
+``mfkit evaluate MODEL [DATA]`` prints rating and ranking metrics of a saved model,
+``mfkit recommend MODEL --user ID -n 10`` a user's top-N list, and ``mfkit cv [FILE]`` a
+k-fold cross-validation table.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def _log(msg: str) -> None:
 def _load_data(args: argparse.Namespace) -> Ratings:
     if args.file is not None:
         raise SystemExit(
-            f"mfkit train: reading rating files is not available in this build of mfkit; "
+            f"mfkit {args.command}: reading rating files is not available in this build of mfkit; "
             f"train on a built-in synthetic set with --preset instead of {args.file!r}"
         )
     t0 = time.perf_counter()
@@ -59,6 +62,8 @@ def _build_model(args: argparse.Namespace) -> FactorModel:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.plot:
+        _require_matplotlib()  # fail before training, not after
     data = _load_data(args)
     train, test = train_test_split(data, args.test_size, random_state=args.seed)
     _log(f"split: {train.nnz} training and {test.nnz} test ratings (seed {args.seed})")
@@ -94,7 +99,169 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out:
         model.save(args.out)
         print(f"saved        {args.out}")
+    if args.plot:
+        _plot_history(model, args.plot)
+        print(f"plot         {args.plot}")
     return 0
+
+
+# ---------------------------------------------------------------------- plots
+def _require_matplotlib() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit(
+            "mfkit: --plot needs matplotlib, which is not installed; install it with "
+            "'pip install matplotlib' (or mfkit[plot])"
+        ) from None
+    return plt
+
+
+def _plot_history(model: FactorModel, path: str) -> None:
+    """Per-epoch training and validation RMSE (and validation MAE) as an image; the format
+    follows the file extension (png, pdf, svg, ...). Written atomically."""
+    import os
+
+    from mfkit.persistence import atomic_write
+
+    plt = _require_matplotlib()
+    h = model.history_
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.plot(h["epoch"], h["train_rmse"], marker="o", ms=3, label="train RMSE")
+    if any(np.isfinite(h["val_rmse"])):
+        ax.plot(h["epoch"], h["val_rmse"], marker="o", ms=3, label="validation RMSE")
+        ax.plot(h["epoch"], h["val_mae"], ls="--", label="validation MAE")
+    if model.best_epoch_ is not None:
+        ax.axvline(model.best_epoch_, color="grey", lw=0.8, ls=":", label="best epoch")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("error")
+    ax.set_title(f"{type(model).__name__} k={model.get_params().get('factors')}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    try:
+        atomic_write(path, lambda fh: fig.savefig(fh, format=fmt))
+    finally:
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------------- evaluate / recommend / cv
+def _load_model(path: str) -> FactorModel:
+    try:
+        return mfkit.load(path)
+    except FileNotFoundError:
+        raise SystemExit(f"mfkit: model file {path!r} does not exist") from None
+
+
+def _metric_list(text: str) -> list[str]:
+    from mfkit.metrics import parse_metric
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    for m in names:
+        parse_metric(m)
+    return names
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mfkit.metrics import evaluate
+
+    model = _load_model(args.model)
+    args.file = args.data
+    data = _load_data(args)
+    if args.data is None:
+        # the held-out part of the same seeded split `mfkit train` made
+        _, data = train_test_split(data, args.test_size, random_state=args.seed)
+        _log(f"evaluating on the test split (test size {args.test_size}, seed {args.seed})")
+    metrics = _metric_list(args.metrics)
+    t0 = time.perf_counter()
+    res = evaluate(
+        model, data, metrics, threshold=args.threshold, exclude_seen=not args.include_seen
+    )
+    _log(f"scored {data.nnz} ratings in {time.perf_counter() - t0:.2f}s")
+    for name in metrics:
+        key = name if "@" in name or name in ("rmse", "mae") else f"{name}@10"
+        print(f"{key:<14}{res[key]:.4f}")
+    if "ranking_users" in res:
+        print(f"{'users':<14}{int(res['ranking_users'])}")
+    return 0
+
+
+def _parse_user(model: FactorModel, text: str) -> Any:
+    ids = model.user_ids
+    if ids is not None and ids.dtype.kind == "U":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise SystemExit(
+            f"mfkit recommend: --user must be an integer id for this model, got {text!r}"
+        ) from None
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    user = _parse_user(model, args.user)
+    items, scores = model.recommend(user, n=args.n, exclude_seen=not args.include_seen)
+    print(f"{'rank':>4}  {'item':>12}  {'score':>8}")
+    for r, (item, score) in enumerate(zip(items, scores, strict=True), start=1):
+        if np.isnan(score):
+            break
+        print(f"{r:>4}  {item!s:>12}  {score:8.4f}")
+    return 0
+
+
+def cmd_cv(args: argparse.Namespace) -> int:
+    from mfkit.model_selection import KFold, cross_validate
+
+    data = _load_data(args)
+    model = _build_model(args)
+    metrics = _metric_list(args.metrics)
+    _log(f"model: {model!r}; {args.folds}-fold cross-validation (seed {args.seed})")
+    res = cross_validate(
+        model,
+        data,
+        KFold(args.folds, random_state=args.seed),
+        metrics,
+        threshold=args.threshold,
+        verbose=not args.quiet,
+    )
+    keys = [k for k in res if k.startswith("test_")]
+    header = f"{'fold':>4}" + "".join(f"{k[5:]:>14}" for k in keys) + f"{'fit s':>9}"
+    print(header)
+    for j in range(args.folds):
+        row = f"{j + 1:>4}" + "".join(f"{res[k][j]:>14.4f}" for k in keys)
+        print(row + f"{res['fit_time'][j]:>9.2f}")
+    print(
+        f"{'mean':>4}"
+        + "".join(f"{res[k].mean():>14.4f}" for k in keys)
+        + f"{res['fit_time'].mean():>9.2f}"
+    )
+    print(f"{'std':>4}" + "".join(f"{res[k].std():>14.4f}" for k in keys))
+    return 0
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="sgd", choices=sorted(_models()))
+    p.add_argument("--factors", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--regularization", type=float, default=None)
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--preset",
+        default="ml-1m",
+        choices=sorted(PRESETS),
+        help="synthetic data set shape when no file is given (default: ml-1m)",
+    )
+    p.add_argument("--seed", type=int, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,7 +289,54 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     t.add_argument("--out", default=None, help="save the fitted model to this .npz file")
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    t.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE",
+        help="write the per-epoch training/validation curves to this image (needs matplotlib)",
+    )
     t.set_defaults(func=cmd_train)
+
+    metric_help = (
+        "comma-separated metrics: rmse, mae, precision@K, recall@K, map@K, ndcg@K, "
+        "hit_rate@K, coverage@K"
+    )
+    e = sub.add_parser("evaluate", help="rating and ranking metrics of a saved model")
+    e.add_argument("model", help="model file written by 'mfkit train --out'")
+    e.add_argument(
+        "data",
+        nargs="?",
+        default=None,
+        help="test ratings file (default: the test split of the synthetic --preset, as "
+        "'mfkit train' made it with the same --seed and --test-size)",
+    )
+    _add_data_args(e)
+    e.add_argument("--test-size", type=float, default=0.1)
+    e.add_argument(
+        "--metrics",
+        default="rmse,mae,precision@10,recall@10,map@10,ndcg@10,hit_rate@10,coverage@10",
+        help=metric_help,
+    )
+    e.add_argument("--threshold", type=float, default=None, help="relevance threshold (>=)")
+    e.add_argument("--include-seen", action="store_true", help="do not exclude training items")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("recommend", help="top-N items for a user from a saved model")
+    r.add_argument("model", help="model file written by 'mfkit train --out'")
+    r.add_argument("--user", required=True, help="user id (as in the training data)")
+    r.add_argument("-n", type=int, default=10, help="list length (default 10)")
+    r.add_argument("--include-seen", action="store_true", help="do not exclude training items")
+    r.set_defaults(func=cmd_recommend)
+
+    c = sub.add_parser("cv", help="k-fold cross-validation of a model")
+    c.add_argument("file", nargs="?", default=None, help="rating file (default: synthetic data)")
+    _add_data_args(c)
+    _add_model_args(c)
+    c.add_argument("--folds", type=int, default=5)
+    c.add_argument("--metrics", default="rmse,mae", help=metric_help)
+    c.add_argument("--threshold", type=float, default=None, help="relevance threshold (>=)")
+    c.add_argument("--quiet", action="store_true", help="no per-fold progress")
+    c.set_defaults(func=cmd_cv)
     return parser
 
 

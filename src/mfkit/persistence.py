@@ -1,7 +1,9 @@
 """Saving and loading fitted models as portable ``.npz`` files that never need pickle.
 
 Layout (format version 1): one ``.npz`` archive holding ``user_factors``, ``item_factors``,
-``user_biases``, ``item_biases``, optionally ``user_ids`` / ``item_ids``, and ``__meta__``: a
+``user_biases``, ``item_biases``, optionally ``user_ids`` / ``item_ids`` and ``seen_indptr`` /
+``seen_indices`` (the training ratings' CSR structure, for excluding seen items), and
+``__meta__``: a
 UTF-8 JSON document (stored as a uint8 array) with the format name and version, the mfkit
 version, the model class, its parameters, the global mean, rating range, training history and
 a SHA-256 digest of every array. Loading uses ``allow_pickle=False``, checks the format,
@@ -71,8 +73,12 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def save_model(model: FactorModel, path: Any) -> None:
-    """Write a fitted model to ``path`` (see the module docstring for the layout)."""
+def save_model(model: FactorModel, path: Any, *, seen: bool = True) -> None:
+    """Write a fitted model to ``path`` (see the module docstring for the layout).
+
+    ``seen=True`` also stores the training matrix's ``indptr`` / ``indices`` as
+    ``seen_indptr`` / ``seen_indices`` (what ``recommend(exclude_seen=True)`` needs). Readers
+    that do not know these arrays ignore them, so the format version stays 1."""
     from mfkit import __version__
 
     model._check_fitted()
@@ -86,6 +92,10 @@ def save_model(model: FactorModel, path: Any) -> None:
         arrays["user_ids"] = model.user_ids
     if model.item_ids is not None:
         arrays["item_ids"] = model.item_ids
+    seen_arrays = getattr(model, "_seen", None)
+    if seen and seen_arrays is not None:
+        arrays["seen_indptr"] = np.asarray(seen_arrays[0])
+        arrays["seen_indices"] = np.asarray(seen_arrays[1])
     meta = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -196,4 +206,28 @@ def load(path: Any) -> FactorModel:
     model._user_map = IdMap(user_ids, P.shape[0])
     model._item_map = IdMap(item_ids, Q.shape[0])
     model._prior = None
+    model._seen = _read_seen(path, arrays, P.shape[0], Q.shape[0])
     return model
+
+
+def _read_seen(
+    path: Any, arrays: dict[str, np.ndarray], n_users: int, n_items: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The optional training CSR (``seen_indptr`` / ``seen_indices``), checked."""
+    indptr = arrays.get("seen_indptr")
+    indices = arrays.get("seen_indices")
+    if indptr is None and indices is None:
+        return None
+    if indptr is None or indices is None:
+        raise _refuse(path, "only one of seen_indptr / seen_indices is present")
+    if indptr.dtype != np.int64 or indices.dtype != np.int32:
+        raise _refuse(path, "seen_indptr / seen_indices have the wrong dtypes")
+    if indptr.shape != (n_users + 1,) or indices.ndim != 1:
+        raise _refuse(path, "seen_indptr does not match the user factors")
+    if indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0):
+        raise _refuse(path, "seen_indptr is malformed")
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_items):
+        raise _refuse(path, "seen_indices name items outside the model")
+    indptr.flags.writeable = False
+    indices.flags.writeable = False
+    return indptr, indices

@@ -1,0 +1,411 @@
+"""Top-N recommendation, similar items and fold-in of new users for fitted factor models.
+
+These functions back the :class:`~mfkit._base.FactorModel` methods ``recommend``,
+``similar_items`` and ``fold_in``; they work on every mfkit model.
+
+Ranking and ties
+----------------
+``recommend`` ranks the candidate items of a user by the predicted rating
+``mu + b_u + b_i + p_u . q_i``, computed in the same order and precision as
+:meth:`~mfkit._base.FactorModel.predict`, so a returned score equals ``predict`` for that
+pair bit for bit. Higher scores come first; equal scores are ordered by increasing internal
+item index (the position of the item in the model's sorted item ids), so the result never
+depends on the thread count. ``similar_items`` ranks by the cosine of item factors with the
+same tie rule.
+
+Seen items
+----------
+``fit`` keeps a reference to the training matrix's ``indptr`` / ``indices`` (no copy), and
+``save`` stores them (pass ``seen=False`` to ``save`` for a smaller file), so
+``exclude_seen=True`` works on fitted and loaded models. A ``seen=`` rating container given to
+``recommend`` replaces that record (for example the full history of a user at serving time).
+
+Padding
+-------
+When fewer than ``n`` candidates are left for a user (after exclusions), the missing places
+have score NaN and item id -1 (integer ids or indices) or ``''`` (string ids).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mfkit import _foldin, _recommend
+from mfkit._validation import check_choice, check_number
+from mfkit.metrics import sorted_unique
+from mfkit.ratings import as_ratings
+
+if TYPE_CHECKING:
+    from mfkit._base import FactorModel
+
+_PANEL = int(_recommend.panel_width())
+
+
+class FoldedUsers:
+    """Users folded into a fitted model without refitting (see ``FactorModel.fold_in``).
+
+    Attributes
+    ----------
+    user_factors : ndarray (n, k), the model's dtype
+    user_biases : ndarray (n,); zeros for a model without biases
+    user_ids : ndarray (n,), the ids of these users in the fold-in data (row indices when
+        it had none)
+    seen_indptr, seen_indices : the folded ratings as CSR rows over the model's internal
+        item indices; ``recommend`` excludes them with ``exclude_seen=True``
+    """
+
+    __slots__ = ("user_factors", "user_biases", "user_ids", "seen_indptr", "seen_indices")
+
+    def __init__(
+        self,
+        user_factors: np.ndarray,
+        user_biases: np.ndarray,
+        user_ids: np.ndarray,
+        seen_indptr: np.ndarray,
+        seen_indices: np.ndarray,
+    ) -> None:
+        self.user_factors = user_factors
+        self.user_biases = user_biases
+        self.user_ids = user_ids
+        self.seen_indptr = seen_indptr
+        self.seen_indices = seen_indices
+
+    def __len__(self) -> int:
+        return int(self.user_factors.shape[0])
+
+    def __repr__(self) -> str:
+        return f"FoldedUsers({len(self)} users, k={self.user_factors.shape[1]})"
+
+
+def pack_items(Q: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """The rows ``Q[cand]`` packed 16 items per panel, factor-major within a panel
+    (``panels[p, f * 16 + w]`` = factor f of candidate ``16 p + w``), zero padded."""
+    n_c, k = len(cand), Q.shape[1]
+    n_p = max(1, -(-n_c // _PANEL))
+    buf = np.zeros((n_p * _PANEL, k), dtype=Q.dtype)
+    buf[:n_c] = Q[cand]
+    return np.ascontiguousarray(buf.reshape(n_p, _PANEL, k).transpose(0, 2, 1)).reshape(
+        n_p, _PANEL * k
+    )
+
+
+def _check_n(n: Any) -> int:
+    return int(check_number(n, "n", low=1, integer=True))
+
+
+def _ids_out(model: FactorModel, idx: np.ndarray) -> np.ndarray:
+    """Internal item indices (-1: padding) to original item ids."""
+    ids = model.item_ids
+    if ids is None:
+        return idx
+    out = ids[np.maximum(idx, 0)]
+    pad = idx < 0
+    if pad.any():
+        out = out.copy()
+        out[pad] = "" if ids.dtype.kind == "U" else -1
+    return out
+
+
+def _lookup_known(imap: Any, values: Any, name: str, hint: str) -> np.ndarray:
+    arr = np.atleast_1d(np.asarray(values))
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be an id or a 1-d sequence of ids, got shape {arr.shape}")
+    idx = imap.lookup(arr, name)
+    if (idx < 0).any():
+        bad = arr[idx < 0][:5]
+        raise ValueError(f"{name} contain ids not seen in training (e.g. {bad.tolist()}){hint}")
+    return idx
+
+
+def _seen_from_ratings(model: FactorModel, seen: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A rating container in the model's ids as CSR rows over the model's user and item
+    indices (ratings of unknown users or items are dropped: they cannot be recommended)."""
+    S = as_ratings(seen)
+    if S.user_map.same_as(model._user_map) and S.item_map.same_as(model._item_map):
+        return np.asarray(S.indptr), np.asarray(S.indices)
+    users, items, _ = S.to_triplets(original_ids=True)
+    u = model._user_map.lookup(users, "seen users")
+    i = model._item_map.lookup(items, "seen items")
+    keep = (u >= 0) & (i >= 0)
+    u, i = u[keep], i[keep]
+    order = np.lexsort((i, u))
+    u, i = u[order], i[order]
+    indptr = np.zeros(model.n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(u, minlength=model.n_users), out=indptr[1:])
+    return indptr, i.astype(np.int32)
+
+
+def _topn(
+    P: np.ndarray,
+    rows: np.ndarray,
+    Q: np.ndarray,
+    cand: np.ndarray,
+    n: int,
+    row_add: np.ndarray,
+    item_add: np.ndarray,
+    seen: tuple[np.ndarray, np.ndarray] | None,
+    seen_row: np.ndarray | None,
+    n_threads: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    n_eff = min(n, len(cand))
+    out_items = np.empty((len(rows), n_eff), dtype=np.int64)
+    out_scores = np.empty((len(rows), n_eff), dtype=np.float64)
+    if len(rows) == 0:
+        return out_items, out_scores
+    empty_i64 = np.empty(0, dtype=np.int64)
+    if seen is None or seen_row is None:
+        indptr, indices, srow = empty_i64, np.empty(0, dtype=np.int32), empty_i64
+    else:
+        indptr = np.ascontiguousarray(seen[0], dtype=np.int64)
+        indices = np.ascontiguousarray(seen[1], dtype=np.int32)
+        srow = np.ascontiguousarray(seen_row, dtype=np.int64)
+    panels = pack_items(Q, cand)
+    # per-slot additive term: b_i (or 0), and -inf on the padding slots of the last panel
+    add = np.full(panels.shape[0] * _PANEL, -np.inf)
+    add[: len(cand)] = item_add if len(item_add) else 0.0
+    base = row_add if len(row_add) else np.zeros(len(rows))
+    _recommend.topn(
+        np.ascontiguousarray(P),
+        np.ascontiguousarray(rows, dtype=np.int64),
+        panels,
+        np.ascontiguousarray(cand, dtype=np.int64),
+        add,
+        np.ascontiguousarray(base, dtype=np.float64),
+        indptr,
+        indices,
+        srow,
+        out_items,
+        out_scores,
+        int(n_threads),
+    )
+    pad = out_items < 0
+    if pad.any():
+        out_scores[pad] = np.nan
+    return out_items, out_scores
+
+
+def recommend_indices(
+    model: FactorModel,
+    users: Any,
+    n: int = 10,
+    exclude_seen: bool = True,
+    items: Any = None,
+    *,
+    seen: Any = None,
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Like :func:`recommend` but returns internal item indices (-1 for padding) and
+    whether a single user was asked for."""
+    model._check_fitted()
+    n = _check_n(n)
+    if not isinstance(exclude_seen, bool | np.bool_):
+        raise TypeError(f"exclude_seen must be True or False, got {exclude_seen!r}")
+    state = model._state
+    Q = state.Q
+    if items is None:
+        cand = np.arange(Q.shape[0], dtype=np.int64)
+    else:
+        cand = sorted_unique(_lookup_known(model._item_map, items, "items", ""))
+        if len(cand) == 0:
+            raise ValueError("items is empty: give at least one candidate item")
+    single = False
+    seen_csr: tuple[np.ndarray, np.ndarray] | None = None
+    seen_row: np.ndarray | None = None
+    if isinstance(users, FoldedUsers):
+        P = users.user_factors
+        if P.dtype != Q.dtype or P.ndim != 2 or P.shape[1] != Q.shape[1]:
+            raise ValueError(
+                "these folded users do not match the model (factor count or dtype differ); "
+                "fold them in with this model"
+            )
+        rows = np.arange(len(users), dtype=np.int64)
+        bu = users.user_biases
+        if exclude_seen:
+            seen_csr = (users.seen_indptr, users.seen_indices)
+            seen_row = rows
+        if seen is not None:
+            seen_csr = _seen_for_rows(model, seen, users.user_ids)
+            seen_row = rows if exclude_seen else None
+    else:
+        single = np.ndim(users) == 0
+        rows = _lookup_known(
+            model._user_map,
+            users,
+            "users",
+            "; fold new users in with model.fold_in(their_ratings) and pass the result",
+        )
+        P, bu = state.P, state.bu
+        if exclude_seen:
+            if seen is not None:
+                seen_csr = _seen_from_ratings(model, seen)
+            else:
+                seen_csr = getattr(model, "_seen", None)
+                if seen_csr is None:
+                    raise ValueError(
+                        "this model has no record of its training ratings (it was saved with "
+                        "seen=False); pass seen=<ratings to exclude> or exclude_seen=False"
+                    )
+            seen_row = rows
+    if getattr(model, "biases", True):
+        row_add = model.global_mean + bu[rows].astype(np.float64)
+        item_add = state.bi[cand].astype(np.float64)
+    else:
+        row_add = item_add = np.empty(0, dtype=np.float64)
+    idx, scores = _topn(
+        P, rows, Q, cand, n, row_add, item_add, seen_csr, seen_row, model.n_threads_
+    )
+    return idx, scores, single
+
+
+def _seen_for_rows(
+    model: FactorModel, seen: Any, user_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """CSR rows of ``seen`` (in model item indices) for the given user ids, in that order."""
+    S = as_ratings(seen)
+    users, items, _ = S.to_triplets(original_ids=True)
+    order_ids = np.asarray(user_ids)
+    sorter = np.argsort(order_ids, kind="stable")
+    pos = np.searchsorted(order_ids, users, sorter=sorter)
+    pos = np.minimum(pos, max(len(order_ids) - 1, 0))
+    row = sorter[pos] if len(order_ids) else pos
+    ok = (order_ids[row] == users) if len(order_ids) else np.zeros(len(users), bool)
+    i = model._item_map.lookup(items, "seen items")
+    keep = ok & (i >= 0)
+    r, i = row[keep].astype(np.int64), i[keep]
+    o = np.lexsort((i, r))
+    r, i = r[o], i[o]
+    indptr = np.zeros(len(order_ids) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r, minlength=len(order_ids)), out=indptr[1:])
+    return indptr, i.astype(np.int32)
+
+
+def recommend(
+    model: FactorModel,
+    users: Any,
+    n: int = 10,
+    exclude_seen: bool = True,
+    items: Any = None,
+    *,
+    seen: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``n`` items for one user or a batch (see ``FactorModel.recommend``)."""
+    idx, scores, single = recommend_indices(model, users, n, exclude_seen, items, seen=seen)
+    ids = _ids_out(model, idx)
+    if single:
+        return ids[0], scores[0]
+    return ids, scores
+
+
+def similar_items(model: FactorModel, items: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` items most similar to each given item by the cosine of item factors
+    (the item itself excluded); see ``FactorModel.similar_items``."""
+    model._check_fitted()
+    n = _check_n(n)
+    single = np.ndim(items) == 0
+    rows = _lookup_known(model._item_map, items, "items", "")
+    Q = model._state.Q
+    if Q.shape[0] < 2:
+        raise ValueError("similar_items needs a model with at least two items")
+    norms = np.sqrt(np.einsum("ij,ij->i", Q, Q, dtype=np.float64))
+    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    Qn = (Q * inv[:, None]).astype(Q.dtype)
+    cand = np.arange(Q.shape[0], dtype=np.int64)
+    self_csr = (np.arange(len(rows) + 1, dtype=np.int64), rows.astype(np.int32))
+    empty = np.empty(0, dtype=np.float64)
+    idx, scores = _topn(
+        Qn,
+        rows,
+        Qn,
+        cand,
+        n,
+        empty,
+        empty,
+        self_csr,
+        np.arange(len(rows), dtype=np.int64),
+        model.n_threads_,
+    )
+    ids = _ids_out(model, idx)
+    if single:
+        return ids[0], scores[0]
+    return ids, scores
+
+
+def fold_in(
+    model: FactorModel,
+    data: Any,
+    *,
+    weighted: bool | None = None,
+    unknown_items: str = "error",
+) -> FoldedUsers:
+    """Factors (and biases) of new users by a ridge solve against the fixed item factors;
+    see ``FactorModel.fold_in`` for the equations."""
+    model._check_fitted()
+    check_choice(unknown_items, "unknown_items", ("error", "ignore"))
+    if weighted is None:
+        w = getattr(model, "weighted", False)
+        weighted = bool(w) if isinstance(w, bool | np.bool_) else False
+    elif not isinstance(weighted, bool | np.bool_):
+        raise TypeError(f"weighted must be None, True or False, got {weighted!r}")
+    X = as_ratings(data)
+    state = model._state
+    Q = state.Q
+    n_items = Q.shape[0]
+    if X.item_ids is None:
+        if X.n_items > n_items:
+            raise ValueError(
+                f"the fold-in data has {X.n_items} item columns but the model has {n_items} "
+                f"items; columns are taken as the model's item indices (give item ids to map)"
+            )
+        col = np.arange(X.n_items, dtype=np.int64)
+    else:
+        col = model._item_map.lookup(X.item_ids, "items")
+    items = col[X.indices]
+    keep = items >= 0
+    if not keep.all():
+        if unknown_items == "error":
+            bad = X.item_map.original(sorted_unique(X.indices[~keep])[:5])
+            raise ValueError(
+                f"the fold-in ratings name items the model does not know (e.g. {bad.tolist()}); "
+                f"pass unknown_items='ignore' to drop those ratings"
+            )
+    rows = X.user_index().astype(np.int64)[keep]
+    it = items[keep]
+    vals = np.asarray(X.values)[keep]
+    order = np.lexsort((it, rows))
+    rows, it, vals = rows[order], it[order], np.ascontiguousarray(vals[order], dtype=np.float32)
+    indptr = np.zeros(X.n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=X.n_users), out=indptr[1:])
+    indices = it.astype(np.int32)
+    params = model._params
+    lam = float(params["regularization"])
+    lam_b = float(params["bias_regularization"])
+    P_out = np.zeros((X.n_users, Q.shape[1]), dtype=Q.dtype)
+    bu_out = np.zeros(X.n_users, dtype=Q.dtype)
+    bad_row = _foldin.fold_in_users(
+        Q,
+        state.bi,
+        float(model.global_mean),
+        indptr,
+        indices,
+        vals,
+        lam,
+        lam_b,
+        bool(getattr(model, "biases", True)),
+        bool(weighted),
+        P_out,
+        bu_out,
+        int(model.n_threads_),
+    )
+    if bad_row >= 0:
+        uid = X.user_map.original(np.array([bad_row])).tolist()[0]
+        raise ValueError(
+            f"fold_in: the ridge system of user {uid!r} is singular; the model has "
+            f"regularization={lam}; refit with regularization > 0 or give that user more "
+            f"ratings"
+        )
+    user_ids = X.user_map.original(np.arange(X.n_users))
+    return FoldedUsers(P_out, bu_out, np.asarray(user_ids), indptr, indices)
+
+
+__all__ = ["FoldedUsers", "fold_in", "pack_items", "recommend", "similar_items"]
