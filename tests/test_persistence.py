@@ -42,6 +42,16 @@ def test_round_trip_identical_predictions(fitted: mfkit.SGD, tmp_path: Path) -> 
         assert "__meta__" in npz.files
 
 
+def test_saved_file_has_ordinary_permissions(fitted: mfkit.SGD, tmp_path: Path) -> None:
+    path = tmp_path / "perm.npz"
+    old = os.umask(0o022)
+    try:
+        fitted.save(path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_truncated_file_is_refused(fitted: mfkit.SGD, tmp_path: Path) -> None:
     path = tmp_path / "m.npz"
     fitted.save(path)

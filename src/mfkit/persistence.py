@@ -39,6 +39,12 @@ def digest(a: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Any, write: Callable[[IO[bytes]], None]) -> None:
     """Call ``write(fh)`` on a temporary file next to ``path``, then rename it into place, so
     ``path`` is either the old file or the complete new one, never a partial write."""
@@ -46,6 +52,9 @@ def atomic_write(path: Any, write: Callable[[IO[bytes]], None]) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".mfkit-", suffix=".tmp", dir=directory)
     try:
+        # mkstemp creates the file private (0600); give it the mode a plain open() would
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_current_umask())
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
