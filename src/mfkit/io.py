@@ -331,6 +331,8 @@ class _Progress:
         if self.cb is not None:
             self.cb(done, self.total, elapsed)
             return
+        if final and not self.shown:
+            return
         if not final and now - self.last < 0.5:
             return
         if not final and not self.shown and elapsed < 1.0:
