@@ -133,6 +133,8 @@ cdef inline int64_t strip_pad(const unsigned char *b, int64_t s, int64_t x,
 cdef inline bint at_delim(const unsigned char *b, int64_t x, int64_t q,
                           const Spec *sp) noexcept nogil:
     cdef int k
+    if sp.delim_len == 1:
+        return x < q and b[x] == sp.delim[0]
     if sp.delim_len == 0:
         return x < q and is_ws(b[x])
     if x + sp.delim_len > q:
@@ -165,22 +167,28 @@ cdef inline int64_t find_delim(const unsigned char *b, int64_t x, int64_t q,
 cdef inline int parse_int(const unsigned char *b, int64_t *px, int64_t q,
                           int64_t *out) noexcept nogil:
     """Signed decimal integer at *px; advances *px. 0 on success, 1 if no digits or overflow."""
-    cdef int64_t x = px[0]
+    cdef int64_t x = px[0], s
     cdef bint neg = False
     cdef uint64_t v = 0, lim
     cdef unsigned int d
     if x < q and (b[x] == 45 or b[x] == 43):
         neg = b[x] == 45
         x += 1
-    if x >= q or not is_digit(b[x]):
-        return 1
-    lim = <uint64_t>9223372036854775807ULL + (1 if neg else 0)
-    while x < q and is_digit(b[x]):
-        d = b[x] - 48
-        if v > (lim - d) // 10:
-            return 1
-        v = v * 10 + d
+    s = x
+    # up to 18 digits cannot overflow: no check in the common case
+    while x < q and x - s < 18 and is_digit(b[x]):
+        v = v * 10 + (b[x] - 48)
         x += 1
+    if x == s:
+        return 1
+    if x < q and is_digit(b[x]):
+        lim = <uint64_t>9223372036854775807ULL + (1 if neg else 0)
+        while x < q and is_digit(b[x]):
+            d = b[x] - 48
+            if v > (lim - d) // 10:
+                return 1
+            v = v * 10 + d
+            x += 1
     px[0] = x
     if neg:
         out[0] = -(<int64_t>(v - 1)) - 1 if v > 0 else 0
@@ -486,33 +494,58 @@ cdef void parse_chunk(const unsigned char *b, const Spec *sp, Cols *c,
     ch.imax = imax
 
 
-cdef int64_t count_lines_c(const unsigned char *b, int64_t p, int64_t e) noexcept nogil:
-    cdef int64_t n = 0
-    cdef const unsigned char *nl
-    while p < e:
-        nl = <const unsigned char *>memchr(b + p, 10, <size_t>(e - p))
-        n += 1
-        if nl == NULL:
-            break
-        p = (nl - b) + 1
+cdef int64_t count_nl(const unsigned char *b, int64_t p, int64_t e) noexcept nogil:
+    """Number of newline bytes in [p, e); a branch-free loop the compiler vectorises."""
+    cdef int64_t n = 0, j, k, stop
+    cdef unsigned char acc
+    j = p
+    while j < e:
+        # a byte counter cannot overflow within 255 bytes
+        stop = j + 255 if e - j > 255 else e
+        acc = 0
+        for k in range(j, stop):
+            acc += b[k] == 10
+        n += acc
+        j = stop
     return n
+
+
+cdef int64_t count_lines_c(const unsigned char *b, int64_t p, int64_t e) noexcept nogil:
+    """Lines in [p, e): newlines, plus one for a last line without a newline."""
+    if e <= p:
+        return 0
+    return count_nl(b, p, e) + (0 if b[e - 1] == 10 else 1)
 
 
 def count_newlines(const unsigned char[::1] buf, Py_ssize_t start, Py_ssize_t end):
     """Number of b'\\n' bytes in buf[start:end]."""
-    cdef int64_t n = 0, p = start, e = end
+    cdef int64_t n = 0
     cdef const unsigned char *b = &buf[0] if buf.shape[0] > 0 else NULL
-    cdef const unsigned char *nl
     if start < 0 or end > buf.shape[0] or start > end:
         raise ValueError("count_newlines: range outside the buffer")
     with nogil:
-        while p < e:
-            nl = <const unsigned char *>memchr(b + p, 10, <size_t>(e - p))
-            if nl == NULL:
-                break
-            n += 1
-            p = (nl - b) + 1
+        n = count_nl(b, start, end)
     return n
+
+
+def count_chunks(const unsigned char[::1] buf, list cuts, int n_threads):
+    """Lines in each chunk buf[cuts[k]:cuts[k+1]] (the row capacity each chunk needs)."""
+    cdef Py_ssize_t n_chunks = len(cuts) - 1, k
+    cdef const unsigned char *b = &buf[0] if buf.shape[0] > 0 else NULL
+    if n_chunks < 1:
+        return []
+    if cuts[0] < 0 or cuts[n_chunks] > buf.shape[0]:
+        raise ValueError("count_chunks: cuts outside the buffer")
+    starts_a = np.asarray(cuts[:-1], dtype=np.int64)
+    ends_a = np.asarray(cuts[1:], dtype=np.int64)
+    out_a = np.zeros(n_chunks, dtype=np.int64)
+    cdef int64_t[::1] starts = starts_a
+    cdef int64_t[::1] ends = ends_a
+    cdef int64_t[::1] out = out_a
+    with nogil:
+        for k in prange(n_chunks, schedule="static", chunksize=1, num_threads=n_threads):
+            out[k] = count_lines_c(b, starts[k], ends[k])
+    return out_a.tolist()
 
 
 cdef inline int64_t* _p64(int64_t[::1] a) noexcept nogil:
@@ -542,9 +575,10 @@ def split_points(const unsigned char[::1] buf, Py_ssize_t start, Py_ssize_t end,
     return cuts
 
 
-def parse_block(const unsigned char[::1] buf, list cuts, dict spec, dict out,
+def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, dict out,
                 Py_ssize_t row0, int n_threads):
-    """Parse buf[cuts[0]:cuts[-1]] (whole lines) in len(cuts) - 1 chunks.
+    """Parse buf[cuts[0]:cuts[-1]] (whole lines) in len(cuts) - 1 chunks; ``caps`` are the
+    chunks' line counts from ``count_chunks``.
 
     ``out`` holds the output columns (``user``, ``item`` int64; ``rating`` float32; ``time``
     int64; ``ustart``/``istart`` int64 and ``ulen``/``ilen`` int32 for string ids); rows are
@@ -605,9 +639,10 @@ def parse_block(const unsigned char[::1] buf, list cuts, dict spec, dict out,
             chunks[k].err_off = -1
             chunks[k].last_item = -1
             chunks[k].lead_off = -1
-        with nogil:
-            for k in prange(n_chunks, schedule="static", chunksize=1, num_threads=n_threads):
-                chunks[k].cap = count_lines_c(b, chunks[k].start, chunks[k].end)
+        if len(caps) != n_chunks:
+            raise ValueError("parse_block: one capacity per chunk is needed")
+        for k in range(n_chunks):
+            chunks[k].cap = caps[k]
         need = 0
         for k in range(n_chunks):
             chunks[k].row0 = row0 + need

@@ -491,11 +491,13 @@ class _Engine:
         if end <= start:
             return 0
         view = np.frombuffer(buf, dtype=np.uint8)
-        lines = _tokenize.count_newlines(view, start, end) + 1
-        self.reserve(lines, done_frac)
         n_chunks = self.n_threads if end - start >= _PARALLEL_MIN else 1
         cuts = _tokenize.split_points(view, start, end, n_chunks)
-        res = _tokenize.parse_block(view, cuts, self.spec_dict, self.cols, self.n, self.n_threads)
+        caps = _tokenize.count_chunks(view, cuts, self.n_threads)
+        self.reserve(sum(caps), done_frac)
+        res = _tokenize.parse_block(
+            view, cuts, caps, self.spec_dict, self.cols, self.n, self.n_threads
+        )
         # the first bad line in file order, in error mode
         for ch in res:
             if ch["err_off"] >= 0:
