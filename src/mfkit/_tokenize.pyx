@@ -398,6 +398,39 @@ cdef inline int parse_line(const unsigned char *b, int64_t p, int64_t q, const S
     return OK
 
 
+cdef int count_fields(const unsigned char *b, int64_t p, int64_t q,
+                      const Spec *sp) noexcept nogil:
+    """Fields on the line [p, q) as a plain split would count them."""
+    cdef int n = 0
+    if sp.delim_len == 0:
+        p = skip_ws(b, p, q)
+        while p < q:
+            n += 1
+            p = find_delim(b, p, q, sp)
+            p = skip_ws(b, p, q)
+        return n
+    n = 1
+    p = find_delim(b, p, q, sp)
+    while p < q:
+        n += 1
+        p = find_delim(b, p + sp.delim_len, q, sp)
+    return n
+
+
+cdef inline int classify(const unsigned char *b, int64_t p, int64_t q, const Spec *sp,
+                         int code) noexcept nogil:
+    """A wrong field count explains a bad line better than the field that failed."""
+    cdef int nf
+    if code == OK or code == TOO_FEW or code == TOO_MANY:
+        return code
+    nf = count_fields(b, p, q, sp)
+    if nf < sp.n_fields:
+        return TOO_FEW
+    if nf > sp.n_fields:
+        return TOO_MANY
+    return code
+
+
 cdef inline bint blank_line(const unsigned char *b, int64_t p, int64_t q) noexcept nogil:
     while p < q:
         if not is_ws(b[p]):
@@ -453,9 +486,9 @@ cdef void parse_chunk(const unsigned char *b, const Spec *sp, Cols *c,
                     continue
                 code = BAD_HEADER
             else:
-                code = parse_line(b, p, q, sp, c, row, item_now)
+                code = classify(b, p, q, sp, parse_line(b, p, q, sp, c, row, item_now))
         else:
-            code = parse_line(b, p, q, sp, c, row, item_now)
+            code = classify(b, p, q, sp, parse_line(b, p, q, sp, c, row, item_now))
         if code == OK:
             if sp.netflix and not seen_header:
                 if ch.lead_rows == 0:

@@ -440,6 +440,14 @@ class _Engine:
         self.counts = np.zeros(16, dtype=np.int64)
         self._alloc(max(expect_rows, 1024))
 
+    def respec(self) -> None:
+        """The spec changed (a header named the columns): rebuild what depends on it."""
+        if self.n:
+            raise RuntimeError("respec after rows were parsed")
+        self.spec_dict = self.spec.as_dict(self.on_bad_line != "error")
+        self.cols = {}
+        self._alloc(self.cap)
+
     def _names(self) -> dict[str, Any]:
         s = self.spec
         names: dict[str, Any] = {}
@@ -688,6 +696,7 @@ def _run_stream(
                 engine.info.lines += skipped + 1
                 engine.info.headers += 1
                 header(raw.rstrip(b"\r"))
+                engine.respec()
                 base_line = skipped + 1
             first = False
         if eof:
@@ -798,8 +807,8 @@ def _build(
         if duplicates == "error":
             row = int(np.searchsorted(indptr, first, side="right") - 1)
             raise ValueError(
-                f"{name}: duplicate rating for user {user_ids[row]!r}, item "
-                f"{item_ids[indices[first]]!r} ({n_dup} repeated pairs in all); pass "
+                f"{name}: duplicate rating for user {user_ids[row].item()!r}, item "
+                f"{item_ids[indices[first]].item()!r} ({n_dup} repeated pairs in all); pass "
                 f"duplicates='mean', 'last' or 'sum' to combine them"
             )
         rows = np.repeat(np.arange(shape[0], dtype=np.int64), np.diff(indptr))
@@ -1797,6 +1806,10 @@ def sniff_format(path: PathLike | Sequence[PathLike]) -> tuple[str, str]:
         raise RatingFileError(p, "the file is empty (or has only blank lines)")
     first = lines[0]
     inner_l = inner.lower()
+    if re.fullmatch(r"(combined_data_\d+|mv_\d+)\.txt", inner_l):
+        return "netflix", f"{inner!r}: a Netflix Prize training file name"
+    if inner_l in ("probe.txt", "qualifying.txt"):
+        return "netflix-pairs", f"{inner!r}: a Netflix Prize pair list name"
     if _HEADER_RE.match(first):
         data = next((ln for ln in lines[1:] if not _HEADER_RE.match(ln)), b"")
         commas = data.count(b",")
