@@ -176,7 +176,8 @@ def test_netflix_per_movie_layout(tmp_path: Path) -> None:
     }
     for m, t in texts.items():
         write(ts / f"mv_{m:07d}.txt", t)
-    want = expected(*[sum(c, []) for c in zip(*(ref_netflix(t) for t in texts.values()))])
+    parsed = [ref_netflix(t) for t in texts.values()]
+    want = expected(*[sum(c, []) for c in zip(*parsed, strict=True)])
     assert_same(mio.load_netflix(ts), want)
     assert_same(mio.load_netflix(tmp_path), want)
     # an mv file whose first line is not its movie header is refused
@@ -221,7 +222,7 @@ def test_generic_big_ids_comments_and_blank_lines(tmp_path: Path) -> None:
 
 
 def test_generic_string_ids_header_names_extra_columns(tmp_path: Path, small_blocks: None) -> None:
-    text = "ts|rating|extra|item|user\n5|4|x|\"The Matrix\"|u1\n6|2.5|y|Alien|u2\n7|1|z|Alien|u1\n"
+    text = 'ts|rating|extra|item|user\n5|4|x|"The Matrix"|u1\n6|2.5|y|Alien|u2\n7|1|z|Alien|u1\n'
     p = write(tmp_path / "books.psv", text)
     got = mio.load_delimited(p)
     assert got.user_ids.tolist() == ["u1", "u2"]
@@ -310,7 +311,9 @@ def test_parquet_bad_rows(tmp_path: Path) -> None:
     with pytest.raises(mio.RatingFileError, match="row 2"):
         mio.load_parquet(tmp_path / "r.parquet")
     info = mio.LoadInfo()
-    got = mio.load_parquet(tmp_path / "r.parquet", rating_scale=(1, 5), on_bad_line="skip", info=info)
+    got = mio.load_parquet(
+        tmp_path / "r.parquet", rating_scale=(1, 5), on_bad_line="skip", info=info
+    )
     assert info.skipped == 2 and got.nnz == 1 and got.values.tolist() == [3.0]
 
 
@@ -358,17 +361,18 @@ def test_auto_loads_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 # --------------------------------------------------------------------------- bad lines
+H = "userId,movieId,rating,timestamp\n"
 BAD_CASES = [
     # (file name, content, loader kwargs, line number, reason fragment)
-    ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,3,4\n1,3,4\n", {}, 3, "too few fields: expected 4, found 3"),
-    ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,3,4,5\n", {}, 2, "too many fields"),
-    ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,3,4\n1,3,four,4\n", {}, 3, "rating is not a number"),
-    ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,nan,4\n", {}, 2, "rating is not a number"),
-    ("ratings.csv", "userId,movieId,rating,timestamp\n\n1,2,5.5,4\n", {}, 3, "outside the rating scale [0.5, 5]"),
-    ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,5,4\nx1,2,5,4\n", {}, 3, "user id is not an integer"),
-    ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,5,4\n1,2.5,5,4\n", {}, 3, "item id is not an integer"),
-    ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,5,4\n1,3,5,\n", {}, 3, "timestamp"),
-    ("ratings.csv", "userId,movieId,rating,timestamp\n1,2,5,4\n1,3,", {}, 3, "truncated"),
+    ("ratings.csv", H + "1,2,3,4\n1,3,4\n", {}, 3, "too few fields: expected 4, found 3"),
+    ("ratings.csv", H + "1,2,3,4,5\n", {}, 2, "too many fields"),
+    ("ratings.csv", H + "1,2,3,4\n1,3,four,4\n", {}, 3, "rating is not a number"),
+    ("ratings.csv", H + "1,2,nan,4\n", {}, 2, "rating is not a number"),
+    ("ratings.csv", H + "\n1,2,5.5,4\n", {}, 3, "outside the rating scale [0.5, 5]"),
+    ("ratings.csv", H + "1,2,5,4\nx1,2,5,4\n", {}, 3, "user id is not an integer"),
+    ("ratings.csv", H + "1,2,5,4\n1,2.5,5,4\n", {}, 3, "item id is not an integer"),
+    ("ratings.csv", H + "1,2,5,4\n1,3,5,\n", {}, 3, "timestamp"),
+    ("ratings.csv", H + "1,2,5,4\n1,3,", {}, 3, "truncated"),
     ("u.data", "1\t2\t3\t4\n1\t3\t3\t4\n1\t4\t3\n", {}, 3, "too few fields"),
     ("ratings.dat", "1::2::3::4\n1::3:3::4\n", {}, 2, "too few fields"),
     ("combined_data_1.txt", "1:\n5,3,2005-01-01\n6,3,2005-13-01\n", {}, 3, "date is not valid"),
@@ -376,7 +380,8 @@ BAD_CASES = [
     ("combined_data_1.txt", "5,3,2005-01-01\n1:\n", {}, 1, "before the first 'MovieID:'"),
     ("combined_data_1.txt", "1:\n5,6,2005-01-01\n", {}, 2, "outside the rating scale [1, 5]"),
     ("g.txt", "1,2,3\n1,3,3,\n", {"format": "delimited"}, 2, "too many fields"),
-    ("g.txt", "1,2,3\n1,3,\n", {"format": "delimited", "rating_scale": (1, 5)}, 2, "rating is not a number"),
+    ("g.txt", "1,2,3\n1,3,\n", {"format": "delimited", "rating_scale": (1, 5)}, 2,
+     "rating is not a number"),
 ]  # fmt: skip
 
 
@@ -439,7 +444,9 @@ def test_duplicates(tmp_path: Path) -> None:
         mio.load_delimited(p)
     u, i, r, t = ref_parse(text, ",", (0, 1, 2, 3))
     for how in ("mean", "last", "sum"):
-        want = Ratings.from_triplets(np.array(u), np.array(i), np.array(r), duplicates=how, timestamps=t)
+        want = Ratings.from_triplets(
+            np.array(u), np.array(i), np.array(r), duplicates=how, timestamps=t
+        )
         assert_same(mio.load_delimited(p, duplicates=how), want)
 
 
@@ -607,7 +614,10 @@ def test_cache_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 # --------------------------------------------------------------------------- CLI, progress
 def test_cli_train_and_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(3)
-    pairs = {(int(u), int(i)) for u, i in zip(rng.integers(1, 80, 3000), rng.integers(1, 60, 3000), strict=True)}
+    pairs = {
+        (int(u), int(i))
+        for u, i in zip(rng.integers(1, 80, 3000), rng.integers(1, 60, 3000), strict=True)
+    }
     text = "userId,movieId,rating,timestamp\n" + "".join(
         f"{u},{i},{1 + (u + i) % 5}.0,{u * i}\n" for u, i in sorted(pairs)
     )
@@ -638,7 +648,10 @@ def test_progress_callback(tmp_path: Path, small_blocks: None) -> None:
 def test_threads_agree(tmp_path: Path, small_blocks: None) -> None:
     rng = np.random.default_rng(11)
     text = "".join(
-        f"{u},{i},{r}\n" for u, i, r in zip(rng.permutation(3000), rng.integers(0, 99, 3000), rng.integers(1, 6, 3000), strict=True)
+        f"{u},{i},{r}\n"
+        for u, i, r in zip(
+            rng.permutation(3000), rng.integers(0, 99, 3000), rng.integers(1, 6, 3000), strict=True
+        )
     )
     p = write(tmp_path / "g.csv", text)
     a = mio.load_delimited(p, n_threads=1)

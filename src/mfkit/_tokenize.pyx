@@ -634,7 +634,7 @@ def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, d
     cdef int32_t[::1] a_ulen = out.get("ulen", _EMPTY32)
     cdef int64_t[::1] a_istart = out.get("istart", _EMPTY64)
     cdef int32_t[::1] a_ilen = out.get("ilen", _EMPTY32)
-    cdef int64_t need, cap_total = 0
+    cdef int64_t need
     if n_chunks < 1:
         return []
     if len(delim) > 4:

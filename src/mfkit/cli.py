@@ -40,8 +40,10 @@ def _read_file(path: str, args: argparse.Namespace) -> Ratings:
     t0 = time.perf_counter()
     fmt = getattr(args, "format", "auto")
     if fmt != "cache":
-        is_cache = fmt == "auto" and os.path.isdir(path) and os.path.isfile(
-            os.path.join(path, "meta.json")
+        is_cache = (
+            fmt == "auto"
+            and os.path.isdir(path)
+            and os.path.isfile(os.path.join(path, "meta.json"))
         )
         if not is_cache:
             options = {
@@ -176,9 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     _add_file_options(t)
     t.set_defaults(func=cmd_train)
-    c = sub.add_parser(
-        "convert", help="read a rating file and write it as a binary cache folder"
-    )
+    c = sub.add_parser("convert", help="read a rating file and write it as a binary cache folder")
     c.add_argument("input", help="rating file (any format mfkit reads)")
     c.add_argument("output", help="cache folder to write (open it with mfkit.Ratings.load)")
     c.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -64,7 +64,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
-from mfkit import _assemble, _tokenize
+from mfkit import _assemble, _tokenize  # type: ignore[attr-defined]
 from mfkit._validation import resolve_n_threads
 from mfkit.ratings import Duplicates, Ratings
 
@@ -1602,7 +1602,7 @@ def _crc(a: np.ndarray) -> int:
     flat = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
     step = 64 << 20
     for s in range(0, len(flat), step):
-        crc = zlib.crc32(flat[s : s + step], crc)
+        crc = zlib.crc32(flat[s : s + step].data, crc)
     return crc
 
 
