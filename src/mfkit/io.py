@@ -713,7 +713,7 @@ def _run_stream(
             return src.name, bl + _tokenize.count_newlines(arr, bs, off) + 1
 
         pos = src.position()
-        frac = pos / src.size if src.size else 0.0
+        frac = (done_before + pos) / progress.total if progress.total else 0.0
         ends_nl = end == 0 or buf[end - 1] == 10
         base_line += engine.parse(buf, start, end, locate, frac, last_has_newline=ends_nl)
         progress.update(done_before + pos)
@@ -780,28 +780,31 @@ def _map_strings(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _build(
-    uidx: np.ndarray,
-    user_ids: np.ndarray,
-    iidx: np.ndarray,
-    item_ids: np.ndarray,
-    values: np.ndarray,
-    times: np.ndarray | None,
+    parts: dict[str, Any],
     duplicates: Duplicates,
     n_threads: int,
     name: str,
 ) -> Ratings:
-    """The CSR container from mapped indices (int32) and float32 ratings."""
+    """The CSR container from mapped indices and float32 ratings.
+
+    ``parts`` holds ``uidx``/``iidx`` (int32 indices), ``user_ids``/``item_ids``, ``values``
+    (float32) and ``times`` (int64 or None); entries are popped as they are consumed, so each
+    input array is freed as soon as its sorted copy exists (peak memory at 100M ratings).
+    """
     if duplicates not in ("error", "mean", "last", "sum"):
         raise ValueError(f"duplicates must be 'error', 'mean', 'last' or 'sum', got {duplicates!r}")
+    user_ids, item_ids = parts.pop("user_ids"), parts.pop("item_ids")
     shape = (len(user_ids), len(item_ids))
-    indptr, perm = _assemble.csr_order(uidx, iidx, shape[0], shape[1])
+    indptr, perm = _assemble.csr_order(parts["uidx"], parts["iidx"], shape[0], shape[1])
+    del parts["uidx"]
     if perm is None:
-        indices, vals, ts = iidx, values, times
+        indices, vals, ts = parts.pop("iidx"), parts.pop("values"), parts.pop("times")
     else:
-        indices = _assemble.take_i32(iidx, perm, n_threads)
-        vals = _assemble.take_f32(values, perm, n_threads)
+        indices = _assemble.take_i32(parts.pop("iidx"), perm, n_threads)
+        vals = _assemble.take_f32(parts.pop("values"), perm, n_threads)
+        times = parts.pop("times")
         ts = None if times is None else _assemble.take_i64(times, perm, n_threads)
-        del perm
+        del perm, times
     n_dup, first = _assemble.first_duplicate(indptr, indices)
     if n_dup:
         if duplicates == "error":
@@ -836,27 +839,25 @@ def _build(
 
 def _engine_to_ratings(engine: _Engine, duplicates: Duplicates, name: str) -> Ratings:
     nt = engine.n_threads
+    parts: dict[str, Any] = {}
     if engine.spec.user_str:
-        user_ids, uidx = _map_strings(engine.user_strs)
+        parts["user_ids"], parts["uidx"] = _map_strings(engine.user_strs)
         engine.user_strs = []
     else:
-        users = engine.column("user")
-        user_ids, uidx = _map_ints(users, engine.urange[0], engine.urange[1], nt)
-        del users
+        lo, hi = engine.urange
+        parts["user_ids"], parts["uidx"] = _map_ints(engine.column("user"), lo, hi, nt)
         engine.cols.pop("user", None)
     if engine.spec.item_str:
-        item_ids, iidx = _map_strings(engine.item_strs)
+        parts["item_ids"], parts["iidx"] = _map_strings(engine.item_strs)
         engine.item_strs = []
     else:
-        items = engine.column("item")
-        item_ids, iidx = _map_ints(items, engine.irange[0], engine.irange[1], nt)
-        del items
+        lo, hi = engine.irange
+        parts["item_ids"], parts["iidx"] = _map_ints(engine.column("item"), lo, hi, nt)
         engine.cols.pop("item", None)
-    values = engine.column("rating")
-    engine.cols.pop("rating", None)
-    times = engine.column("time") if "time" in engine.cols else None
+    parts["values"] = engine.column("rating")
+    parts["times"] = engine.column("time") if "time" in engine.cols else None
     engine.cols.clear()
-    return _build(uidx, user_ids, iidx, item_ids, values, times, duplicates, nt, name)
+    return _build(parts, duplicates, nt, name)
 
 
 def _resolve_scale(scale: Scale, default: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -1504,10 +1505,16 @@ def _table_to_ratings(
             raise TypeError(f"{path}: timestamp column {tc!r} has type {t.type}")
         ts = np.ascontiguousarray(t.to_numpy(zero_copy_only=False), dtype=np.int64)
     info.ratings = len(rv)
-    return _build(
-        maps[0][1], maps[0][0], maps[1][1], maps[1][0], rv.astype(np.float32), ts,
-        duplicates, nt, path,
-    )  # fmt: skip
+    parts = {
+        "uidx": maps[0][1],
+        "user_ids": maps[0][0],
+        "iidx": maps[1][1],
+        "item_ids": maps[1][0],
+        "values": rv.astype(np.float32),
+        "times": ts,
+    }
+    del maps, rv, ts
+    return _build(parts, duplicates, nt, path)
 
 
 def load_parquet(
