@@ -480,7 +480,9 @@ class _Engine:
         need = self.n + rows
         if need <= self.cap:
             return
-        if 0 < done_frac < 1:
+        if done_frac >= 1:
+            guess = need
+        elif done_frac > 0:
             guess = int(need / done_frac * 1.02) + 1024
         else:
             guess = int(need * 1.5) + 1024
@@ -663,7 +665,8 @@ def _run_stream(
     header: Callable[[bytes], None] | None = None,
 ) -> None:
     """Feed one source through the engine block by block (lines are never split)."""
-    buf = bytearray(_BLOCK)
+    # a plain file smaller than a block is read whole into a buffer of its size
+    buf = bytearray(_BLOCK if src.kind else min(_BLOCK, src.size + 1))
     fill = 0
     base_line = 0  # lines before the unparsed part of buf
     first = True
