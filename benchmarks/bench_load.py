@@ -13,10 +13,11 @@ Writes synthetic files in each text format (MovieLens CSV, MovieLens ``::`` .dat
   ``::`` files, which that engine cannot split);
 * ``read-only`` columns give the parse time alone (before building the container).
 
-Also times ``Ratings.save`` and re-opening the cache memory-mapped. Throughput is MB of text
-per second of wall time; the peak is the child process's maximum resident set (it includes
-the interpreter and imports, printed as ``base MB``; read from ``VmHWM``, Linux only). Ratios are against mfkit in the same
-run. Files are cached in ``--dir`` (default: a temporary folder) and kept with ``--keep``.
+Also times re-opening a cache written by ``Ratings.save``, memory-mapped. Throughput is MB
+of text per second of wall time; the peak is the child process's maximum resident set
+(``VmHWM``, Linux only; it includes the interpreter and imports, shown as ``base MB``).
+Ratios are against mfkit in the same run. Files are cached in ``--dir`` (default: a
+temporary folder) and kept with ``--keep``.
 
     python benchmarks/bench_load.py                 # 1M and 10M
     python benchmarks/bench_load.py --sizes 1M      # quick

@@ -98,7 +98,7 @@ def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
             for j in range(n):
                 p1[nxt[i[j]]] = j
                 nxt[i[j]] += 1
-    nxt_a = indptr_a[:-1].copy()
+    nxt_a = indptr_a[:n_users].copy()
     nxt = nxt_a
     with nogil:
         if sorted_i:

@@ -569,7 +569,7 @@ def count_chunks(const unsigned char[::1] buf, list cuts, int n_threads):
         return []
     if cuts[0] < 0 or cuts[n_chunks] > buf.shape[0]:
         raise ValueError("count_chunks: cuts outside the buffer")
-    starts_a = np.asarray(cuts[:-1], dtype=np.int64)
+    starts_a = np.asarray(cuts[:n_chunks], dtype=np.int64)
     ends_a = np.asarray(cuts[1:], dtype=np.int64)
     out_a = np.zeros(n_chunks, dtype=np.int64)
     cdef int64_t[::1] starts = starts_a
@@ -642,8 +642,8 @@ def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, d
     if cuts[0] < 0 or cuts[n_chunks] > buf.shape[0]:
         raise ValueError("parse_block: cuts outside the buffer")
     sp.delim_len = len(delim)
-    for j in range(sp.delim_len):
-        sp.delim[j] = delim[j]
+    for j in range(4):
+        sp.delim[j] = delim[j] if j < sp.delim_len else 0
     sp.n_fields = spec["n_fields"]
     sp.col_user = spec["col_user"]
     sp.col_item = spec["col_item"]

@@ -1146,6 +1146,9 @@ def load_netflix(
     ``MovieID:`` line followed by ``CustomerID,Rating,YYYY-MM-DD`` lines, and so on. Items are
     the movie ids, users the customer ids, timestamps the dates (seconds, midnight UTC).
     The default ``rating_scale`` is 1..5. Other parameters as in :func:`load_movielens_100k`.
+
+    A rating line before a file's first ``MovieID:`` line cannot be given a movie and is
+    always an error, whatever ``on_bad_line`` says (the file is not in this format).
     """
     files, per_movie = _netflix_files(paths)
     spec = _netflix_spec(rating_scale, comment)
