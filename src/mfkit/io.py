@@ -438,6 +438,7 @@ class _Engine:
         self.carry = -1
         self.expect_rows = expect_rows
         self.counts = np.zeros(16, dtype=np.int64)
+        self.progress: _Progress | None = None
         self._alloc(max(expect_rows, 1024))
 
     def respec(self) -> None:
@@ -752,6 +753,7 @@ def _text_load(
             _run_stream(engine, src, prog, done, header)
         done += size
     prog.update(done, final=True)
+    engine.progress = prog
     engine.finish(", ".join(paths) if len(paths) < 4 else f"{len(paths)} files")
     info.seconds += time.perf_counter() - t0
     if engine.n == 0:
@@ -842,6 +844,9 @@ def _build(
 
 def _engine_to_ratings(engine: _Engine, duplicates: Duplicates, name: str) -> Ratings:
     nt = engine.n_threads
+    if engine.progress is not None and engine.progress.shown:
+        sys.stderr.write(f"mapping ids and building the matrix of {engine.n:,} ratings...\n")
+        sys.stderr.flush()
     parts: dict[str, Any] = {}
     if engine.spec.user_str:
         parts["user_ids"], parts["uidx"] = _map_strings(engine.user_strs)
