@@ -242,7 +242,7 @@ def test_generic_whitespace_and_timestamp_column(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", ["gz", "bz2", "xz", "zip", "zip-many"])
-def test_compressed_input(tmp_path: Path, kind: str) -> None:
+def test_compressed_input(tmp_path: Path, kind: str, small_blocks: None) -> None:
     text = "userId,movieId,rating,timestamp\n1,2,3.5,10\n2,2,4.0,11\n"
     raw = text.encode()
     if kind == "gz":
