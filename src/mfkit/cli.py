@@ -11,6 +11,7 @@ k-fold cross-validation table.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -33,16 +34,71 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _read_file(path: str, args: argparse.Namespace) -> Ratings:
+    """A rating file (any format mfkit.io reads) with progress on stderr."""
+    from mfkit.io import LoadInfo, load_ratings
+
+    options: dict[str, Any] = {}
+    info = LoadInfo()
+    t0 = time.perf_counter()
+    fmt = getattr(args, "format", "auto")
+    if fmt != "cache":
+        is_cache = (
+            fmt == "auto"
+            and os.path.isdir(path)
+            and os.path.isfile(os.path.join(path, "meta.json"))
+        )
+        if not is_cache:
+            options = {
+                "on_bad_line": args.on_bad_line,
+                "duplicates": args.duplicates,
+                "progress": not getattr(args, "quiet", False),
+            }
+    data = load_ratings(path, fmt, verbose=True, info=info, **options)
+    extra = f", {info.skipped} bad lines skipped" if info.skipped else ""
+    _log(f"data: {path} ({info.format}) {data} in {time.perf_counter() - t0:.2f}s{extra}")
+    return data
+
+
 def _load_data(args: argparse.Namespace) -> Ratings:
     if args.file is not None:
-        raise SystemExit(
-            f"mfkit {args.command}: reading rating files is not available in this build of mfkit; "
-            f"train on a built-in synthetic set with --preset instead of {args.file!r}"
-        )
+        return _read_file(args.file, args)
     t0 = time.perf_counter()
     data = synthetic(args.preset, random_state=args.seed)
     _log(f"data: synthetic '{args.preset}' {data} in {time.perf_counter() - t0:.2f}s")
     return data
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    data = _read_file(args.input, args)
+    t0 = time.perf_counter()
+    data.save(args.output)
+    _log(f"saved: {args.output} in {time.perf_counter() - t0:.2f}s")
+    print(f"{args.output}: {data}")
+    return 0
+
+
+def _add_file_options(p: argparse.ArgumentParser) -> None:
+    from mfkit.io import FORMATS
+
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=("auto", *FORMATS),
+        help="file format (default: guessed from the name and first lines)",
+    )
+    p.add_argument(
+        "--on-bad-line",
+        default="error",
+        choices=("error", "skip", "warn"),
+        help="what to do with a malformed line (default: error)",
+    )
+    p.add_argument(
+        "--duplicates",
+        default="error",
+        choices=("error", "mean", "last", "sum"),
+        help="repeated (user, item) ratings (default: error)",
+    )
 
 
 def _build_model(args: argparse.Namespace) -> FactorModel:
@@ -85,7 +141,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         _log(f"mfkit train: {exc}")
         return 1
     fit_seconds = time.perf_counter() - t0
-    u, i, r = test.to_triplets()
+    u, i, r = test.to_triplets(original_ids=True)
     pred = model.predict(u, i, clip=True)
     rmse = float(np.sqrt(np.mean((pred - r) ** 2)))
     mae = float(np.mean(np.abs(pred - r)))
@@ -295,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write the per-epoch training/validation curves to this image (needs matplotlib)",
     )
+    _add_file_options(t)
     t.set_defaults(func=cmd_train)
 
     metric_help = (
@@ -311,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         "'mfkit train' made it with the same --seed and --test-size)",
     )
     _add_data_args(e)
+    _add_file_options(e)
     e.add_argument("--test-size", type=float, default=0.1)
     e.add_argument(
         "--metrics",
@@ -331,12 +389,20 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cv", help="k-fold cross-validation of a model")
     c.add_argument("file", nargs="?", default=None, help="rating file (default: synthetic data)")
     _add_data_args(c)
+    _add_file_options(c)
     _add_model_args(c)
     c.add_argument("--folds", type=int, default=5)
     c.add_argument("--metrics", default="rmse,mae", help=metric_help)
     c.add_argument("--threshold", type=float, default=None, help="relevance threshold (>=)")
     c.add_argument("--quiet", action="store_true", help="no per-fold progress")
     c.set_defaults(func=cmd_cv)
+
+    conv = sub.add_parser("convert", help="read a rating file and write it as a binary cache folder")
+    conv.add_argument("input", help="rating file (any format mfkit reads)")
+    conv.add_argument("output", help="cache folder to write (open it with mfkit.Ratings.load)")
+    conv.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    _add_file_options(conv)
+    conv.set_defaults(func=cmd_convert)
     return parser
 
 
@@ -345,6 +411,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:
         _log(f"mfkit {args.command}: error: {exc}")
         return 2

@@ -1,0 +1,160 @@
+# cython: language_level=3
+"""From parsed columns to the CSR container: id mapping and a stable counting sort.
+
+* ``dense_map``: integer ids spanning a modest range are mapped through a lookup table
+  (O(n + range), no sort); the ids come out sorted, like ``numpy.unique``.
+* ``csr_order``: the permutation that orders ratings by (user, item), found with two stable
+  counting-sort passes (item, then user: an LSD radix sort), O(n + n_users + n_items).
+  Input already in (user, item) order (MovieLens files) needs no permutation at all; input
+  already in item order (Netflix files) needs one pass.
+"""
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t, int64_t
+
+import numpy as np
+
+
+def dense_map(const int64_t[::1] ids, int64_t lo, int64_t hi, int n_threads):
+    """(sorted distinct ids int64, index of each id int32) for ids in [lo, hi]."""
+    cdef Py_ssize_t n = ids.shape[0], j
+    cdef int64_t span = hi - lo + 1, v, k = 0
+    if span <= 0 or span > 2_000_000_000:
+        raise ValueError("dense_map: id range is empty or too wide")
+    table_a = np.zeros(span, dtype=np.int32)
+    cdef int32_t[::1] table = table_a
+    cdef bint bad = False
+    with nogil:
+        for j in range(n):
+            v = ids[j] - lo
+            if v < 0 or v >= span:
+                bad = True
+                break
+            table[v] = 1
+        if not bad:
+            for v in range(span):
+                if table[v]:
+                    table[v] = <int32_t>k
+                    k += 1
+                else:
+                    table[v] = -1
+    if bad:
+        raise ValueError("dense_map: an id lies outside [lo, hi]")
+    uniq_a = np.empty(k, dtype=np.int64)
+    idx_a = np.empty(n, dtype=np.int32)
+    cdef int64_t[::1] uniq = uniq_a
+    cdef int32_t[::1] idx = idx_a
+    with nogil:
+        for v in range(span):
+            if table[v] >= 0:
+                uniq[table[v]] = v + lo
+        for j in prange(n, schedule="static", num_threads=n_threads):
+            idx[j] = table[ids[j] - lo]
+    return uniq_a, idx_a
+
+
+def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
+              Py_ssize_t n_items):
+    """(indptr int64, perm int64 or None): ``perm`` orders ratings by (user, item), stably
+    (ties keep input order); ``None`` when the input is already in that order."""
+    cdef Py_ssize_t n = u.shape[0], j, t
+    cdef int64_t s
+    cdef bint sorted_ui = True, sorted_i = True, bad = False
+    if i.shape[0] != n:
+        raise ValueError("csr_order: users and items differ in length")
+    indptr_a = np.zeros(n_users + 1, dtype=np.int64)
+    cdef int64_t[::1] indptr = indptr_a
+    with nogil:
+        for j in range(n):
+            if u[j] < 0 or u[j] >= n_users or i[j] < 0 or i[j] >= n_items:
+                bad = True
+                break
+            indptr[u[j] + 1] += 1
+            if j > 0:
+                if u[j] < u[j - 1] or (u[j] == u[j - 1] and i[j] < i[j - 1]):
+                    sorted_ui = False
+                if i[j] < i[j - 1]:
+                    sorted_i = False
+        for j in range(n_users):
+            indptr[j + 1] += indptr[j]
+    if bad:
+        raise ValueError("csr_order: index out of range")
+    if sorted_ui:
+        return indptr_a, None
+    cdef int64_t[::1] p1
+    cdef int64_t[::1] nxt
+    cdef int64_t[::1] perm
+    perm_a = np.empty(n, dtype=np.int64)
+    perm = perm_a
+    if not sorted_i:
+        p1_a = np.empty(n, dtype=np.int64)
+        p1 = p1_a
+        nxt_a = np.zeros(n_items + 1, dtype=np.int64)
+        nxt = nxt_a
+        with nogil:
+            for j in range(n):
+                nxt[i[j] + 1] += 1
+            for j in range(n_items):
+                nxt[j + 1] += nxt[j]
+            for j in range(n):
+                p1[nxt[i[j]]] = j
+                nxt[i[j]] += 1
+    nxt_a = indptr_a[:n_users].copy()
+    nxt = nxt_a
+    with nogil:
+        if sorted_i:
+            for j in range(n):
+                perm[nxt[u[j]]] = j
+                nxt[u[j]] += 1
+        else:
+            for t in range(n):
+                s = p1[t]
+                perm[nxt[u[s]]] = s
+                nxt[u[s]] += 1
+    return indptr_a, perm_a
+
+
+def first_duplicate(const int64_t[::1] indptr, const int32_t[::1] indices):
+    """(number of repeated (row, column) pairs, CSR position of the first repeat or -1)."""
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, r
+    cdef int64_t j, count = 0, first = -1
+    with nogil:
+        for r in range(n_rows):
+            for j in range(indptr[r] + 1, indptr[r + 1]):
+                if indices[j] == indices[j - 1]:
+                    if first < 0:
+                        first = j
+                    count += 1
+    return count, first
+
+
+def take_f32(const float[::1] a, const int64_t[::1] perm, int n_threads):
+    """a[perm] with a parallel gather."""
+    cdef Py_ssize_t n = perm.shape[0], j
+    out_a = np.empty(n, dtype=np.float32)
+    cdef float[::1] out = out_a
+    with nogil:
+        for j in prange(n, schedule="static", num_threads=n_threads):
+            out[j] = a[perm[j]]
+    return out_a
+
+
+def take_i32(const int32_t[::1] a, const int64_t[::1] perm, int n_threads):
+    """a[perm] with a parallel gather."""
+    cdef Py_ssize_t n = perm.shape[0], j
+    out_a = np.empty(n, dtype=np.int32)
+    cdef int32_t[::1] out = out_a
+    with nogil:
+        for j in prange(n, schedule="static", num_threads=n_threads):
+            out[j] = a[perm[j]]
+    return out_a
+
+
+def take_i64(const int64_t[::1] a, const int64_t[::1] perm, int n_threads):
+    """a[perm] with a parallel gather."""
+    cdef Py_ssize_t n = perm.shape[0], j
+    out_a = np.empty(n, dtype=np.int64)
+    cdef int64_t[::1] out = out_a
+    with nogil:
+        for j in prange(n, schedule="static", num_threads=n_threads):
+            out[j] = a[perm[j]]
+    return out_a

@@ -1,0 +1,751 @@
+# cython: language_level=3
+"""Tokenizer for numeric rating text: one nogil pass over a byte buffer, no Python objects.
+
+A block of text (whole lines) is cut into as many chunks as threads at line boundaries. Each
+chunk first counts its lines (an upper bound on its rows), then, in a second parallel pass,
+parses its lines into its own slice of the output columns. Python glues the slices together
+(``compact``) and carries the Netflix "current movie" across chunk borders.
+
+Every line is one of: blank (only whitespace), a comment (starts with the comment byte), a
+Netflix movie header (``123:``), or a data line with exactly ``n_fields`` fields. A data line
+that does not parse gets a reason code; the chunk stops at its first bad line (error mode) or
+counts and skips it (skip mode), remembering the byte offsets of the first few bad lines so the
+caller can show them with their line numbers.
+
+Integers and decimals are parsed by hand: a decimal with at most 18 significant digits and a
+power-of-ten exponent within +-22 is ``mantissa / 10**k`` in double precision, which is the
+correctly rounded value (both operands are exact doubles), i.e. the same double ``strtod`` or
+Python's ``float()`` return. Longer numbers fall back to ``strtod`` on a copy of the field.
+"""
+from cython.parallel cimport prange
+from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdlib cimport calloc, free, strtod
+from libc.string cimport memchr, memcpy, memmove
+
+import numpy as np
+
+# reason codes, mirrored in mfkit.io._REASONS
+cdef enum:
+    OK = 0
+    TOO_FEW = 1
+    TOO_MANY = 2
+    BAD_USER = 3
+    BAD_ITEM = 4
+    BAD_RATING = 5
+    OUT_OF_SCALE = 6
+    BAD_TIME = 7
+    BAD_HEADER = 8
+    EMPTY_ID = 9
+    N_CODES = 10
+
+cdef enum:
+    MAX_BAD = 8
+
+cdef struct Spec:
+    unsigned char delim[4]
+    int delim_len        # 0: fields are separated by runs of spaces/tabs
+    int n_fields
+    int col_user
+    int col_item
+    int col_rating
+    int col_time
+    bint user_str        # record (offset, length) instead of parsing an integer
+    bint item_str
+    int time_kind        # 0: integer, 1: date YYYY-MM-DD (stored as seconds since 1970)
+    int comment          # -1: no comment lines
+    bint netflix         # "123:" lines set the item of the lines below them
+    bint check_scale
+    double lo
+    double hi
+    bint skip_bad
+    bint pad_space       # spaces around a field are padding (not with a space delimiter)
+    bint pad_tab
+
+cdef struct Cols:
+    int64_t *user
+    int64_t *item
+    float *rating
+    int64_t *time
+    int64_t *ustart
+    int32_t *ulen
+    int64_t *istart
+    int32_t *ilen
+
+cdef struct Chunk:
+    int64_t start
+    int64_t end
+    int64_t cap          # lines counted in the chunk (row capacity)
+    int64_t row0         # first output row of the chunk
+    int64_t n_rows
+    int64_t n_lines
+    int64_t n_comment
+    int64_t n_blank
+    int64_t n_header
+    int64_t err_off      # first bad line (error mode), -1 if none
+    int err_code
+    int64_t counts[N_CODES]
+    int64_t bad_off[MAX_BAD]
+    int bad_code[MAX_BAD]
+    int n_bad_rec
+    int64_t lead_rows    # netflix: rows before the chunk's first header
+    int64_t lead_off
+    int64_t last_item    # netflix: item of the chunk's last header, -1 if none
+    int64_t umin
+    int64_t umax
+    int64_t imin
+    int64_t imax
+
+cdef double[23] POW10
+cdef int _j
+POW10[0] = 1.0
+for _j in range(1, 23):
+    POW10[_j] = POW10[_j - 1] * 10.0
+
+
+cdef inline bint is_digit(unsigned char c) noexcept nogil:
+    return c >= 48 and c <= 57
+
+
+cdef inline bint is_ws(unsigned char c) noexcept nogil:
+    return c == 32 or c == 9
+
+
+cdef inline int64_t skip_ws(const unsigned char *b, int64_t x, int64_t q) noexcept nogil:
+    while x < q and is_ws(b[x]):
+        x += 1
+    return x
+
+
+cdef inline int64_t skip_pad(const unsigned char *b, int64_t x, int64_t q,
+                             const Spec *sp) noexcept nogil:
+    while x < q and ((b[x] == 32 and sp.pad_space) or (b[x] == 9 and sp.pad_tab)):
+        x += 1
+    return x
+
+
+cdef inline int64_t strip_pad(const unsigned char *b, int64_t s, int64_t x,
+                              const Spec *sp) noexcept nogil:
+    while x > s and ((b[x - 1] == 32 and sp.pad_space) or (b[x - 1] == 9 and sp.pad_tab)):
+        x -= 1
+    return x
+
+
+cdef inline bint at_delim(const unsigned char *b, int64_t x, int64_t q,
+                          const Spec *sp) noexcept nogil:
+    cdef int k
+    if sp.delim_len == 1:
+        return x < q and b[x] == sp.delim[0]
+    if sp.delim_len == 0:
+        return x < q and is_ws(b[x])
+    if x + sp.delim_len > q:
+        return False
+    for k in range(sp.delim_len):
+        if b[x + k] != sp.delim[k]:
+            return False
+    return True
+
+
+cdef inline int64_t find_delim(const unsigned char *b, int64_t x, int64_t q,
+                               const Spec *sp) noexcept nogil:
+    """Position of the next delimiter at or after x, or q."""
+    cdef const unsigned char *hit
+    if sp.delim_len == 0:
+        while x < q and not is_ws(b[x]):
+            x += 1
+        return x
+    while x < q:
+        hit = <const unsigned char *>memchr(b + x, sp.delim[0], <size_t>(q - x))
+        if hit == NULL:
+            return q
+        x = hit - b
+        if at_delim(b, x, q, sp):
+            return x
+        x += 1
+    return q
+
+
+cdef inline int parse_int(const unsigned char *b, int64_t *px, int64_t q,
+                          int64_t *out) noexcept nogil:
+    """Signed decimal integer at *px; advances *px. 0 on success, 1 if no digits or overflow."""
+    cdef int64_t x = px[0], s
+    cdef bint neg = False
+    cdef uint64_t v = 0, lim
+    cdef unsigned int d
+    if x < q and (b[x] == 45 or b[x] == 43):
+        neg = b[x] == 45
+        x += 1
+    s = x
+    # up to 18 digits cannot overflow: no check in the common case
+    while x < q and x - s < 18 and is_digit(b[x]):
+        v = v * 10 + (b[x] - 48)
+        x += 1
+    if x == s:
+        return 1
+    if x < q and is_digit(b[x]):
+        lim = <uint64_t>9223372036854775807ULL + (1 if neg else 0)
+        while x < q and is_digit(b[x]):
+            d = b[x] - 48
+            if v > (lim - d) // 10:
+                return 1
+            v = v * 10 + d
+            x += 1
+    px[0] = x
+    if neg:
+        out[0] = -(<int64_t>(v - 1)) - 1 if v > 0 else 0
+    else:
+        out[0] = <int64_t>v
+    return 0
+
+
+cdef inline int parse_decimal(const unsigned char *b, int64_t *px, int64_t q,
+                              double *out) noexcept nogil:
+    """[+-]digits[.digits][(e|E)[+-]digits]; 0 on success, 1 otherwise."""
+    cdef int64_t x = px[0], s = px[0], e10 = 0, ev = 0
+    cdef bint neg = False, eneg = False, any_digit = False, exact = True
+    cdef uint64_t mant = 0
+    cdef int nd = 0
+    cdef double v
+    cdef char tmp[80]
+    cdef char *endp
+    if x < q and (b[x] == 45 or b[x] == 43):
+        neg = b[x] == 45
+        x += 1
+    while x < q and is_digit(b[x]):
+        any_digit = True
+        if mant != 0 or b[x] != 48:
+            if nd < 18:
+                mant = mant * 10 + (b[x] - 48)
+                nd += 1
+            else:
+                exact = False
+        x += 1
+    if x < q and b[x] == 46:
+        x += 1
+        while x < q and is_digit(b[x]):
+            any_digit = True
+            if mant != 0 or b[x] != 48:
+                if nd < 18:
+                    mant = mant * 10 + (b[x] - 48)
+                    nd += 1
+                    e10 -= 1
+                else:
+                    exact = False
+            else:
+                e10 -= 1
+            x += 1
+    if not any_digit:
+        return 1
+    if x < q and (b[x] == 101 or b[x] == 69):
+        x += 1
+        if x < q and (b[x] == 45 or b[x] == 43):
+            eneg = b[x] == 45
+            x += 1
+        if x >= q or not is_digit(b[x]):
+            return 1
+        while x < q and is_digit(b[x]):
+            if ev < 100000:
+                ev = ev * 10 + (b[x] - 48)
+            x += 1
+        e10 += -ev if eneg else ev
+    px[0] = x
+    if exact and mant == 0:
+        out[0] = -0.0 if neg else 0.0
+        return 0
+    if exact and e10 >= -22 and e10 <= 22:
+        v = <double>mant
+        if e10 < 0:
+            v = v / POW10[-e10]
+        else:
+            v = v * POW10[e10]
+        out[0] = -v if neg else v
+        return 0
+    if x - s >= 79:
+        return 1
+    memcpy(tmp, b + s, <size_t>(x - s))
+    tmp[x - s] = 0
+    out[0] = strtod(tmp, &endp)
+    if endp != tmp + (x - s):
+        return 1
+    return 0
+
+
+cdef inline int64_t days_from_civil(int64_t y, int64_t m, int64_t d) noexcept nogil:
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    cdef int64_t era, yoe, doy, doe
+    if m <= 2:
+        y -= 1
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+cdef inline int parse_date(const unsigned char *b, int64_t *px, int64_t q,
+                           int64_t *out) noexcept nogil:
+    """YYYY-MM-DD -> seconds since 1970-01-01 00:00 UTC."""
+    cdef int64_t x = px[0], y, m, d
+    cdef int k
+    if x + 10 > q or b[x + 4] != 45 or b[x + 7] != 45:
+        return 1
+    for k in range(10):
+        if k != 4 and k != 7 and not is_digit(b[x + k]):
+            return 1
+    y = (b[x] - 48) * 1000 + (b[x + 1] - 48) * 100 + (b[x + 2] - 48) * 10 + (b[x + 3] - 48)
+    m = (b[x + 5] - 48) * 10 + (b[x + 6] - 48)
+    d = (b[x + 8] - 48) * 10 + (b[x + 9] - 48)
+    if m < 1 or m > 12 or d < 1 or d > 31:
+        return 1
+    px[0] = x + 10
+    out[0] = days_from_civil(y, m, d) * 86400
+    return 0
+
+
+cdef inline int parse_line(const unsigned char *b, int64_t p, int64_t q, const Spec *sp,
+                           Cols *c, int64_t row, int64_t item_now) noexcept nogil:
+    """Parse the data line [p, q) into row `row`; return a reason code (OK = 0)."""
+    cdef int f, bad
+    cdef int64_t x = p, fe, x2, iv = 0, s
+    cdef double rv = 0.0
+    if sp.delim_len == 0:
+        x = skip_ws(b, x, q)
+    for f in range(sp.n_fields):
+        if f > 0:
+            if not at_delim(b, x, q, sp):
+                return TOO_FEW if x >= q else TOO_MANY
+            if sp.delim_len == 0:
+                x = skip_ws(b, x, q)
+            else:
+                x += sp.delim_len
+        if sp.delim_len == 0 and x >= q:
+            return TOO_FEW
+        if f == sp.col_user or f == sp.col_item:
+            if (f == sp.col_user and sp.user_str) or (f == sp.col_item and sp.item_str):
+                fe = find_delim(b, x, q, sp)
+                s = skip_pad(b, x, fe, sp)
+                x2 = strip_pad(b, s, fe, sp)
+                if x2 - s >= 2 and b[s] == 34 and b[x2 - 1] == 34:
+                    s += 1
+                    x2 -= 1
+                if x2 <= s:
+                    return EMPTY_ID if fe < q or f == sp.n_fields - 1 else TOO_FEW
+                if f == sp.col_user:
+                    c.ustart[row] = s
+                    c.ulen[row] = <int32_t>(x2 - s)
+                else:
+                    c.istart[row] = s
+                    c.ilen[row] = <int32_t>(x2 - s)
+                x = fe
+                continue
+            bad = BAD_USER if f == sp.col_user else BAD_ITEM
+            x2 = skip_pad(b, x, q, sp) if sp.delim_len > 0 else x
+            if parse_int(b, &x2, q, &iv) != 0:
+                fe = find_delim(b, x, q, sp)
+                if fe >= q and x >= q and f < sp.n_fields - 1:
+                    return TOO_FEW
+                return bad
+            if sp.delim_len > 0:
+                x2 = skip_pad(b, x2, q, sp)
+            if x2 < q and not at_delim(b, x2, q, sp):
+                return bad
+            if f == sp.col_user:
+                c.user[row] = iv
+            else:
+                c.item[row] = iv
+            x = x2
+        elif f == sp.col_rating:
+            x2 = skip_pad(b, x, q, sp) if sp.delim_len > 0 else x
+            if parse_decimal(b, &x2, q, &rv) != 0:
+                fe = find_delim(b, x, q, sp)
+                if fe >= q and x >= q and f < sp.n_fields - 1:
+                    return TOO_FEW
+                return BAD_RATING
+            if sp.delim_len > 0:
+                x2 = skip_pad(b, x2, q, sp)
+            if x2 < q and not at_delim(b, x2, q, sp):
+                return BAD_RATING
+            if not (rv - rv == 0.0):
+                return BAD_RATING
+            if sp.check_scale and (rv < sp.lo or rv > sp.hi):
+                return OUT_OF_SCALE
+            c.rating[row] = <float>rv
+            x = x2
+        elif f == sp.col_time:
+            x2 = skip_pad(b, x, q, sp) if sp.delim_len > 0 else x
+            if sp.time_kind == 1:
+                bad = parse_date(b, &x2, q, &iv)
+            else:
+                bad = parse_int(b, &x2, q, &iv)
+            if bad != 0:
+                fe = find_delim(b, x, q, sp)
+                if fe >= q and x >= q and f < sp.n_fields - 1:
+                    return TOO_FEW
+                return BAD_TIME
+            if sp.delim_len > 0:
+                x2 = skip_pad(b, x2, q, sp)
+            if x2 < q and not at_delim(b, x2, q, sp):
+                return BAD_TIME
+            c.time[row] = iv
+            x = x2
+        else:
+            x = find_delim(b, x, q, sp)
+    if sp.delim_len == 0:
+        x = skip_ws(b, x, q)
+    if x < q:
+        return TOO_MANY
+    if sp.netflix:
+        c.item[row] = item_now
+    return OK
+
+
+cdef int count_fields(const unsigned char *b, int64_t p, int64_t q,
+                      const Spec *sp) noexcept nogil:
+    """Fields on the line [p, q) as a plain split would count them."""
+    cdef int n = 0
+    if sp.delim_len == 0:
+        p = skip_ws(b, p, q)
+        while p < q:
+            n += 1
+            p = find_delim(b, p, q, sp)
+            p = skip_ws(b, p, q)
+        return n
+    n = 1
+    p = find_delim(b, p, q, sp)
+    while p < q:
+        n += 1
+        p = find_delim(b, p + sp.delim_len, q, sp)
+    return n
+
+
+cdef inline int classify(const unsigned char *b, int64_t p, int64_t q, const Spec *sp,
+                         int code) noexcept nogil:
+    """A wrong field count explains a bad line better than the field that failed."""
+    cdef int nf
+    if code == OK or code == TOO_FEW or code == TOO_MANY:
+        return code
+    nf = count_fields(b, p, q, sp)
+    if nf < sp.n_fields:
+        return TOO_FEW
+    if nf > sp.n_fields:
+        return TOO_MANY
+    return code
+
+
+cdef inline bint blank_line(const unsigned char *b, int64_t p, int64_t q) noexcept nogil:
+    while p < q:
+        if not is_ws(b[p]):
+            return False
+        p += 1
+    return True
+
+
+cdef void parse_chunk(const unsigned char *b, const Spec *sp, Cols *c,
+                      Chunk *ch) noexcept nogil:
+    cdef int64_t p = ch.start, e = ch.end, q, nxt, row = ch.row0, x, hx, iv = 0
+    cdef int64_t item_now = -1, umin = 0, umax = -1, imin = 0, imax = -1
+    cdef const unsigned char *nl
+    cdef int code
+    cdef bint seen_header = False, first_u = True, first_i = True
+    while p < e:
+        nl = <const unsigned char *>memchr(b + p, 10, <size_t>(e - p))
+        if nl == NULL:
+            q = e
+            nxt = e
+        else:
+            q = nl - b
+            nxt = q + 1
+        ch.n_lines += 1
+        if q > p and b[q - 1] == 13:
+            q -= 1
+        if q == p or ((b[p] == 32 or b[p] == 9) and blank_line(b, p, q)):
+            ch.n_blank += 1
+            p = nxt
+            continue
+        if sp.comment >= 0 and b[p] == sp.comment:
+            ch.n_comment += 1
+            p = nxt
+            continue
+        if sp.netflix:
+            x = q
+            while x > p and is_ws(b[x - 1]):
+                x -= 1
+            if b[x - 1] == 58:  # ':'
+                x -= 1
+                hx = skip_ws(b, p, x)
+                if parse_int(b, &hx, x, &iv) == 0 and skip_ws(b, hx, x) == x and iv >= 0:
+                    item_now = iv
+                    seen_header = True
+                    ch.last_item = iv
+                    ch.n_header += 1
+                    if first_i or iv < imin:
+                        imin = iv
+                    if first_i or iv > imax:
+                        imax = iv
+                    first_i = False
+                    p = nxt
+                    continue
+                code = BAD_HEADER
+            else:
+                code = classify(b, p, q, sp, parse_line(b, p, q, sp, c, row, item_now))
+        else:
+            code = classify(b, p, q, sp, parse_line(b, p, q, sp, c, row, item_now))
+        if code == OK:
+            if sp.netflix and not seen_header:
+                if ch.lead_rows == 0:
+                    ch.lead_off = p
+                ch.lead_rows += 1
+            if not sp.user_str:
+                iv = c.user[row]
+                if first_u or iv < umin:
+                    umin = iv
+                if first_u or iv > umax:
+                    umax = iv
+                first_u = False
+            if not sp.item_str and not sp.netflix:
+                iv = c.item[row]
+                if first_i or iv < imin:
+                    imin = iv
+                if first_i or iv > imax:
+                    imax = iv
+                first_i = False
+            row += 1
+        else:
+            ch.counts[code] += 1
+            if ch.n_bad_rec < MAX_BAD:
+                ch.bad_off[ch.n_bad_rec] = p
+                ch.bad_code[ch.n_bad_rec] = code
+                ch.n_bad_rec += 1
+            if not sp.skip_bad:
+                ch.err_off = p
+                ch.err_code = code
+                break
+        p = nxt
+    ch.n_rows = row - ch.row0
+    ch.umin = umin
+    ch.umax = umax
+    ch.imin = imin
+    ch.imax = imax
+
+
+cdef int64_t count_nl(const unsigned char *b, int64_t p, int64_t e) noexcept nogil:
+    """Number of newline bytes in [p, e); a branch-free loop the compiler vectorises."""
+    cdef int64_t n = 0, j, k, stop
+    cdef unsigned char acc
+    j = p
+    while j < e:
+        # a byte counter cannot overflow within 255 bytes
+        stop = j + 255 if e - j > 255 else e
+        acc = 0
+        for k in range(j, stop):
+            acc += b[k] == 10
+        n += acc
+        j = stop
+    return n
+
+
+cdef int64_t count_lines_c(const unsigned char *b, int64_t p, int64_t e) noexcept nogil:
+    """Lines in [p, e): newlines, plus one for a last line without a newline."""
+    if e <= p:
+        return 0
+    return count_nl(b, p, e) + (0 if b[e - 1] == 10 else 1)
+
+
+def count_newlines(const unsigned char[::1] buf, Py_ssize_t start, Py_ssize_t end):
+    """Number of b'\\n' bytes in buf[start:end]."""
+    cdef int64_t n = 0
+    cdef const unsigned char *b = &buf[0] if buf.shape[0] > 0 else NULL
+    if start < 0 or end > buf.shape[0] or start > end:
+        raise ValueError("count_newlines: range outside the buffer")
+    with nogil:
+        n = count_nl(b, start, end)
+    return n
+
+
+def count_chunks(const unsigned char[::1] buf, list cuts, int n_threads):
+    """Lines in each chunk buf[cuts[k]:cuts[k+1]] (the row capacity each chunk needs)."""
+    cdef Py_ssize_t n_chunks = len(cuts) - 1, k
+    cdef const unsigned char *b = &buf[0] if buf.shape[0] > 0 else NULL
+    if n_chunks < 1:
+        return []
+    if cuts[0] < 0 or cuts[n_chunks] > buf.shape[0]:
+        raise ValueError("count_chunks: cuts outside the buffer")
+    starts_a = np.asarray(cuts[:n_chunks], dtype=np.int64)
+    ends_a = np.asarray(cuts[1:], dtype=np.int64)
+    out_a = np.zeros(n_chunks, dtype=np.int64)
+    cdef int64_t[::1] starts = starts_a
+    cdef int64_t[::1] ends = ends_a
+    cdef int64_t[::1] out = out_a
+    with nogil:
+        for k in prange(n_chunks, schedule="static", chunksize=1, num_threads=n_threads):
+            out[k] = count_lines_c(b, starts[k], ends[k])
+    return out_a.tolist()
+
+
+cdef inline int64_t* _p64(int64_t[::1] a) noexcept nogil:
+    return &a[0] if a.shape[0] > 0 else NULL
+
+
+def split_points(const unsigned char[::1] buf, Py_ssize_t start, Py_ssize_t end, int n):
+    """Up to n + 1 cut points start = c0 < c1 < ... = end, each just after a newline."""
+    cdef list cuts = [start]
+    cdef Py_ssize_t j, pos, last = start
+    cdef const unsigned char *nl
+    cdef const unsigned char *b = &buf[0] if buf.shape[0] > 0 else NULL
+    for j in range(1, n):
+        pos = start + (end - start) * j // n
+        if pos <= last:
+            continue
+        nl = <const unsigned char *>memchr(b + pos, 10, <size_t>(end - pos))
+        if nl == NULL:
+            break
+        pos = (nl - b) + 1
+        if pos >= end:
+            break
+        if pos > last:
+            cuts.append(pos)
+            last = pos
+    cuts.append(end)
+    return cuts
+
+
+def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, dict out,
+                Py_ssize_t row0, int n_threads):
+    """Parse buf[cuts[0]:cuts[-1]] (whole lines) in len(cuts) - 1 chunks; ``caps`` are the
+    chunks' line counts from ``count_chunks``.
+
+    ``out`` holds the output columns (``user``, ``item`` int64; ``rating`` float32; ``time``
+    int64; ``ustart``/``istart`` int64 and ``ulen``/``ilen`` int32 for string ids); rows are
+    written from ``row0`` on. Returns a list of per-chunk dicts (``row0``, ``n_rows``, line
+    counts, bad-line records, Netflix carry data, id ranges). Chunk k's rows are at
+    ``[row0_k, row0_k + n_rows_k)``: the caller compacts them.
+    """
+    cdef Spec sp
+    cdef Cols c
+    cdef Py_ssize_t n_chunks = len(cuts) - 1, k, j
+    cdef Chunk *chunks
+    cdef Chunk *ch
+    cdef const unsigned char *b = &buf[0] if buf.shape[0] > 0 else NULL
+    cdef bytes delim = spec["delimiter"]
+    cdef int64_t[::1] a_user = out.get("user", _EMPTY64)
+    cdef int64_t[::1] a_item = out.get("item", _EMPTY64)
+    cdef float[::1] a_rating = out.get("rating", _EMPTYF)
+    cdef int64_t[::1] a_time = out.get("time", _EMPTY64)
+    cdef int64_t[::1] a_ustart = out.get("ustart", _EMPTY64)
+    cdef int32_t[::1] a_ulen = out.get("ulen", _EMPTY32)
+    cdef int64_t[::1] a_istart = out.get("istart", _EMPTY64)
+    cdef int32_t[::1] a_ilen = out.get("ilen", _EMPTY32)
+    cdef int64_t need
+    if n_chunks < 1:
+        return []
+    if len(delim) > 4:
+        raise ValueError("delimiter longer than 4 bytes")
+    if cuts[0] < 0 or cuts[n_chunks] > buf.shape[0]:
+        raise ValueError("parse_block: cuts outside the buffer")
+    sp.delim_len = len(delim)
+    for j in range(4):
+        sp.delim[j] = delim[j] if j < sp.delim_len else 0
+    sp.n_fields = spec["n_fields"]
+    sp.col_user = spec["col_user"]
+    sp.col_item = spec["col_item"]
+    sp.col_rating = spec["col_rating"]
+    sp.col_time = spec["col_time"]
+    sp.user_str = spec["user_str"]
+    sp.item_str = spec["item_str"]
+    sp.time_kind = spec["time_kind"]
+    sp.comment = spec["comment"]
+    sp.netflix = spec["netflix"]
+    sp.check_scale = spec["check_scale"]
+    sp.lo = spec["lo"]
+    sp.hi = spec["hi"]
+    sp.skip_bad = spec["skip_bad"]
+    sp.pad_space = b" " not in delim
+    sp.pad_tab = b"\t" not in delim
+    if sp.n_fields < 1 or sp.n_fields > 1000:
+        raise ValueError("n_fields must be in [1, 1000]")
+    chunks = <Chunk *>calloc(<size_t>n_chunks, sizeof(Chunk))
+    if chunks == NULL:
+        raise MemoryError()
+    try:
+        for k in range(n_chunks):
+            chunks[k].start = cuts[k]
+            chunks[k].end = cuts[k + 1]
+            chunks[k].err_off = -1
+            chunks[k].last_item = -1
+            chunks[k].lead_off = -1
+        if len(caps) != n_chunks:
+            raise ValueError("parse_block: one capacity per chunk is needed")
+        for k in range(n_chunks):
+            chunks[k].cap = caps[k]
+        need = 0
+        for k in range(n_chunks):
+            chunks[k].row0 = row0 + need
+            need += chunks[k].cap
+        # every column that the spec writes must have room for every line
+        _check_room(sp, a_user, a_item, a_rating, a_time, a_ustart, a_ulen, a_istart, a_ilen,
+                    row0 + need)
+        c.user = _p64(a_user)
+        c.item = _p64(a_item)
+        c.rating = &a_rating[0] if a_rating.shape[0] > 0 else NULL
+        c.time = _p64(a_time)
+        c.ustart = _p64(a_ustart)
+        c.ulen = &a_ulen[0] if a_ulen.shape[0] > 0 else NULL
+        c.istart = _p64(a_istart)
+        c.ilen = &a_ilen[0] if a_ilen.shape[0] > 0 else NULL
+        with nogil:
+            for k in prange(n_chunks, schedule="static", chunksize=1, num_threads=n_threads):
+                parse_chunk(b, &sp, &c, &chunks[k])
+        result = []
+        for k in range(n_chunks):
+            ch = &chunks[k]
+            result.append({
+                "row0": ch.row0, "n_rows": ch.n_rows, "cap": ch.cap,
+                "start": ch.start, "end": ch.end,
+                "n_lines": ch.n_lines, "n_comment": ch.n_comment, "n_blank": ch.n_blank,
+                "n_header": ch.n_header, "err_off": ch.err_off, "err_code": ch.err_code,
+                "counts": [ch.counts[j] for j in range(N_CODES)],
+                "bad": [(ch.bad_off[j], ch.bad_code[j]) for j in range(ch.n_bad_rec)],
+                "lead_rows": ch.lead_rows, "lead_off": ch.lead_off,
+                "last_item": ch.last_item,
+                "umin": ch.umin, "umax": ch.umax, "imin": ch.imin, "imax": ch.imax,
+            })
+        return result
+    finally:
+        free(chunks)
+
+
+_EMPTY64 = np.zeros(0, dtype=np.int64)
+_EMPTY32 = np.zeros(0, dtype=np.int32)
+_EMPTYF = np.zeros(0, dtype=np.float32)
+
+
+cdef _check_room(Spec sp, int64_t[::1] a_user, int64_t[::1] a_item, float[::1] a_rating,
+                 int64_t[::1] a_time, int64_t[::1] a_ustart, int32_t[::1] a_ulen,
+                 int64_t[::1] a_istart, int32_t[::1] a_ilen, int64_t need):
+    if sp.col_user >= 0:
+        if sp.user_str and (a_ustart.shape[0] < need or a_ulen.shape[0] < need):
+            raise ValueError("parse_block: no room for string user ids")
+        if not sp.user_str and a_user.shape[0] < need:
+            raise ValueError("parse_block: no room for user ids")
+    if sp.col_item >= 0 or sp.netflix:
+        if sp.item_str and (a_istart.shape[0] < need or a_ilen.shape[0] < need):
+            raise ValueError("parse_block: no room for string item ids")
+        if not sp.item_str and a_item.shape[0] < need:
+            raise ValueError("parse_block: no room for item ids")
+    if sp.col_rating >= 0 and a_rating.shape[0] < need:
+        raise ValueError("parse_block: no room for ratings")
+    if sp.col_time >= 0 and a_time.shape[0] < need:
+        raise ValueError("parse_block: no room for timestamps")
+
+
+def move_rows(a, Py_ssize_t src, Py_ssize_t dst, Py_ssize_t n):
+    """a[dst:dst+n] = a[src:src+n] for a 1-d contiguous array, overlap allowed."""
+    cdef unsigned char[::1] raw
+    cdef Py_ssize_t w
+    if n <= 0 or src == dst:
+        return
+    w = a.itemsize
+    if src < 0 or dst < 0 or src + n > a.shape[0] or dst + n > a.shape[0]:
+        raise ValueError("move_rows: range outside the array")
+    raw = a.view(np.uint8)
+    with nogil:
+        memmove(&raw[dst * w], &raw[src * w], <size_t>(n * w))
