@@ -299,9 +299,17 @@ def test_cli_train_evaluate_recommend_cv(
     )
     table = capsys.readouterr().out
     assert "precision@5" in table and table.count("\n") == 6
-    # a rating file goes through the loader (not part of this build)
-    with pytest.raises(SystemExit, match="mfkit cv: reading rating files"):
-        main(["cv", str(tmp_path / "ratings.csv")])
+    # a rating file goes through the loaders
+    csv = tmp_path / "ratings.csv"
+    toy = mfkit.datasets.synthetic("toy", random_state=0)
+    tu, ti, tr = toy.to_triplets()
+    rows = "".join(f"{a},{b},{c:.1f},0\n" for a, b, c in zip(tu, ti, tr, strict=True))
+    csv.write_text("userId,movieId,rating,timestamp\n" + rows)
+    argv = ["cv", str(csv), "--factors", "3", "--epochs", "2", "--folds", "2", "--quiet"]
+    assert main(argv) == 0
+    assert "rmse" in capsys.readouterr().out
+    assert main(["cv", str(tmp_path / "missing.csv")]) == 2
+    assert "no such rating file" in capsys.readouterr().err
     assert main(["recommend", str(out), "--user", "9999"]) == 2
     assert "fold_in" in capsys.readouterr().err
 

@@ -397,7 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true", help="no per-fold progress")
     c.set_defaults(func=cmd_cv)
 
-    conv = sub.add_parser("convert", help="read a rating file and write it as a binary cache folder")
+    conv = sub.add_parser(
+        "convert", help="read a rating file and write it as a binary cache folder"
+    )
     conv.add_argument("input", help="rating file (any format mfkit reads)")
     conv.add_argument("output", help="cache folder to write (open it with mfkit.Ratings.load)")
     conv.add_argument("--quiet", action="store_true", help="no progress on stderr")
