@@ -6,12 +6,14 @@ __version__ = "0.1.0"
 
 from mfkit import datasets, model_selection
 from mfkit._common import openmp_enabled
+from mfkit.als import ALS
 from mfkit.exceptions import DivergenceError, NotFittedError
 from mfkit.persistence import load
 from mfkit.ratings import Ratings, as_ratings
 from mfkit.sgd import SGD
 
 __all__ = [
+    "ALS",
     "SGD",
     "DivergenceError",
     "NotFittedError",
