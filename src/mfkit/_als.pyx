@@ -218,7 +218,7 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
                  floating[:, ::1] X, floating[::1] xbias, const floating[:, ::1] X0,
                  const Params *p, Scratch *s, double *sse) noexcept nogil:
     cdef Py_ssize_t start = indptr[row], n = indptr[row + 1] - indptr[row]
-    cdef int k = p.k, ld = p.ld, lda = p.lda, f, step, status
+    cdef int k = p.k, ld = p.ld, lda = p.lda, f, _step, status
     cdef bint biases = p.biases, has_prior = p.has_prior and p.prior > 0
     cdef floating *blk = <floating *>s.blk
     cdef floating *t = <floating *>s.t
@@ -261,7 +261,7 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
         d[f] = r[f]
     db = rb
     rr = _dot(r, r, k) + rb * rb
-    for step in range(p.cg_steps):
+    for _step in range(p.cg_steps):
         if not (rr > 0):
             break
         if floating is float:

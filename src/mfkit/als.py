@@ -65,6 +65,15 @@ def half_step(
     if (ybias is None) != (xbias is None):
         raise ValueError("pass both ybias and xbias (with biases) or neither (without)")
     dtype = X.dtype
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"X must be float32 or float64, got dtype {dtype}")
+    named = {"Y": Y, "ybias": ybias, "xbias": xbias, "prior": prior}
+    for name, a in named.items():
+        if a is not None and a.dtype != dtype:
+            raise TypeError(f"{name} has dtype {a.dtype} but X has {dtype}: use one dtype")
+    for name, a in {"X": X, **named}.items():
+        if a is not None and not a.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous: pass numpy.ascontiguousarray({name})")
     empty_b = np.empty(0, dtype=dtype)
     reg = float(regularization)
     reg_b = reg if bias_regularization is None else float(bias_regularization)
