@@ -121,90 +121,175 @@ MFKIT_ALS_GRAM(float, f32, 8)
 MFKIT_ALS_GRAM(double, f64, 4)
 #endif
 
-#define MFKIT_ALS_KERNELS(T, SUF)                                                           \
-/* rhs[c] = sum_i t[i] Y[i][c]; colsum[c] = sum_i Y[i][c] (when colsum != NULL);             \
- * returns sum_i t[i]. */                                                                    \
+/* ---------------------------------------------------------------- row-block kernels
+ * Vectors x, d, s, out are ld long and zero beyond k, like the rows of Y, so every loop
+ * runs over whole vectors. Four rows of Y are handled per iteration for instruction-level
+ * parallelism, without changing any sum's order: a dot product is the same 8-lane sum for
+ * every row, and out[c] += s_i Y[i][c] is applied row after row. */
+#if MFKIT_HAVE_VEC
+#define MFKIT_ALS_LANES8(T, V8, SUF)                                                        \
+static inline T mf_als_hsum8_##SUF(V8 a)                                                     \
+{                                                                                            \
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));                \
+}                                                                                            \
+/* s[i] = Y[i] . v + vb for i < n (the 8-lane dot of mf_als_dot over ld entries). */        \
+static inline void mf_als_dots_##SUF(const T *restrict Y, int n, int ld, const T *restrict v, \
+                                     T vb, T *restrict s)                                    \
+{                                                                                            \
+    int i = 0;                                                                               \
+    for (; i + 4 <= n; i += 4) {                                                             \
+        const T *y0 = Y + (size_t)i * ld, *y1 = y0 + ld, *y2 = y1 + ld, *y3 = y2 + ld;       \
+        V8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                           \
+        for (int f = 0; f < ld; f += 8) {                                                    \
+            V8 vv, b0, b1, b2, b3;                                                           \
+            memcpy(&vv, v + f, sizeof(V8));                                                  \
+            memcpy(&b0, y0 + f, sizeof(V8)); memcpy(&b1, y1 + f, sizeof(V8));               \
+            memcpy(&b2, y2 + f, sizeof(V8)); memcpy(&b3, y3 + f, sizeof(V8));               \
+            a0 += b0 * vv; a1 += b1 * vv; a2 += b2 * vv; a3 += b3 * vv;                      \
+        }                                                                                    \
+        s[i] = mf_als_hsum8_##SUF(a0) + vb;                                                  \
+        s[i + 1] = mf_als_hsum8_##SUF(a1) + vb;                                              \
+        s[i + 2] = mf_als_hsum8_##SUF(a2) + vb;                                              \
+        s[i + 3] = mf_als_hsum8_##SUF(a3) + vb;                                              \
+    }                                                                                        \
+    for (; i < n; i++) {                                                                     \
+        const T *y0 = Y + (size_t)i * ld;                                                    \
+        V8 a0 = {0};                                                                         \
+        for (int f = 0; f < ld; f += 8) {                                                    \
+            V8 vv, b0;                                                                       \
+            memcpy(&vv, v + f, sizeof(V8)); memcpy(&b0, y0 + f, sizeof(V8));                 \
+            a0 += b0 * vv;                                                                   \
+        }                                                                                    \
+        s[i] = mf_als_hsum8_##SUF(a0) + vb;                                                  \
+    }                                                                                        \
+}
+MFKIT_ALS_LANES8(float, mf_v8sf, f32)
+typedef double mf_v8df __attribute__((vector_size(64)));
+MFKIT_ALS_LANES8(double, mf_v8df, f64)
+#else
+#define MFKIT_ALS_LANES8(T, SUF)                                                            \
+static inline void mf_als_dots_##SUF(const T *Y, int n, int ld, const T *v, T vb, T *s)      \
+{                                                                                            \
+    for (int i = 0; i < n; i++) s[i] = mf_als_dot_##SUF(Y + (size_t)i * ld, v, ld) + vb;     \
+}
+MFKIT_ALS_LANES8(float, f32)
+MFKIT_ALS_LANES8(double, f64)
+#endif
+
+#define MFKIT_ALS_KERNELS(T, SUF, VT, VN)                                                   \
+/* out[c] = sum_i s[i] Y[i][c] (c < ld), summed over i in order. */                          \
+static inline void mf_als_ytv_##SUF(const T *restrict Y, int n, int ld, const T *restrict s, \
+                                    T *restrict out)                                         \
+{                                                                                            \
+    for (int c = 0; c < ld; c++) out[c] = 0;                                                 \
+    int i = 0;                                                                               \
+    for (; i + 4 <= n; i += 4) {                                                             \
+        const T *y0 = Y + (size_t)i * ld, *y1 = y0 + ld, *y2 = y1 + ld, *y3 = y2 + ld;       \
+        T s0 = s[i], s1 = s[i + 1], s2 = s[i + 2], s3 = s[i + 3];                            \
+        for (int c = 0; c < ld; c += VN) {                                                   \
+            VT o, b;                                                                         \
+            memcpy(&o, out + c, sizeof(VT));                                                 \
+            memcpy(&b, y0 + c, sizeof(VT)); o += s0 * b;                                     \
+            memcpy(&b, y1 + c, sizeof(VT)); o += s1 * b;                                     \
+            memcpy(&b, y2 + c, sizeof(VT)); o += s2 * b;                                     \
+            memcpy(&b, y3 + c, sizeof(VT)); o += s3 * b;                                     \
+            memcpy(out + c, &o, sizeof(VT));                                                 \
+        }                                                                                    \
+    }                                                                                        \
+    for (; i < n; i++) {                                                                     \
+        const T *y0 = Y + (size_t)i * ld;                                                    \
+        T s0 = s[i];                                                                         \
+        for (int c = 0; c < ld; c++) out[c] += s0 * y0[c];                                   \
+    }                                                                                        \
+}                                                                                            \
+                                                                                             \
+/* rhs = Y^T t, colsum = Y^T 1 (when colsum != NULL); returns sum t. */                      \
 MFKIT_CLONES static T mf_als_rhs_##SUF(const T *restrict Y, int n, int ld,                   \
                                        const T *restrict t, T *restrict rhs,                 \
                                        T *restrict colsum)                                   \
 {                                                                                            \
     T st = 0;                                                                                \
-    for (int c = 0; c < ld; c++) rhs[c] = 0;                                                 \
+    mf_als_ytv_##SUF(Y, n, ld, t, rhs);                                                      \
+    for (int i = 0; i < n; i++) st += t[i];                                                  \
     if (colsum != NULL) {                                                                    \
         for (int c = 0; c < ld; c++) colsum[c] = 0;                                          \
-        for (int i = 0; i < n; i++) {                                                        \
-            const T *y = Y + (size_t)i * ld;                                                 \
-            T ti = t[i];                                                                     \
-            st += ti;                                                                        \
-            for (int c = 0; c < ld; c++) { rhs[c] += ti * y[c]; colsum[c] += y[c]; }         \
+        int i = 0;                                                                           \
+        for (; i + 4 <= n; i += 4) {                                                         \
+            const T *y0 = Y + (size_t)i * ld, *y1 = y0 + ld, *y2 = y1 + ld, *y3 = y2 + ld;   \
+            for (int c = 0; c < ld; c++)                                                     \
+                colsum[c] = (((colsum[c] + y0[c]) + y1[c]) + y2[c]) + y3[c];                 \
         }                                                                                    \
-    } else {                                                                                 \
-        for (int i = 0; i < n; i++) {                                                        \
-            const T *y = Y + (size_t)i * ld;                                                 \
-            T ti = t[i];                                                                     \
-            st += ti;                                                                        \
-            for (int c = 0; c < ld; c++) rhs[c] += ti * y[c];                                \
+        for (; i < n; i++) {                                                                 \
+            const T *y0 = Y + (size_t)i * ld;                                                \
+            for (int c = 0; c < ld; c++) colsum[c] += y0[c];                                 \
         }                                                                                    \
     }                                                                                        \
     return st;                                                                               \
 }                                                                                            \
                                                                                              \
-/* e_i = t_i - (Y[i] . x + xb). With g != NULL: g = Y^T e and *gb = sum e. Returns the       \
- * sum of e_i^2 in double. */                                                                \
-MFKIT_CLONES static double mf_als_residual_##SUF(const T *restrict Y, int n, int ld, int k,   \
+/* e_i = t_i - (Y[i] . x + xb) into e; with g != NULL also g = Y^T e and *gb = sum e.        \
+ * Returns the sum of e_i^2 in double. */                                                    \
+MFKIT_CLONES static double mf_als_residual_##SUF(const T *restrict Y, int n, int ld,          \
                                                  const T *restrict t, const T *restrict x,   \
-                                                 T xb, T *restrict g, T *restrict gb)        \
+                                                 T xb, T *restrict e, T *restrict g,         \
+                                                 T *restrict gb)                             \
 {                                                                                            \
     double sse = 0.0;                                                                        \
     T sb = 0;                                                                                \
-    if (g != NULL) for (int c = 0; c < ld; c++) g[c] = 0;                                    \
+    mf_als_dots_##SUF(Y, n, ld, x, xb, e);                                                   \
     for (int i = 0; i < n; i++) {                                                            \
-        const T *y = Y + (size_t)i * ld;                                                     \
-        T e = t[i] - (mf_als_dot_##SUF(y, x, k) + xb);                                       \
-        sse += (double)e * (double)e;                                                        \
-        if (g != NULL) {                                                                     \
-            sb += e;                                                                         \
-            for (int c = 0; c < ld; c++) g[c] += e * y[c];                                   \
-        }                                                                                    \
+        T ei = t[i] - e[i];                                                                  \
+        e[i] = ei;                                                                           \
+        sse += (double)ei * (double)ei;                                                      \
+        sb += ei;                                                                            \
     }                                                                                        \
-    if (gb != NULL) *gb = sb;                                                                \
+    if (g != NULL) {                                                                         \
+        mf_als_ytv_##SUF(Y, n, ld, e, g);                                                    \
+        *gb = sb;                                                                            \
+    }                                                                                        \
     return sse;                                                                              \
 }                                                                                            \
                                                                                              \
-/* s_i = Y[i] . d + db; out = Y^T s; *outb = sum s. */                                       \
-MFKIT_CLONES static void mf_als_matvec_##SUF(const T *restrict Y, int n, int ld, int k,      \
-                                             const T *restrict d, T db, T *restrict out,     \
-                                             T *restrict outb)                               \
+/* s_i = Y[i] . d + db (into s); out = Y^T s; *outb = sum s. */                              \
+MFKIT_CLONES static void mf_als_matvec_##SUF(const T *restrict Y, int n, int ld,             \
+                                             const T *restrict d, T db, T *restrict s,       \
+                                             T *restrict out, T *restrict outb)              \
 {                                                                                            \
     T sb = 0;                                                                                \
-    for (int c = 0; c < ld; c++) out[c] = 0;                                                 \
-    for (int i = 0; i < n; i++) {                                                            \
-        const T *y = Y + (size_t)i * ld;                                                     \
-        T s = mf_als_dot_##SUF(y, d, k) + db;                                                \
-        sb += s;                                                                             \
-        for (int c = 0; c < ld; c++) out[c] += s * y[c];                                     \
-    }                                                                                        \
+    mf_als_dots_##SUF(Y, n, ld, d, db, s);                                                   \
+    for (int i = 0; i < n; i++) sb += s[i];                                                  \
+    mf_als_ytv_##SUF(Y, n, ld, s, out);                                                      \
     *outb = sb;                                                                              \
 }                                                                                            \
                                                                                              \
 /* Solve A x = b for symmetric positive definite A (K x K, upper triangle used, row stride    \
- * lda; overwritten by its Cholesky factor U, A = U^T U). b is overwritten by x. Returns 0,   \
- * or j + 1 when the j-th pivot is not positive (A not positive definite in this precision). */ \
+ * lda >= K rounded up to VN; overwritten by its Cholesky factor U, A = U^T U). b is          \
+ * overwritten by x. Returns 0, or j + 1 when the j-th pivot is not positive (A is not       \
+ * positive definite in this precision).                                                     \
+ * The trailing update of row r runs over whole vectors from column r rounded down to VN;    \
+ * the few entries left of the diagonal it touches are scratch, and the pivot row's          \
+ * entries there are zeroed first so nothing but zeros ever flows through them. */          \
 MFKIT_CLONES static int mf_als_cholesky_##SUF(T *A, int K, int lda, T *restrict b)           \
 {                                                                                            \
+    int KP = (K + VN - 1) / VN * VN;                                                         \
     for (int j = 0; j < K; j++) {                                                            \
         T *Aj = A + (size_t)j * lda;                                                         \
         T d = Aj[j];                                                                         \
         if (!(d > 0) || !(d < INFINITY)) return j + 1;                                       \
         d = sqrt(d);                                                                         \
-        Aj[j] = d;                                                                           \
         T inv = (T)1 / d;                                                                    \
-        for (int c = j + 1; c < K; c++) Aj[c] *= inv;                                        \
+        for (int c = j & ~(VN - 1); c < j; c++) Aj[c] = 0;                                   \
+        Aj[j] = d;                                                                           \
+        for (int c = j + 1; c < KP; c++) Aj[c] *= inv;                                       \
         for (int r = j + 1; r < K; r++) {                                                    \
             T u = Aj[r];                                                                     \
             T *Ar = A + (size_t)r * lda;                                                     \
-            MFKIT_IVDEP                                                                      \
-            for (int c = r; c < K; c++) Ar[c] -= u * Aj[c];                                  \
+            for (int c = r & ~(VN - 1); c < KP; c += VN) {                                   \
+                VT a, w;                                                                     \
+                memcpy(&a, Ar + c, sizeof(VT)); memcpy(&w, Aj + c, sizeof(VT));              \
+                a -= u * w;                                                                  \
+                memcpy(Ar + c, &a, sizeof(VT));                                              \
+            }                                                                                \
         }                                                                                    \
     }                                                                                        \
     /* U^T z = b, row by row of U (each z_j feeds the entries after it) */                  \
@@ -224,7 +309,9 @@ MFKIT_CLONES static int mf_als_cholesky_##SUF(T *A, int K, int lda, T *restrict 
     return 0;                                                                                \
 }
 
-MFKIT_ALS_KERNELS(float, f32)
-MFKIT_ALS_KERNELS(double, f64)
+#if MFKIT_HAVE_VEC
+MFKIT_ALS_KERNELS(float, f32, mf_v8sf, 8)
+MFKIT_ALS_KERNELS(double, f64, mf_v4df, 4)
+#endif
 
 #endif /* MFKIT_ALS_H */

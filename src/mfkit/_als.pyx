@@ -43,14 +43,14 @@ cdef extern from "_als.h" nogil:
                          float *colsum)
     double mf_als_rhs_f64(const double *Y, int n, int ld, const double *t, double *rhs,
                           double *colsum)
-    double mf_als_residual_f32(const float *Y, int n, int ld, int k, const float *t,
-                               const float *x, float xb, float *g, float *gb)
-    double mf_als_residual_f64(const double *Y, int n, int ld, int k, const double *t,
-                               const double *x, double xb, double *g, double *gb)
-    void mf_als_matvec_f32(const float *Y, int n, int ld, int k, const float *d, float db,
+    double mf_als_residual_f32(const float *Y, int n, int ld, const float *t, const float *x,
+                               float xb, float *e, float *g, float *gb)
+    double mf_als_residual_f64(const double *Y, int n, int ld, const double *t,
+                               const double *x, double xb, double *e, double *g, double *gb)
+    void mf_als_matvec_f32(const float *Y, int n, int ld, const float *d, float db, float *s,
                            float *out, float *outb)
-    void mf_als_matvec_f64(const double *Y, int n, int ld, int k, const double *d, double db,
-                           double *out, double *outb)
+    void mf_als_matvec_f64(const double *Y, int n, int ld, const double *d, double db,
+                           double *s, double *out, double *outb)
     int mf_als_cholesky_f32(float *A, int K, int lda, float *b)
     int mf_als_cholesky_f64(double *A, int K, int lda, double *b)
 
@@ -83,13 +83,6 @@ cdef struct Params:
     double reg_bias
     double prior
     Py_ssize_t n_opposite
-
-
-cdef struct Scratch:
-    void *blk        # max_n x ld gathered opposite rows
-    void *t          # max_n targets t_j
-    void *A          # lda x lda normal matrix (Cholesky) / unused (CG)
-    void *v          # 5 x lda vectors: rhs/x, r, d, Ad, colsum
 
 
 # --------------------------------------------------------------------------- row pieces
@@ -142,27 +135,28 @@ cdef void _empty_row(Py_ssize_t row, floating[:, ::1] X, floating[::1] xbias,
         xbias[row] = 0
 
 
-cdef double _sse(Py_ssize_t row, Py_ssize_t n, floating[:, ::1] X, floating[::1] xbias,
-                 const Params *p, floating *blk, floating *t) noexcept nogil:
-    """Sum of squared residuals of the row with its new values."""
-    cdef floating xb = xbias[row] if p.biases else 0
+cdef double _sse(Py_ssize_t n, const floating *x, floating xb, const Params *p,
+                 const floating *blk, const floating *t, floating *e) noexcept nogil:
+    """Sum of squared residuals of the row with its new values x (ld entries, only
+    multiplied by the zero padding of blk beyond k) and xb."""
     if floating is float:
-        return mf_als_residual_f32(blk, <int>n, p.ld, p.k, t, &X[row, 0], xb, NULL, NULL)
+        return mf_als_residual_f32(blk, <int>n, p.ld, t, x, xb, e, NULL, NULL)
     else:
-        return mf_als_residual_f64(blk, <int>n, p.ld, p.k, t, &X[row, 0], xb, NULL, NULL)
+        return mf_als_residual_f64(blk, <int>n, p.ld, t, x, xb, e, NULL, NULL)
 
 
 cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] indices,
                        const float[::1] values, const floating[:, ::1] Y,
                        const floating[::1] ybias, floating[:, ::1] X, floating[::1] xbias,
-                       const floating[:, ::1] X0, const Params *p, Scratch *s,
-                       double *sse) noexcept nogil:
+                       const floating[:, ::1] X0, const Params *p, void *blk_,
+                       void *t_, void *e_, void *A_, void *v_, double *sse) noexcept nogil:
     cdef Py_ssize_t start = indptr[row], n = indptr[row + 1] - indptr[row], c0, m
     cdef int k = p.k, ld = p.ld, lda = p.lda, K = p.k + (1 if p.biases else 0), f, status
-    cdef floating *blk = <floating *>s.blk
-    cdef floating *t = <floating *>s.t
-    cdef floating *A = <floating *>s.A
-    cdef floating *rhs = <floating *>s.v
+    cdef floating *blk = <floating *>blk_
+    cdef floating *t = <floating *>t_
+    cdef floating *e = <floating *>e_
+    cdef floating *A = <floating *>A_
+    cdef floating *rhs = <floating *>v_
     cdef floating *colsum = rhs + lda
     cdef floating cw, dreg, st
     sse[0] = 0.0
@@ -209,20 +203,22 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
     if p.biases:
         xbias[row] = rhs[k]
     if p.want_sse:
-        sse[0] = _sse(row, n, X, xbias, p, blk, t)
+        sse[0] = _sse(n, rhs, rhs[k] if p.biases else 0, p, blk, t, e)
     return ROW_OK
 
 
 cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] indices,
                  const float[::1] values, const floating[:, ::1] Y, const floating[::1] ybias,
                  floating[:, ::1] X, floating[::1] xbias, const floating[:, ::1] X0,
-                 const Params *p, Scratch *s, double *sse) noexcept nogil:
+                 const Params *p, void *blk_, void *t_, void *e_, void *v_,
+                 double *sse) noexcept nogil:
     cdef Py_ssize_t start = indptr[row], n = indptr[row + 1] - indptr[row]
     cdef int k = p.k, ld = p.ld, lda = p.lda, f, _step, status
     cdef bint biases = p.biases, has_prior = p.has_prior and p.prior > 0
-    cdef floating *blk = <floating *>s.blk
-    cdef floating *t = <floating *>s.t
-    cdef floating *x = <floating *>s.v
+    cdef floating *blk = <floating *>blk_
+    cdef floating *t = <floating *>t_
+    cdef floating *e = <floating *>e_
+    cdef floating *x = <floating *>v_
     cdef floating *r = x + lda
     cdef floating *d = r + lda
     cdef floating *ad = d + lda
@@ -245,9 +241,9 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
         xb = xbias[row]
     # r = b - A x = Y^T (t - Y x - xb) - dreg x + cprior x0   (and its bias entry)
     if floating is float:
-        mf_als_residual_f32(blk, <int>n, ld, k, t, x, xb, r, &rb)
+        mf_als_residual_f32(blk, <int>n, ld, t, x, xb, e, r, &rb)
     else:
-        mf_als_residual_f64(blk, <int>n, ld, k, t, x, xb, r, &rb)
+        mf_als_residual_f64(blk, <int>n, ld, t, x, xb, e, r, &rb)
     for f in range(k):
         r[f] = r[f] - dreg * x[f]
     if has_prior:
@@ -265,9 +261,9 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
         if not (rr > 0):
             break
         if floating is float:
-            mf_als_matvec_f32(blk, <int>n, ld, k, d, db, ad, &adb)
+            mf_als_matvec_f32(blk, <int>n, ld, d, db, e, ad, &adb)
         else:
-            mf_als_matvec_f64(blk, <int>n, ld, k, d, db, ad, &adb)
+            mf_als_matvec_f64(blk, <int>n, ld, d, db, e, ad, &adb)
         for f in range(k):
             ad[f] = ad[f] + dreg * d[f]
         if biases:
@@ -294,7 +290,7 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
     if biases:
         xbias[row] = xb
     if p.want_sse:
-        sse[0] = _sse(row, n, X, xbias, p, blk, t)
+        sse[0] = _sse(n, x, xb, p, blk, t, e)
     return ROW_OK
 
 
@@ -307,9 +303,9 @@ cdef Py_ssize_t _half_step(int solver, const int64_t[::1] indptr, const int32_t[
                            int n_threads) noexcept nogil:
     """Solve every row; status[row] gets the row's code. Returns the number of bad rows."""
     cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, n_bad = 0
-    cdef Scratch s
     cdef void *blk = NULL
     cdef void *tv = NULL
+    cdef void *ev = NULL
     cdef void *A = NULL
     cdef void *v = NULL
     cdef double sse
@@ -322,23 +318,20 @@ cdef Py_ssize_t _half_step(int solver, const int64_t[::1] indptr, const int32_t[
         # per-thread scratch, allocated once and reused for every row the thread solves
         blk = mf_als_alloc(blk_bytes)
         tv = mf_als_alloc(t_bytes)
+        ev = mf_als_alloc(t_bytes)
         A = mf_als_alloc(a_bytes) if solver == SOLVER_CHOLESKY else NULL
         v = mf_als_alloc(v_bytes)
         for row in prange(n_rows, schedule='dynamic', chunksize=2):
-            s.blk = blk
-            s.t = tv
-            s.A = A
-            s.v = v
             sse = 0.0
-            if blk == NULL or tv == NULL or v == NULL or \
+            if blk == NULL or tv == NULL or ev == NULL or v == NULL or \
                     (solver == SOLVER_CHOLESKY and A == NULL):
                 code = ROW_NO_MEMORY
             elif solver == SOLVER_CHOLESKY:
                 code = _cholesky_row(row, indptr, indices, values, Y, ybias, X, xbias, X0, p,
-                                     &s, &sse)
+                                     blk, tv, ev, A, v, &sse)
             else:
-                code = _cg_row(row, indptr, indices, values, Y, ybias, X, xbias, X0, p, &s,
-                               &sse)
+                code = _cg_row(row, indptr, indices, values, Y, ybias, X, xbias, X0, p, blk, tv,
+                               ev, v, &sse)
             status[row] = <unsigned char>code
             if p.want_sse:
                 row_sse[row] = sse
@@ -346,6 +339,7 @@ cdef Py_ssize_t _half_step(int solver, const int64_t[::1] indptr, const int32_t[
                 n_bad += 1
         mf_als_free(blk)
         mf_als_free(tv)
+        mf_als_free(ev)
         mf_als_free(A)
         mf_als_free(v)
     return n_bad
