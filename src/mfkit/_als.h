@@ -25,13 +25,13 @@
 
 #include "_simd.h"
 
-#if defined(__GNUC__)
-#define MFKIT_IVDEP _Pragma("GCC ivdep")
+/* GCC and Clang vector extensions give the register tiling below; other compilers (or
+ * -DMFKIT_NO_VEC) get plain loops that take every sum in the same order. */
+#if defined(__GNUC__) && !defined(MFKIT_NO_VEC)
 #define MFKIT_HAVE_VEC 1
 typedef float mf_v8sf __attribute__((vector_size(32)));
 typedef double mf_v4df __attribute__((vector_size(32)));
 #else
-#define MFKIT_IVDEP
 #define MFKIT_HAVE_VEC 0
 #endif
 
@@ -42,12 +42,24 @@ static inline int mf_als_ld(int k) { return (k + 15) & ~15; }
 static inline void *mf_als_alloc(size_t nbytes)
 {
     size_t n = (nbytes + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, n ? n : 64);
-    if (p != NULL) memset(p, 0, n ? n : 64);
+    if (n == 0) n = 64;
+#if defined(_MSC_VER)
+    void *p = _aligned_malloc(n, 64);
+#else
+    void *p = aligned_alloc(64, n);
+#endif
+    if (p != NULL) memset(p, 0, n);
     return p;
 }
 
-static inline void mf_als_free(void *p) { free(p); }
+static inline void mf_als_free(void *p)
+{
+#if defined(_MSC_VER)
+    _aligned_free(p);
+#else
+    free(p);
+#endif
+}
 
 #define MFKIT_ALS_DOT(T, SUF)                                                              \
 static inline T mf_als_dot_##SUF(const T *a, const T *b, int k)                              \
@@ -312,6 +324,10 @@ MFKIT_CLONES static int mf_als_cholesky_##SUF(T *A, int K, int lda, T *restrict 
 #if MFKIT_HAVE_VEC
 MFKIT_ALS_KERNELS(float, f32, mf_v8sf, 8)
 MFKIT_ALS_KERNELS(double, f64, mf_v4df, 4)
+#else
+/* one-lane "vectors": the same loops, element by element */
+MFKIT_ALS_KERNELS(float, f32, float, 1)
+MFKIT_ALS_KERNELS(double, f64, double, 1)
 #endif
 
 #endif /* MFKIT_ALS_H */
