@@ -293,15 +293,22 @@ MFKIT_CLONES static int mf_als_cholesky_##SUF(T *A, int K, int lda, T *restrict 
         for (int c = j & ~(VN - 1); c < j; c++) Aj[c] = 0;                                   \
         Aj[j] = d;                                                                           \
         for (int c = j + 1; c < KP; c++) Aj[c] *= inv;                                       \
-        for (int r = j + 1; r < K; r++) {                                                    \
-            T u = Aj[r];                                                                     \
-            T *Ar = A + (size_t)r * lda;                                                     \
-            for (int c = r & ~(VN - 1); c < KP; c += VN) {                                   \
-                VT a, w;                                                                     \
-                memcpy(&a, Ar + c, sizeof(VT)); memcpy(&w, Aj + c, sizeof(VT));              \
-                a -= u * w;                                                                  \
-                memcpy(Ar + c, &a, sizeof(VT));                                              \
+        /* rows r0..r1-1 start at the same aligned column c0: update them together */      \
+        for (int r0 = j + 1; r0 < K;) {                                                      \
+            int c0 = r0 & ~(VN - 1);                                                         \
+            int r1 = c0 + VN < K ? c0 + VN : K;                                              \
+            for (int c = c0; c < KP; c += VN) {                                              \
+                VT w;                                                                        \
+                memcpy(&w, Aj + c, sizeof(VT));                                              \
+                for (int r = r0; r < r1; r++) {                                              \
+                    VT a;                                                                    \
+                    T *Ar = A + (size_t)r * lda + c;                                         \
+                    memcpy(&a, Ar, sizeof(VT));                                              \
+                    a -= Aj[r] * w;                                                          \
+                    memcpy(Ar, &a, sizeof(VT));                                              \
+                }                                                                            \
             }                                                                                \
+            r0 = r1;                                                                         \
         }                                                                                    \
     }                                                                                        \
     /* U^T z = b, row by row of U (each z_j feeds the entries after it) */                  \
@@ -311,12 +318,10 @@ MFKIT_CLONES static int mf_als_cholesky_##SUF(T *A, int K, int lda, T *restrict 
         b[j] = z;                                                                            \
         for (int c = j + 1; c < K; c++) b[c] -= Uj[c] * z;                                   \
     }                                                                                        \
-    /* U x = z */                                                                            \
+    /* U x = z (an 8-lane dot product per row rather than one long dependency chain) */   \
     for (int j = K - 1; j >= 0; j--) {                                                       \
         const T *Uj = A + (size_t)j * lda;                                                   \
-        T s = b[j];                                                                          \
-        for (int c = j + 1; c < K; c++) s -= Uj[c] * b[c];                                   \
-        b[j] = s / Uj[j];                                                                    \
+        b[j] = (b[j] - mf_als_dot_##SUF(Uj + j + 1, b + j + 1, K - j - 1)) / Uj[j];          \
     }                                                                                        \
     return 0;                                                                                \
 }
