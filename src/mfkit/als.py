@@ -243,6 +243,7 @@ class ALS(FactorModel):
         self._csc = (indptr_c, users_c, values_c)
         self._nnz = X.nnz
         self._item_sse = np.zeros(X.n_items, dtype=np.float64)
+        self.__dict__.pop("_failure", None)
 
     def _half_steps(self, users: bool, row_sse: np.ndarray | None) -> bool:
         p = self._params
@@ -276,7 +277,8 @@ class ALS(FactorModel):
                 row_sse=row_sse,
                 n_threads=p["n_threads"],
             )
-        except np.linalg.LinAlgError:
+        except np.linalg.LinAlgError as exc:
+            self._failure = f"{'user' if users else 'item'} half-step: {exc}"
             return False
         return True
 
@@ -288,6 +290,14 @@ class ALS(FactorModel):
         # fixed-order sum over items: the same bits for every thread count
         return math.sqrt(float(np.sum(self._item_sse)) / self._nnz), True
 
+    def _divergence_message(self, epoch: int) -> str:
+        why = self.__dict__.pop("_failure", None)
+        if why is None:
+            return super()._divergence_message(epoch)
+        return (
+            f"ALS failed in epoch {epoch}: {why}. The model keeps the factors of epoch {epoch - 1}."
+        )
+
     def _end_fit(self) -> None:
-        for name in ("_csr", "_csc", "_item_sse"):
+        for name in ("_csr", "_csc", "_item_sse", "_failure"):
             self.__dict__.pop(name, None)
