@@ -27,14 +27,13 @@ in a fixed order, so the result is bit-identical for any thread count.
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdint cimport int32_t, int64_t
-from libc.string cimport memcpy, memset
-
-from mfkit._simd cimport mf_prefetch_row
+from libc.string cimport memset
 
 cdef extern from "_als.h" nogil:
     int mf_als_ld(int k)
     void *mf_als_alloc(size_t nbytes)
     void mf_als_free(void *p)
+    void mf_als_prefetch(const void *p, int nbytes)
     float mf_als_dot_f32(const float *a, const float *b, int k)
     double mf_als_dot_f64(const double *a, const double *b, int k)
     void mf_als_gram_f32(const float *Y, int n, int ld, float *A, int lda)
@@ -63,7 +62,7 @@ cdef enum:
     ROW_BAD_INDEX = 2
     ROW_NO_MEMORY = 3
     # ratings ahead whose factor rows are prefetched while gathering
-    PREFETCH_AHEAD = 8
+    PREFETCH_AHEAD = 16
     # bytes of gathered rows per Gram pass (stays in L1 while the tiles sweep it)
     GRAM_CHUNK_BYTES = 32768
 
@@ -93,6 +92,13 @@ cdef inline floating _dot(const floating *a, const floating *b, int k) noexcept 
         return mf_als_dot_f64(a, b, k)
 
 
+cdef inline void _copy(floating *dst, const floating *src, int k) noexcept nogil:
+    # an inline loop: a memcpy call per factor row costs more than the copy itself
+    cdef int f
+    for f in range(k):
+        dst[f] = src[f]
+
+
 cdef int _gather(Py_ssize_t start, Py_ssize_t n, const int32_t[::1] indices,
                  const float[::1] values, const floating[:, ::1] Y, const floating[::1] ybias,
                  const Params *p, floating *blk, floating *t) noexcept nogil:
@@ -107,12 +113,12 @@ cdef int _gather(Py_ssize_t start, Py_ssize_t n, const int32_t[::1] indices,
         if ahead < n:
             idx = indices[start + ahead]
             if 0 <= idx < p.n_opposite:
-                mf_prefetch_row(&Y[idx, 0], <int>row_bytes)
+                mf_als_prefetch(&Y[idx, 0], <int>row_bytes)
         j = start + jj
         idx = indices[j]
         if idx < 0 or idx >= p.n_opposite:
             return ROW_BAD_INDEX
-        memcpy(blk + jj * ld, &Y[idx, 0], row_bytes)
+        _copy(blk + jj * ld, &Y[idx, 0], k)
         if p.biases:
             t[jj] = (<floating>values[j] - mu) - ybias[idx]
         else:
