@@ -56,6 +56,8 @@ def _build_model(args: argparse.Namespace) -> FactorModel:
     if args.learning_rate is not None:
         params["learning_rate"] = args.learning_rate
     if args.solver is not None:
+        if args.model != "als":
+            raise ValueError(f"--solver applies to --model als only, not --model {args.model}")
         params["solver"] = args.solver
     return cls(**params)
 
