@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 from mfkit import datasets, io, metrics, model_selection
 from mfkit._common import openmp_enabled
+from mfkit.als import ALS
 from mfkit.exceptions import DivergenceError, NotFittedError
 from mfkit.io import load_ratings
 from mfkit.persistence import load
@@ -14,6 +15,7 @@ from mfkit.recommend import FoldedUsers
 from mfkit.sgd import SGD
 
 __all__ = [
+    "ALS",
     "SGD",
     "DivergenceError",
     "FoldedUsers",

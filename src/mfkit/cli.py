@@ -27,7 +27,7 @@ from mfkit.ratings import Ratings
 
 
 def _models() -> dict[str, type[FactorModel]]:
-    return {"sgd": mfkit.SGD}
+    return {"als": mfkit.ALS, "sgd": mfkit.SGD}
 
 
 def _log(msg: str) -> None:
@@ -114,6 +114,10 @@ def _build_model(args: argparse.Namespace) -> FactorModel:
         params["regularization"] = args.regularization
     if args.learning_rate is not None:
         params["learning_rate"] = args.learning_rate
+    if args.solver is not None:
+        if args.model != "als":
+            raise ValueError(f"--solver applies to --model als only, not --model {args.model}")
+        params["solver"] = args.solver
     return cls(**params)
 
 
@@ -339,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--learning-rate", type=float, default=None)
     t.add_argument("--regularization", type=float, default=None)
+    t.add_argument(
+        "--solver", default=None, choices=["cholesky", "cg"], help="ALS row solver (--model als)"
+    )
     t.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     t.add_argument("--test-size", type=float, default=0.1)
     t.add_argument("--seed", type=int, default=0)

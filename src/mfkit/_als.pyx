@@ -1,0 +1,456 @@
+# cython: language_level=3
+"""ALS half-steps: solve every row of one side with the other side held fixed.
+
+A half-step takes a block of rows in CSR form (``indptr`` may start anywhere inside
+``indices``/``values``, so a shard of a larger matrix is just a slice of its ``indptr``), the
+fixed opposite factors ``Y`` and biases ``ybias``, and writes the block's new rows into
+``X``/``xbias``. For row u with ratings r_uj on opposite rows j (n_u of them) it minimises
+
+    sum_j (t_uj - y_j . x_u - b_u)^2 + c_u (reg |x_u|^2 + reg_bias b_u^2 + prior |x_u - x0_u|^2)
+
+with t_uj = r_uj - mu - ybias_j and c_u = n_u (weighted, ALS-WR) or 1. Without biases the
+b_u term and ybias are absent. The solution satisfies the augmented normal equations
+
+    [Y^T Y + c(reg+prior) I    Y^T 1      ] [x]   [Y^T t + c prior x0]
+    [1^T Y                     n + c reg_b] [b] = [sum t             ]
+
+solved exactly (Cholesky) or approximately by a few conjugate-gradient steps warm-started
+from the current row (Takacs, Pilaszy and Tikk, "Applications of the conjugate gradient
+method for implicit feedback collaborative filtering", RecSys 2011). A row without ratings
+gets the minimiser of its penalty alone: x = prior / (reg + prior) x0 (zero without a
+prior), b = 0.
+
+Rows are independent: ``prange`` hands them out dynamically, each thread gathers the row's
+opposite factors into its own contiguous scratch block, and every sum inside a row is taken
+in a fixed order, so the result is bit-identical for any thread count.
+"""
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.stdint cimport int32_t, int64_t
+from libc.string cimport memset
+
+cdef extern from "_als.h" nogil:
+    int mf_als_ld(int k)
+    void *mf_als_alloc(size_t nbytes)
+    void mf_als_free(void *p)
+    void mf_als_prefetch(const void *p, int nbytes)
+    float mf_als_dot_f32(const float *a, const float *b, int k)
+    double mf_als_dot_f64(const double *a, const double *b, int k)
+    void mf_als_gram_f32(const float *Y, int n, int ld, float *A, int lda)
+    void mf_als_gram_f64(const double *Y, int n, int ld, double *A, int lda)
+    float mf_als_rhs_f32(const float *Y, int n, int ld, const float *t, float *rhs,
+                         float *colsum)
+    double mf_als_rhs_f64(const double *Y, int n, int ld, const double *t, double *rhs,
+                          double *colsum)
+    double mf_als_residual_f32(const float *Y, int n, int ld, const float *t, const float *x,
+                               float xb, float *e, float *g, float *gb)
+    double mf_als_residual_f64(const double *Y, int n, int ld, const double *t,
+                               const double *x, double xb, double *e, double *g, double *gb)
+    void mf_als_matvec_f32(const float *Y, int n, int ld, const float *d, float db, float *s,
+                           float *out, float *outb)
+    void mf_als_matvec_f64(const double *Y, int n, int ld, const double *d, double db,
+                           double *s, double *out, double *outb)
+    int mf_als_cholesky_f32(float *A, int K, int lda, float *b)
+    int mf_als_cholesky_f64(double *A, int K, int lda, double *b)
+
+cdef enum:
+    SOLVER_CHOLESKY = 0
+    SOLVER_CG = 1
+    # row status codes
+    ROW_OK = 0
+    ROW_NOT_PD = 1
+    ROW_BAD_INDEX = 2
+    ROW_NO_MEMORY = 3
+    # ratings ahead whose factor rows are prefetched while gathering
+    PREFETCH_AHEAD = 16
+    # bytes of gathered rows per Gram pass (stays in L1 while the tiles sweep it)
+    GRAM_CHUNK_BYTES = 32768
+
+
+cdef struct Params:
+    int k            # factors
+    int ld           # row stride of the gathered block (k rounded up to 16)
+    int lda          # row stride of the normal matrix (k + 1 rounded up to 16)
+    int biases
+    int weighted
+    int has_prior
+    int want_sse
+    int cg_steps
+    int chunk        # rows per Gram pass
+    double mu
+    double reg
+    double reg_bias
+    double prior
+    Py_ssize_t n_opposite
+
+
+# --------------------------------------------------------------------------- row pieces
+cdef inline floating _dot(const floating *a, const floating *b, int k) noexcept nogil:
+    if floating is float:
+        return mf_als_dot_f32(a, b, k)
+    else:
+        return mf_als_dot_f64(a, b, k)
+
+
+cdef inline void _copy(floating *dst, const floating *src, int k) noexcept nogil:
+    # an inline loop: a memcpy call per factor row costs more than the copy itself
+    cdef int f
+    for f in range(k):
+        dst[f] = src[f]
+
+
+cdef int _gather(Py_ssize_t start, Py_ssize_t n, const int32_t[::1] indices,
+                 const float[::1] values, const floating[:, ::1] Y, const floating[::1] ybias,
+                 const Params *p, floating *blk, floating *t) noexcept nogil:
+    """Copy the row's opposite factor rows into blk (n x ld) and its targets into t."""
+    cdef Py_ssize_t j, jj, ahead
+    cdef int32_t idx
+    cdef int k = p.k, ld = p.ld
+    cdef floating mu = <floating>p.mu
+    cdef size_t row_bytes = k * sizeof(floating)
+    for jj in range(n):
+        ahead = jj + PREFETCH_AHEAD
+        if ahead < n:
+            idx = indices[start + ahead]
+            if 0 <= idx < p.n_opposite:
+                mf_als_prefetch(&Y[idx, 0], <int>row_bytes)
+        j = start + jj
+        idx = indices[j]
+        if idx < 0 or idx >= p.n_opposite:
+            return ROW_BAD_INDEX
+        _copy(blk + jj * ld, &Y[idx, 0], k)
+        if p.biases:
+            t[jj] = (<floating>values[j] - mu) - ybias[idx]
+        else:
+            t[jj] = <floating>values[j]
+    return ROW_OK
+
+
+cdef void _empty_row(Py_ssize_t row, floating[:, ::1] X, floating[::1] xbias,
+                     const floating[:, ::1] X0, const Params *p) noexcept nogil:
+    cdef int f
+    cdef floating w
+    if p.has_prior and p.prior > 0:
+        w = <floating>(p.prior / (p.reg + p.prior))
+        for f in range(p.k):
+            X[row, f] = w * X0[row, f]
+    else:
+        for f in range(p.k):
+            X[row, f] = 0
+    if p.biases:
+        xbias[row] = 0
+
+
+cdef double _sse(Py_ssize_t n, const floating *x, floating xb, const Params *p,
+                 const floating *blk, const floating *t, floating *e) noexcept nogil:
+    """Sum of squared residuals of the row with its new values x (ld entries, only
+    multiplied by the zero padding of blk beyond k) and xb."""
+    if floating is float:
+        return mf_als_residual_f32(blk, <int>n, p.ld, t, x, xb, e, NULL, NULL)
+    else:
+        return mf_als_residual_f64(blk, <int>n, p.ld, t, x, xb, e, NULL, NULL)
+
+
+cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] indices,
+                       const float[::1] values, const floating[:, ::1] Y,
+                       const floating[::1] ybias, floating[:, ::1] X, floating[::1] xbias,
+                       const floating[:, ::1] X0, const Params *p, void *blk_,
+                       void *t_, void *e_, void *A_, void *v_, double *sse) noexcept nogil:
+    cdef Py_ssize_t start = indptr[row], n = indptr[row + 1] - indptr[row], c0, m
+    cdef int k = p.k, ld = p.ld, lda = p.lda, K = p.k + (1 if p.biases else 0), f, status
+    cdef floating *blk = <floating *>blk_
+    cdef floating *t = <floating *>t_
+    cdef floating *e = <floating *>e_
+    cdef floating *A = <floating *>A_
+    cdef floating *rhs = <floating *>v_
+    cdef floating *colsum = rhs + lda
+    cdef floating cw, dreg, st
+    sse[0] = 0.0
+    if n == 0:
+        _empty_row(row, X, xbias, X0, p)
+        return ROW_OK
+    status = _gather(start, n, indices, values, Y, ybias, p, blk, t)
+    if status != ROW_OK:
+        return status
+    memset(A, 0, <size_t>max(K, ld) * lda * sizeof(floating))
+    c0 = 0
+    while c0 < n:
+        m = min(<Py_ssize_t>p.chunk, n - c0)
+        if floating is float:
+            mf_als_gram_f32(blk + c0 * ld, <int>m, ld, A, lda)
+        else:
+            mf_als_gram_f64(blk + c0 * ld, <int>m, ld, A, lda)
+        c0 += m
+    if floating is float:
+        st = mf_als_rhs_f32(blk, <int>n, ld, t, rhs, colsum if p.biases else NULL)
+    else:
+        st = mf_als_rhs_f64(blk, <int>n, ld, t, rhs, colsum if p.biases else NULL)
+    cw = <floating>n if p.weighted else 1
+    dreg = cw * <floating>(p.reg + p.prior)
+    for f in range(k):
+        A[f * lda + f] += dreg
+    if p.has_prior and p.prior > 0:
+        for f in range(k):
+            rhs[f] += (cw * <floating>p.prior) * X0[row, f]
+    if p.biases:
+        # the bias column of the augmented system (only the upper triangle is read)
+        for f in range(k):
+            A[f * lda + k] = colsum[f]
+        A[k * lda + k] = <floating>n + cw * <floating>p.reg_bias
+        rhs[k] = st
+    if floating is float:
+        status = mf_als_cholesky_f32(A, K, lda, rhs)
+    else:
+        status = mf_als_cholesky_f64(A, K, lda, rhs)
+    if status != 0:
+        return ROW_NOT_PD
+    for f in range(k):
+        X[row, f] = rhs[f]
+    if p.biases:
+        xbias[row] = rhs[k]
+    if p.want_sse:
+        sse[0] = _sse(n, rhs, rhs[k] if p.biases else 0, p, blk, t, e)
+    return ROW_OK
+
+
+cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] indices,
+                 const float[::1] values, const floating[:, ::1] Y, const floating[::1] ybias,
+                 floating[:, ::1] X, floating[::1] xbias, const floating[:, ::1] X0,
+                 const Params *p, void *blk_, void *t_, void *e_, void *v_,
+                 double *sse) noexcept nogil:
+    cdef Py_ssize_t start = indptr[row], n = indptr[row + 1] - indptr[row]
+    cdef int k = p.k, ld = p.ld, lda = p.lda, f, _step, status
+    cdef bint biases = p.biases, has_prior = p.has_prior and p.prior > 0
+    cdef floating *blk = <floating *>blk_
+    cdef floating *t = <floating *>t_
+    cdef floating *e = <floating *>e_
+    cdef floating *x = <floating *>v_
+    cdef floating *r = x + lda
+    cdef floating *d = r + lda
+    cdef floating *ad = d + lda
+    cdef floating xb = 0, rb = 0, db = 0, adb = 0
+    cdef floating cw, dreg, dregb, cprior, rr, rr_new, dad, alpha, beta
+    sse[0] = 0.0
+    if n == 0:
+        _empty_row(row, X, xbias, X0, p)
+        return ROW_OK
+    status = _gather(start, n, indices, values, Y, ybias, p, blk, t)
+    if status != ROW_OK:
+        return status
+    cw = <floating>n if p.weighted else 1
+    dreg = cw * <floating>(p.reg + p.prior)
+    dregb = cw * <floating>p.reg_bias
+    cprior = cw * <floating>p.prior
+    for f in range(k):
+        x[f] = X[row, f]
+    if biases:
+        xb = xbias[row]
+    # r = b - A x = Y^T (t - Y x - xb) - dreg x + cprior x0   (and its bias entry)
+    if floating is float:
+        mf_als_residual_f32(blk, <int>n, ld, t, x, xb, e, r, &rb)
+    else:
+        mf_als_residual_f64(blk, <int>n, ld, t, x, xb, e, r, &rb)
+    for f in range(k):
+        r[f] = r[f] - dreg * x[f]
+    if has_prior:
+        for f in range(k):
+            r[f] = r[f] + cprior * X0[row, f]
+    if biases:
+        rb = rb - dregb * xb
+    else:
+        rb = 0
+    for f in range(k):
+        d[f] = r[f]
+    db = rb
+    rr = _dot(r, r, k) + rb * rb
+    for _step in range(p.cg_steps):
+        if not (rr > 0):
+            break
+        if floating is float:
+            mf_als_matvec_f32(blk, <int>n, ld, d, db, e, ad, &adb)
+        else:
+            mf_als_matvec_f64(blk, <int>n, ld, d, db, e, ad, &adb)
+        for f in range(k):
+            ad[f] = ad[f] + dreg * d[f]
+        if biases:
+            adb = adb + dregb * db
+        else:
+            adb = 0
+        dad = _dot(d, ad, k) + db * adb
+        if not (dad > 0):
+            break
+        alpha = rr / dad
+        for f in range(k):
+            x[f] = x[f] + alpha * d[f]
+            r[f] = r[f] - alpha * ad[f]
+        xb = xb + alpha * db
+        rb = rb - alpha * adb
+        rr_new = _dot(r, r, k) + rb * rb
+        beta = rr_new / rr
+        for f in range(k):
+            d[f] = r[f] + beta * d[f]
+        db = rb + beta * db
+        rr = rr_new
+    for f in range(k):
+        X[row, f] = x[f]
+    if biases:
+        xbias[row] = xb
+    if p.want_sse:
+        sse[0] = _sse(n, x, xb, p, blk, t, e)
+    return ROW_OK
+
+
+# --------------------------------------------------------------------------- the sweep
+cdef Py_ssize_t _half_step(int solver, const int64_t[::1] indptr, const int32_t[::1] indices,
+                           const float[::1] values, const floating[:, ::1] Y,
+                           const floating[::1] ybias, floating[:, ::1] X, floating[::1] xbias,
+                           const floating[:, ::1] X0, const Params *p, Py_ssize_t max_n,
+                           double[::1] row_sse, unsigned char *status,
+                           int n_threads) noexcept nogil:
+    """Solve every row; status[row] gets the row's code. Returns the number of bad rows."""
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, n_bad = 0
+    cdef void *blk = NULL
+    cdef void *tv = NULL
+    cdef void *ev = NULL
+    cdef void *A = NULL
+    cdef void *v = NULL
+    cdef double sse
+    cdef int code
+    cdef size_t blk_bytes = <size_t>max_n * p.ld * sizeof(floating)
+    cdef size_t t_bytes = <size_t>max_n * sizeof(floating)
+    cdef size_t a_bytes = <size_t>p.lda * p.lda * sizeof(floating)
+    cdef size_t v_bytes = <size_t>5 * p.lda * sizeof(floating)
+    with parallel(num_threads=n_threads):
+        # per-thread scratch, allocated once and reused for every row the thread solves
+        blk = mf_als_alloc(blk_bytes)
+        tv = mf_als_alloc(t_bytes)
+        ev = mf_als_alloc(t_bytes)
+        A = mf_als_alloc(a_bytes) if solver == SOLVER_CHOLESKY else NULL
+        v = mf_als_alloc(v_bytes)
+        for row in prange(n_rows, schedule='dynamic', chunksize=2):
+            sse = 0.0
+            if blk == NULL or tv == NULL or ev == NULL or v == NULL or \
+                    (solver == SOLVER_CHOLESKY and A == NULL):
+                code = ROW_NO_MEMORY
+            elif solver == SOLVER_CHOLESKY:
+                code = _cholesky_row(row, indptr, indices, values, Y, ybias, X, xbias, X0, p,
+                                     blk, tv, ev, A, v, &sse)
+            else:
+                code = _cg_row(row, indptr, indices, values, Y, ybias, X, xbias, X0, p, blk, tv,
+                               ev, v, &sse)
+            status[row] = <unsigned char>code
+            if p.want_sse:
+                row_sse[row] = sse
+            if code != ROW_OK:
+                n_bad += 1
+        mf_als_free(blk)
+        mf_als_free(tv)
+        mf_als_free(ev)
+        mf_als_free(A)
+        mf_als_free(v)
+    return n_bad
+
+
+cdef _run(int solver, const int64_t[::1] indptr, const int32_t[::1] indices,
+          const float[::1] values, const floating[:, ::1] Y, const floating[::1] ybias,
+          floating[:, ::1] X, floating[::1] xbias, const floating[:, ::1] X0,
+          double mu, double reg, double reg_bias, double prior, bint weighted, int cg_steps,
+          double[::1] row_sse, int n_threads):
+    """Checks shapes cheaply, solves, and reports (first bad row, its status code)."""
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, max_n = 0, n_bad, first = -1
+    cdef Params p
+    cdef int64_t lo, hi
+    cdef unsigned char[::1] status
+    if n_rows < 0:
+        raise ValueError("indptr must have at least one entry (n_rows + 1)")
+    if X.shape[0] != n_rows:
+        raise ValueError(f"X has {X.shape[0]} rows but indptr describes {n_rows}")
+    if Y.shape[1] != X.shape[1]:
+        raise ValueError(f"X and Y must have the same number of factors, got {X.shape[1]} "
+                         f"and {Y.shape[1]}")
+    if indices.shape[0] != values.shape[0]:
+        raise ValueError("indices and values must have the same length")
+    p.biases = ybias.shape[0] > 0 or xbias.shape[0] > 0
+    if p.biases and (ybias.shape[0] != Y.shape[0] or xbias.shape[0] != X.shape[0]):
+        raise ValueError("with biases, ybias must have one entry per row of Y and xbias one "
+                         "per row of X (pass empty arrays for both without biases)")
+    p.has_prior = X0.shape[0] > 0
+    if p.has_prior and (X0.shape[0] != X.shape[0] or X0.shape[1] != X.shape[1]):
+        raise ValueError(f"prior rows must have the shape of X {tuple(X.shape)[:2]}")
+    p.want_sse = row_sse.shape[0] > 0
+    if p.want_sse and row_sse.shape[0] != n_rows:
+        raise ValueError("row_sse must have one entry per row (or be empty)")
+    if cg_steps < 0:
+        raise ValueError(f"cg_steps must be >= 0, got {cg_steps}")
+    if not (reg >= 0 and reg_bias >= 0 and prior >= 0):
+        raise ValueError("regularization weights must be >= 0")
+    if reg + prior <= 0:
+        raise ValueError("regularization + prior_regularization must be > 0")
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    with nogil:
+        lo = indptr[0] if n_rows >= 0 else 0
+        for row in range(n_rows):
+            hi = indptr[row + 1]
+            if hi < indptr[row]:
+                lo = -1
+                break
+            if hi - indptr[row] > max_n:
+                max_n = hi - indptr[row]
+    if lo < 0 or indptr[n_rows] > indices.shape[0]:
+        raise ValueError("indptr must be non-decreasing, start >= 0 and end within indices")
+    p.k = <int>X.shape[1]
+    p.ld = mf_als_ld(p.k)
+    p.lda = mf_als_ld(p.k + 1)
+    p.weighted = weighted
+    p.cg_steps = cg_steps
+    p.chunk = max(8, GRAM_CHUNK_BYTES // (p.ld * <int>sizeof(floating)))
+    p.mu = mu
+    p.reg = reg
+    p.reg_bias = reg_bias
+    p.prior = prior
+    p.n_opposite = Y.shape[0]
+    status = bytearray(max(n_rows, 1))
+    with nogil:
+        n_bad = _half_step(solver, indptr, indices, values, Y, ybias, X, xbias, X0, &p, max_n,
+                           row_sse, &status[0], n_threads)
+    if n_bad:
+        for row in range(n_rows):
+            if status[row] != ROW_OK:
+                first = row
+                break
+        if status[first] == ROW_NO_MEMORY:
+            raise MemoryError("could not allocate the ALS scratch space "
+                              f"({max_n} x {p.ld} per thread)")
+        if status[first] == ROW_BAD_INDEX:
+            raise ValueError(f"row {first} refers to an opposite row outside [0, {Y.shape[0]})")
+        return first, int(status[first])
+    return -1, 0
+
+
+def cholesky_half_step(const int64_t[::1] indptr, const int32_t[::1] indices,
+                       const float[::1] values, const floating[:, ::1] Y,
+                       const floating[::1] ybias, floating[:, ::1] X, floating[::1] xbias,
+                       const floating[:, ::1] X0, double mu, double reg, double reg_bias,
+                       double prior, bint weighted, double[::1] row_sse, int n_threads):
+    """Exact half-step: each row's augmented normal equations solved by Cholesky.
+
+    Empty ``ybias``/``xbias`` mean no biases; an empty ``X0`` means no prior; an empty
+    ``row_sse`` skips the per-row residual sums. Returns ``(first_row, code)``: ``(-1, 0)``
+    on success, else the first row whose system was not positive definite (code 1); bad
+    indices raise ``ValueError``.
+    """
+    return _run(SOLVER_CHOLESKY, indptr, indices, values, Y, ybias, X, xbias, X0, mu, reg,
+                reg_bias, prior, weighted, 0, row_sse, n_threads)
+
+
+def cg_half_step(const int64_t[::1] indptr, const int32_t[::1] indices,
+                 const float[::1] values, const floating[:, ::1] Y, const floating[::1] ybias,
+                 floating[:, ::1] X, floating[::1] xbias, const floating[:, ::1] X0,
+                 double mu, double reg, double reg_bias, double prior, bint weighted,
+                 int cg_steps, double[::1] row_sse, int n_threads):
+    """Inexact half-step: ``cg_steps`` conjugate-gradient steps per row, warm-started from
+    the current ``X``/``xbias`` (read and overwritten). Arguments and result as in
+    :func:`cholesky_half_step`."""
+    return _run(SOLVER_CG, indptr, indices, values, Y, ybias, X, xbias, X0, mu, reg, reg_bias,
+                prior, weighted, cg_steps, row_sse, n_threads)
