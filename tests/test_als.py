@@ -595,3 +595,40 @@ def test_cli_trains_als():
     )
     assert out.returncode == 0, out.stderr
     assert "ALS" in out.stdout and "test RMSE" in out.stdout
+
+
+@pytest.mark.parametrize("biases", [True, False])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_fold_in_equals_the_als_user_half_step(biases: bool, weighted: bool) -> None:
+    from mfkit.als import half_step
+
+    data = mfkit.datasets.synthetic("toy", random_state=2)
+    m = mfkit.ALS(
+        factors=6,
+        epochs=3,
+        biases=biases,
+        weighted=weighted,
+        regularization=0.1,
+        bias_regularization=0.03,
+        dtype="float64",
+        random_state=0,
+    ).fit(data)
+    X = m.user_factors.copy()
+    xb = m.user_biases.copy()
+    half_step(
+        data.indptr,
+        data.indices,
+        data.values,
+        m.item_factors,
+        X,
+        ybias=m.item_biases if biases else None,
+        xbias=xb if biases else None,
+        mu=m.global_mean,
+        regularization=0.1,
+        bias_regularization=0.03,
+        weighted=weighted,
+    )
+    folded = m.fold_in(data)
+    np.testing.assert_allclose(folded.user_factors, X, rtol=1e-8, atol=1e-10)
+    if biases:
+        np.testing.assert_allclose(folded.user_biases, xb, rtol=1e-8, atol=1e-10)
