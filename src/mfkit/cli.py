@@ -310,6 +310,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--regularization", type=float, default=None)
+    p.add_argument(
+        "--solver", default=None, choices=["cholesky", "cg"], help="ALS row solver (--model als)"
+    )
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
 
@@ -332,24 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="fit a model and report held-out RMSE/MAE")
     t.add_argument("file", nargs="?", default=None, help="rating file (default: synthetic data)")
-    t.add_argument(
-        "--preset",
-        default="ml-1m",
-        choices=sorted(PRESETS),
-        help="synthetic data set shape when no file is given (default: ml-1m)",
-    )
-    t.add_argument("--model", default="sgd", choices=sorted(_models()))
-    t.add_argument("--factors", type=int, default=64)
-    t.add_argument("--epochs", type=int, default=20)
-    t.add_argument("--learning-rate", type=float, default=None)
-    t.add_argument("--regularization", type=float, default=None)
-    t.add_argument(
-        "--solver", default=None, choices=["cholesky", "cg"], help="ALS row solver (--model als)"
-    )
-    t.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    _add_data_args(t)
+    _add_model_args(t)
     t.add_argument("--test-size", type=float, default=0.1)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     t.add_argument("--out", default=None, help="save the fitted model to this .npz file")
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     t.add_argument(
