@@ -206,7 +206,8 @@ def test_groups_are_balanced_by_rating_count():
 def test_auto_blocks_ignores_threads():
     assert sgd_mod.resolve_blocks("auto", 10_000, 100, 100) == 1
     assert sgd_mod.resolve_blocks("auto", 2_000_000, 10_000, 5_000) == sgd_mod.AUTO_BLOCKS
-    assert sgd_mod.resolve_blocks("auto", 2_000_000, 10, 5_000) == 10
+    assert sgd_mod.resolve_blocks("auto", 2_000_000, 640, 5_000) == 10
+    assert sgd_mod.resolve_blocks("auto", 2_000_000, 100, 5_000) == 1
     X = awkward_ratings(1)
     for nt in (1, 3):
         m = mfkit.SGD(factors=4, epochs=1, random_state=0, n_threads=nt).fit(X)

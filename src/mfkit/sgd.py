@@ -26,8 +26,8 @@ def rating_records(X: Ratings) -> np.ndarray:
 
 
 #: ``blocks='auto'`` keeps the serial path (B = 1) below this many training ratings ...
-AUTO_BLOCKS_MIN_RATINGS = 1_000_000
-#: ... and uses this many user and item groups from there on (capped by the matrix shape)
+AUTO_BLOCKS_MIN_RATINGS = 500_000
+#: ... and uses this many user and item groups from there on (fewer for narrow matrices)
 AUTO_BLOCKS = 32
 #: users (items) move between groups in runs of this many consecutive rows
 GROUP_CHUNK = 16
@@ -47,13 +47,15 @@ _LOSS_CODES = {
 
 def resolve_blocks(blocks: int | str, n_ratings: int, n_users: int, n_items: int) -> int:
     """The block count B a fit uses: ``blocks`` itself, or for ``'auto'`` 1 below
-    ``AUTO_BLOCKS_MIN_RATINGS`` ratings and ``min(AUTO_BLOCKS, n_users, n_items)`` above.
-    Never depends on the thread count, so neither do the factors."""
+    ``AUTO_BLOCKS_MIN_RATINGS`` ratings and otherwise ``AUTO_BLOCKS``, reduced so that every
+    group gets at least four runs of ``GROUP_CHUNK`` rows (and 1 when that leaves fewer than
+    2 groups). Never depends on the thread count, so neither do the factors."""
     if isinstance(blocks, str):
         check_choice(blocks, "blocks", ("auto",))
         if n_ratings < AUTO_BLOCKS_MIN_RATINGS:
             return 1
-        return max(1, min(AUTO_BLOCKS, n_users, n_items))
+        B = min(AUTO_BLOCKS, min(n_users, n_items) // (4 * GROUP_CHUNK))
+        return B if B >= 2 else 1
     return int(check_number(blocks, "blocks", low=1, high=MAX_BLOCKS, integer=True))
 
 
@@ -193,8 +195,9 @@ class SGD(FactorModel):
     the seed and B, never on the thread count or the timing. Trade-off of B: more blocks
     give the threads smaller, better balanced pieces and smaller working sets of factor
     rows (cache), but a less random visiting order per stratum; B = 1 is the plain shuffled
-    serial SGD. ``'auto'`` uses B = 1 below 1,000,000 training ratings and B = 32 above
-    (fewer when the matrix has fewer than 32 users or items), whatever ``n_threads`` is.
+    serial SGD. ``'auto'`` uses B = 1 below 500,000 training ratings and B = 32 from there
+    on (fewer when the matrix has fewer than 2,048 users or items: each group keeps at
+    least 64 rows), whatever ``n_threads`` is.
 
     Parameters
     ----------
