@@ -55,6 +55,10 @@ def _build_model(args: argparse.Namespace) -> FactorModel:
         params["regularization"] = args.regularization
     if args.learning_rate is not None:
         params["learning_rate"] = args.learning_rate
+    if args.model == "sgd":
+        params["blocks"] = args.blocks
+        if args.schedule is not None:
+            params["learning_rate_schedule"] = args.schedule
     return cls(**params)
 
 
@@ -95,6 +99,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _blocks_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--blocks must be 'auto' or an integer, got {text!r}"
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mfkit", description="Fast, reproducible matrix factorization for explicit ratings."
@@ -118,6 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--test-size", type=float, default=0.1)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    t.add_argument(
+        "--blocks",
+        type=_blocks_arg,
+        default="auto",
+        help="SGD user/item groups B (B x B blocks; 'auto' or an int; the model does not "
+        "depend on --threads)",
+    )
+    t.add_argument(
+        "--schedule",
+        default=None,
+        choices=["constant", "decay", "adagrad"],
+        help="SGD learning-rate schedule (default: the model's)",
+    )
     t.add_argument("--out", default=None, help="save the fitted model to this .npz file")
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     t.set_defaults(func=cmd_train)
