@@ -520,3 +520,47 @@ def test_divergence_message_names_the_step():
             learning_rate_schedule="constant",
             random_state=0,
         ).fit(X)
+
+
+def test_block_kernel_rejects_inconsistent_plans():
+    X = awkward_ratings(8)
+    B = 3
+    lay = sgd_mod.block_layout(X, B, 1, 2)
+    P = np.zeros((X.n_users, 4), dtype=np.float32)
+    Q = np.zeros((X.n_items, 4), dtype=np.float32)
+    bu, bi = np.zeros(X.n_users, np.float32), np.zeros(X.n_items, np.float32)
+    seeds = np.zeros(B * B, dtype=np.uint64)
+    args = (P, Q, bu, bi, 3.0, 0.01, 0.02, 0.02, True)
+    with pytest.raises(ValueError, match="permutation"):
+        _sgd.sgd_block_epoch(lay.records, lay.offsets, np.array([0, 0, 1]), seeds, True, 2, *args)
+    bad_offsets = lay.offsets.copy()
+    bad_offsets[-1] -= 1
+    with pytest.raises(ValueError, match="offsets"):
+        _sgd.sgd_block_epoch(lay.records, bad_offsets, np.arange(B), seeds, True, 2, *args)
+    with pytest.raises(ValueError, match="n_threads"):
+        _sgd.sgd_block_epoch(lay.records, lay.offsets, np.arange(B), seeds, True, 0, *args)
+    with pytest.raises(ValueError, match="group"):
+        bad_groups = lay.user_groups.copy()
+        bad_groups[0] = B
+        _sgd.build_blocks(
+            X.indptr,
+            X.indices,
+            X.values,
+            bad_groups,
+            lay.item_groups,
+            B,
+            np.empty(X.nnz, dtype=sgd_mod.RATING_DTYPE),
+            np.empty(B * B + 1, dtype=np.int64),
+        )
+    # a correct call runs and reports a finite loss
+    sse, status = _sgd.sgd_block_epoch(
+        lay.records, lay.offsets, np.arange(B), seeds, False, 2, *args
+    )
+    assert status == -1 and math.isfinite(sse) and sse > 0
+
+
+def test_serial_path_is_the_shuffled_sgd_whatever_the_threads():
+    X = awkward_ratings(9)
+    a = mfkit.SGD(factors=6, epochs=3, blocks=1, n_threads=1, random_state=4).fit(X)
+    b = mfkit.SGD(factors=6, epochs=3, blocks=1, n_threads=3, random_state=4).fit(X)
+    assert factor_bytes(a) == factor_bytes(b)
