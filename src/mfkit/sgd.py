@@ -192,12 +192,16 @@ class SGD(FactorModel):
     user and no item, so they are processed concurrently on ``n_threads`` threads without
     locks, each block shuffled (seeded) and swept by a single thread (stratified SGD,
     Gemulla et al., KDD 2011). The factors therefore depend on the data, the parameters,
-    the seed and B, never on the thread count or the timing. Trade-off of B: more blocks
-    give the threads smaller, better balanced pieces and smaller working sets of factor
-    rows (cache), but a less random visiting order per stratum; B = 1 is the plain shuffled
-    serial SGD. ``'auto'`` uses B = 1 below 500,000 training ratings and B = 32 from there
-    on (fewer when the matrix has fewer than 2,048 users or items: each group keeps at
-    least 64 rows), whatever ``n_threads`` is.
+    the seed and B, never on the thread count or the timing. Trade-off of B: at most B
+    threads can work at once, and with dynamic scheduling the threads stay busy when B is
+    several times the thread count (the default 32 balances up to about 8 threads); more
+    blocks also shrink each block's working set of factor rows (better cache use), but cost
+    B synchronisations per epoch and visit the ratings in a less random order (each stratum
+    covers only 1/B of every row); B = 1 is the plain shuffled serial SGD. On the
+    benchmark sets the test RMSE of B = 32 stays within 0.1% of B = 1 at every epoch.
+    ``'auto'`` uses B = 1 below 500,000 training ratings and B = 32 from there on (fewer
+    when the matrix has fewer than 2,048 users or items: each group keeps at least 64
+    rows), whatever ``n_threads`` is.
 
     Parameters
     ----------
