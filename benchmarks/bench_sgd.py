@@ -24,6 +24,11 @@ are medians over the timed epochs; compare ratios measured in the same run.
     python benchmarks/bench_sgd.py                 # 1M and 10M, all sections
     python benchmarks/bench_sgd.py --quick         # 1M only, fewer epochs (a smoke run)
     python benchmarks/bench_sgd.py --large         # adds the 100M Netflix-shaped set
+
+On a machine shared with other busy processes, run with ``OMP_WAIT_POLICY=passive``: a
+thread that finishes its blocks of a stratum early then sleeps instead of spinning, which
+gives its core to the thread that still works (with spinning, 2 threads can be slower than
+1 there); on an idle machine the two policies time the same.
 """
 
 from __future__ import annotations
@@ -67,7 +72,9 @@ def machine() -> str:
     return (
         f"{model}; {os.cpu_count()} cpus; python {platform.python_version()}; "
         f"numpy {np.__version__}; mfkit {mfkit.__version__}; "
-        f"OpenMP {'on' if mfkit.openmp_enabled() else 'OFF'}"
+        f"OpenMP {'on' if mfkit.openmp_enabled() else 'OFF'}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
 
 

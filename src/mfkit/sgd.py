@@ -241,7 +241,10 @@ class SGD(FactorModel):
         ``shuffle``, one seed per epoch as ``integers(2**63)``.
     n_threads : int or None, default None
         Threads for the parallel epochs (B > 1), prediction and scoring (None: all usable
-        cores). With B = 1 the epoch runs on one thread.
+        cores). With B = 1 the epoch runs on one thread. On a machine shared with other
+        busy processes, ``OMP_WAIT_POLICY=passive`` in the environment (set before the
+        process starts) keeps threads that wait for a stratum to finish from spinning on a
+        core the working thread needs.
     verbose : bool, default False
         Print one line per epoch on stderr.
     learning_rate_schedule : {'constant', 'decay', 'adagrad'}, default 'adagrad'
