@@ -27,7 +27,7 @@ which thread runs which block, so the result is the same for any thread count.
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport fabs, sqrt, sqrtf
+from libc.math cimport fabs
 from libc.stdint cimport int32_t, int64_t, uint64_t
 
 import numpy as np
@@ -35,7 +35,8 @@ import numpy as np
 from mfkit._common cimport bounded, splitmix64
 from mfkit._simd cimport (mf_dot_f32, mf_dot_f64, mf_sgd_pair_f32, mf_sgd_pair_f64,
                           mf_sgd_pair_prior_f32, mf_sgd_pair_prior_f64,
-                          mf_sgd_pair_ada_f32, mf_sgd_pair_ada_f64, mf_prefetch_row)
+                          mf_sgd_pair_ada_f32, mf_sgd_pair_ada_f64, mf_ada_steps_f32,
+                          mf_ada_steps_f64, mf_prefetch_row)
 
 cdef packed struct Rating:
     int32_t u
@@ -68,14 +69,6 @@ cdef inline floating _psi(floating e, int loss, floating delta) noexcept nogil:
     return 0
 
 
-cdef inline floating _rsqrt_step(floating lr, floating G) noexcept nogil:
-    """lr / sqrt(G) in the precision of the factors (sqrt is exactly rounded: no -ffast-math)."""
-    if floating is float:
-        return lr / sqrtf(G)
-    else:
-        return lr / sqrt(G)
-
-
 cdef Py_ssize_t _sweep(const Rating *recs, Py_ssize_t n,
                        floating *P, floating *Q, floating *bu, floating *bi, int k,
                        floating mu, floating lr, floating reg, floating reg_bias, bint biases,
@@ -90,6 +83,7 @@ cdef Py_ssize_t _sweep(const Rating *recs, Py_ssize_t n,
     cdef int row_bytes = k * sizeof(floating)
     cdef int32_t u, i
     cdef floating pred, e, g, b, gb, sp, sq
+    cdef floating steps[4]
     cdef floating *p
     cdef floating *q
     cdef const floating *p0
@@ -138,14 +132,21 @@ cdef Py_ssize_t _sweep(const Rating *recs, Py_ssize_t n,
                 else:
                     mf_sgd_pair_f64(p, q, k, g, lr, reg)
         else:
+            # steps from the accumulators before this rating: [p_u, q_i, b_u, b_i]
+            if floating is float:
+                mf_ada_steps_f32(lr, Gp[u], Gq[i], Gbu[u] if biases else 1,
+                                 Gbi[i] if biases else 1, steps)
+            else:
+                mf_ada_steps_f64(lr, Gp[u], Gq[i], Gbu[u] if biases else 1,
+                                 Gbi[i] if biases else 1, steps)
             if biases:
                 b = bu[u]
                 gb = g - reg_bias * b
-                bu[u] = b + _rsqrt_step(lr, Gbu[u]) * gb
+                bu[u] = b + steps[2] * gb
                 Gbu[u] = Gbu[u] + gb * gb
                 b = bi[i]
                 gb = g - reg_bias * b
-                bi[i] = b + _rsqrt_step(lr, Gbi[i]) * gb
+                bi[i] = b + steps[3] * gb
                 Gbi[i] = Gbi[i] + gb * gb
             p0 = NULL
             q0 = NULL
@@ -153,13 +154,11 @@ cdef Py_ssize_t _sweep(const Rating *recs, Py_ssize_t n,
                 p0 = P0 + <Py_ssize_t>u * k
                 q0 = Q0 + <Py_ssize_t>i * k
             if floating is float:
-                mf_sgd_pair_ada_f32(p, q, p0, q0, k, g, _rsqrt_step(lr, Gp[u]),
-                                    _rsqrt_step(lr, Gq[i]),
-                                    reg, prior, &sp, &sq)
+                mf_sgd_pair_ada_f32(p, q, p0, q0, k, g, steps[0], steps[1], reg, prior,
+                                    &sp, &sq)
             else:
-                mf_sgd_pair_ada_f64(p, q, p0, q0, k, g, _rsqrt_step(lr, Gp[u]),
-                                    _rsqrt_step(lr, Gq[i]),
-                                    reg, prior, &sp, &sq)
+                mf_sgd_pair_ada_f64(p, q, p0, q0, k, g, steps[0], steps[1], reg, prior,
+                                    &sp, &sq)
             Gp[u] = Gp[u] + sp / k
             Gq[i] = Gq[i] + sq / k
     sse_out[0] = sse
