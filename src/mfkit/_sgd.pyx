@@ -84,6 +84,8 @@ cdef Py_ssize_t _sweep(const Rating *recs, Py_ssize_t n,
     cdef int32_t u, i
     cdef floating pred, e, g, b, gb, sp, sq
     cdef floating steps[4]
+    # 1/k: exact for the usual powers of two, within one rounding of "/ k" otherwise
+    cdef floating inv_k = (<floating>1) / k
     cdef floating *p
     cdef floating *q
     cdef const floating *p0
@@ -159,8 +161,8 @@ cdef Py_ssize_t _sweep(const Rating *recs, Py_ssize_t n,
             else:
                 mf_sgd_pair_ada_f64(p, q, p0, q0, k, g, steps[0], steps[1], reg, prior,
                                     &sp, &sq)
-            Gp[u] = Gp[u] + sp / k
-            Gq[i] = Gq[i] + sq / k
+            Gp[u] = Gp[u] + sp * inv_k
+            Gq[i] = Gq[i] + sq * inv_k
     sse_out[0] = sse
     return bad
 
