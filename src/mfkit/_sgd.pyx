@@ -1,23 +1,42 @@
 # cython: language_level=3
-"""Serial SGD epoch for biased matrix factorization (Funk SVD; Koren, Bell, Volinsky 2009).
+"""SGD epochs for biased matrix factorization (Funk SVD; Koren, Bell, Volinsky 2009).
 
 Ratings come as packed records (user, item, rating) visited in storage order; shuffling
 permutes the records themselves, so an epoch streams through memory and only the factor
-rows are accessed at random (and prefetched a few ratings ahead). For each record:
+rows are accessed at random (and prefetched a few ratings ahead). For each record, with
+the loss's influence function psi (squared: psi(e) = e; Huber: e clipped to [-delta, delta];
+absolute: sign(e)):
 
     e    = r - (mu + b_u + b_i + p_u . q_i)
-    b_u += lr (e - reg_bias b_u)
-    b_i += lr (e - reg_bias b_i)
-    p_u += lr (e q_i - reg p_u - prior (p_u - p0_u))
-    q_i += lr (e p_u - reg q_i - prior (q_i - q0_i))      (old p_u, q_i on the right)
+    g    = psi(e)
+    b_u += lr (g - reg_bias b_u)
+    b_i += lr (g - reg_bias b_i)
+    p_u += lr (g q_i - reg p_u - prior (p_u - p0_u))
+    q_i += lr (g p_u - reg q_i - prior (q_i - q0_i))      (old p_u, q_i on the right)
+
+With AdaGrad accumulators (Gp, Gq, Gbu, Gbi given) the step of a factor row is
+lr / sqrt(G_row), and G_row grows by the mean squared gradient coordinate of the step
+(Chin, Zhuang, Juan and Lin 2015); a bias has its own accumulator.
+
+`sgd_epoch` is the serial pass over one record array. `sgd_block_epoch` is the stratified
+pass (Gemulla, Nijkamp, Haas and Sismanis 2011, "DSGD"): the records are stored block by
+block (see `build_blocks`), an epoch walks B strata in a seeded order, and the B blocks of a
+stratum touch disjoint user and item rows, so they run concurrently with no locks; each
+block is shuffled in place (seeded) and swept by exactly one thread. Nothing depends on
+which thread runs which block, so the result is the same for any thread count.
 """
 from cython cimport floating
+from cython.parallel cimport prange
 from libc.math cimport fabs
-from libc.stdint cimport int32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
-from mfkit._common cimport bounded
+import numpy as np
+
+from mfkit._common cimport bounded, splitmix64
 from mfkit._simd cimport (mf_dot_f32, mf_dot_f64, mf_sgd_pair_f32, mf_sgd_pair_f64,
-                          mf_sgd_pair_prior_f32, mf_sgd_pair_prior_f64, mf_prefetch_row)
+                          mf_sgd_pair_prior_f32, mf_sgd_pair_prior_f64,
+                          mf_sgd_pair_ada_f32, mf_sgd_pair_ada_f64, mf_ada_steps_f32,
+                          mf_ada_steps_f64, mf_prefetch_row)
 
 cdef packed struct Rating:
     int32_t u
@@ -27,32 +46,63 @@ cdef packed struct Rating:
 cdef enum:
     PREFETCH_AHEAD = 8
 
+#: loss codes understood by the kernels
+LOSS_SQUARED = 0
+LOSS_HUBER = 1
+LOSS_ABSOLUTE = 2
 
-cdef Py_ssize_t _epoch(const Rating[::1] recs,
-                       floating[:, ::1] P, floating[:, ::1] Q, floating[::1] bu, floating[::1] bi,
+
+cdef inline floating _psi(floating e, int loss, floating delta) noexcept nogil:
+    """Influence function of the loss: minus its derivative in the prediction."""
+    if loss == 0:
+        return e
+    if loss == 1:
+        if e > delta:
+            return delta
+        if e < -delta:
+            return -delta
+        return e
+    if e > 0:
+        return 1
+    if e < 0:
+        return -1
+    return 0
+
+
+cdef Py_ssize_t _sweep(const Rating *recs, Py_ssize_t n,
+                       floating *P, floating *Q, floating *bu, floating *bi, int k,
                        floating mu, floating lr, floating reg, floating reg_bias, bint biases,
-                       const floating[:, ::1] P0, const floating[:, ::1] Q0, floating prior,
-                       bint has_prior, double *sse_out) noexcept nogil:
-    """Returns -1 on success, else the position of the first rating whose residual was not
+                       const floating *P0, const floating *Q0, floating prior,
+                       int loss, floating delta,
+                       floating *Gp, floating *Gq, floating *Gbu, floating *Gbi,
+                       double *sse_out) noexcept nogil:
+    """One pass over recs[0:n] in order. P0 == NULL: no prior; Gp == NULL: plain steps.
+    Returns -1 on success, else the position of the first rating whose residual was not
     finite (the factors up to that rating have been updated)."""
-    cdef Py_ssize_t n = recs.shape[0], t, ahead
-    cdef int k = P.shape[1]
+    cdef Py_ssize_t t, ahead
     cdef int row_bytes = k * sizeof(floating)
     cdef int32_t u, i
-    cdef floating pred, e, b
+    cdef floating pred, e, g, b, gb, sp, sq
+    cdef floating steps[4]
+    # 1/k: exact for the usual powers of two, within one rounding of "/ k" otherwise
+    cdef floating inv_k = (<floating>1) / k
     cdef floating *p
     cdef floating *q
+    cdef const floating *p0
+    cdef const floating *q0
+    cdef bint has_prior = P0 != NULL
+    cdef bint adagrad = Gp != NULL
     cdef double sse = 0.0
     cdef Py_ssize_t bad = -1
     for t in range(n):
         ahead = t + PREFETCH_AHEAD
         if ahead < n:
-            mf_prefetch_row(&P[recs[ahead].u, 0], row_bytes)
-            mf_prefetch_row(&Q[recs[ahead].i, 0], row_bytes)
+            mf_prefetch_row(P + <Py_ssize_t>recs[ahead].u * k, row_bytes)
+            mf_prefetch_row(Q + <Py_ssize_t>recs[ahead].i * k, row_bytes)
         u = recs[t].u
         i = recs[t].i
-        p = &P[u, 0]
-        q = &Q[i, 0]
+        p = P + <Py_ssize_t>u * k
+        q = Q + <Py_ssize_t>i * k
         if floating is float:
             pred = mu + mf_dot_f32(p, q, k)
         else:
@@ -64,67 +114,323 @@ cdef Py_ssize_t _epoch(const Rating[::1] recs,
             bad = t
             break
         sse += <double>e * e
-        if biases:
-            b = bu[u]
-            bu[u] = b + lr * (e - reg_bias * b)
-            b = bi[i]
-            bi[i] = b + lr * (e - reg_bias * b)
-        if has_prior:
-            if floating is float:
-                mf_sgd_pair_prior_f32(p, q, &P0[u, 0], &Q0[i, 0], k, e, lr, reg, prior)
+        g = _psi(e, loss, delta)
+        if not adagrad:
+            if biases:
+                b = bu[u]
+                bu[u] = b + lr * (g - reg_bias * b)
+                b = bi[i]
+                bi[i] = b + lr * (g - reg_bias * b)
+            if has_prior:
+                if floating is float:
+                    mf_sgd_pair_prior_f32(p, q, P0 + <Py_ssize_t>u * k,
+                                          Q0 + <Py_ssize_t>i * k, k, g, lr, reg, prior)
+                else:
+                    mf_sgd_pair_prior_f64(p, q, P0 + <Py_ssize_t>u * k,
+                                          Q0 + <Py_ssize_t>i * k, k, g, lr, reg, prior)
             else:
-                mf_sgd_pair_prior_f64(p, q, &P0[u, 0], &Q0[i, 0], k, e, lr, reg, prior)
+                if floating is float:
+                    mf_sgd_pair_f32(p, q, k, g, lr, reg)
+                else:
+                    mf_sgd_pair_f64(p, q, k, g, lr, reg)
         else:
+            # steps from the accumulators before this rating: [p_u, q_i, b_u, b_i]
             if floating is float:
-                mf_sgd_pair_f32(p, q, k, e, lr, reg)
+                mf_ada_steps_f32(lr, Gp[u], Gq[i], Gbu[u] if biases else 1,
+                                 Gbi[i] if biases else 1, steps)
             else:
-                mf_sgd_pair_f64(p, q, k, e, lr, reg)
+                mf_ada_steps_f64(lr, Gp[u], Gq[i], Gbu[u] if biases else 1,
+                                 Gbi[i] if biases else 1, steps)
+            if biases:
+                b = bu[u]
+                gb = g - reg_bias * b
+                bu[u] = b + steps[2] * gb
+                Gbu[u] = Gbu[u] + gb * gb
+                b = bi[i]
+                gb = g - reg_bias * b
+                bi[i] = b + steps[3] * gb
+                Gbi[i] = Gbi[i] + gb * gb
+            p0 = NULL
+            q0 = NULL
+            if has_prior:
+                p0 = P0 + <Py_ssize_t>u * k
+                q0 = Q0 + <Py_ssize_t>i * k
+            if floating is float:
+                mf_sgd_pair_ada_f32(p, q, p0, q0, k, g, steps[0], steps[1], reg, prior,
+                                    &sp, &sq)
+            else:
+                mf_sgd_pair_ada_f64(p, q, p0, q0, k, g, steps[0], steps[1], reg, prior,
+                                    &sp, &sq)
+            Gp[u] = Gp[u] + sp * inv_k
+            Gq[i] = Gq[i] + sq * inv_k
     sse_out[0] = sse
     return bad
+
+
+cdef void _shuffle(Rating *recs, Py_ssize_t n, uint64_t seed) noexcept nogil:
+    """Fisher-Yates shuffle of recs[0:n] driven by splitmix64 from `seed`."""
+    cdef Py_ssize_t j = n - 1, r
+    cdef uint64_t state = seed
+    cdef Rating tmp
+    while j > 0:
+        r = <Py_ssize_t>bounded(&state, <uint64_t>(j + 1))
+        tmp = recs[j]
+        recs[j] = recs[r]
+        recs[r] = tmp
+        j -= 1
+
+
+cdef floating *_opt_ptr(floating[::1] a) noexcept:
+    if a is None or a.shape[0] == 0:
+        return NULL
+    return &a[0]
+
+
+def _check_state(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] bu, floating[::1] bi,
+                 bint biases, P0, Q0, int loss, double delta, Gp, Gq, Gbu, Gbi):
+    if Q.shape[1] != P.shape[1]:
+        raise ValueError("P and Q must have the same number of columns")
+    if P.shape[0] == 0 or Q.shape[0] == 0 or P.shape[1] == 0:
+        raise ValueError("P and Q must have at least one row and one column")
+    if biases and (bu.shape[0] != P.shape[0] or bi.shape[0] != Q.shape[0]):
+        raise ValueError("bias arrays must match the factor rows")
+    if (P0 is None) != (Q0 is None):
+        raise ValueError("give both prior factors P0 and Q0, or neither")
+    if P0 is not None and (P0.shape[0] != P.shape[0] or Q0.shape[0] != Q.shape[0]
+                           or P0.shape[1] != P.shape[1] or Q0.shape[1] != Q.shape[1]):
+        raise ValueError("prior factors must have the shapes of the factors")
+    if loss not in (LOSS_SQUARED, LOSS_HUBER, LOSS_ABSOLUTE):
+        raise ValueError(f"unknown loss code {loss}")
+    if loss == LOSS_HUBER and not delta > 0:
+        raise ValueError("huber delta must be > 0")
+    if Gp is None:
+        if Gq is not None or Gbu is not None or Gbi is not None:
+            raise ValueError("AdaGrad accumulators must all be given, or none")
+    else:
+        if Gq is None or Gp.shape[0] != P.shape[0] or Gq.shape[0] != Q.shape[0]:
+            raise ValueError("AdaGrad accumulators Gp, Gq must have one entry per factor row")
+        if biases and (Gbu is None or Gbi is None or Gbu.shape[0] != P.shape[0]
+                       or Gbi.shape[0] != Q.shape[0]):
+            raise ValueError("AdaGrad bias accumulators must have one entry per bias")
 
 
 def sgd_epoch(const Rating[::1] recs, floating[:, ::1] P, floating[:, ::1] Q,
               floating[::1] bu, floating[::1] bi, double mu, double lr, double reg,
               double reg_bias, bint biases, const floating[:, ::1] P0=None,
-              const floating[:, ::1] Q0=None, double prior=0.0):
-    """One SGD pass over `recs` (a RATING_DTYPE array) in storage order.
+              const floating[:, ::1] Q0=None, double prior=0.0, *, int loss=LOSS_SQUARED,
+              double delta=1.0, floating[::1] Gp=None, floating[::1] Gq=None,
+              floating[::1] Gbu=None, floating[::1] Gbi=None):
+    """One serial SGD pass over `recs` (a RATING_DTYPE array) in storage order.
 
+    `loss` is a LOSS_* code (`delta` the Huber threshold); giving the AdaGrad
+    accumulators Gp, Gq (and Gbu, Gbi with biases) switches to row-adaptive steps.
     Returns (sum of squared residuals seen, position of the first non-finite residual or -1).
     """
-    cdef bint has_prior = P0 is not None
     cdef double sse = 0.0
     cdef Py_ssize_t bad
-    cdef const floating[:, ::1] P0v
-    cdef const floating[:, ::1] Q0v
-    if Q.shape[1] != P.shape[1]:
-        raise ValueError("P and Q must have the same number of columns")
-    if biases and (bu.shape[0] != P.shape[0] or bi.shape[0] != Q.shape[0]):
-        raise ValueError("bias arrays must match the factor rows")
-    if has_prior:
-        if Q0 is None or P0.shape[0] != P.shape[0] or Q0.shape[0] != Q.shape[0] \
-                or P0.shape[1] != P.shape[1] or Q0.shape[1] != Q.shape[1]:
-            raise ValueError("prior factors must have the shapes of the factors")
-        P0v = P0
-        Q0v = Q0
-    else:
-        P0v = P
-        Q0v = Q
+    cdef int k = P.shape[1]
+    cdef const floating *p0 = NULL
+    cdef const floating *q0 = NULL
+    _check_state(P, Q, bu, bi, biases, P0, Q0, loss, delta, Gp, Gq, Gbu, Gbi)
+    if P0 is not None:
+        p0 = &P0[0, 0]
+        q0 = &Q0[0, 0]
+    cdef floating *pbu = _opt_ptr(bu)
+    cdef floating *pbi = _opt_ptr(bi)
+    cdef floating *gp = _opt_ptr(Gp)
+    cdef floating *gq = _opt_ptr(Gq)
+    cdef floating *gbu = _opt_ptr(Gbu)
+    cdef floating *gbi = _opt_ptr(Gbi)
+    cdef Py_ssize_t n = recs.shape[0]
+    if n == 0:
+        return 0.0, -1
     with nogil:
-        bad = _epoch(recs, P, Q, bu, bi, <floating>mu, <floating>lr, <floating>reg,
-                     <floating>reg_bias, biases, P0v, Q0v, <floating>prior, has_prior, &sse)
+        bad = _sweep(&recs[0], n, &P[0, 0], &Q[0, 0], pbu, pbi, k, <floating>mu,
+                     <floating>lr, <floating>reg, <floating>reg_bias, biases, p0, q0,
+                     <floating>prior, loss, <floating>delta, gp, gq, gbu, gbi, &sse)
     return sse, bad
 
 
 def shuffle_records(Rating[::1] recs, uint64_t seed):
     """Fisher-Yates shuffle of the records driven by splitmix64 from `seed`."""
-    cdef Py_ssize_t j, r
+    cdef Py_ssize_t n = recs.shape[0]
+    if n > 1:
+        with nogil:
+            _shuffle(&recs[0], n, seed)
+
+
+def epoch_schedule(uint64_t seed, int B):
+    """The seeded plan of one stratified epoch: (strata, block_seeds).
+
+    `strata` (int64, length B) is the order in which the B strata are visited, a
+    Fisher-Yates permutation of 0..B-1 driven by splitmix64 from `seed`; `block_seeds`
+    (uint64, length B*B) are the next B*B splitmix64 outputs of the same stream, the seed
+    of the in-block shuffle of block b (numbered as in `build_blocks`).
+    """
+    if B < 1:
+        raise ValueError("B must be >= 1")
+    strata_arr = np.arange(B, dtype=np.int64)
+    seeds_arr = np.empty(<Py_ssize_t>B * B, dtype=np.uint64)
+    cdef int64_t[::1] strata = strata_arr
+    cdef uint64_t[::1] seeds = seeds_arr
     cdef uint64_t state = seed
-    cdef Rating tmp
+    cdef Py_ssize_t j = B - 1, r, b
+    cdef int64_t tmp
     with nogil:
-        j = recs.shape[0] - 1
         while j > 0:
             r = <Py_ssize_t>bounded(&state, <uint64_t>(j + 1))
-            tmp = recs[j]
-            recs[j] = recs[r]
-            recs[r] = tmp
+            tmp = strata[j]
+            strata[j] = strata[r]
+            strata[r] = tmp
             j -= 1
+        for b in range(<Py_ssize_t>B * B):
+            seeds[b] = splitmix64(&state)
+    return strata_arr, seeds_arr
+
+
+def build_blocks(const int64_t[::1] indptr, const int32_t[::1] indices,
+                 const float[::1] values, const int32_t[::1] user_group,
+                 const int32_t[::1] item_group, int B, Rating[::1] out, int64_t[::1] offsets):
+    """Scatter CSR ratings into `out` block by block (a counting sort, stable).
+
+    Block b = s * B + g holds the ratings of user group g and item group (g + s) mod B,
+    so stratum s (blocks s*B .. s*B + B - 1) is contiguous and its blocks share no user and
+    no item. `offsets` (length B*B + 1) receives the block boundaries.
+    """
+    cdef Py_ssize_t n_users = indptr.shape[0] - 1, nnz = indices.shape[0]
+    cdef Py_ssize_t nb = <Py_ssize_t>B * B, u, j, blk
+    cdef int32_t gu, gi, n_items = item_group.shape[0]
+    cdef int s
+    cdef bint bad = False
+    if B < 1:
+        raise ValueError("B must be >= 1")
+    if user_group.shape[0] != n_users or values.shape[0] != nnz or out.shape[0] != nnz:
+        raise ValueError("inconsistent CSR, group or output sizes")
+    if offsets.shape[0] != nb + 1 or indptr[0] != 0 or indptr[n_users] != nnz:
+        raise ValueError("offsets must have B*B + 1 entries and indptr must span the ratings")
+    pos_arr = np.zeros(nb + 1, dtype=np.int64)
+    cdef int64_t[::1] pos = pos_arr
+    with nogil:
+        for u in range(n_users):
+            gu = user_group[u]
+            if gu < 0 or gu >= B or indptr[u + 1] < indptr[u] or indptr[u + 1] > nnz:
+                bad = True
+                break
+            for j in range(indptr[u], indptr[u + 1]):
+                if indices[j] < 0 or indices[j] >= n_items:
+                    bad = True
+                    break
+                gi = item_group[indices[j]]
+                if gi < 0 or gi >= B:
+                    bad = True
+                    break
+                s = gi - gu
+                if s < 0:
+                    s = s + B
+                pos[<Py_ssize_t>s * B + gu + 1] += 1
+            if bad:
+                break
+        if not bad:
+            for blk in range(nb):
+                pos[blk + 1] += pos[blk]
+            for blk in range(nb + 1):
+                offsets[blk] = pos[blk]
+            for u in range(n_users):
+                gu = user_group[u]
+                for j in range(indptr[u], indptr[u + 1]):
+                    gi = item_group[indices[j]]
+                    s = gi - gu
+                    if s < 0:
+                        s = s + B
+                    blk = <Py_ssize_t>s * B + gu
+                    out[pos[blk]].u = <int32_t>u
+                    out[pos[blk]].i = indices[j]
+                    out[pos[blk]].r = values[j]
+                    pos[blk] += 1
+    if bad:
+        raise ValueError("group index out of range or CSR index out of bounds")
+
+
+def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[::1] strata,
+                    const uint64_t[::1] block_seeds, bint shuffle, int n_threads,
+                    floating[:, ::1] P, floating[:, ::1] Q, floating[::1] bu,
+                    floating[::1] bi, double mu, double lr, double reg, double reg_bias,
+                    bint biases, const floating[:, ::1] P0=None,
+                    const floating[:, ::1] Q0=None, double prior=0.0, *,
+                    int loss=LOSS_SQUARED, double delta=1.0, floating[::1] Gp=None,
+                    floating[::1] Gq=None, floating[::1] Gbu=None, floating[::1] Gbi=None):
+    """One stratified SGD epoch over records laid out by `build_blocks`.
+
+    For each s in `strata` in order, the blocks s*B + g (g = 0..B-1) are processed in
+    parallel; block b is first shuffled in place with seed `block_seeds[b]` (when
+    `shuffle`), then swept in storage order by one thread with the update of `sgd_epoch`.
+    The result does not depend on `n_threads`. Returns (sum of squared residuals seen,
+    -1 on success or the first block index with a non-finite residual).
+    """
+    cdef Py_ssize_t B = strata.shape[0], nb, si, g, blk, a, m, n = recs.shape[0]
+    cdef int k = P.shape[1]
+    cdef int64_t s
+    cdef const floating *p0 = NULL
+    cdef const floating *q0 = NULL
+    cdef double sse = 0.0
+    cdef Py_ssize_t status = -1
+    _check_state(P, Q, bu, bi, biases, P0, Q0, loss, delta, Gp, Gq, Gbu, Gbi)
+    nb = B * B
+    if B < 1 or offsets.shape[0] != nb + 1 or block_seeds.shape[0] != nb:
+        raise ValueError("offsets must have B*B + 1 and block_seeds B*B entries")
+    if offsets[0] != 0 or offsets[nb] != n:
+        raise ValueError("offsets must start at 0 and end at the number of records")
+    for blk in range(nb):
+        if offsets[blk + 1] < offsets[blk]:
+            raise ValueError("offsets must not decrease")
+    seen = np.zeros(B, dtype=bool)
+    for si in range(B):
+        if strata[si] < 0 or strata[si] >= B or seen[strata[si]]:
+            raise ValueError("strata must be a permutation of 0..B-1")
+        seen[strata[si]] = True
+    if n_threads < 1:
+        raise ValueError("n_threads must be >= 1")
+    if P0 is not None:
+        p0 = &P0[0, 0]
+        q0 = &Q0[0, 0]
+    cdef floating *pP = &P[0, 0]
+    cdef floating *pQ = &Q[0, 0]
+    cdef floating *pbu = _opt_ptr(bu)
+    cdef floating *pbi = _opt_ptr(bi)
+    cdef floating *gp = _opt_ptr(Gp)
+    cdef floating *gq = _opt_ptr(Gq)
+    cdef floating *gbu = _opt_ptr(Gbu)
+    cdef floating *gbi = _opt_ptr(Gbi)
+    if n == 0:
+        return 0.0, -1
+    sse_arr = np.zeros(nb, dtype=np.float64)
+    bad_arr = np.full(nb, -1, dtype=np.intp)
+    cdef double[::1] sse_b = sse_arr
+    cdef Py_ssize_t[::1] bad_b = bad_arr
+    cdef double *psse = &sse_b[0]
+    cdef Py_ssize_t *pbad = &bad_b[0]
+    cdef Rating *base = &recs[0]
+    with nogil:
+        for si in range(B):
+            s = strata[si]
+            for g in prange(B, num_threads=n_threads, schedule='dynamic', chunksize=1):
+                blk = s * B + g
+                a = offsets[blk]
+                m = offsets[blk + 1] - a
+                if m > 0:
+                    if shuffle:
+                        _shuffle(base + a, m, block_seeds[blk])
+                    pbad[blk] = _sweep(base + a, m, pP, pQ, pbu, pbi, k, <floating>mu,
+                                       <floating>lr, <floating>reg, <floating>reg_bias,
+                                       biases, p0, q0, <floating>prior, loss,
+                                       <floating>delta, gp, gq, gbu, gbi, psse + blk)
+            for blk in range(s * B, s * B + B):
+                if pbad[blk] >= 0:
+                    status = blk
+                    break
+            if status >= 0:
+                break
+        # a fixed summation order keeps the reported loss independent of the threads too
+        for blk in range(nb):
+            sse += psse[blk]
+    return sse, status

@@ -51,6 +51,119 @@ MFKIT_CLONES static void mf_sgd_pair_prior_##SUF(T *restrict p, T *restrict q,  
     }                                                                                   \
 }
 
+/* Row-adaptive (AdaGrad) step: with ascent directions
+ *   gp = e q - reg p - prior (p - p0),  gq = e p - reg q - prior (q - q0)
+ * (old p, q on the right; the prior terms only when p0 is not NULL) it sets
+ * p += lp gp, q += lq gq and returns sum(gp^2), sum(gq^2) in *sp, *sq, each summed in the
+ * same eight partial accumulators (lane j takes coordinates f = j mod 8) as mf_dot. The gcc
+ * build writes the eight lanes as one vector-extension value, which the compiler lowers to
+ * whatever registers the clone has; lane-wise IEEE arithmetic gives the same bits as the
+ * portable scalar loop below. */
+#if defined(__GNUC__)
+typedef float mf_v8_f32 __attribute__((vector_size(32), aligned(4), may_alias));
+typedef double mf_v8_f64 __attribute__((vector_size(64), aligned(8), may_alias));
+#define MFKIT_ADA_MAIN(T, V)                                                            \
+    V AP = {0, 0, 0, 0, 0, 0, 0, 0}, AQ = {0, 0, 0, 0, 0, 0, 0, 0};                     \
+    if (p0 != 0) {                                                                      \
+        for (; f + 8 <= k; f += 8) {                                                    \
+            V pf = *(const V *)(p + f), qf = *(const V *)(q + f);                       \
+            V gp = e * qf - reg * pf - prior * (pf - *(const V *)(p0 + f));              \
+            V gq = e * pf - reg * qf - prior * (qf - *(const V *)(q0 + f));              \
+            *(V *)(p + f) = pf + lp * gp;                                               \
+            *(V *)(q + f) = qf + lq * gq;                                               \
+            AP += gp * gp;                                                              \
+            AQ += gq * gq;                                                              \
+        }                                                                               \
+    } else {                                                                            \
+        for (; f + 8 <= k; f += 8) {                                                    \
+            V pf = *(const V *)(p + f), qf = *(const V *)(q + f);                       \
+            V gp = e * qf - reg * pf;                                                   \
+            V gq = e * pf - reg * qf;                                                   \
+            *(V *)(p + f) = pf + lp * gp;                                               \
+            *(V *)(q + f) = qf + lq * gq;                                               \
+            AP += gp * gp;                                                              \
+            AQ += gq * gq;                                                              \
+        }                                                                               \
+    }                                                                                   \
+    for (int j = 0; j < 8; j++) { ap[j] = AP[j]; aq[j] = AQ[j]; }
+#else
+#define MFKIT_ADA_MAIN(T, V)                                                            \
+    for (; f + 8 <= k; f += 8) {                                                        \
+        for (int j = 0; j < 8; j++) {                                                   \
+            T pf = p[f + j], qf = q[f + j];                                             \
+            T gp = e * qf - reg * pf, gq = e * pf - reg * qf;                           \
+            if (p0 != 0) {                                                              \
+                gp = gp - prior * (pf - p0[f + j]);                                     \
+                gq = gq - prior * (qf - q0[f + j]);                                     \
+            }                                                                           \
+            p[f + j] = pf + lp * gp;                                                    \
+            q[f + j] = qf + lq * gq;                                                    \
+            ap[j] += gp * gp;                                                           \
+            aq[j] += gq * gq;                                                           \
+        }                                                                               \
+    }
+#endif
+
+#define MFKIT_DEFINE_ADA(T, SUF)                                                        \
+MFKIT_CLONES static void mf_sgd_pair_ada_##SUF(T *restrict p, T *restrict q,           \
+        const T *restrict p0, const T *restrict q0, int k, T e, T lp, T lq, T reg,      \
+        T prior, T *sp, T *sq)                                                          \
+{                                                                                       \
+    T ap[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                 \
+    T aq[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                 \
+    int f = 0;                                                                          \
+    MFKIT_ADA_MAIN(T, mf_v8_##SUF)                                                      \
+    for (int j = 0; f < k; f++, j++) {                                                  \
+        T pf = p[f], qf = q[f];                                                         \
+        T gp = e * qf - reg * pf, gq = e * pf - reg * qf;                               \
+        if (p0 != 0) {                                                                  \
+            gp = gp - prior * (pf - p0[f]);                                             \
+            gq = gq - prior * (qf - q0[f]);                                             \
+        }                                                                               \
+        p[f] = pf + lp * gp;                                                            \
+        q[f] = qf + lq * gq;                                                            \
+        ap[j] += gp * gp;                                                               \
+        aq[j] += gq * gq;                                                               \
+    }                                                                                   \
+    *sp = ((ap[0] + ap[4]) + (ap[1] + ap[5])) + ((ap[2] + ap[6]) + (ap[3] + ap[7]));    \
+    *sq = ((aq[0] + aq[4]) + (aq[1] + aq[5])) + ((aq[2] + aq[6]) + (aq[3] + aq[7]));    \
+}
+
+/* The four AdaGrad step sizes of one rating, out[j] = lr / sqrt(g[j]), computed together in
+ * one SSE register (sqrt and division are correctly rounded either way, so the packed and
+ * the scalar forms give the same bits; packing takes four long-latency operations off the
+ * per-rating critical path). */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+static inline void mf_ada_steps_f32(float lr, float g0, float g1, float g2, float g3,
+                                    float *out)
+{
+    __m128 g = _mm_set_ps(g3, g2, g1, g0);
+    _mm_storeu_ps(out, _mm_div_ps(_mm_set1_ps(lr), _mm_sqrt_ps(g)));
+}
+static inline void mf_ada_steps_f64(double lr, double g0, double g1, double g2, double g3,
+                                    double *out)
+{
+    __m128d l = _mm_set1_pd(lr);
+    _mm_storeu_pd(out, _mm_div_pd(l, _mm_sqrt_pd(_mm_set_pd(g1, g0))));
+    _mm_storeu_pd(out + 2, _mm_div_pd(l, _mm_sqrt_pd(_mm_set_pd(g3, g2))));
+}
+#else
+#include <math.h>
+static inline void mf_ada_steps_f32(float lr, float g0, float g1, float g2, float g3,
+                                    float *out)
+{
+    out[0] = lr / sqrtf(g0); out[1] = lr / sqrtf(g1);
+    out[2] = lr / sqrtf(g2); out[3] = lr / sqrtf(g3);
+}
+static inline void mf_ada_steps_f64(double lr, double g0, double g1, double g2, double g3,
+                                    double *out)
+{
+    out[0] = lr / sqrt(g0); out[1] = lr / sqrt(g1);
+    out[2] = lr / sqrt(g2); out[3] = lr / sqrt(g3);
+}
+#endif
+
 /* Ask for the cache lines of a factor row that will be needed a few ratings from now. */
 static inline void mf_prefetch_row(const void *p, int nbytes)
 {
@@ -64,5 +177,7 @@ static inline void mf_prefetch_row(const void *p, int nbytes)
 
 MFKIT_DEFINE_KERNELS(float, f32)
 MFKIT_DEFINE_KERNELS(double, f64)
+MFKIT_DEFINE_ADA(float, f32)
+MFKIT_DEFINE_ADA(double, f64)
 
 #endif /* MFKIT_SIMD_H */

@@ -8,4 +8,12 @@ cdef extern from "_simd.h" nogil:
                                float e, float lr, float reg, float prior)
     void mf_sgd_pair_prior_f64(double *p, double *q, const double *p0, const double *q0, int k,
                                double e, double lr, double reg, double prior)
+    void mf_sgd_pair_ada_f32(float *p, float *q, const float *p0, const float *q0, int k,
+                             float e, float lp, float lq, float reg, float prior,
+                             float *sp, float *sq)
+    void mf_sgd_pair_ada_f64(double *p, double *q, const double *p0, const double *q0, int k,
+                             double e, double lp, double lq, double reg, double prior,
+                             double *sp, double *sq)
+    void mf_ada_steps_f32(float lr, float g0, float g1, float g2, float g3, float *out)
+    void mf_ada_steps_f64(double lr, double g0, double g1, double g2, double g3, double *out)
     void mf_prefetch_row(const void *p, int nbytes)

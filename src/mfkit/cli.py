@@ -118,6 +118,10 @@ def _build_model(args: argparse.Namespace) -> FactorModel:
         if args.model != "als":
             raise ValueError(f"--solver applies to --model als only, not --model {args.model}")
         params["solver"] = args.solver
+    if args.model == "sgd":
+        params["blocks"] = args.blocks
+        if args.schedule is not None:
+            params["learning_rate_schedule"] = args.schedule
     return cls(**params)
 
 
@@ -304,6 +308,17 @@ def cmd_cv(args: argparse.Namespace) -> int:
     return 0
 
 
+def _blocks_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--blocks must be 'auto' or an integer, got {text!r}"
+        ) from None
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="sgd", choices=sorted(_models()))
     p.add_argument("--factors", type=int, default=64)
@@ -315,6 +330,19 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
+    p.add_argument(
+        "--blocks",
+        type=_blocks_arg,
+        default="auto",
+        help="SGD user/item groups B (B x B blocks; 'auto' or an int; the model does not "
+        "depend on --threads)",
+    )
+    p.add_argument(
+        "--schedule",
+        default=None,
+        choices=["constant", "decay", "adagrad"],
+        help="SGD learning-rate schedule (default: the model's)",
+    )
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
