@@ -120,6 +120,7 @@ def test_shuffle_is_a_seeded_permutation() -> None:
 def test_seed_toy_matrix_without_biases_fits_within_10_percent() -> None:
     A = np.array([[5, 3, 0, 1], [4, 0, 0, 1], [1, 1, 0, 5], [1, 0, 0, 4], [0, 1, 5, 4]], float)
     m = mfkit.SGD(
+        learning_rate_schedule="constant",
         factors=2,
         epochs=5000,
         learning_rate=0.01,
@@ -138,7 +139,12 @@ def test_seed_matrix_with_hidden_entries_converges_with_biases() -> None:
     A[1, 2] = A[3, 0] = -1  # hidden
     data = mfkit.Ratings.from_dense(A, missing=-1)
     m = mfkit.SGD(
-        factors=3, epochs=3000, learning_rate=0.01, regularization=0.001, random_state=1
+        learning_rate_schedule="constant",
+        factors=3,
+        epochs=3000,
+        learning_rate=0.01,
+        regularization=0.001,
+        random_state=1,
     ).fit(data)
     u, i, r = data.to_triplets()
     rmse = np.sqrt(np.mean((m.predict(u, i) - r) ** 2))
@@ -150,7 +156,14 @@ def test_random_10x10_with_zero_missing_predicts_hidden_cells() -> None:
     g = np.random.default_rng(3)
     A = g.integers(0, 6, (10, 10)).astype(float)
     data = mfkit.Ratings.from_dense(A, missing=0)
-    m = mfkit.SGD(factors=3, epochs=300, learning_rate=0.01, regularization=0.1, random_state=0)
+    m = mfkit.SGD(
+        learning_rate_schedule="constant",
+        factors=3,
+        epochs=300,
+        learning_rate=0.01,
+        regularization=0.1,
+        random_state=0,
+    )
     m.fit(data)
     u, i, r = data.to_triplets()
     baseline = np.sqrt(np.mean((r - r.mean()) ** 2))
@@ -166,6 +179,7 @@ def test_hidden_rank5_matrix_is_recovered() -> None:
     observed = g.random(M.shape) < 0.3
     u, i = np.nonzero(observed)
     m = mfkit.SGD(
+        learning_rate_schedule="constant",
         factors=5,
         epochs=2000,
         learning_rate=0.02,
@@ -213,7 +227,13 @@ def test_validation_history_and_early_stopping() -> None:
     data = mfkit.datasets.synthetic("ml-100k", random_state=1)
     tr, te = mfkit.model_selection.train_test_split(data, 0.2, random_state=0)
     m = mfkit.SGD(
-        factors=16, epochs=200, learning_rate=0.02, regularization=0.0, patience=2, random_state=0
+        learning_rate_schedule="constant",
+        factors=16,
+        epochs=200,
+        learning_rate=0.02,
+        regularization=0.0,
+        patience=2,
+        random_state=0,
     )
     m.fit(tr, te)
     h = m.history_
@@ -273,8 +293,16 @@ def test_warm_start_and_prior() -> None:
     same = mfkit.SGD(factors=4, epochs=0, random_state=1).fit(data, init=(P0, Q0))
     np.testing.assert_array_equal(same.user_factors, P0)
     # a strong prior keeps the factors near P0; without it they drift further
-    far = mfkit.SGD(factors=4, epochs=30, learning_rate=0.02, regularization=0.5, random_state=1)
+    far = mfkit.SGD(
+        learning_rate_schedule="constant",
+        factors=4,
+        epochs=30,
+        learning_rate=0.02,
+        regularization=0.5,
+        random_state=1,
+    )
     near = mfkit.SGD(
+        learning_rate_schedule="constant",
         factors=4,
         epochs=30,
         learning_rate=0.02,
