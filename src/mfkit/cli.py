@@ -113,21 +113,35 @@ def _build_model(args: argparse.Namespace) -> FactorModel:
     if args.regularization is not None:
         params["regularization"] = args.regularization
     if args.learning_rate is not None:
+        if "learning_rate" not in cls._get_param_names():
+            raise ValueError(
+                f"--learning-rate applies to --model sgd only, not --model {args.model}"
+            )
         params["learning_rate"] = args.learning_rate
     if args.solver is not None:
         if args.model != "als":
             raise ValueError(f"--solver applies to --model als only, not --model {args.model}")
         params["solver"] = args.solver
-    return cls(**params)
+    model = cls(**params)
+    model._check_params()  # bad options fail before a long read, not after
+    return model
+
+
+def _check_output(path: str | None, option: str) -> None:
+    """Refuse an output path whose folder does not exist before training, not after."""
+    if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise ValueError(f"{option} {path}: the folder does not exist; create it first")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.plot:
         _require_matplotlib()  # fail before training, not after
+    _check_output(args.out, "--out")
+    _check_output(args.plot, "--plot")
+    model = _build_model(args)
     data = _load_data(args)
     train, test = train_test_split(data, args.test_size, random_state=args.seed)
     _log(f"split: {train.nnz} training and {test.nnz} test ratings (seed {args.seed})")
-    model = _build_model(args)
     _log(f"model: {model!r}")
 
     def progress(m: FactorModel, rec: dict[str, float]) -> None:
@@ -277,9 +291,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_cv(args: argparse.Namespace) -> int:
     from mfkit.model_selection import KFold, cross_validate
 
-    data = _load_data(args)
     model = _build_model(args)
     metrics = _metric_list(args.metrics)
+    if args.folds < 2:
+        raise ValueError(f"--folds must be at least 2, got {args.folds}")
+    data = _load_data(args)
     _log(f"model: {model!r}; {args.folds}-fold cross-validation (seed {args.seed})")
     res = cross_validate(
         model,
