@@ -149,3 +149,19 @@ def test_idmap_lookup_unsorted_ids() -> None:
     np.testing.assert_array_equal(ident.lookup([0, 3, 4, -1], "users"), [0, 3, -1, -1])
     with pytest.raises(TypeError):
         ident.lookup(["a"], "users")
+
+
+def test_subset_positions_are_checked() -> None:
+    X = Ratings.from_dense(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    # positions in any order select the same ratings as the mask
+    got = X.subset(np.array([3, 0]))
+    assert [a.tolist() for a in got.to_triplets()] == [[0, 1], [0, 1], [1.0, 4.0]]
+    for bad, exc, words in (
+        ([-1, 0], ValueError, r"\[0, 4\)"),
+        ([4], ValueError, r"\[0, 4\)"),
+        ([0, 0], ValueError, "repeat"),
+        (np.array([0.0, 1.7]), TypeError, "integer positions"),
+    ):
+        with pytest.raises(exc, match=words):
+            X.subset(bad)
+    assert X.subset(np.array([], dtype=np.int64)).nnz == 0

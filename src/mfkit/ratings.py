@@ -511,7 +511,19 @@ class Ratings:
                 raise ValueError(f"mask must have one entry per rating ({self.nnz})")
             pos = np.flatnonzero(sel)
         else:
+            if sel.ndim != 1 or (sel.size and sel.dtype.kind not in "iu"):
+                raise TypeError(
+                    f"subset takes a boolean mask or a 1-d array of integer positions, got "
+                    f"dtype {sel.dtype} and shape {sel.shape}"
+                )
             pos = np.sort(sel.astype(np.int64))
+            if len(pos) and (pos[0] < 0 or pos[-1] >= self.nnz):
+                raise ValueError(
+                    f"subset positions must lie in [0, {self.nnz}) (negative positions do not "
+                    f"count from the end); got {pos[0]} to {pos[-1]}"
+                )
+            if len(pos) > 1 and np.any(pos[1:] == pos[:-1]):
+                raise ValueError("subset positions repeat a rating; give each position once")
         counts = np.bincount(self.user_index()[pos], minlength=self.n_users)
         indptr = np.zeros(self.n_users + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
