@@ -165,3 +165,28 @@ def test_subset_positions_are_checked() -> None:
         with pytest.raises(exc, match=words):
             X.subset(bad)
     assert X.subset(np.array([], dtype=np.int64)).nnz == 0
+
+
+def test_constructor_refuses_repeated_ids_and_fractional_timestamps() -> None:
+    args = ([0, 1, 2], [0, 0], [1.0, 2.0], (2, 1))
+    with pytest.raises(ValueError, match="user_ids must be distinct; 'a'"):
+        Ratings(*args, user_ids=["a", "a"])
+    with pytest.raises(ValueError, match="item_ids must be distinct; 7"):
+        Ratings([0, 2], [0, 1], [1.0, 2.0], (1, 2), item_ids=[7, 7])
+    with pytest.raises(TypeError, match="timestamps must be integers"):
+        Ratings(*args, timestamps=[1.7, 2.0])
+    X = Ratings(
+        *args,
+        user_ids=["b", "a"],
+        timestamps=np.array(["1970-01-02", "1970-01-03"], dtype="datetime64[D]"),
+    )
+    assert X.user_map.lookup(["a", "b"], "u").tolist() == [1, 0]
+    assert X.timestamps is not None and X.timestamps.tolist() == [86400, 172800]
+
+
+def test_dataframe_missing_timestamp_column_is_named() -> None:
+    import pandas as pd
+
+    df = pd.DataFrame({"user": [1], "item": [2], "rating": [3.0]})
+    with pytest.raises(ValueError, match=r"no column\(s\) \['when'\].*timestamp_col="):
+        Ratings.from_dataframe(df, timestamp_col="when")

@@ -216,8 +216,12 @@ class Ratings:
             raise ValueError(f"user_ids has {len(self.user_ids)} entries for {n_users} users")
         if self.item_ids is not None and len(self.item_ids) != n_items:
             raise ValueError(f"item_ids has {len(self.item_ids)} entries for {n_items} items")
+        if check:
+            _check_unique_ids(self.user_ids, "user_ids")
+            _check_unique_ids(self.item_ids, "item_ids")
         if timestamps is not None:
-            ts = np.ascontiguousarray(timestamps, dtype=np.int64)
+            ts = _as_timestamps(timestamps, values.shape) if check else timestamps
+            ts = np.ascontiguousarray(ts, dtype=np.int64)
             if ts.shape != values.shape:
                 raise ValueError("timestamps must have one entry per rating")
             self.timestamps: np.ndarray | None = _readonly(ts)
@@ -303,16 +307,7 @@ class Ratings:
         if r.dtype.kind not in "iuf":
             raise TypeError(f"ratings must be numbers, got dtype {r.dtype}")
         _check_finite_ratings(r, "ratings")
-        ts = None
-        if timestamps is not None:
-            ts = np.asarray(timestamps)
-            if ts.shape != r.shape:
-                raise ValueError("timestamps must have one entry per rating")
-            if ts.dtype.kind not in "iu":
-                if np.issubdtype(ts.dtype, np.datetime64):
-                    ts = ts.astype("datetime64[s]").astype(np.int64)
-                else:
-                    raise TypeError(f"timestamps must be integers, got dtype {ts.dtype}")
+        ts = None if timestamps is None else _as_timestamps(timestamps, r.shape)
         user_ids = item_ids = None
         if map_ids:
             user_ids, u_idx = np.unique(_as_id_array(u, "users"), return_inverse=True)
@@ -387,11 +382,14 @@ class Ratings:
         duplicates: Duplicates = "error",
     ) -> Ratings:
         """From a pandas DataFrame with named user, item and rating columns (ids are mapped)."""
-        missing_cols = [c for c in (user_col, item_col, rating_col) if c not in df.columns]
+        wanted = (user_col, item_col, rating_col) + (
+            () if timestamp_col is None else (timestamp_col,)
+        )
+        missing_cols = [c for c in wanted if c not in df.columns]
         if missing_cols:
             raise ValueError(
                 f"DataFrame has no column(s) {missing_cols}; it has {list(df.columns)}. "
-                f"Name them with user_col=, item_col=, rating_col="
+                f"Name them with user_col=, item_col=, rating_col=, timestamp_col="
             )
         users = _column(df[user_col], user_col)
         items = _column(df[item_col], item_col)
@@ -546,6 +544,31 @@ def _column(col: Any, name: str) -> np.ndarray:
     if col.isna().any():
         raise ValueError(f"column {name!r} has missing ids (NaN/None); drop those rows first")
     return arr
+
+
+def _as_timestamps(timestamps: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Timestamps as integers (``datetime64`` values become seconds), one per rating."""
+    ts = np.asarray(timestamps)
+    if ts.shape != shape:
+        raise ValueError("timestamps must have one entry per rating")
+    if ts.dtype.kind not in "iu":
+        if np.issubdtype(ts.dtype, np.datetime64):
+            return ts.astype("datetime64[s]").astype(np.int64)
+        raise TypeError(
+            f"timestamps must be integers (e.g. Unix seconds) or numpy.datetime64, got dtype "
+            f"{ts.dtype}"
+        )
+    return ts
+
+
+def _check_unique_ids(ids: np.ndarray | None, name: str) -> None:
+    """An id map must name each row once, or lookups would be ambiguous."""
+    if ids is None or len(ids) < 2 or np.all(ids[1:] > ids[:-1]):
+        return
+    s = np.sort(ids)
+    dup = np.flatnonzero(s[1:] == s[:-1])
+    if len(dup):
+        raise ValueError(f"{name} must be distinct; {s[dup[0]].item()!r} appears more than once")
 
 
 def _check_finite_ratings(r: np.ndarray, name: str) -> None:
