@@ -256,6 +256,13 @@ def test_predict_unknown_modes() -> None:
     assert nob.predict(99, 7, unknown="baseline") == 0.0
 
 
+def test_validation_with_other_id_kind_names_the_argument() -> None:
+    X = Ratings.from_triplets(np.array(["a", "b"]), np.array(["x", "y"]), np.array([4.0, 2.0]))
+    V = Ratings.from_triplets(np.array([1]), np.array([2]), np.array([3.0]))
+    with pytest.raises(TypeError, match="validation user ids must be strings"):
+        mfkit.ALS(factors=2, epochs=1, random_state=0).fit(X, validation=V)
+
+
 # ---------------------------------------------------------------------- CLI
 def test_cli_train_evaluate_recommend_cv(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]

@@ -348,8 +348,16 @@ class FactorModel:
         users, items, ratings = V.to_triplets(original_ids=True)
         same_users = V.user_map.same_as(self._user_map)
         same_items = V.item_map.same_as(self._item_map)
-        u = V.user_index().astype(np.int64) if same_users else self._user_map.lookup(users, "u")
-        i = V.indices.astype(np.int64) if same_items else self._item_map.lookup(items, "i")
+        u = (
+            V.user_index().astype(np.int64)
+            if same_users
+            else self._user_map.lookup(users, "validation user ids")
+        )
+        i = (
+            V.indices.astype(np.int64)
+            if same_items
+            else self._item_map.lookup(items, "validation item ids")
+        )
         return u, i, np.asarray(ratings, dtype=np.float64)
 
     def _predict_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
