@@ -151,6 +151,23 @@ def test_idmap_lookup_unsorted_ids() -> None:
         ident.lookup(["a"], "users")
 
 
+def test_idmap_lookup_of_large_ids_in_other_integer_dtypes() -> None:
+    # ids above 2**53 must not be compared through float64 (2**62 and 2**62 + 1 would merge)
+    big = 2**62
+    m = mfkit.ratings.IdMap(np.array([-5, big, big + 1], dtype=np.int64), 3)
+    keys = np.array([big + 1, big, 2**64 - 1, 3], dtype=np.uint64)
+    np.testing.assert_array_equal(m.lookup(keys, "users"), [2, 1, -1, -1])
+    np.testing.assert_array_equal(m.lookup(np.array([-5.0, 1e30]), "users"), [0, -1])
+    ident = mfkit.ratings.IdMap(None, 4)
+    np.testing.assert_array_equal(ident.lookup(np.array([2**64 - 1, 3], np.uint64), "u"), [-1, 3])
+    with pytest.raises(TypeError, match="users holds non-integer floats"):
+        m.lookup([1.5], "users")
+    X = Ratings.from_triplets(np.array([big, big + 1]), np.array([1, 2]), np.array([1.0, 5.0]))
+    model = mfkit.ALS(factors=1, epochs=2, random_state=0, dtype="float64").fit(X)
+    as_u64 = model.predict(np.array([big + 1, big], np.uint64), [2, 1])
+    np.testing.assert_array_equal(as_u64, model.predict([big + 1, big], [2, 1]))
+
+
 def test_subset_positions_are_checked() -> None:
     X = Ratings.from_dense(np.array([[1.0, 2.0], [3.0, 4.0]]))
     # positions in any order select the same ratings as the mask

@@ -66,57 +66,52 @@ def _as_id_array(ids: Any, name: str) -> np.ndarray:
 class IdMap:
     """Maps original ids to contiguous indices 0..n-1 (``None`` ids: the identity)."""
 
-    __slots__ = ("ids", "n", "_sorter")
+    __slots__ = ("ids", "n", "_sorter", "_sorted")
 
     def __init__(self, ids: np.ndarray | None, n: int) -> None:
         self.ids = ids
         self.n = int(n)
         self._sorter: np.ndarray | None = None
+        self._sorted = ids
         if ids is not None:
             if len(ids) != n:
                 raise ValueError(f"id map has {len(ids)} ids for {n} rows")
             if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
                 self._sorter = np.argsort(ids, kind="stable")
+                self._sorted = ids[self._sorter]
 
     def lookup(self, values: Any, name: str) -> np.ndarray:
         """Indices (int64) of ``values``; -1 where a value is not a known id."""
-        if self.ids is None:
-            arr = np.asarray(values)
-            if arr.dtype.kind not in "iu":
-                if (
-                    arr.dtype.kind == "f"
-                    and arr.size
-                    and np.all(np.isfinite(arr))
-                    and np.all(arr == np.round(arr))
-                ):
-                    arr = arr.astype(np.int64)
-                elif arr.size == 0:
-                    arr = arr.astype(np.int64)
-                else:
-                    raise TypeError(
-                        f"{name} must be integer indices (the model was fitted without an id "
-                        f"map), got dtype {arr.dtype}"
-                    )
-            idx = arr.astype(np.int64, copy=False).ravel()
-            out = idx.copy()
-            out[(idx < 0) | (idx >= self.n)] = -1
-            return out
         arr = np.asarray(values).ravel()
         if arr.dtype == object:
             arr = _as_id_array(arr, name)
-        if (arr.dtype.kind == "U") != (self.ids.dtype.kind == "U"):
-            kind = "strings" if self.ids.dtype.kind == "U" else "integers"
-            raise TypeError(f"{name} must be {kind} like the ids the model was fitted on")
-        if self._sorter is None:
-            pos = np.searchsorted(self.ids, arr)
-            pos_c = np.minimum(pos, max(self.n - 1, 0))
-            ok = (pos < self.n) & (self.ids[pos_c] == arr) if self.n else np.zeros(len(arr), bool)
-            return np.where(ok, pos_c, -1).astype(np.int64)
-        sorted_ids = self.ids[self._sorter]
-        pos = np.searchsorted(sorted_ids, arr)
-        pos_c = np.minimum(pos, max(self.n - 1, 0))
-        ok = (pos < self.n) & (sorted_ids[pos_c] == arr) if self.n else np.zeros(len(arr), bool)
-        return np.where(ok, self._sorter[pos_c], -1).astype(np.int64)
+        if self.ids is not None and self.ids.dtype.kind == "U":
+            if arr.dtype.kind != "U" and arr.size:
+                raise TypeError(f"{name} must be strings like the ids the model was fitted on")
+            keys, invalid = arr.astype(str, copy=False), None
+        elif arr.dtype.kind == "U":
+            raise TypeError(
+                f"{name} must be integers like the ids the model was fitted on"
+                if self.ids is not None
+                else f"{name} must be integer indices (the model was fitted without an id "
+                f"map), got dtype {arr.dtype}"
+            )
+        else:
+            keys, invalid = _int_keys(arr, name)
+        if self._sorted is None:
+            out = keys.copy()
+            out[(keys < 0) | (keys >= self.n)] = -1
+        elif self.n == 0:
+            out = np.full(len(keys), -1, dtype=np.int64)
+        else:
+            pos = np.minimum(np.searchsorted(self._sorted, keys), self.n - 1)
+            found = self._sorted[pos] == keys
+            if self._sorter is not None:
+                pos = self._sorter[pos]
+            out = np.where(found, pos, -1).astype(np.int64)
+        if invalid is not None:
+            out[invalid] = -1
+        return out
 
     def original(self, index: np.ndarray) -> np.ndarray:
         return np.asarray(index) if self.ids is None else self.ids[index]
@@ -569,6 +564,27 @@ def _check_unique_ids(ids: np.ndarray | None, name: str) -> None:
     dup = np.flatnonzero(s[1:] == s[:-1])
     if len(dup):
         raise ValueError(f"{name} must be distinct; {s[dup[0]].item()!r} appears more than once")
+
+
+def _int_keys(arr: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Integer lookup keys as int64 (never compared through float64, which would merge ids
+    above 2**53), and a mask of keys that cannot be ids at all (uint64 above 2**63-1,
+    floats out of the int64 range), or None."""
+    kind = arr.dtype.kind
+    if kind == "i":
+        return arr.astype(np.int64, copy=False), None
+    if kind == "u":
+        big = arr > np.iinfo(np.int64).max
+        return arr.astype(np.int64), (big if big.any() else None)
+    if kind == "f":
+        if arr.size and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+            raise TypeError(f"{name} holds non-integer floats; ids must be integers or strings")
+        out = (arr <= -(2.0**63)) | (arr >= 2.0**63)
+        keys = np.where(out, 0, arr).astype(np.int64)
+        return keys, (out if out.any() else None)
+    if arr.size == 0:
+        return np.empty(0, dtype=np.int64), None
+    raise TypeError(f"{name} must be integer ids or indices, got dtype {arr.dtype}")
 
 
 def _check_finite_ratings(r: np.ndarray, name: str) -> None:
