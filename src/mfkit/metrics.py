@@ -38,7 +38,7 @@ import scipy.sparse as sp
 
 from mfkit import _metrics
 from mfkit._validation import check_number, resolve_n_threads
-from mfkit.ratings import Ratings, as_ratings
+from mfkit.ratings import Ratings, as_ratings, pairs_to_csr
 
 if TYPE_CHECKING:
     from mfkit._base import FactorModel
@@ -405,11 +405,8 @@ def evaluate(
         i_idx = model._item_map.lookup(items, "test items")
         i_idx = np.where(i_idx < 0, -2, i_idx)
         row = np.searchsorted(rel_users, u_idx[keep])
-        rel_items = i_idx[keep]
-        order = np.lexsort((rel_items, row))
-        row, rel_items = row[order], rel_items[order]
-        indptr = np.zeros(len(rel_users) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(row, minlength=len(rel_users)), out=indptr[1:])
+        indptr, rel32 = pairs_to_csr(row, i_idx[keep], len(rel_users))
+        rel_items = rel32.astype(np.int64)
         from mfkit.recommend import recommend_indices
 
         rec, _scores, _ = recommend_indices(

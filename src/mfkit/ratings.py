@@ -566,6 +566,17 @@ def _check_unique_ids(ids: np.ndarray | None, name: str) -> None:
         raise ValueError(f"{name} must be distinct; {s[dup[0]].item()!r} appears more than once")
 
 
+def pairs_to_csr(rows: Any, cols: Any, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr int64, indices int32)`` of the (row, col) pairs, sorted by row then col
+    (pairs are kept as given: no de-duplication)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    order = np.lexsort((cols, rows))
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    return indptr, cols[order].astype(np.int32)
+
+
 def _int_keys(arr: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Integer lookup keys as int64 (never compared through float64, which would merge ids
     above 2**53), and a mask of keys that cannot be ids at all (uint64 above 2**63-1,
