@@ -680,3 +680,13 @@ def test_threads_agree(tmp_path: Path, small_blocks: None) -> None:
     b = mio.load_delimited(p, n_threads=3)
     assert_same(a, b)
     assert_same(a, expected(*ref_parse(text, ",", (0, 1, 2))))
+
+
+def test_cache_folder_has_ordinary_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        expected([1, 2], [3, 4], [1.0, 2.0]).save(tmp_path / "c")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "c").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "c" / "meta.json").stat().st_mode & 0o777 == 0o644

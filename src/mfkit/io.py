@@ -1668,6 +1668,10 @@ def save_cache(ratings: Ratings, path: PathLike) -> None:
     }
     tmp = tempfile.mkdtemp(prefix=".mfkit-cache-", dir=parent)
     try:
+        # mkdtemp makes the folder private (0700); give it the mode a plain mkdir would
+        from mfkit.persistence import _current_umask
+
+        os.chmod(tmp, 0o777 & ~_current_umask())
         entries = {}
         for name, a in arrays.items():
             if a is None:
