@@ -263,6 +263,18 @@ def test_validation_with_other_id_kind_names_the_argument() -> None:
         mfkit.ALS(factors=2, epochs=1, random_state=0).fit(X, validation=V)
 
 
+def test_init_model_with_other_ids_is_refused() -> None:
+    users, items = np.array(["a", "a", "b"]), np.array(["x", "y", "y"])
+    X = Ratings.from_triplets(users, items, np.array([4.0, 2.0, 3.0]))
+    Y = Ratings.from_triplets(np.array(["c", "c", "d"]), items, np.array([4.0, 2.0, 3.0]))
+    a = mfkit.ALS(factors=2, epochs=1, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="other user ids than data"):
+        mfkit.ALS(factors=2, epochs=1).fit(Y, init=a)
+    # same ids: accepted, and (P0, Q0) arrays are taken as aligned by position
+    mfkit.ALS(factors=2, epochs=1).fit(X, init=a)
+    mfkit.ALS(factors=2, epochs=1).fit(Y, init=(a.user_factors, a.item_factors))
+
+
 # ---------------------------------------------------------------------- CLI
 def test_cli_train_evaluate_recommend_cv(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
