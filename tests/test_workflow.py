@@ -293,6 +293,13 @@ def test_cli_train_evaluate_recommend_cv(
     ref = mfkit.metrics.evaluate(model, test, ["rmse", "ndcg@5"])
     assert f"rmse          {ref['rmse']:.4f}" in text
     assert f"ndcg@5        {ref['ndcg@5']:.4f}" in text
+    # metric names are case-insensitive and a bare ranking name means @10
+    argv = ["evaluate", str(out), "--preset", "toy", "--metrics", "RMSE, Hit_Rate"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    ref = mfkit.metrics.evaluate(model, test, ["rmse", "hit_rate@10"])
+    assert f"rmse          {ref['rmse']:.4f}" in text
+    assert f"hit_rate@10   {ref['hit_rate@10']:.4f}" in text
     assert main(["recommend", str(out), "--user", "3", "-n", "4"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     items, scores = model.recommend(3, n=4)

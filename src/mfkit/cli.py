@@ -256,8 +256,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         model, data, metrics, threshold=args.threshold, exclude_seen=not args.include_seen
     )
     _log(f"scored {data.nnz} ratings in {time.perf_counter() - t0:.2f}s")
-    for name in metrics:
-        key = name if "@" in name or name in ("rmse", "mae") else f"{name}@10"
+    from mfkit.metrics import metric_key
+
+    for key in dict.fromkeys(metric_key(name) for name in metrics):
         print(f"{key:<14}{res[key]:.4f}")
     if "ranking_users" in res:
         print(f"{'users':<14}{int(res['ranking_users'])}")

@@ -353,6 +353,13 @@ def parse_metric(name: str) -> tuple[str, int | None]:
     return base, kk
 
 
+def metric_key(name: str) -> str:
+    """The key :func:`evaluate` reports ``name`` under: ``'NDCG'`` -> ``'ndcg@10'``,
+    ``' RMSE'`` -> ``'rmse'``."""
+    base, k = parse_metric(name)
+    return base if k is None else f"{base}@{k}"
+
+
 def evaluate(
     model: FactorModel,
     test: Any,
@@ -435,6 +442,7 @@ __all__ = [
     "hit_rate",
     "mae",
     "map_at_k",
+    "metric_key",
     "ndcg_at_k",
     "precision_at_k",
     "ranking_metrics",
