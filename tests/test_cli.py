@@ -51,3 +51,13 @@ def test_bad_options_fail_before_reading_or_training(tmp_path: Path, capsys) -> 
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert needle in err and "no such rating file" not in err, (argv, err)
+
+
+def test_missing_model_and_bad_user_exit_2(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["evaluate", str(tmp_path / "none.npz")]) == 2
+    assert "mfkit evaluate: error: model file" in capsys.readouterr().err
+    out = tmp_path / "m.npz"
+    assert main(["train", "--preset", "toy", "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["recommend", str(out), "--user", "abc"]) == 2
+    assert "mfkit recommend: error: --user must be an integer" in capsys.readouterr().err

@@ -228,7 +228,7 @@ def _load_model(path: str) -> FactorModel:
     try:
         return mfkit.load(path)
     except FileNotFoundError:
-        raise SystemExit(f"mfkit: model file {path!r} does not exist") from None
+        raise FileNotFoundError(f"model file {path!r} does not exist") from None
 
 
 def _metric_list(text: str) -> list[str]:
@@ -272,9 +272,7 @@ def _parse_user(model: FactorModel, text: str) -> Any:
     try:
         return int(text)
     except ValueError:
-        raise SystemExit(
-            f"mfkit recommend: --user must be an integer id for this model, got {text!r}"
-        ) from None
+        raise ValueError(f"--user must be an integer id for this model, got {text!r}") from None
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
