@@ -556,6 +556,18 @@ def test_bad_half_step_inputs():
         half_step(*args, Q, P, regularization=0.0)
     with pytest.raises(ValueError, match="solver"):
         half_step(*args, Q, P, regularization=0.1, solver="qr")
+    with pytest.raises(ValueError, match="cg_steps must be >= 1"):
+        half_step(*args, Q, P, regularization=0.1, solver="cg", cg_steps=0)
+    for pos, name, arr in (
+        (0, "indptr", X.indptr.astype(np.int32)),
+        (1, "indices", X.indices.astype(np.int64)),
+        (2, "values", X.values.astype(np.float64)),
+        (2, "values", X.values.astype(">f4")),
+    ):
+        bad = list(args)
+        bad[pos] = arr
+        with pytest.raises(TypeError, match=f"{name} must be a 1-d"):
+            half_step(*bad, Q, P, regularization=0.1)
     # nothing was written by the rejected calls
     assert not P.any()
 

@@ -36,3 +36,28 @@ def test_python_dash_m_entry_point() -> None:
 def test_bad_arguments_exit_nonzero(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["train", "--preset", "toy", "--epochs", "2", "--test-size", "3"]) == 2
     assert "test_size" in capsys.readouterr().err
+
+
+def test_bad_options_fail_before_reading_or_training(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    missing = str(tmp_path / "not-read.csv")  # never opened: the options are checked first
+    cases = [
+        (["train", missing, "--model", "als", "--learning-rate", "0.1"], "--learning-rate"),
+        (["train", missing, "--factors", "0"], "factors"),
+        (["cv", missing, "--threads", "0"], "n_threads"),
+        (["cv", missing, "--folds", "1"], "--folds"),
+        (["train", missing, "--out", str(tmp_path / "no-dir" / "m.npz")], "--out"),
+    ]
+    for argv, needle in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "no such rating file" not in err, (argv, err)
+
+
+def test_missing_model_and_bad_user_exit_2(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["evaluate", str(tmp_path / "none.npz")]) == 2
+    assert "mfkit evaluate: error: model file" in capsys.readouterr().err
+    out = tmp_path / "m.npz"
+    assert main(["train", "--preset", "toy", "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["recommend", str(out), "--user", "abc"]) == 2
+    assert "mfkit recommend: error: --user must be an integer" in capsys.readouterr().err

@@ -303,6 +303,27 @@ def test_parquet_and_arrow(tmp_path: Path) -> None:
         assert_same(got, want)
 
 
+def test_parquet_and_arrow_through_the_cli(tmp_path: Path) -> None:
+    # the CLI passes progress= to every loader; Parquet and Arrow must take it too
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+
+    table = _arrow_table()
+    pq.write_table(table, tmp_path / "r.parquet")
+    feather.write_feather(table, tmp_path / "r.arrow")
+    want = expected([2**33, 5, 5], ["b", "a", "b"], [4.5, 1.0, 3.0], [1, 2, 3])
+    for name in ("r.parquet", "r.arrow"):
+        calls: list[tuple[int, int]] = []
+        got = mfkit.load_ratings(
+            tmp_path / name, progress=lambda d, t, s, calls=calls: calls.append((d, t))
+        )
+        size = (tmp_path / name).stat().st_size
+        assert calls == [(size, size)]
+        assert_same(got, want)
+        assert main(["convert", str(tmp_path / name), str(tmp_path / f"{name}.cache")]) == 0
+        assert_same(Ratings.load(tmp_path / f"{name}.cache"), want)
+
+
 def test_parquet_bad_rows(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -659,3 +680,13 @@ def test_threads_agree(tmp_path: Path, small_blocks: None) -> None:
     b = mio.load_delimited(p, n_threads=3)
     assert_same(a, b)
     assert_same(a, expected(*ref_parse(text, ",", (0, 1, 2))))
+
+
+def test_cache_folder_has_ordinary_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        expected([1, 2], [3, 4], [1.0, 2.0]).save(tmp_path / "c")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "c").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "c" / "meta.json").stat().st_mode & 0o777 == 0o644

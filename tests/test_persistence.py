@@ -111,6 +111,13 @@ def test_failed_save_leaves_old_file_and_no_temp(
     assert os.listdir(tmp_path) == ["m.npz"]
 
 
+def test_save_into_a_missing_folder_names_the_path(fitted: mfkit.SGD, tmp_path: Path) -> None:
+    target = tmp_path / "no-such-dir" / "m.npz"
+    with pytest.raises(FileNotFoundError, match="no-such-dir.*does not exist"):
+        fitted.save(target)
+    assert os.listdir(tmp_path) == []
+
+
 def test_unfitted_model_cannot_be_saved(tmp_path: Path) -> None:
     with pytest.raises(mfkit.NotFittedError):
         mfkit.SGD().save(tmp_path / "x.npz")

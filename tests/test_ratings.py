@@ -149,3 +149,61 @@ def test_idmap_lookup_unsorted_ids() -> None:
     np.testing.assert_array_equal(ident.lookup([0, 3, 4, -1], "users"), [0, 3, -1, -1])
     with pytest.raises(TypeError):
         ident.lookup(["a"], "users")
+
+
+def test_idmap_lookup_of_large_ids_in_other_integer_dtypes() -> None:
+    # ids above 2**53 must not be compared through float64 (2**62 and 2**62 + 1 would merge)
+    big = 2**62
+    m = mfkit.ratings.IdMap(np.array([-5, big, big + 1], dtype=np.int64), 3)
+    keys = np.array([big + 1, big, 2**64 - 1, 3], dtype=np.uint64)
+    np.testing.assert_array_equal(m.lookup(keys, "users"), [2, 1, -1, -1])
+    np.testing.assert_array_equal(m.lookup(np.array([-5.0, 1e30]), "users"), [0, -1])
+    ident = mfkit.ratings.IdMap(None, 4)
+    np.testing.assert_array_equal(ident.lookup(np.array([2**64 - 1, 3], np.uint64), "u"), [-1, 3])
+    with pytest.raises(TypeError, match="users holds non-integer floats"):
+        m.lookup([1.5], "users")
+    X = Ratings.from_triplets(np.array([big, big + 1]), np.array([1, 2]), np.array([1.0, 5.0]))
+    model = mfkit.ALS(factors=1, epochs=2, random_state=0, dtype="float64").fit(X)
+    as_u64 = model.predict(np.array([big + 1, big], np.uint64), [2, 1])
+    np.testing.assert_array_equal(as_u64, model.predict([big + 1, big], [2, 1]))
+
+
+def test_subset_positions_are_checked() -> None:
+    X = Ratings.from_dense(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    # positions in any order select the same ratings as the mask
+    got = X.subset(np.array([3, 0]))
+    assert [a.tolist() for a in got.to_triplets()] == [[0, 1], [0, 1], [1.0, 4.0]]
+    for bad, exc, words in (
+        ([-1, 0], ValueError, r"\[0, 4\)"),
+        ([4], ValueError, r"\[0, 4\)"),
+        ([0, 0], ValueError, "repeat"),
+        (np.array([0.0, 1.7]), TypeError, "integer positions"),
+    ):
+        with pytest.raises(exc, match=words):
+            X.subset(bad)
+    assert X.subset(np.array([], dtype=np.int64)).nnz == 0
+
+
+def test_constructor_refuses_repeated_ids_and_fractional_timestamps() -> None:
+    args = ([0, 1, 2], [0, 0], [1.0, 2.0], (2, 1))
+    with pytest.raises(ValueError, match="user_ids must be distinct; 'a'"):
+        Ratings(*args, user_ids=["a", "a"])
+    with pytest.raises(ValueError, match="item_ids must be distinct; 7"):
+        Ratings([0, 2], [0, 1], [1.0, 2.0], (1, 2), item_ids=[7, 7])
+    with pytest.raises(TypeError, match="timestamps must be integers"):
+        Ratings(*args, timestamps=[1.7, 2.0])
+    X = Ratings(
+        *args,
+        user_ids=["b", "a"],
+        timestamps=np.array(["1970-01-02", "1970-01-03"], dtype="datetime64[D]"),
+    )
+    assert X.user_map.lookup(["a", "b"], "u").tolist() == [1, 0]
+    assert X.timestamps is not None and X.timestamps.tolist() == [86400, 172800]
+
+
+def test_dataframe_missing_timestamp_column_is_named() -> None:
+    import pandas as pd
+
+    df = pd.DataFrame({"user": [1], "item": [2], "rating": [3.0]})
+    with pytest.raises(ValueError, match=r"no column\(s\) \['when'\].*timestamp_col="):
+        Ratings.from_dataframe(df, timestamp_col="when")

@@ -256,6 +256,25 @@ def test_predict_unknown_modes() -> None:
     assert nob.predict(99, 7, unknown="baseline") == 0.0
 
 
+def test_validation_with_other_id_kind_names_the_argument() -> None:
+    X = Ratings.from_triplets(np.array(["a", "b"]), np.array(["x", "y"]), np.array([4.0, 2.0]))
+    V = Ratings.from_triplets(np.array([1]), np.array([2]), np.array([3.0]))
+    with pytest.raises(TypeError, match="validation user ids must be strings"):
+        mfkit.ALS(factors=2, epochs=1, random_state=0).fit(X, validation=V)
+
+
+def test_init_model_with_other_ids_is_refused() -> None:
+    users, items = np.array(["a", "a", "b"]), np.array(["x", "y", "y"])
+    X = Ratings.from_triplets(users, items, np.array([4.0, 2.0, 3.0]))
+    Y = Ratings.from_triplets(np.array(["c", "c", "d"]), items, np.array([4.0, 2.0, 3.0]))
+    a = mfkit.ALS(factors=2, epochs=1, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="other user ids than data"):
+        mfkit.ALS(factors=2, epochs=1).fit(Y, init=a)
+    # same ids: accepted, and (P0, Q0) arrays are taken as aligned by position
+    mfkit.ALS(factors=2, epochs=1).fit(X, init=a)
+    mfkit.ALS(factors=2, epochs=1).fit(Y, init=(a.user_factors, a.item_factors))
+
+
 # ---------------------------------------------------------------------- CLI
 def test_cli_train_evaluate_recommend_cv(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
@@ -274,6 +293,13 @@ def test_cli_train_evaluate_recommend_cv(
     ref = mfkit.metrics.evaluate(model, test, ["rmse", "ndcg@5"])
     assert f"rmse          {ref['rmse']:.4f}" in text
     assert f"ndcg@5        {ref['ndcg@5']:.4f}" in text
+    # metric names are case-insensitive and a bare ranking name means @10
+    argv = ["evaluate", str(out), "--preset", "toy", "--metrics", "RMSE, Hit_Rate"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    ref = mfkit.metrics.evaluate(model, test, ["rmse", "hit_rate@10"])
+    assert f"rmse          {ref['rmse']:.4f}" in text
+    assert f"hit_rate@10   {ref['hit_rate@10']:.4f}" in text
     assert main(["recommend", str(out), "--user", "3", "-n", "4"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     items, scores = model.recommend(3, n=4)

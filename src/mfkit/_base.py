@@ -301,6 +301,17 @@ class FactorModel:
             return FactorState(P, Q, bu, bi), None
         if isinstance(init, FactorModel):
             init._check_fitted()
+            for side, mine, theirs in (
+                ("user", X.user_map, init._user_map),
+                ("item", X.item_map, init._item_map),
+            ):
+                if mine.n == theirs.n and not mine.same_as(theirs):
+                    raise ValueError(
+                        f"init model was fitted on other {side} ids than data (same count, "
+                        f"different ids or order), so its rows would go to the wrong "
+                        f"{side}s; fit on data with the same ids, or pass init=(P0, Q0) "
+                        f"arrays aligned with data's {side}_ids"
+                    )
             P0, Q0 = init.user_factors, init.item_factors
             if self.biases and init.biases:
                 bu[:] = _checked_init(init.user_biases, (n_users,), "init model user_biases")
@@ -348,8 +359,16 @@ class FactorModel:
         users, items, ratings = V.to_triplets(original_ids=True)
         same_users = V.user_map.same_as(self._user_map)
         same_items = V.item_map.same_as(self._item_map)
-        u = V.user_index().astype(np.int64) if same_users else self._user_map.lookup(users, "u")
-        i = V.indices.astype(np.int64) if same_items else self._item_map.lookup(items, "i")
+        u = (
+            V.user_index().astype(np.int64)
+            if same_users
+            else self._user_map.lookup(users, "validation user ids")
+        )
+        i = (
+            V.indices.astype(np.int64)
+            if same_items
+            else self._item_map.lookup(items, "validation item ids")
+        )
         return u, i, np.asarray(ratings, dtype=np.float64)
 
     def _predict_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:

@@ -62,6 +62,24 @@ def half_step(
         may have been updated).
     """
     check_choice(solver, "solver", SOLVERS)
+    cg_steps = check_number(cg_steps, "cg_steps", low=1, integer=True)
+    for name, arr, want in (
+        ("indptr", indptr, np.dtype(np.int64)),
+        ("indices", indices, np.dtype(np.int32)),
+        ("values", values, np.dtype(np.float32)),
+    ):
+        if not isinstance(arr, np.ndarray) or arr.dtype != want or arr.ndim != 1:
+            got = (
+                f"dtype {arr.dtype}, shape {arr.shape}"
+                if isinstance(arr, np.ndarray)
+                else type(arr).__name__
+            )
+            raise TypeError(
+                f"{name} must be a 1-d {want} array like mfkit.Ratings.{name}, got {got}; pass "
+                f"numpy.ascontiguousarray({name}, dtype=numpy.{want})"
+            )
+        if not arr.flags.c_contiguous:
+            raise ValueError(f"{name} must be contiguous: pass numpy.ascontiguousarray({name})")
     if (ybias is None) != (xbias is None):
         raise ValueError("pass both ybias and xbias (with biases) or neither (without)")
     dtype = X.dtype

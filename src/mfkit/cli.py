@@ -113,6 +113,10 @@ def _build_model(args: argparse.Namespace) -> FactorModel:
     if args.regularization is not None:
         params["regularization"] = args.regularization
     if args.learning_rate is not None:
+        if "learning_rate" not in cls._get_param_names():
+            raise ValueError(
+                f"--learning-rate applies to --model sgd only, not --model {args.model}"
+            )
         params["learning_rate"] = args.learning_rate
     if args.solver is not None:
         if args.model != "als":
@@ -122,16 +126,28 @@ def _build_model(args: argparse.Namespace) -> FactorModel:
         params["blocks"] = args.blocks
         if args.schedule is not None:
             params["learning_rate_schedule"] = args.schedule
-    return cls(**params)
+    elif args.schedule is not None or args.blocks != "auto":
+        raise ValueError(f"--blocks and --schedule apply to --model sgd only, not {args.model}")
+    model = cls(**params)
+    model._check_params()  # bad options fail before a long read, not after
+    return model
+
+
+def _check_output(path: str | None, option: str) -> None:
+    """Refuse an output path whose folder does not exist before training, not after."""
+    if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise ValueError(f"{option} {path}: the folder does not exist; create it first")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.plot:
         _require_matplotlib()  # fail before training, not after
+    _check_output(args.out, "--out")
+    _check_output(args.plot, "--plot")
+    model = _build_model(args)
     data = _load_data(args)
     train, test = train_test_split(data, args.test_size, random_state=args.seed)
     _log(f"split: {train.nnz} training and {test.nnz} test ratings (seed {args.seed})")
-    model = _build_model(args)
     _log(f"model: {model!r}")
 
     def progress(m: FactorModel, rec: dict[str, float]) -> None:
@@ -218,7 +234,7 @@ def _load_model(path: str) -> FactorModel:
     try:
         return mfkit.load(path)
     except FileNotFoundError:
-        raise SystemExit(f"mfkit: model file {path!r} does not exist") from None
+        raise FileNotFoundError(f"model file {path!r} does not exist") from None
 
 
 def _metric_list(text: str) -> list[str]:
@@ -246,8 +262,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         model, data, metrics, threshold=args.threshold, exclude_seen=not args.include_seen
     )
     _log(f"scored {data.nnz} ratings in {time.perf_counter() - t0:.2f}s")
-    for name in metrics:
-        key = name if "@" in name or name in ("rmse", "mae") else f"{name}@10"
+    from mfkit.metrics import metric_key
+
+    for key in dict.fromkeys(metric_key(name) for name in metrics):
         print(f"{key:<14}{res[key]:.4f}")
     if "ranking_users" in res:
         print(f"{'users':<14}{int(res['ranking_users'])}")
@@ -261,9 +278,7 @@ def _parse_user(model: FactorModel, text: str) -> Any:
     try:
         return int(text)
     except ValueError:
-        raise SystemExit(
-            f"mfkit recommend: --user must be an integer id for this model, got {text!r}"
-        ) from None
+        raise ValueError(f"--user must be an integer id for this model, got {text!r}") from None
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -281,9 +296,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_cv(args: argparse.Namespace) -> int:
     from mfkit.model_selection import KFold, cross_validate
 
-    data = _load_data(args)
     model = _build_model(args)
     metrics = _metric_list(args.metrics)
+    if args.folds < 2:
+        raise ValueError(f"--folds must be at least 2, got {args.folds}")
+    data = _load_data(args)
     _log(f"model: {model!r}; {args.folds}-fold cross-validation (seed {args.seed})")
     res = cross_validate(
         model,

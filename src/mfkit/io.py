@@ -1539,12 +1539,15 @@ def load_parquet(
     on_bad_line: OnBadLine = "error",
     duplicates: Duplicates = "error",
     n_threads: int | None = None,
+    progress: bool | Callable[[int, int, float], None] = False,
     info: LoadInfo | None = None,
 ) -> Ratings:
     """A Parquet file (needs pyarrow). Columns are found by name like in
     :func:`load_delimited` unless given; ids may be integers or strings; a timestamp column
     may be integers, dates or timestamps (stored as seconds). Rows with a missing value, a
-    non-finite rating or one outside ``rating_scale`` are bad rows (``on_bad_line``)."""
+    non-finite rating or one outside ``rating_scale`` are bad rows (``on_bad_line``).
+    ``progress`` is accepted as by the text loaders; pyarrow reads the file in one call, so
+    a callable ``progress(done, total, seconds)`` is called once, when it is read."""
     _need_pyarrow("Parquet")
     import pyarrow.parquet as pq
 
@@ -1558,7 +1561,9 @@ def load_parquet(
     except Exception as exc:
         raise RatingFileError(p, f"cannot read as Parquet ({exc})") from exc
     info.paths.append(p)
-    info.bytes += os.path.getsize(p)
+    size = os.path.getsize(p)
+    info.bytes += size
+    _Progress(progress, size).update(size, final=True)
     out = _table_to_ratings(
         table, p, user_col, item_col, rating_col, timestamp_col, rating_scale, on_bad_line,
         duplicates, n_threads, info,
@@ -1578,6 +1583,7 @@ def load_arrow(
     on_bad_line: OnBadLine = "error",
     duplicates: Duplicates = "error",
     n_threads: int | None = None,
+    progress: bool | Callable[[int, int, float], None] = False,
     info: LoadInfo | None = None,
 ) -> Ratings:
     """An Arrow IPC file or stream, or a Feather file (needs pyarrow); as
@@ -1599,7 +1605,9 @@ def load_arrow(
         except Exception as exc:
             raise RatingFileError(p, f"cannot read as an Arrow IPC file or stream ({exc})") from exc
     info.paths.append(p)
-    info.bytes += os.path.getsize(p)
+    size = os.path.getsize(p)
+    info.bytes += size
+    _Progress(progress, size).update(size, final=True)
     out = _table_to_ratings(
         table, p, user_col, item_col, rating_col, timestamp_col, rating_scale, on_bad_line,
         duplicates, n_threads, info,
@@ -1660,6 +1668,10 @@ def save_cache(ratings: Ratings, path: PathLike) -> None:
     }
     tmp = tempfile.mkdtemp(prefix=".mfkit-cache-", dir=parent)
     try:
+        # mkdtemp makes the folder private (0700); give it the mode a plain mkdir would
+        from mfkit.persistence import _current_umask
+
+        os.chmod(tmp, 0o777 & ~_current_umask())
         entries = {}
         for name, a in arrays.items():
             if a is None:

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 
 from mfkit import _metrics
 from mfkit._validation import check_number, resolve_n_threads
-from mfkit.ratings import Ratings, as_ratings
+from mfkit.ratings import Ratings, as_ratings, pairs_to_csr
 
 if TYPE_CHECKING:
     from mfkit._base import FactorModel
@@ -353,6 +353,13 @@ def parse_metric(name: str) -> tuple[str, int | None]:
     return base, kk
 
 
+def metric_key(name: str) -> str:
+    """The key :func:`evaluate` reports ``name`` under: ``'NDCG'`` -> ``'ndcg@10'``,
+    ``' RMSE'`` -> ``'rmse'``."""
+    base, k = parse_metric(name)
+    return base if k is None else f"{base}@{k}"
+
+
 def evaluate(
     model: FactorModel,
     test: Any,
@@ -405,11 +412,8 @@ def evaluate(
         i_idx = model._item_map.lookup(items, "test items")
         i_idx = np.where(i_idx < 0, -2, i_idx)
         row = np.searchsorted(rel_users, u_idx[keep])
-        rel_items = i_idx[keep]
-        order = np.lexsort((rel_items, row))
-        row, rel_items = row[order], rel_items[order]
-        indptr = np.zeros(len(rel_users) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(row, minlength=len(rel_users)), out=indptr[1:])
+        indptr, rel32 = pairs_to_csr(row, i_idx[keep], len(rel_users))
+        rel_items = rel32.astype(np.int64)
         from mfkit.recommend import recommend_indices
 
         rec, _scores, _ = recommend_indices(
@@ -438,6 +442,7 @@ __all__ = [
     "hit_rate",
     "mae",
     "map_at_k",
+    "metric_key",
     "ndcg_at_k",
     "precision_at_k",
     "ranking_metrics",

@@ -304,12 +304,11 @@ def cross_validate(
     dict with ``'test_<metric>'`` arrays (one value per fold), ``'fit_time'`` and
     ``'score_time'`` arrays (seconds), and ``'models'`` when asked.
     """
-    from mfkit.metrics import evaluate, parse_metric
+    from mfkit.metrics import evaluate, metric_key
 
     X = as_ratings(data)
     names = list(metrics)
-    for m in names:
-        parse_metric(m)
+    keys = [metric_key(m) for m in names]
     folds = _splits(cv, X, random_state)
     if not folds:
         raise ValueError("cv produced no splits")
@@ -324,9 +323,7 @@ def cross_validate(
         t2 = time.perf_counter()
         result["fit_time"].append(t1 - t0)
         result["score_time"].append(t2 - t1)
-        for m in names:
-            base, k = parse_metric(m)
-            key = base if k is None else f"{base}@{k}"
+        for key in keys:
             result.setdefault(f"test_{key}", []).append(scores[key])
         if return_models:
             models.append(est)
@@ -369,10 +366,10 @@ def grid_search(
     ``best_index``, ``best_params``, ``best_score``, and ``best_model`` (refitted on all of
     ``data`` when ``refit``, else None).
     """
-    from mfkit.metrics import parse_metric
+    from mfkit.metrics import metric_key, parse_metric
 
-    base, k = parse_metric(metric)
-    key = base if k is None else f"{base}@{k}"
+    base, _ = parse_metric(metric)
+    key = metric_key(metric)
     grids = [param_grid] if isinstance(param_grid, Mapping) else list(param_grid)
     combos: list[dict[str, Any]] = []
     valid = set(model.get_params(deep=False))

@@ -50,6 +50,10 @@ def atomic_write(path: Any, write: Callable[[IO[bytes]], None]) -> None:
     ``path`` is either the old file or the complete new one, never a partial write."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"cannot write {path!r}: the folder {directory!r} does not exist; create it first"
+        )
     fd, tmp = tempfile.mkstemp(prefix=".mfkit-", suffix=".tmp", dir=directory)
     try:
         # mkstemp creates the file private (0600); give it the mode a plain open() would

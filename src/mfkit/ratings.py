@@ -66,57 +66,52 @@ def _as_id_array(ids: Any, name: str) -> np.ndarray:
 class IdMap:
     """Maps original ids to contiguous indices 0..n-1 (``None`` ids: the identity)."""
 
-    __slots__ = ("ids", "n", "_sorter")
+    __slots__ = ("ids", "n", "_sorter", "_sorted")
 
     def __init__(self, ids: np.ndarray | None, n: int) -> None:
         self.ids = ids
         self.n = int(n)
         self._sorter: np.ndarray | None = None
+        self._sorted = ids
         if ids is not None:
             if len(ids) != n:
                 raise ValueError(f"id map has {len(ids)} ids for {n} rows")
             if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
                 self._sorter = np.argsort(ids, kind="stable")
+                self._sorted = ids[self._sorter]
 
     def lookup(self, values: Any, name: str) -> np.ndarray:
         """Indices (int64) of ``values``; -1 where a value is not a known id."""
-        if self.ids is None:
-            arr = np.asarray(values)
-            if arr.dtype.kind not in "iu":
-                if (
-                    arr.dtype.kind == "f"
-                    and arr.size
-                    and np.all(np.isfinite(arr))
-                    and np.all(arr == np.round(arr))
-                ):
-                    arr = arr.astype(np.int64)
-                elif arr.size == 0:
-                    arr = arr.astype(np.int64)
-                else:
-                    raise TypeError(
-                        f"{name} must be integer indices (the model was fitted without an id "
-                        f"map), got dtype {arr.dtype}"
-                    )
-            idx = arr.astype(np.int64, copy=False).ravel()
-            out = idx.copy()
-            out[(idx < 0) | (idx >= self.n)] = -1
-            return out
         arr = np.asarray(values).ravel()
         if arr.dtype == object:
             arr = _as_id_array(arr, name)
-        if (arr.dtype.kind == "U") != (self.ids.dtype.kind == "U"):
-            kind = "strings" if self.ids.dtype.kind == "U" else "integers"
-            raise TypeError(f"{name} must be {kind} like the ids the model was fitted on")
-        if self._sorter is None:
-            pos = np.searchsorted(self.ids, arr)
-            pos_c = np.minimum(pos, max(self.n - 1, 0))
-            ok = (pos < self.n) & (self.ids[pos_c] == arr) if self.n else np.zeros(len(arr), bool)
-            return np.where(ok, pos_c, -1).astype(np.int64)
-        sorted_ids = self.ids[self._sorter]
-        pos = np.searchsorted(sorted_ids, arr)
-        pos_c = np.minimum(pos, max(self.n - 1, 0))
-        ok = (pos < self.n) & (sorted_ids[pos_c] == arr) if self.n else np.zeros(len(arr), bool)
-        return np.where(ok, self._sorter[pos_c], -1).astype(np.int64)
+        if self.ids is not None and self.ids.dtype.kind == "U":
+            if arr.dtype.kind != "U" and arr.size:
+                raise TypeError(f"{name} must be strings like the ids the model was fitted on")
+            keys, invalid = arr.astype(str, copy=False), None
+        elif arr.dtype.kind == "U":
+            raise TypeError(
+                f"{name} must be integers like the ids the model was fitted on"
+                if self.ids is not None
+                else f"{name} must be integer indices (the model was fitted without an id "
+                f"map), got dtype {arr.dtype}"
+            )
+        else:
+            keys, invalid = _int_keys(arr, name)
+        if self._sorted is None:
+            out = keys.copy()
+            out[(keys < 0) | (keys >= self.n)] = -1
+        elif self.n == 0:
+            out = np.full(len(keys), -1, dtype=np.int64)
+        else:
+            pos = np.minimum(np.searchsorted(self._sorted, keys), self.n - 1)
+            found = self._sorted[pos] == keys
+            if self._sorter is not None:
+                pos = self._sorter[pos]
+            out = np.where(found, pos, -1).astype(np.int64)
+        if invalid is not None:
+            out[invalid] = -1
+        return out
 
     def original(self, index: np.ndarray) -> np.ndarray:
         return np.asarray(index) if self.ids is None else self.ids[index]
@@ -216,8 +211,12 @@ class Ratings:
             raise ValueError(f"user_ids has {len(self.user_ids)} entries for {n_users} users")
         if self.item_ids is not None and len(self.item_ids) != n_items:
             raise ValueError(f"item_ids has {len(self.item_ids)} entries for {n_items} items")
+        if check:
+            _check_unique_ids(self.user_ids, "user_ids")
+            _check_unique_ids(self.item_ids, "item_ids")
         if timestamps is not None:
-            ts = np.ascontiguousarray(timestamps, dtype=np.int64)
+            ts = _as_timestamps(timestamps, values.shape) if check else timestamps
+            ts = np.ascontiguousarray(ts, dtype=np.int64)
             if ts.shape != values.shape:
                 raise ValueError("timestamps must have one entry per rating")
             self.timestamps: np.ndarray | None = _readonly(ts)
@@ -303,16 +302,7 @@ class Ratings:
         if r.dtype.kind not in "iuf":
             raise TypeError(f"ratings must be numbers, got dtype {r.dtype}")
         _check_finite_ratings(r, "ratings")
-        ts = None
-        if timestamps is not None:
-            ts = np.asarray(timestamps)
-            if ts.shape != r.shape:
-                raise ValueError("timestamps must have one entry per rating")
-            if ts.dtype.kind not in "iu":
-                if np.issubdtype(ts.dtype, np.datetime64):
-                    ts = ts.astype("datetime64[s]").astype(np.int64)
-                else:
-                    raise TypeError(f"timestamps must be integers, got dtype {ts.dtype}")
+        ts = None if timestamps is None else _as_timestamps(timestamps, r.shape)
         user_ids = item_ids = None
         if map_ids:
             user_ids, u_idx = np.unique(_as_id_array(u, "users"), return_inverse=True)
@@ -387,11 +377,14 @@ class Ratings:
         duplicates: Duplicates = "error",
     ) -> Ratings:
         """From a pandas DataFrame with named user, item and rating columns (ids are mapped)."""
-        missing_cols = [c for c in (user_col, item_col, rating_col) if c not in df.columns]
+        wanted = (user_col, item_col, rating_col) + (
+            () if timestamp_col is None else (timestamp_col,)
+        )
+        missing_cols = [c for c in wanted if c not in df.columns]
         if missing_cols:
             raise ValueError(
                 f"DataFrame has no column(s) {missing_cols}; it has {list(df.columns)}. "
-                f"Name them with user_col=, item_col=, rating_col="
+                f"Name them with user_col=, item_col=, rating_col=, timestamp_col="
             )
         users = _column(df[user_col], user_col)
         items = _column(df[item_col], item_col)
@@ -511,7 +504,19 @@ class Ratings:
                 raise ValueError(f"mask must have one entry per rating ({self.nnz})")
             pos = np.flatnonzero(sel)
         else:
+            if sel.ndim != 1 or (sel.size and sel.dtype.kind not in "iu"):
+                raise TypeError(
+                    f"subset takes a boolean mask or a 1-d array of integer positions, got "
+                    f"dtype {sel.dtype} and shape {sel.shape}"
+                )
             pos = np.sort(sel.astype(np.int64))
+            if len(pos) and (pos[0] < 0 or pos[-1] >= self.nnz):
+                raise ValueError(
+                    f"subset positions must lie in [0, {self.nnz}) (negative positions do not "
+                    f"count from the end); got {pos[0]} to {pos[-1]}"
+                )
+            if len(pos) > 1 and np.any(pos[1:] == pos[:-1]):
+                raise ValueError("subset positions repeat a rating; give each position once")
         counts = np.bincount(self.user_index()[pos], minlength=self.n_users)
         indptr = np.zeros(self.n_users + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
@@ -534,6 +539,63 @@ def _column(col: Any, name: str) -> np.ndarray:
     if col.isna().any():
         raise ValueError(f"column {name!r} has missing ids (NaN/None); drop those rows first")
     return arr
+
+
+def _as_timestamps(timestamps: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """Timestamps as integers (``datetime64`` values become seconds), one per rating."""
+    ts = np.asarray(timestamps)
+    if ts.shape != shape:
+        raise ValueError("timestamps must have one entry per rating")
+    if ts.dtype.kind not in "iu":
+        if np.issubdtype(ts.dtype, np.datetime64):
+            return ts.astype("datetime64[s]").astype(np.int64)
+        raise TypeError(
+            f"timestamps must be integers (e.g. Unix seconds) or numpy.datetime64, got dtype "
+            f"{ts.dtype}"
+        )
+    return ts
+
+
+def _check_unique_ids(ids: np.ndarray | None, name: str) -> None:
+    """An id map must name each row once, or lookups would be ambiguous."""
+    if ids is None or len(ids) < 2 or np.all(ids[1:] > ids[:-1]):
+        return
+    s = np.sort(ids)
+    dup = np.flatnonzero(s[1:] == s[:-1])
+    if len(dup):
+        raise ValueError(f"{name} must be distinct; {s[dup[0]].item()!r} appears more than once")
+
+
+def pairs_to_csr(rows: Any, cols: Any, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr int64, indices int32)`` of the (row, col) pairs, sorted by row then col
+    (pairs are kept as given: no de-duplication)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    order = np.lexsort((cols, rows))
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    return indptr, cols[order].astype(np.int32)
+
+
+def _int_keys(arr: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Integer lookup keys as int64 (never compared through float64, which would merge ids
+    above 2**53), and a mask of keys that cannot be ids at all (uint64 above 2**63-1,
+    floats out of the int64 range), or None."""
+    kind = arr.dtype.kind
+    if kind == "i":
+        return arr.astype(np.int64, copy=False), None
+    if kind == "u":
+        big = arr > np.iinfo(np.int64).max
+        return arr.astype(np.int64), (big if big.any() else None)
+    if kind == "f":
+        if arr.size and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+            raise TypeError(f"{name} holds non-integer floats; ids must be integers or strings")
+        out = (arr <= -(2.0**63)) | (arr >= 2.0**63)
+        keys = np.where(out, 0, arr).astype(np.int64)
+        return keys, (out if out.any() else None)
+    if arr.size == 0:
+        return np.empty(0, dtype=np.int64), None
+    raise TypeError(f"{name} must be integer ids or indices, got dtype {arr.dtype}")
 
 
 def _check_finite_ratings(r: np.ndarray, name: str) -> None:

@@ -35,7 +35,7 @@ import numpy as np
 from mfkit import _foldin, _recommend
 from mfkit._validation import check_choice, check_number
 from mfkit.metrics import sorted_unique
-from mfkit.ratings import as_ratings
+from mfkit.ratings import IdMap, as_ratings, pairs_to_csr
 
 if TYPE_CHECKING:
     from mfkit._base import FactorModel
@@ -129,12 +129,7 @@ def _seen_from_ratings(model: FactorModel, seen: Any) -> tuple[np.ndarray, np.nd
     u = model._user_map.lookup(users, "seen users")
     i = model._item_map.lookup(items, "seen items")
     keep = (u >= 0) & (i >= 0)
-    u, i = u[keep], i[keep]
-    order = np.lexsort((i, u))
-    u, i = u[order], i[order]
-    indptr = np.zeros(model.n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(u, minlength=model.n_users), out=indptr[1:])
-    return indptr, i.astype(np.int32)
+    return pairs_to_csr(u[keep], i[keep], model.n_users)
 
 
 def _topn(
@@ -264,20 +259,10 @@ def _seen_for_rows(
     """CSR rows of ``seen`` (in model item indices) for the given user ids, in that order."""
     S = as_ratings(seen)
     users, items, _ = S.to_triplets(original_ids=True)
-    order_ids = np.asarray(user_ids)
-    sorter = np.argsort(order_ids, kind="stable")
-    pos = np.searchsorted(order_ids, users, sorter=sorter)
-    pos = np.minimum(pos, max(len(order_ids) - 1, 0))
-    row = sorter[pos] if len(order_ids) else pos
-    ok = (order_ids[row] == users) if len(order_ids) else np.zeros(len(users), bool)
+    r = IdMap(np.asarray(user_ids), len(user_ids)).lookup(users, "seen users")
     i = model._item_map.lookup(items, "seen items")
-    keep = ok & (i >= 0)
-    r, i = row[keep].astype(np.int64), i[keep]
-    o = np.lexsort((i, r))
-    r, i = r[o], i[o]
-    indptr = np.zeros(len(order_ids) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(r, minlength=len(order_ids)), out=indptr[1:])
-    return indptr, i.astype(np.int32)
+    keep = (r >= 0) & (i >= 0)
+    return pairs_to_csr(r[keep], i[keep], len(user_ids))
 
 
 def recommend(
@@ -371,12 +356,9 @@ def fold_in(
             )
     rows = X.user_index().astype(np.int64)[keep]
     it = items[keep]
-    vals = np.asarray(X.values)[keep]
     order = np.lexsort((it, rows))
-    rows, it, vals = rows[order], it[order], np.ascontiguousarray(vals[order], dtype=np.float32)
-    indptr = np.zeros(X.n_users + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=X.n_users), out=indptr[1:])
-    indices = it.astype(np.int32)
+    vals = np.ascontiguousarray(np.asarray(X.values)[keep][order], dtype=np.float32)
+    indptr, indices = pairs_to_csr(rows, it, X.n_users)
     params = model._params
     lam = float(params["regularization"])
     lam_b = float(params["bias_regularization"])
