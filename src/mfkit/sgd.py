@@ -75,7 +75,7 @@ def balanced_groups(counts: np.ndarray, B: int, seed: int, chunk: int = GROUP_CH
     n_chunks = -(-n // chunk)
     c = np.add.reduceat(counts, np.arange(0, n, chunk)) if n else counts
     order = np.arange(n_chunks, dtype=np.int64)
-    _common.shuffle_inplace(order, np.uint64(seed))
+    _common.shuffle_inplace(order, int(seed) & 0xFFFFFFFFFFFFFFFF)
     c = c[order]
     total = int(c.sum())
     chunk_group = np.empty(n_chunks, dtype=np.int32)
