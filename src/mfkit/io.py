@@ -1528,6 +1528,30 @@ def _table_to_ratings(
     return _build(parts, duplicates, nt, path)
 
 
+def _finish_table(
+    table: Any,
+    p: str,
+    t0: float,
+    progress: bool | Callable[[int, int, float], None],
+    info: LoadInfo,
+    *columns_and_options: Any,
+) -> Ratings:
+    """The part of the Parquet and Arrow loaders after pyarrow has read the table."""
+    info.paths.append(p)
+    size = os.path.getsize(p)
+    info.bytes += size
+    _Progress(progress, size).update(size, final=True)
+    user_col, item_col, rating_col, timestamp_col, scale, on_bad, dups, n_threads = (
+        columns_and_options
+    )
+    out = _table_to_ratings(
+        table, p, user_col, item_col, rating_col, timestamp_col, scale, on_bad, dups,
+        n_threads, info,
+    )  # fmt: skip
+    info.seconds += time.perf_counter() - t0
+    return out
+
+
 def load_parquet(
     path: PathLike,
     *,
@@ -1560,16 +1584,10 @@ def load_parquet(
         raise
     except Exception as exc:
         raise RatingFileError(p, f"cannot read as Parquet ({exc})") from exc
-    info.paths.append(p)
-    size = os.path.getsize(p)
-    info.bytes += size
-    _Progress(progress, size).update(size, final=True)
-    out = _table_to_ratings(
-        table, p, user_col, item_col, rating_col, timestamp_col, rating_scale, on_bad_line,
-        duplicates, n_threads, info,
+    return _finish_table(
+        table, p, t0, progress, info, user_col, item_col, rating_col, timestamp_col,
+        rating_scale, on_bad_line, duplicates, n_threads,
     )  # fmt: skip
-    info.seconds += time.perf_counter() - t0
-    return out
 
 
 def load_arrow(
@@ -1604,16 +1622,10 @@ def load_arrow(
                 table = pa.ipc.open_stream(src).read_all()
         except Exception as exc:
             raise RatingFileError(p, f"cannot read as an Arrow IPC file or stream ({exc})") from exc
-    info.paths.append(p)
-    size = os.path.getsize(p)
-    info.bytes += size
-    _Progress(progress, size).update(size, final=True)
-    out = _table_to_ratings(
-        table, p, user_col, item_col, rating_col, timestamp_col, rating_scale, on_bad_line,
-        duplicates, n_threads, info,
+    return _finish_table(
+        table, p, t0, progress, info, user_col, item_col, rating_col, timestamp_col,
+        rating_scale, on_bad_line, duplicates, n_threads,
     )  # fmt: skip
-    info.seconds += time.perf_counter() - t0
-    return out
 
 
 # --------------------------------------------------------------------------- binary cache
