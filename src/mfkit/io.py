@@ -64,9 +64,9 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
-from mfkit import _assemble, _tokenize  # type: ignore[attr-defined]
+from mfkit import _assemble, _tokenize
 from mfkit._validation import resolve_n_threads
-from mfkit.ratings import Duplicates, Ratings
+from mfkit.ratings import Duplicates, Ratings, map_ids_to_indices
 
 __all__ = [
     "FORMATS",
@@ -767,11 +767,7 @@ def _text_load(
 
 # --------------------------------------------------------------------------- assembly
 def _map_ints(ids: np.ndarray, lo: int, hi: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
-    n = len(ids)
-    if hi >= lo and hi - lo < max(4 * n, 1 << 24):
-        return _assemble.dense_map(ids, lo, hi, n_threads)
-    uniq, idx = np.unique(ids, return_inverse=True)
-    return uniq, idx.astype(np.int32).ravel()
+    return map_ids_to_indices(ids, n_threads, (lo, hi))
 
 
 def _map_strings(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

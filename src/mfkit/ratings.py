@@ -22,6 +22,8 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
+from mfkit import _assemble
+
 Duplicates = Literal["error", "mean", "last", "sum"]
 _DUPLICATE_CHOICES = ("error", "mean", "last", "sum")
 _INT32_MAX = np.iinfo(np.int32).max
@@ -61,6 +63,24 @@ def _as_id_array(ids: Any, name: str) -> np.ndarray:
             raise ValueError(f"{name} has ids above 2**63-1, which mfkit cannot store")
         arr = arr.astype(np.int64)
     return arr
+
+
+def map_ids_to_indices(
+    ids: np.ndarray, n_threads: int | None = None, bounds: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct ids, int32 index of each id). Integer ids in a range not much wider
+    than their count go through a lookup table (linear time, parallel); others through a
+    sort. ``bounds``: the ids' (min, max) when already known."""
+    if ids.dtype.kind in "iu" and len(ids):
+        lo, hi = bounds if bounds is not None else (int(ids.min()), int(ids.max()))
+        if hi >= lo and hi - lo < max(4 * len(ids), 1 << 24):
+            from mfkit._validation import resolve_n_threads
+
+            return _assemble.dense_map(
+                np.ascontiguousarray(ids, dtype=np.int64), lo, hi, resolve_n_threads(n_threads)
+            )
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    return uniq, inverse.astype(np.int32).ravel()
 
 
 class IdMap:
@@ -305,8 +325,8 @@ class Ratings:
         ts = None if timestamps is None else _as_timestamps(timestamps, r.shape)
         user_ids = item_ids = None
         if map_ids:
-            user_ids, u_idx = np.unique(_as_id_array(u, "users"), return_inverse=True)
-            item_ids, i_idx = np.unique(_as_id_array(i, "items"), return_inverse=True)
+            user_ids, u_idx = map_ids_to_indices(_as_id_array(u, "users"))
+            item_ids, i_idx = map_ids_to_indices(_as_id_array(i, "items"))
             n_users, n_items = len(user_ids), len(item_ids)
             if shape is not None and tuple(shape) != (n_users, n_items):
                 raise ValueError("shape cannot be combined with map_ids=True")
@@ -318,45 +338,51 @@ class Ratings:
             n_users, n_items = int(shape[0]), int(shape[1])
         if n_items > _INT32_MAX or n_users > _INT32_MAX:
             raise ValueError("at most 2**31-1 users and items are supported")
-        u_idx = u_idx.astype(np.int64, copy=False).ravel()
-        i_idx = i_idx.astype(np.int64, copy=False).ravel()
-        order = np.lexsort((i_idx, u_idx))
-        u_s, i_s, r_s = u_idx[order], i_idx[order], r[order]
-        ts_s = None if ts is None else ts[order]
-        if len(order) > 1:
+        # stable counting sort by (user, item): ties keep input order, for duplicates='last'
+        i_idx = np.ascontiguousarray(i_idx, dtype=np.int32)
+        indptr, perm = _assemble.csr_order(
+            np.ascontiguousarray(u_idx, dtype=np.int32), i_idx, n_users, n_items
+        )
+        del u_idx
+        if perm is None:
+            i_s, r_s, ts_s = i_idx, r, ts
+        else:
+            i_s, r_s = i_idx[perm], r[perm]
+            ts_s = None if ts is None else ts[perm]
+        del perm
+        n_dup, first_dup = _assemble.first_duplicate(indptr, i_s)
+        if n_dup:
+            row = int(np.searchsorted(indptr, first_dup, side="right") - 1)
+            if duplicates == "error":
+                uo = (user_ids[row] if user_ids is not None else np.int64(row)).item()
+                io = (item_ids[i_s[first_dup]] if item_ids is not None else i_s[first_dup]).item()
+                raise ValueError(
+                    f"duplicate rating for user {uo!r}, item {io!r} ({n_dup} duplicate pairs "
+                    f"in all); pass duplicates='mean', 'last' or 'sum' to combine them"
+                )
+            u_s = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
             same = (u_s[1:] == u_s[:-1]) & (i_s[1:] == i_s[:-1])
-            if np.any(same):
-                if duplicates == "error":
-                    j = int(np.flatnonzero(same)[0])
-                    uo = (user_ids[u_s[j]] if user_ids is not None else u_s[j]).item()
-                    io = (item_ids[i_s[j]] if item_ids is not None else i_s[j]).item()
-                    raise ValueError(
-                        f"duplicate rating for user {uo!r}, item {io!r} ({int(same.sum())} "
-                        f"duplicate pairs in all); pass duplicates='mean', 'last' or 'sum' "
-                        f"to combine them"
-                    )
-                start = np.concatenate(([True], ~same))
-                group = np.cumsum(start) - 1
-                first = np.flatnonzero(start)
-                last = np.concatenate((first[1:], [len(order)])) - 1
-                if duplicates == "last":
-                    r_s = r_s[last]
-                    ts_s = None if ts_s is None else ts_s[last]
-                else:
-                    sums = np.bincount(group, weights=r_s.astype(np.float64)).astype(np.float64)
-                    if duplicates == "mean":
-                        sums = sums / np.bincount(group)
-                    r_s = sums
-                    ts_s = None if ts_s is None else ts_s[last]
-                u_s, i_s = u_s[first], i_s[first]
-        indptr = np.zeros(n_users + 1, dtype=np.int64)
-        np.cumsum(np.bincount(u_s, minlength=n_users), out=indptr[1:])
+            start = np.concatenate(([True], ~same))
+            group = np.cumsum(start) - 1
+            first = np.flatnonzero(start)
+            last = np.concatenate((first[1:], [len(i_s)])) - 1
+            if duplicates == "last":
+                r_s = r_s[last]
+            else:
+                sums = np.bincount(group, weights=r_s.astype(np.float64)).astype(np.float64)
+                if duplicates == "mean":
+                    sums = sums / np.bincount(group)
+                r_s = sums
+            ts_s = None if ts_s is None else ts_s[last]
+            u_s, i_s = u_s[first], i_s[first]
+            indptr = np.zeros(n_users + 1, dtype=np.int64)
+            np.cumsum(np.bincount(u_s, minlength=n_users), out=indptr[1:])
         values = np.asarray(r_s, dtype=np.float32)
         if not np.all(np.isfinite(values)):
             raise ValueError("ratings overflow float32 (after combining duplicates); rescale them")
         return cls(
             indptr,
-            i_s.astype(np.int32),
+            i_s,
             values,
             (n_users, n_items),
             user_ids=user_ids,
