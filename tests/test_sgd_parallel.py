@@ -564,3 +564,15 @@ def test_serial_path_is_the_shuffled_sgd_whatever_the_threads():
     a = mfkit.SGD(factors=6, epochs=3, blocks=1, n_threads=1, random_state=4).fit(X)
     b = mfkit.SGD(factors=6, epochs=3, blocks=1, n_threads=3, random_state=4).fit(X)
     assert factor_bytes(a) == factor_bytes(b)
+
+
+def test_auto_blocks_grow_with_the_factor_rows_of_a_group() -> None:
+    # MovieLens-10M shape: one user group's rows fit the budget at B = 32
+    assert sgd_mod.resolve_blocks("auto", 10_000_054, 69_878, 10_677, 64 * 4) == 32
+    # Netflix shape, k=64 float32: 480,189 rows of 256 bytes need B = 128 for <= 1 MiB a group
+    assert sgd_mod.resolve_blocks("auto", 100_480_507, 480_189, 17_770, 64 * 4) == 128
+    # float64 doubles the row size, and the cap holds
+    assert sgd_mod.resolve_blocks("auto", 100_480_507, 480_189, 17_770, 64 * 8) == 256
+    assert sgd_mod.resolve_blocks("auto", 100_480_507, 480_189, 17_770, 512 * 8) == 256
+    # an explicit B is taken as given
+    assert sgd_mod.resolve_blocks(7, 100_480_507, 480_189, 17_770, 64 * 4) == 7

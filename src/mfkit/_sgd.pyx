@@ -97,8 +97,20 @@ cdef Py_ssize_t _sweep(const Rating *recs, Py_ssize_t n,
     for t in range(n):
         ahead = t + PREFETCH_AHEAD
         if ahead < n:
-            mf_prefetch_row(P + <Py_ssize_t>recs[ahead].u * k, row_bytes)
-            mf_prefetch_row(Q + <Py_ssize_t>recs[ahead].i * k, row_bytes)
+            u = recs[ahead].u
+            i = recs[ahead].i
+            mf_prefetch_row(P + <Py_ssize_t>u * k, row_bytes)
+            mf_prefetch_row(Q + <Py_ssize_t>i * k, row_bytes)
+            # the scalars of the same rating live in other arrays: ask for their lines too
+            if biases:
+                mf_prefetch_row(bu + u, 1)
+                mf_prefetch_row(bi + i, 1)
+                if adagrad:
+                    mf_prefetch_row(Gbu + u, 1)
+                    mf_prefetch_row(Gbi + i, 1)
+            if adagrad:
+                mf_prefetch_row(Gp + u, 1)
+                mf_prefetch_row(Gq + i, 1)
         u = recs[t].u
         i = recs[t].i
         p = P + <Py_ssize_t>u * k

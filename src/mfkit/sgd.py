@@ -33,6 +33,10 @@ AUTO_BLOCKS = 32
 GROUP_CHUNK = 16
 #: largest accepted B (the layout keeps B*B block offsets)
 MAX_BLOCKS = 1024
+#: ``'auto'`` doubles B (up to ``AUTO_BLOCKS_MAX``) while one group's factor rows exceed this,
+#: so the rows a block works on stay in a core's L2 cache instead of main memory
+AUTO_GROUP_BYTES = 1 << 20
+AUTO_BLOCKS_MAX = 256
 
 SCHEDULES = ("constant", "decay", "adagrad")
 LOSSES = ("squared", "huber", "absolute")
@@ -45,16 +49,24 @@ _LOSS_CODES = {
 }
 
 
-def resolve_blocks(blocks: int | str, n_ratings: int, n_users: int, n_items: int) -> int:
+def resolve_blocks(
+    blocks: int | str, n_ratings: int, n_users: int, n_items: int, row_bytes: int = 256
+) -> int:
     """The block count B a fit uses: ``blocks`` itself, or for ``'auto'`` 1 below
-    ``AUTO_BLOCKS_MIN_RATINGS`` ratings and otherwise ``AUTO_BLOCKS``, reduced so that every
-    group gets at least four runs of ``GROUP_CHUNK`` rows (and 1 when that leaves fewer than
-    2 groups). Never depends on the thread count, so neither do the factors."""
+    ``AUTO_BLOCKS_MIN_RATINGS`` ratings and otherwise ``AUTO_BLOCKS``, doubled (up to
+    ``AUTO_BLOCKS_MAX``) while a group's factor rows (``row_bytes`` each: k times the
+    factor size) take more than ``AUTO_GROUP_BYTES``, then reduced so that every group gets
+    at least four runs of ``GROUP_CHUNK`` rows (and 1 when that leaves fewer than 2 groups).
+    Depends on the data shape, k and dtype, never on the thread count, so neither do the
+    factors. (Netflix shape at k=64 float32: 128; MovieLens-10M: 32.)"""
     if isinstance(blocks, str):
         check_choice(blocks, "blocks", ("auto",))
         if n_ratings < AUTO_BLOCKS_MIN_RATINGS:
             return 1
-        B = min(AUTO_BLOCKS, min(n_users, n_items) // (4 * GROUP_CHUNK))
+        B = AUTO_BLOCKS
+        while B < AUTO_BLOCKS_MAX and max(n_users, n_items) * row_bytes > B * AUTO_GROUP_BYTES:
+            B *= 2
+        B = min(B, min(n_users, n_items) // (4 * GROUP_CHUNK))
         return B if B >= 2 else 1
     return int(check_number(blocks, "blocks", low=1, high=MAX_BLOCKS, integer=True))
 
@@ -344,7 +356,9 @@ class SGD(FactorModel):
 
     def _begin_fit(self, X: Ratings, state: FactorState, rng: np.random.Generator) -> None:
         p = self._params
-        B = resolve_blocks(self.blocks, X.nnz, X.n_users, X.n_items)
+        B = resolve_blocks(
+            self.blocks, X.nnz, X.n_users, X.n_items, p["factors"] * p["dtype"].itemsize
+        )
         self.blocks_ = B
         self._rng = rng
         self._nnz = X.nnz
