@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchutil import cpu_name
 
 import mfkit
 from mfkit.model_selection import train_test_split
@@ -50,15 +51,7 @@ SIZES = {
 
 # ----------------------------------------------------------------------------- helpers
 def machine_info() -> dict[str, str]:
-    model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_name()
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

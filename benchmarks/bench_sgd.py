@@ -44,6 +44,7 @@ import time
 from typing import Any
 
 import numpy as np
+from benchutil import cpu_name
 
 import mfkit
 from mfkit.datasets import synthetic
@@ -60,15 +61,7 @@ def log(msg: str) -> None:
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown cpu"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_name()
     return (
         f"{model}; {os.cpu_count()} cpus; python {platform.python_version()}; "
         f"numpy {np.__version__}; mfkit {mfkit.__version__}; "
