@@ -61,18 +61,6 @@ static inline void mf_als_free(void *p)
 #endif
 }
 
-/* Ask for the cache lines of an opposite factor row that a gather will read soon (read
- * intent: the rows are shared by all threads and never written during a half-step). */
-static inline void mf_als_prefetch(const void *p, int nbytes)
-{
-#if defined(__GNUC__)
-    const char *c = (const char *)p;
-    for (int off = 0; off < nbytes; off += 64) __builtin_prefetch(c + off, 0, 3);
-#else
-    (void)p; (void)nbytes;
-#endif
-}
-
 #define MFKIT_ALS_DOT(T, SUF)                                                              \
 static inline T mf_als_dot_##SUF(const T *a, const T *b, int k)                              \
 {                                                                                            \

@@ -33,7 +33,7 @@ cdef extern from "_als.h" nogil:
     int mf_als_ld(int k)
     void *mf_als_alloc(size_t nbytes)
     void mf_als_free(void *p)
-    void mf_als_prefetch(const void *p, int nbytes)
+    void mf_prefetch_row_read(const void *p, int nbytes)
     float mf_als_dot_f32(const float *a, const float *b, int k)
     double mf_als_dot_f64(const double *a, const double *b, int k)
     void mf_als_gram_f32(const float *Y, int n, int ld, float *A, int lda)
@@ -113,7 +113,7 @@ cdef int _gather(Py_ssize_t start, Py_ssize_t n, const int32_t[::1] indices,
         if ahead < n:
             idx = indices[start + ahead]
             if 0 <= idx < p.n_opposite:
-                mf_als_prefetch(&Y[idx, 0], <int>row_bytes)
+                mf_prefetch_row_read(&Y[idx, 0], <int>row_bytes)
         j = start + jj
         idx = indices[j]
         if idx < 0 or idx >= p.n_opposite:

@@ -175,6 +175,18 @@ static inline void mf_prefetch_row(const void *p, int nbytes)
 #endif
 }
 
+/* The same for rows that will only be read (e.g. the fixed side of an ALS half-step, which
+ * all threads share). */
+static inline void mf_prefetch_row_read(const void *p, int nbytes)
+{
+#if defined(__GNUC__)
+    const char *c = (const char *)p;
+    for (int off = 0; off < nbytes; off += 64) __builtin_prefetch(c + off, 0, 3);
+#else
+    (void)p; (void)nbytes;
+#endif
+}
+
 MFKIT_DEFINE_KERNELS(float, f32)
 MFKIT_DEFINE_KERNELS(double, f64)
 MFKIT_DEFINE_ADA(float, f32)
