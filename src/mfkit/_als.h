@@ -61,17 +61,10 @@ static inline void mf_als_free(void *p)
 #endif
 }
 
+/* Inlinable copy of mf_dot (same body, so the same bits) for use inside the row kernels. */
 #define MFKIT_ALS_DOT(T, SUF)                                                              \
 static inline T mf_als_dot_##SUF(const T *a, const T *b, int k)                              \
-{                                                                                            \
-    T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                     \
-    int f = 0;                                                                               \
-    for (; f + 8 <= k; f += 8) {                                                             \
-        for (int j = 0; j < 8; j++) acc[j] += a[f + j] * b[f + j];                           \
-    }                                                                                        \
-    for (int j = 0; f < k; f++, j++) acc[j] += a[f] * b[f];                                  \
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])); \
-}
+MFKIT_DOT8_BODY(T, a, b, k)
 
 MFKIT_ALS_DOT(float, f32)
 MFKIT_ALS_DOT(double, f64)

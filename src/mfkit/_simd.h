@@ -16,8 +16,9 @@
 #define MFKIT_CLONES
 #endif
 
-#define MFKIT_DEFINE_KERNELS(T, SUF)                                                  \
-MFKIT_CLONES static T mf_dot_##SUF(const T *a, const T *b, int k)                       \
+/* The body of every mfkit dot product: eight partial sums in a fixed order. Kept in one
+ * place so that every kernel that scores a pair (SGD, ALS, prediction) rounds alike. */
+#define MFKIT_DOT8_BODY(T, a, b, k)                                                     \
 {                                                                                       \
     T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                \
     int f = 0;                                                                          \
@@ -26,7 +27,11 @@ MFKIT_CLONES static T mf_dot_##SUF(const T *a, const T *b, int k)               
     }                                                                                   \
     for (int j = 0; f < k; f++, j++) acc[j] += a[f] * b[f];                             \
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])); \
-}                                                                                       \
+}
+
+#define MFKIT_DEFINE_KERNELS(T, SUF)                                                  \
+MFKIT_CLONES static T mf_dot_##SUF(const T *a, const T *b, int k)                       \
+MFKIT_DOT8_BODY(T, a, b, k)                                                             \
                                                                                         \
 /* One SGD step on a user row p and an item row q given the residual e:              \
  *   p <- p + lr (e q - reg p),  q <- q + lr (e p - reg q)   (old p, q on the right). */ \
