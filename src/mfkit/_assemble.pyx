@@ -127,33 +127,18 @@ def first_duplicate(const int64_t[::1] indptr, const int32_t[::1] indices):
     return count, first
 
 
-def take_f32(const float[::1] a, const int64_t[::1] perm, int n_threads):
-    """a[perm] with a parallel gather."""
+ctypedef fused gathered:
+    float
+    double
+    int32_t
+    int64_t
+
+
+def take(const gathered[::1] a, const int64_t[::1] perm, int n_threads):
+    """a[perm] with a parallel gather (same dtype as a)."""
     cdef Py_ssize_t n = perm.shape[0], j
-    out_a = np.empty(n, dtype=np.float32)
-    cdef float[::1] out = out_a
-    with nogil:
-        for j in prange(n, schedule="static", num_threads=n_threads):
-            out[j] = a[perm[j]]
-    return out_a
-
-
-def take_i32(const int32_t[::1] a, const int64_t[::1] perm, int n_threads):
-    """a[perm] with a parallel gather."""
-    cdef Py_ssize_t n = perm.shape[0], j
-    out_a = np.empty(n, dtype=np.int32)
-    cdef int32_t[::1] out = out_a
-    with nogil:
-        for j in prange(n, schedule="static", num_threads=n_threads):
-            out[j] = a[perm[j]]
-    return out_a
-
-
-def take_i64(const int64_t[::1] a, const int64_t[::1] perm, int n_threads):
-    """a[perm] with a parallel gather."""
-    cdef Py_ssize_t n = perm.shape[0], j
-    out_a = np.empty(n, dtype=np.int64)
-    cdef int64_t[::1] out = out_a
+    out_a = np.empty(n, dtype=np.asarray(a).dtype)
+    cdef gathered[::1] out = out_a
     with nogil:
         for j in prange(n, schedule="static", num_threads=n_threads):
             out[j] = a[perm[j]]

@@ -64,9 +64,9 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
-from mfkit import _assemble, _tokenize
+from mfkit import _tokenize
 from mfkit._validation import resolve_n_threads
-from mfkit.ratings import Duplicates, Ratings, map_ids_to_indices
+from mfkit.ratings import Duplicates, Ratings, assemble_csr, map_ids_to_indices
 
 __all__ = [
     "FORMATS",
@@ -766,10 +766,6 @@ def _text_load(
 
 
 # --------------------------------------------------------------------------- assembly
-def _map_ints(ids: np.ndarray, lo: int, hi: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
-    return map_ids_to_indices(ids, n_threads, (lo, hi))
-
-
 def _map_strings(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     allv = parts[0] if len(parts) == 1 else np.concatenate(parts)
     uniq, idx = np.unique(allv, return_inverse=True)
@@ -792,50 +788,12 @@ def _build(
     (float32) and ``times`` (int64 or None); entries are popped as they are consumed, so each
     input array is freed as soon as its sorted copy exists (peak memory at 100M ratings).
     """
-    if duplicates not in ("error", "mean", "last", "sum"):
-        raise ValueError(f"duplicates must be 'error', 'mean', 'last' or 'sum', got {duplicates!r}")
     user_ids, item_ids = parts.pop("user_ids"), parts.pop("item_ids")
-    shape = (len(user_ids), len(item_ids))
-    indptr, perm = _assemble.csr_order(parts["uidx"], parts["iidx"], shape[0], shape[1])
-    del parts["uidx"]
-    if perm is None:
-        indices, vals, ts = parts.pop("iidx"), parts.pop("values"), parts.pop("times")
-    else:
-        indices = _assemble.take_i32(parts.pop("iidx"), perm, n_threads)
-        vals = _assemble.take_f32(parts.pop("values"), perm, n_threads)
-        times = parts.pop("times")
-        ts = None if times is None else _assemble.take_i64(times, perm, n_threads)
-        del perm, times
-    n_dup, first = _assemble.first_duplicate(indptr, indices)
-    if n_dup:
-        if duplicates == "error":
-            row = int(np.searchsorted(indptr, first, side="right") - 1)
-            raise ValueError(
-                f"{name}: duplicate rating for user {user_ids[row].item()!r}, item "
-                f"{item_ids[indices[first]].item()!r} ({n_dup} repeated pairs in all); pass "
-                f"duplicates='mean', 'last' or 'sum' to combine them"
-            )
-        rows = np.repeat(np.arange(shape[0], dtype=np.int64), np.diff(indptr))
-        # already in (user, item) order with ties in file order, as from_triplets expects
-        combined = Ratings.from_triplets(
-            rows, indices, vals, shape=shape, map_ids=False, duplicates=duplicates, timestamps=ts
-        )
-        indptr, indices, vals, ts = (
-            combined.indptr,
-            combined.indices,
-            combined.values,
-            combined.timestamps,
-        )
-    return Ratings(
-        indptr,
-        indices,
-        vals,
-        shape,
-        user_ids=user_ids,
-        item_ids=item_ids,
-        timestamps=ts,
-        check=False,
-    )
+    return assemble_csr(
+        parts.pop("uidx"), parts.pop("iidx"), parts.pop("values"), parts.pop("times"),
+        (len(user_ids), len(item_ids)), duplicates=duplicates, user_ids=user_ids,
+        item_ids=item_ids, n_threads=n_threads, where=name,
+    )  # fmt: skip
 
 
 def _engine_to_ratings(engine: _Engine, duplicates: Duplicates, name: str) -> Ratings:
@@ -849,14 +807,14 @@ def _engine_to_ratings(engine: _Engine, duplicates: Duplicates, name: str) -> Ra
         engine.user_strs = []
     else:
         lo, hi = engine.urange
-        parts["user_ids"], parts["uidx"] = _map_ints(engine.column("user"), lo, hi, nt)
+        parts["user_ids"], parts["uidx"] = map_ids_to_indices(engine.column("user"), nt, (lo, hi))
         engine.cols.pop("user", None)
     if engine.spec.item_str:
         parts["item_ids"], parts["iidx"] = _map_strings(engine.item_strs)
         engine.item_strs = []
     else:
         lo, hi = engine.irange
-        parts["item_ids"], parts["iidx"] = _map_ints(engine.column("item"), lo, hi, nt)
+        parts["item_ids"], parts["iidx"] = map_ids_to_indices(engine.column("item"), nt, (lo, hi))
         engine.cols.pop("item", None)
     parts["values"] = engine.column("rating")
     parts["times"] = engine.column("time") if "time" in engine.cols else None
@@ -1494,7 +1452,7 @@ def _table_to_ratings(
         col = table.column(c)
         if pa.types.is_integer(col.type):
             a = col.to_numpy(zero_copy_only=False).astype(np.int64)
-            maps.append(_map_ints(a, int(a.min()), int(a.max()), nt))
+            maps.append(map_ids_to_indices(a, nt))
         elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             a = np.asarray(col.to_numpy(zero_copy_only=False)).astype(str)
             uniq, idx = np.unique(a, return_inverse=True)

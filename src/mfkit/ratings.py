@@ -83,6 +83,80 @@ def map_ids_to_indices(
     return uniq, inverse.astype(np.int32).ravel()
 
 
+def assemble_csr(
+    u_idx: np.ndarray,
+    i_idx: np.ndarray,
+    values: np.ndarray,
+    timestamps: np.ndarray | None,
+    shape: tuple[int, int],
+    *,
+    duplicates: Duplicates = "error",
+    user_ids: np.ndarray | None = None,
+    item_ids: np.ndarray | None = None,
+    n_threads: int | None = None,
+    where: str = "",
+) -> Ratings:
+    """The container from ratings in any order, given as user and item indices.
+
+    A stable counting sort by (user, item) (skipped when the input is already in that
+    order) and parallel gathers; repeated pairs are refused or combined per ``duplicates``
+    (``'last'`` is the last in input order). The input arrays are not kept; callers that
+    pass their only reference let each one be freed once its sorted copy exists.
+    ``where`` prefixes the duplicate error (a file name)."""
+    from mfkit._validation import resolve_n_threads
+
+    if duplicates not in _DUPLICATE_CHOICES:
+        raise ValueError(f"duplicates must be one of {_DUPLICATE_CHOICES}, got {duplicates!r}")
+    n_users, n_items = shape
+    nt = resolve_n_threads(n_threads)
+    i_idx = np.ascontiguousarray(i_idx, dtype=np.int32)
+    indptr, perm = _assemble.csr_order(
+        np.ascontiguousarray(u_idx, dtype=np.int32), i_idx, n_users, n_items
+    )
+    del u_idx
+    if perm is not None:
+        i_idx = _assemble.take(i_idx, perm, nt)
+        if values.dtype not in (np.float32, np.float64):
+            values = values.astype(np.float64)
+        values = _assemble.take(np.ascontiguousarray(values), perm, nt)
+        if timestamps is not None:
+            timestamps = _assemble.take(np.ascontiguousarray(timestamps, np.int64), perm, nt)
+    del perm
+    n_dup, first_dup = _assemble.first_duplicate(indptr, i_idx)
+    if n_dup:
+        if duplicates == "error":
+            row = int(np.searchsorted(indptr, first_dup, side="right") - 1)
+            uo = (user_ids[row] if user_ids is not None else np.int64(row)).item()
+            io = (item_ids[i_idx[first_dup]] if item_ids is not None else i_idx[first_dup]).item()
+            raise ValueError(
+                f"{where}{': ' if where else ''}duplicate rating for user {uo!r}, item {io!r} "
+                f"({n_dup} duplicate pairs in all); pass duplicates='mean', 'last' or 'sum' "
+                f"to combine them"
+            )
+        u_s = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
+        same = (u_s[1:] == u_s[:-1]) & (i_idx[1:] == i_idx[:-1])
+        start = np.concatenate(([True], ~same))
+        first = np.flatnonzero(start)
+        last = np.concatenate((first[1:], [len(i_idx)])) - 1
+        if duplicates == "last":
+            values = values[last]
+        else:
+            group = np.cumsum(start) - 1
+            sums = np.bincount(group, weights=values.astype(np.float64)).astype(np.float64)
+            values = sums / np.bincount(group) if duplicates == "mean" else sums
+        timestamps = None if timestamps is None else timestamps[last]
+        u_s, i_idx = u_s[first], i_idx[first]
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(u_s, minlength=n_users), out=indptr[1:])
+    vals32 = np.asarray(values, dtype=np.float32)
+    if not np.all(np.isfinite(vals32)):
+        raise ValueError("ratings overflow float32 (after combining duplicates); rescale them")
+    return Ratings(
+        indptr, i_idx, vals32, (n_users, n_items), user_ids=user_ids, item_ids=item_ids,
+        timestamps=timestamps, check=False,
+    )  # fmt: skip
+
+
 class IdMap:
     """Maps original ids to contiguous indices 0..n-1 (``None`` ids: the identity)."""
 
@@ -338,58 +412,10 @@ class Ratings:
             n_users, n_items = int(shape[0]), int(shape[1])
         if n_items > _INT32_MAX or n_users > _INT32_MAX:
             raise ValueError("at most 2**31-1 users and items are supported")
-        # stable counting sort by (user, item): ties keep input order, for duplicates='last'
-        i_idx = np.ascontiguousarray(i_idx, dtype=np.int32)
-        indptr, perm = _assemble.csr_order(
-            np.ascontiguousarray(u_idx, dtype=np.int32), i_idx, n_users, n_items
-        )
-        del u_idx
-        if perm is None:
-            i_s, r_s, ts_s = i_idx, r, ts
-        else:
-            i_s, r_s = i_idx[perm], r[perm]
-            ts_s = None if ts is None else ts[perm]
-        del perm
-        n_dup, first_dup = _assemble.first_duplicate(indptr, i_s)
-        if n_dup:
-            row = int(np.searchsorted(indptr, first_dup, side="right") - 1)
-            if duplicates == "error":
-                uo = (user_ids[row] if user_ids is not None else np.int64(row)).item()
-                io = (item_ids[i_s[first_dup]] if item_ids is not None else i_s[first_dup]).item()
-                raise ValueError(
-                    f"duplicate rating for user {uo!r}, item {io!r} ({n_dup} duplicate pairs "
-                    f"in all); pass duplicates='mean', 'last' or 'sum' to combine them"
-                )
-            u_s = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
-            same = (u_s[1:] == u_s[:-1]) & (i_s[1:] == i_s[:-1])
-            start = np.concatenate(([True], ~same))
-            group = np.cumsum(start) - 1
-            first = np.flatnonzero(start)
-            last = np.concatenate((first[1:], [len(i_s)])) - 1
-            if duplicates == "last":
-                r_s = r_s[last]
-            else:
-                sums = np.bincount(group, weights=r_s.astype(np.float64)).astype(np.float64)
-                if duplicates == "mean":
-                    sums = sums / np.bincount(group)
-                r_s = sums
-            ts_s = None if ts_s is None else ts_s[last]
-            u_s, i_s = u_s[first], i_s[first]
-            indptr = np.zeros(n_users + 1, dtype=np.int64)
-            np.cumsum(np.bincount(u_s, minlength=n_users), out=indptr[1:])
-        values = np.asarray(r_s, dtype=np.float32)
-        if not np.all(np.isfinite(values)):
-            raise ValueError("ratings overflow float32 (after combining duplicates); rescale them")
-        return cls(
-            indptr,
-            i_s,
-            values,
-            (n_users, n_items),
-            user_ids=user_ids,
-            item_ids=item_ids,
-            timestamps=ts_s,
-            check=False,
-        )
+        return assemble_csr(
+            u_idx, i_idx, r, ts, (n_users, n_items), duplicates=duplicates,
+            user_ids=user_ids, item_ids=item_ids,
+        )  # fmt: skip
 
     @classmethod
     def from_dataframe(
