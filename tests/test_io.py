@@ -104,8 +104,10 @@ def write(path: Path, text: str | bytes) -> Path:
 
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tiny blocks and parallel chunks, so block and chunk borders fall everywhere."""
+    """Tiny blocks, memory-map windows and parallel chunks, so block, window and chunk
+    borders fall everywhere."""
     monkeypatch.setattr(mio, "_BLOCK", 64)
+    monkeypatch.setattr(mio, "_MAP_WINDOW", 64)
     monkeypatch.setattr(mio, "_PARALLEL_MIN", 1)
 
 

@@ -18,11 +18,51 @@ correctly rounded value (both operands are exact doubles), i.e. the same double 
 Python's ``float()`` return. Longer numbers fall back to ``strtod`` on a copy of the field.
 """
 from cython.parallel cimport prange
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint64_t
 from libc.stdlib cimport calloc, free, strtod
 from libc.string cimport memchr, memcpy, memmove
 
+
 import numpy as np
+
+cdef extern from "_tokenize.h" nogil:
+    enum:
+        MF_FK_SKIP
+        MF_FK_USER
+        MF_FK_ITEM
+        MF_FK_RATING
+        MF_FK_TIME
+        MF_FK_DATE
+        MF_FAST_MAX_FIELDS
+    ctypedef struct mf_fast_spec:
+        int n_fields
+        int kind[16]
+        unsigned char d0
+        unsigned char d1
+        int dlen
+        int check_scale
+        double lo
+        double hi
+        int netflix
+        int track_user
+        int track_item
+        float rtab1[10]
+        unsigned char rok1[10]
+        float rtab3[100]
+        unsigned char rok3[100]
+    ctypedef struct mf_fast_cols:
+        int64_t *user
+        int64_t *item
+        float *rating
+        int64_t *time
+    ctypedef struct mf_ranges:
+        int64_t umin
+        int64_t umax
+        int64_t imin
+        int64_t imax
+    int64_t mf_fast_run(const unsigned char *b, int64_t p, int64_t fe, int64_t lim,
+                        const mf_fast_spec *fs, const mf_fast_cols *c, int64_t *prow,
+                        int64_t item_now, mf_ranges *rg)
 
 # reason codes, mirrored in mfkit.io._REASONS
 cdef enum:
@@ -60,6 +100,8 @@ cdef struct Spec:
     bint skip_bad
     bint pad_space       # spaces around a field are padding (not with a space delimiter)
     bint pad_tab
+    bint fast            # strictly formatted lines may take the fast path (_tokenize.h)
+    mf_fast_spec fs
 
 cdef struct Cols:
     int64_t *user
@@ -439,14 +481,36 @@ cdef inline bint blank_line(const unsigned char *b, int64_t p, int64_t q) noexce
     return True
 
 
-cdef void parse_chunk(const unsigned char *b, const Spec *sp, Cols *c,
+cdef void parse_chunk(const unsigned char *b, int64_t lim, const Spec *sp, Cols *c,
                       Chunk *ch) noexcept nogil:
     cdef int64_t p = ch.start, e = ch.end, q, nxt, row = ch.row0, x, hx, iv = 0
-    cdef int64_t item_now = -1, umin = 0, umax = -1, imin = 0, imax = -1
+    cdef int64_t item_now = -1, umin = 0, umax = -1, imin = 0, imax = -1, fe
+    cdef int64_t n_fast = 0, r0, no_fast_at = -1
+    cdef mf_ranges rg
+    cdef mf_fast_cols fc
     cdef const unsigned char *nl
     cdef int code
     cdef bint seen_header = False, first_u = True, first_i = True
+    # the fast path only sees lines that end with a newline inside the chunk
+    fe = e if sp.fast else p
+    while fe > p and b[fe - 1] != 10:
+        fe -= 1
+    rg.umin = INT64_MAX
+    rg.umax = INT64_MIN
+    rg.imin = INT64_MAX
+    rg.imax = INT64_MIN
+    fc.user = c.user
+    fc.item = c.item
+    fc.rating = c.rating
+    fc.time = c.time
     while p < e:
+        if p < fe and p != no_fast_at and is_digit(b[p]) and (not sp.netflix or seen_header):
+            # a run of strictly formatted lines; the line it stops at goes the general way
+            r0 = row
+            p = mf_fast_run(b, p, fe, lim, &sp.fs, &fc, &row, item_now, &rg)
+            n_fast += row - r0
+            no_fast_at = p
+            continue
         nl = <const unsigned char *>memchr(b + p, 10, <size_t>(e - p))
         if nl == NULL:
             q = e
@@ -521,6 +585,18 @@ cdef void parse_chunk(const unsigned char *b, const Spec *sp, Cols *c,
                 break
         p = nxt
     ch.n_rows = row - ch.row0
+    ch.n_lines += n_fast
+    if n_fast > 0:
+        if sp.fs.track_user:
+            if first_u or rg.umin < umin:
+                umin = rg.umin
+            if first_u or rg.umax > umax:
+                umax = rg.umax
+        if sp.fs.track_item:
+            if first_i or rg.imin < imin:
+                imin = rg.imin
+            if first_i or rg.imax > imax:
+                imax = rg.imax
     ch.umin = umin
     ch.umax = umax
     ch.imin = imin
@@ -662,6 +738,7 @@ def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, d
     sp.pad_tab = b"\t" not in delim
     if sp.n_fields < 1 or sp.n_fields > 1000:
         raise ValueError("n_fields must be in [1, 1000]")
+    _fast_spec(&sp)
     chunks = <Chunk *>calloc(<size_t>n_chunks, sizeof(Chunk))
     if chunks == NULL:
         raise MemoryError()
@@ -693,7 +770,7 @@ def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, d
         c.ilen = &a_ilen[0] if a_ilen.shape[0] > 0 else NULL
         with nogil:
             for k in prange(n_chunks, schedule="static", chunksize=1, num_threads=n_threads):
-                parse_chunk(b, &sp, &c, &chunks[k])
+                parse_chunk(b, buf.shape[0], &sp, &c, &chunks[k])
         result = []
         for k in range(n_chunks):
             ch = &chunks[k]
@@ -711,6 +788,56 @@ def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, d
         return result
     finally:
         free(chunks)
+
+
+cdef void _fast_spec(Spec *sp) noexcept:
+    """Decide whether lines may take the fast path and describe their fields for it."""
+    cdef int f, j
+    cdef unsigned char d
+    cdef double r
+    sp.fast = (
+        (sp.delim_len == 1 or sp.delim_len == 2)
+        and sp.n_fields <= MF_FAST_MAX_FIELDS
+        and not sp.user_str and not sp.item_str
+        and not (sp.comment >= 48 and sp.comment <= 57)
+    )
+    # a delimiter byte that can be part of a number, a date or a line end is ambiguous
+    for j in range(sp.delim_len):
+        d = sp.delim[j]
+        if is_digit(d) or d in (10, 13, 43, 45, 46, 69, 101):
+            sp.fast = False
+    if not sp.fast:
+        return
+    sp.fs.n_fields = sp.n_fields
+    sp.fs.d0 = sp.delim[0]
+    sp.fs.d1 = sp.delim[1] if sp.delim_len == 2 else 0
+    sp.fs.dlen = sp.delim_len
+    sp.fs.check_scale = sp.check_scale
+    sp.fs.lo = sp.lo
+    sp.fs.hi = sp.hi
+    sp.fs.netflix = sp.netflix
+    sp.fs.track_user = not sp.user_str
+    sp.fs.track_item = not sp.item_str and not sp.netflix
+    # ratings "d" and "d.d" by table, with parse_decimal's arithmetic (mantissa / 10**k)
+    for j in range(10):
+        r = <double>j
+        sp.fs.rtab1[j] = <float>r
+        sp.fs.rok1[j] = not sp.check_scale or (r >= sp.lo and r <= sp.hi)
+    for j in range(100):
+        r = <double>j / POW10[1]
+        sp.fs.rtab3[j] = <float>r
+        sp.fs.rok3[j] = not sp.check_scale or (r >= sp.lo and r <= sp.hi)
+    for f in range(sp.n_fields):
+        if f == sp.col_user:
+            sp.fs.kind[f] = MF_FK_USER
+        elif f == sp.col_item:
+            sp.fs.kind[f] = MF_FK_ITEM
+        elif f == sp.col_rating:
+            sp.fs.kind[f] = MF_FK_RATING
+        elif f == sp.col_time:
+            sp.fs.kind[f] = MF_FK_DATE if sp.time_kind == 1 else MF_FK_TIME
+        else:
+            sp.fs.kind[f] = MF_FK_SKIP
 
 
 _EMPTY64 = np.zeros(0, dtype=np.int64)

@@ -50,6 +50,7 @@ import gzip
 import json
 import logging
 import lzma
+import mmap
 import os
 import re
 import shutil
@@ -107,6 +108,7 @@ Scale = tuple[float, float] | None | Literal["auto"]
 PathLike = str | os.PathLike
 
 _BLOCK = 64 << 20  # bytes parsed per block
+_MAP_WINDOW = 256 << 20  # bytes of a memory-mapped file parsed per window
 _PARALLEL_MIN = 1 << 20  # blocks smaller than this are parsed by one thread
 _MOVIELENS_SCALE = (0.5, 5.0)
 _NETFLIX_SCALE = (1.0, 5.0)
@@ -279,6 +281,19 @@ class _Source:
             return int(self.raw.tell())
         except (OSError, ValueError):
             return 0
+
+    def mapped(self) -> mmap.mmap | None:
+        """A read-only memory map of a plain, non-empty regular file (None otherwise: the
+        file is then read block by block)."""
+        if self.kind is not None or self.size == 0 or not os.path.isfile(self.path):
+            return None
+        try:
+            mm = mmap.mmap(self.raw.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return None
+        if hasattr(mmap, "MADV_SEQUENTIAL"):
+            mm.madvise(mmap.MADV_SEQUENTIAL)
+        return mm
 
     def readinto(self, view: memoryview) -> int:
         """Fill ``view`` as far as the stream allows; 0 only at the end."""
@@ -658,6 +673,88 @@ def _find_header(buf: bytearray, fill: int, eof: bool, comment: int) -> tuple[in
     return fill, skipped
 
 
+def _handle_header(
+    engine: _Engine, buf: Any, fill: int, eof: bool, header: Callable[[bytes], None]
+) -> tuple[int, int] | None:
+    """Read the header line at the top of buf[:fill]; (the offset after it, the lines up to
+    and including it), or None if the buffer does not hold it yet."""
+    found = _find_header(buf, fill, eof, engine.spec.comment)
+    if found is None:
+        return None
+    start, skipped = found
+    lines = bytes(buf[:start]).split(b"\n")
+    # lines before the header are blank or comments
+    for ln in lines[:skipped]:
+        if ln.strip():
+            engine.info.comments += 1
+        else:
+            engine.info.blank += 1
+    engine.info.lines += skipped + 1
+    engine.info.headers += 1
+    header(lines[skipped].rstrip(b"\r"))
+    engine.respec()
+    return start, skipped + 1
+
+
+def _parse_window(
+    engine: _Engine,
+    src: _Source,
+    buf: Any,
+    start: int,
+    end: int,
+    base_line: int,
+    progress: _Progress,
+    done_before: int,
+    pos: int,
+) -> int:
+    """Parse the whole lines buf[start:end]; return the line number after them."""
+
+    def locate(off: int) -> tuple[str, int]:
+        arr = np.frombuffer(buf, np.uint8)
+        return src.name, base_line + _tokenize.count_newlines(arr, start, off) + 1
+
+    frac = (done_before + pos) / progress.total if progress.total else 0.0
+    ends_nl = end == 0 or buf[end - 1] == 10
+    base_line += engine.parse(buf, start, end, locate, frac, last_has_newline=ends_nl)
+    progress.update(done_before + pos)
+    return base_line
+
+
+def _run_mapped(
+    engine: _Engine,
+    src: _Source,
+    mm: mmap.mmap,
+    progress: _Progress,
+    done_before: int,
+    header: Callable[[bytes], None] | None,
+) -> None:
+    """A plain file, memory-mapped: parsed in windows of whole lines, no copy. Pages of
+    parsed windows are released, so the mapping adds at most about a window to memory."""
+    size = len(mm)
+    start = base_line = 0
+    if header is not None:
+        found = _handle_header(engine, mm, size, True, header)
+        if found is not None:  # always found: the whole file is at hand
+            start, base_line = found
+    released = 0
+    while start < size:
+        end = size
+        if size - start > _MAP_WINDOW:
+            end = mm.rfind(b"\n", start, start + _MAP_WINDOW) + 1
+            if end <= start:  # a line longer than the window
+                nl = mm.find(b"\n", start + _MAP_WINDOW)
+                end = size if nl < 0 else nl + 1
+        base_line = _parse_window(
+            engine, src, mm, start, end, base_line, progress, done_before, end
+        )
+        start = end
+        drop = (start // mmap.PAGESIZE) * mmap.PAGESIZE
+        if drop > released and hasattr(mmap, "MADV_DONTNEED"):
+            mm.madvise(mmap.MADV_DONTNEED, released, drop - released)
+            released = drop
+    engine.info.bytes += size
+
+
 def _run_stream(
     engine: _Engine,
     src: _Source,
@@ -666,13 +763,23 @@ def _run_stream(
     header: Callable[[bytes], None] | None = None,
 ) -> None:
     """Feed one source through the engine block by block (lines are never split)."""
+    engine.carry = -1
+    mm = src.mapped()
+    if mm is not None:
+        try:
+            _run_mapped(engine, src, mm, progress, done_before, header)
+        finally:
+            try:
+                mm.close()
+            except BufferError:  # an error's traceback still holds a view: closed with it
+                pass
+        return
     # a plain file smaller than a block is read whole into a buffer of its size
     buf = bytearray(_BLOCK if src.kind else min(_BLOCK, src.size + 1))
     fill = 0
     base_line = 0  # lines before the unparsed part of buf
     first = True
     eof = False
-    engine.carry = -1
     while True:
         if not eof:
             view = memoryview(buf)
@@ -685,23 +792,11 @@ def _run_stream(
             if fill == 0:
                 raise RatingFileError(src.name, "the file is empty")
             if header is not None:
-                found = _find_header(buf, fill, eof, engine.spec.comment)
+                found = _handle_header(engine, buf, fill, eof, header)
                 if found is None:
                     buf.extend(bytearray(len(buf)))
                     continue
-                start, skipped = found
-                raw = bytes(buf[:start]).split(b"\n")[skipped]
-                # lines before the header are blank or comments
-                for ln in bytes(buf[:start]).split(b"\n")[:skipped]:
-                    if ln.strip():
-                        engine.info.comments += 1
-                    else:
-                        engine.info.blank += 1
-                engine.info.lines += skipped + 1
-                engine.info.headers += 1
-                header(raw.rstrip(b"\r"))
-                engine.respec()
-                base_line = skipped + 1
+                start, base_line = found
             first = False
         if eof:
             end = fill
@@ -710,17 +805,9 @@ def _run_stream(
             if end <= start:  # a line longer than the buffer: grow it
                 buf.extend(bytearray(len(buf)))
                 continue
-        bl, bs = base_line, start
-
-        def locate(off: int, bl: int = bl, bs: int = bs) -> tuple[str, int]:
-            arr = np.frombuffer(buf, np.uint8)
-            return src.name, bl + _tokenize.count_newlines(arr, bs, off) + 1
-
-        pos = src.position()
-        frac = (done_before + pos) / progress.total if progress.total else 0.0
-        ends_nl = end == 0 or buf[end - 1] == 10
-        base_line += engine.parse(buf, start, end, locate, frac, last_has_newline=ends_nl)
-        progress.update(done_before + pos)
+        base_line = _parse_window(
+            engine, src, buf, start, end, base_line, progress, done_before, src.position()
+        )
         if eof:
             break
         tail = fill - end
