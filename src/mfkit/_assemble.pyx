@@ -14,33 +14,60 @@ from libc.stdint cimport int32_t, int64_t
 import numpy as np
 
 
-def dense_map(const int64_t[::1] ids, int64_t lo, int64_t hi, int n_threads):
-    """(sorted distinct ids int64, index of each id int32) for ids in [lo, hi]."""
+cdef extern from *:
+    """
+    /* a byte flag set from several threads: a relaxed atomic store (a plain store on x86) */
+    static inline void mf_set_flag(unsigned char *p) {
+    #if defined(__GNUC__) || defined(__clang__)
+        /* read first: a line that is only read stays shared between the cores' caches */
+        if (!__atomic_load_n(p, __ATOMIC_RELAXED))
+            __atomic_store_n(p, (unsigned char)1, __ATOMIC_RELAXED);
+    #else
+        *(volatile unsigned char *)p = 1;
+    #endif
+    }
+    """
+    void mf_set_flag(unsigned char *p) noexcept nogil
+
+
+ctypedef fused id_t:
+    int32_t
+    int64_t
+
+
+def dense_map(const id_t[::1] ids, int64_t lo, int64_t hi, int n_threads, out=None):
+    """(sorted distinct ids int64, index of each id int32) for ids in [lo, hi]. ``out``: an
+    int32 array of len(ids) for the indices (it may be ``ids`` itself)."""
     cdef Py_ssize_t n = ids.shape[0], j
     cdef int64_t span = hi - lo + 1, v, k = 0
     if span <= 0 or span > 2_000_000_000:
         raise ValueError("dense_map: id range is empty or too wide")
-    table_a = np.zeros(span, dtype=np.int32)
+    seen_a = np.zeros(span, dtype=np.uint8)
+    table_a = np.empty(span, dtype=np.int32)
+    cdef unsigned char[::1] seen = seen_a
     cdef int32_t[::1] table = table_a
-    cdef bint bad = False
+    cdef int bad = 0
     with nogil:
-        for j in range(n):
+        for j in prange(n, schedule="static", num_threads=n_threads):
             v = ids[j] - lo
             if v < 0 or v >= span:
-                bad = True
-                break
-            table[v] = 1
-        if not bad:
-            for v in range(span):
-                if table[v]:
-                    table[v] = <int32_t>k
-                    k += 1
-                else:
-                    table[v] = -1
+                bad += 1
+            else:
+                mf_set_flag(&seen[v])
     if bad:
         raise ValueError("dense_map: an id lies outside [lo, hi]")
+    with nogil:
+        for v in range(span):
+            if seen[v]:
+                table[v] = <int32_t>k
+                k += 1
+            else:
+                table[v] = -1
+    del seen_a
     uniq_a = np.empty(k, dtype=np.int64)
-    idx_a = np.empty(n, dtype=np.int32)
+    idx_a = np.empty(n, dtype=np.int32) if out is None else out
+    if idx_a.dtype != np.int32 or idx_a.shape[0] != n:
+        raise ValueError("dense_map: out must be an int32 array as long as ids")
     cdef int64_t[::1] uniq = uniq_a
     cdef int32_t[::1] idx = idx_a
     with nogil:
@@ -53,31 +80,46 @@ def dense_map(const int64_t[::1] ids, int64_t lo, int64_t hi, int n_threads):
 
 
 def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
-              Py_ssize_t n_items):
+              Py_ssize_t n_items, int n_threads=1):
     """(indptr int64, perm int64 or None): ``perm`` orders ratings by (user, item), stably
     (ties keep input order); ``None`` when the input is already in that order."""
-    cdef Py_ssize_t n = u.shape[0], j, t
+    cdef Py_ssize_t n = u.shape[0], j, t, lo_j, hi_j
     cdef int64_t s
+    cdef int nt = max(1, min(n_threads, 64)), th
     cdef bint sorted_ui = True, sorted_i = True, bad = False
     if i.shape[0] != n:
         raise ValueError("csr_order: users and items differ in length")
-    indptr_a = np.zeros(n_users + 1, dtype=np.int64)
+    if n < 1 << 16 or <int64_t>n_users * nt > 8 * <int64_t>n + (1 << 20):
+        nt = 1
+    # each thread counts its share of the ratings per user and checks its share's order
+    counts_a = np.zeros((nt, n_users + 1), dtype=np.int64)
+    flags_a = np.zeros((nt, 3), dtype=np.uint8)  # out of range, not (u, i) sorted, not i sorted
+    cdef int64_t[:, ::1] counts = counts_a
+    cdef unsigned char[:, ::1] flags = flags_a
+    with nogil:
+        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+            lo_j = n * th // nt
+            hi_j = n * (th + 1) // nt
+            for j in range(lo_j, hi_j):
+                if u[j] < 0 or u[j] >= n_users or i[j] < 0 or i[j] >= n_items:
+                    flags[th, 0] = 1
+                    break
+                counts[th, u[j] + 1] += 1
+                if j > 0:
+                    if u[j] < u[j - 1] or (u[j] == u[j - 1] and i[j] < i[j - 1]):
+                        flags[th, 1] = 1
+                    if i[j] < i[j - 1]:
+                        flags[th, 2] = 1
+    if flags_a[:, 0].any():
+        raise ValueError("csr_order: index out of range")
+    sorted_ui = not flags_a[:, 1].any()
+    sorted_i = not flags_a[:, 2].any()
+    indptr_a = counts_a.sum(axis=0) if nt > 1 else counts_a[0]
+    del counts_a
     cdef int64_t[::1] indptr = indptr_a
     with nogil:
-        for j in range(n):
-            if u[j] < 0 or u[j] >= n_users or i[j] < 0 or i[j] >= n_items:
-                bad = True
-                break
-            indptr[u[j] + 1] += 1
-            if j > 0:
-                if u[j] < u[j - 1] or (u[j] == u[j - 1] and i[j] < i[j - 1]):
-                    sorted_ui = False
-                if i[j] < i[j - 1]:
-                    sorted_i = False
         for j in range(n_users):
             indptr[j + 1] += indptr[j]
-    if bad:
-        raise ValueError("csr_order: index out of range")
     if sorted_ui:
         return indptr_a, None
     cdef int64_t[::1] p1

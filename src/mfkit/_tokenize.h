@@ -52,10 +52,12 @@ typedef struct {
 } mf_fast_spec;
 
 typedef struct {
-    int64_t *user;
+    int64_t *user;         /* int64 id columns, or */
     int64_t *item;
     float *rating;
     int64_t *time;
+    int32_t *user32;       /* int32 ones (NULL when the int64 ones are used) */
+    int32_t *item32;
 } mf_fast_cols;
 
 typedef struct {
@@ -76,7 +78,7 @@ static inline int mf_is_digit(unsigned char c) { return (unsigned char)(c - '0')
 static inline int mf_ctz64(uint64_t m) { return __builtin_ctzll(m); }
 
 /* x holds n (1..8) digit values 0..9 in its low bytes, first digit lowest: their value. */
-static inline uint64_t mf_swar_combine(uint64_t x, int n)
+MF_INLINE uint64_t mf_swar_combine(uint64_t x, int n)
 {
     x <<= (8 - n) * 8;  /* leading zero digits fill the gap */
     x = (x * 10 + (x >> 8)) & 0x00FF00FF00FF00FFULL;
@@ -86,7 +88,7 @@ static inline uint64_t mf_swar_combine(uint64_t x, int n)
 }
 
 /* The n (1..8) bytes at p are digits: 0 and their value in *out; -1 otherwise. */
-static inline int mf_swar_n(const unsigned char *p, int n, uint64_t *out)
+MF_INLINE int mf_swar_n(const unsigned char *p, int n, uint64_t *out)
 {
     uint64_t w, x, bad, keep;
     memcpy(&w, p, 8);
@@ -115,7 +117,7 @@ static inline int mf_ctz64(uint64_t m)
 #endif
 
 /* The field b[s, t) is 1 to 18 digits: 0 and its value in *out; -1 otherwise. */
-static inline int mf_uint_field(const unsigned char *b, int64_t s, int64_t t, int64_t lim,
+MF_INLINE int mf_uint_field(const unsigned char *b, int64_t s, int64_t t, int64_t lim,
                                 uint64_t *out)
 {
     int64_t n = t - s, k;
@@ -145,7 +147,7 @@ static inline int mf_uint_field(const unsigned char *b, int64_t s, int64_t t, in
 
 /* The field b[s, t) is "digits[.digits]" (at most 18 digits): 0 and its value, computed as
    the general parser does (mantissa / 10**fraction digits in double precision); -1 if not. */
-static inline int mf_decimal_field(const unsigned char *b, int64_t s, int64_t t, int64_t lim,
+MF_INLINE int mf_decimal_field(const unsigned char *b, int64_t s, int64_t t, int64_t lim,
                                    double *out)
 {
     int64_t dot = s;
@@ -176,7 +178,7 @@ static inline int64_t mf_days_from_civil(int64_t y, int64_t m, int64_t d)
 }
 
 /* "YYYY-MM-DD" in b[s, t): 0 and seconds since 1970-01-01 UTC; -1 otherwise. */
-static inline int mf_date_field(const unsigned char *b, int64_t s, int64_t t, int64_t *out)
+MF_INLINE int mf_date_field(const unsigned char *b, int64_t s, int64_t t, int64_t *out)
 {
     int64_t y, m, d;
     if (t - s != 10 || b[s + 4] != '-' || b[s + 7] != '-')
@@ -212,7 +214,7 @@ static inline uint64_t mf_sepmask_tail(const unsigned char *p, int64_t n, unsign
     return m;
 }
 
-static inline uint64_t mf_sepmask64(const unsigned char *p, unsigned char d)
+MF_INLINE uint64_t mf_sepmask64(const unsigned char *p, unsigned char d)
 {
 #if defined(__SSE2__)
     const __m128i vd = _mm_set1_epi8((char)d), vn = _mm_set1_epi8('\n');
@@ -244,7 +246,7 @@ static inline void mf_sep_load(mf_sepit *it)
 }
 
 /* The next separator's offset, or -1 at the end of the buffer. */
-static inline int64_t mf_sep_next(mf_sepit *it)
+MF_INLINE int64_t mf_sep_next(mf_sepit *it)
 {
     int64_t pos;
     while (it->mask == 0) {
@@ -259,12 +261,27 @@ static inline int64_t mf_sep_next(mf_sepit *it)
 }
 
 /* ------------------------------------------------------------------------- lines */
+/* Store an id in the column in use; 0 if an int32 column cannot hold it (the general
+   parser then reports the line, and the caller starts over with int64 columns). */
+MF_INLINE int mf_put_id(int64_t *wide, int32_t *narrow, int64_t row, int64_t v)
+{
+    if (narrow) {
+        if (v < INT32_MIN || v > INT32_MAX)
+            return 0;
+        narrow[row] = (int32_t)v;
+    } else {
+        wide[row] = v;
+    }
+    return 1;
+}
+
 /* Parse the data line at p into row `row`; return the offset just past its newline, or -1.
-   n_fields, dlen and kind[] are constants in the specialised copies below. */
+   *uid and *iid get the line's user and item ids. n_fields, dlen and kind[] are constants
+   in the specialised copies below. */
 MF_INLINE int64_t mf_line(const unsigned char *b, int64_t p, int64_t lim,
                           const mf_fast_spec *fs, mf_sepit *it, const mf_fast_cols *c,
                           int64_t row, int64_t item_now, int n_fields, int dlen,
-                          const int *kind)
+                          const int *kind, int64_t *uid, int64_t *iid)
 {
     int64_t s = p, e = p, t, iv;
     uint64_t v;
@@ -288,14 +305,14 @@ MF_INLINE int64_t mf_line(const unsigned char *b, int64_t p, int64_t lim,
         }
         switch (kind[f]) {
         case MF_FK_USER:
-            if (mf_uint_field(b, s, t, lim, &v))
+            if (mf_uint_field(b, s, t, lim, &v) || !mf_put_id(c->user, c->user32, row, (int64_t)v))
                 return -1;
-            c->user[row] = (int64_t)v;
+            *uid = (int64_t)v;
             break;
         case MF_FK_ITEM:
-            if (mf_uint_field(b, s, t, lim, &v))
+            if (mf_uint_field(b, s, t, lim, &v) || !mf_put_id(c->item, c->item32, row, (int64_t)v))
                 return -1;
-            c->item[row] = (int64_t)v;
+            *iid = (int64_t)v;
             break;
         case MF_FK_TIME:
             if (mf_uint_field(b, s, t, lim, &v))
@@ -331,8 +348,8 @@ MF_INLINE int64_t mf_line(const unsigned char *b, int64_t p, int64_t lim,
         }
         s = e + dlen;
     }
-    if (fs->netflix)
-        c->item[row] = item_now;
+    if (fs->netflix && !mf_put_id(c->item, c->item32, row, item_now))
+        return -1;
     return e + 1;
 }
 
@@ -342,7 +359,7 @@ MF_INLINE int64_t mf_run_t(const unsigned char *b, int64_t p, int64_t fe, int64_
                            const int *kind)
 {
     mf_sepit it;
-    int64_t row = *prow, nx, v;
+    int64_t row = *prow, nx, uid = 0, iid = 0;
     int64_t umin = rg->umin, umax = rg->umax, imin = rg->imin, imax = rg->imax;
     it.b = b;
     it.lim = lim;
@@ -350,18 +367,16 @@ MF_INLINE int64_t mf_run_t(const unsigned char *b, int64_t p, int64_t fe, int64_
     it.base = p;
     mf_sep_load(&it);
     while (p < fe && mf_is_digit(b[p])) {
-        nx = mf_line(b, p, lim, fs, &it, c, row, item_now, n_fields, dlen, kind);
+        nx = mf_line(b, p, lim, fs, &it, c, row, item_now, n_fields, dlen, kind, &uid, &iid);
         if (nx < 0)
             break;
         if (fs->track_user) {
-            v = c->user[row];
-            umin = v < umin ? v : umin;
-            umax = v > umax ? v : umax;
+            umin = uid < umin ? uid : umin;
+            umax = uid > umax ? uid : umax;
         }
         if (fs->track_item) {
-            v = c->item[row];
-            imin = v < imin ? v : imin;
-            imax = v > imax ? v : imax;
+            imin = iid < imin ? iid : imin;
+            imax = iid > imax ? iid : imax;
         }
         row++;
         p = nx;

@@ -53,6 +53,8 @@ cdef extern from "_tokenize.h" nogil:
     ctypedef struct mf_fast_cols:
         int64_t *user
         int64_t *item
+        int32_t *user32
+        int32_t *item32
         float *rating
         int64_t *time
     ctypedef struct mf_ranges:
@@ -76,7 +78,8 @@ cdef enum:
     BAD_TIME = 7
     BAD_HEADER = 8
     EMPTY_ID = 9
-    N_CODES = 10
+    WIDE_ID = 10         # an id outside int32 while the id columns are int32: widen, start over
+    N_CODES = 11
 
 cdef enum:
     MAX_BAD = 8
@@ -104,8 +107,10 @@ cdef struct Spec:
     mf_fast_spec fs
 
 cdef struct Cols:
-    int64_t *user
+    int64_t *user        # int64 id columns, or
     int64_t *item
+    int32_t *user32      # int32 ones (NULL when the int64 ones are used)
+    int32_t *item32
     float *rating
     int64_t *time
     int64_t *ustart
@@ -132,6 +137,7 @@ cdef struct Chunk:
     int64_t lead_rows    # netflix: rows before the chunk's first header
     int64_t lead_off
     int64_t last_item    # netflix: item of the chunk's last header, -1 if none
+    bint wide            # stopped at an id that int32 columns cannot hold
     int64_t umin
     int64_t umax
     int64_t imin
@@ -142,6 +148,22 @@ cdef int _j
 POW10[0] = 1.0
 for _j in range(1, 23):
     POW10[_j] = POW10[_j - 1] * 10.0
+
+
+cdef inline bint put_id(int64_t *wide, int32_t *narrow, int64_t row,
+                       int64_t v) noexcept nogil:
+    """Store an id in whichever column is in use; False if an int32 column cannot hold it."""
+    if narrow != NULL:
+        if v < -2147483648 or v > 2147483647:
+            return False
+        narrow[row] = <int32_t>v
+    else:
+        wide[row] = v
+    return True
+
+
+cdef inline int64_t get_id(const int64_t *wide, const int32_t *narrow, int64_t row) noexcept nogil:
+    return narrow[row] if narrow != NULL else wide[row]
 
 
 cdef inline bint is_digit(unsigned char c) noexcept nogil:
@@ -391,9 +413,10 @@ cdef inline int parse_line(const unsigned char *b, int64_t p, int64_t q, const S
             if x2 < q and not at_delim(b, x2, q, sp):
                 return bad
             if f == sp.col_user:
-                c.user[row] = iv
-            else:
-                c.item[row] = iv
+                if not put_id(c.user, c.user32, row, iv):
+                    return WIDE_ID
+            elif not put_id(c.item, c.item32, row, iv):
+                return WIDE_ID
             x = x2
         elif f == sp.col_rating:
             x2 = skip_pad(b, x, q, sp) if sp.delim_len > 0 else x
@@ -435,8 +458,8 @@ cdef inline int parse_line(const unsigned char *b, int64_t p, int64_t q, const S
         x = skip_ws(b, x, q)
     if x < q:
         return TOO_MANY
-    if sp.netflix:
-        c.item[row] = item_now
+    if sp.netflix and not put_id(c.item, c.item32, row, item_now):
+        return WIDE_ID
     return OK
 
 
@@ -463,7 +486,7 @@ cdef inline int classify(const unsigned char *b, int64_t p, int64_t q, const Spe
                          int code) noexcept nogil:
     """A wrong field count explains a bad line better than the field that failed."""
     cdef int nf
-    if code == OK or code == TOO_FEW or code == TOO_MANY:
+    if code == OK or code == TOO_FEW or code == TOO_MANY or code == WIDE_ID:
         return code
     nf = count_fields(b, p, q, sp)
     if nf < sp.n_fields:
@@ -501,6 +524,8 @@ cdef void parse_chunk(const unsigned char *b, int64_t lim, const Spec *sp, Cols 
     rg.imax = INT64_MIN
     fc.user = c.user
     fc.item = c.item
+    fc.user32 = c.user32
+    fc.item32 = c.item32
     fc.rating = c.rating
     fc.time = c.time
     while p < e:
@@ -559,20 +584,23 @@ cdef void parse_chunk(const unsigned char *b, int64_t lim, const Spec *sp, Cols 
                     ch.lead_off = p
                 ch.lead_rows += 1
             if not sp.user_str:
-                iv = c.user[row]
+                iv = get_id(c.user, c.user32, row)
                 if first_u or iv < umin:
                     umin = iv
                 if first_u or iv > umax:
                     umax = iv
                 first_u = False
             if not sp.item_str and not sp.netflix:
-                iv = c.item[row]
+                iv = get_id(c.item, c.item32, row)
                 if first_i or iv < imin:
                     imin = iv
                 if first_i or iv > imax:
                     imax = iv
                 first_i = False
             row += 1
+        elif code == WIDE_ID:
+            ch.wide = True
+            break
         else:
             ch.counts[code] += 1
             if ch.n_bad_rec < MAX_BAD:
@@ -689,7 +717,7 @@ def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, d
     """Parse buf[cuts[0]:cuts[-1]] (whole lines) in len(cuts) - 1 chunks; ``caps`` are the
     chunks' line counts from ``count_chunks``.
 
-    ``out`` holds the output columns (``user``, ``item`` int64; ``rating`` float32; ``time``
+    ``out`` holds the output columns (``user``, ``item`` int64 or int32; ``rating`` float32; ``time``
     int64; ``ustart``/``istart`` int64 and ``ulen``/``ilen`` int32 for string ids); rows are
     written from ``row0`` on. Returns a list of per-chunk dicts (``row0``, ``n_rows``, line
     counts, bad-line records, Netflix carry data, id ranges). Chunk k's rows are at
@@ -702,8 +730,13 @@ def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, d
     cdef Chunk *ch
     cdef const unsigned char *b = &buf[0] if buf.shape[0] > 0 else NULL
     cdef bytes delim = spec["delimiter"]
-    cdef int64_t[::1] a_user = out.get("user", _EMPTY64)
-    cdef int64_t[::1] a_item = out.get("item", _EMPTY64)
+    u_arr = out.get("user", _EMPTY64)
+    i_arr = out.get("item", _EMPTY64)
+    cdef bint u32 = u_arr.dtype == np.int32, i32 = i_arr.dtype == np.int32
+    cdef int64_t[::1] a_user = _EMPTY64 if u32 else u_arr
+    cdef int64_t[::1] a_item = _EMPTY64 if i32 else i_arr
+    cdef int32_t[::1] a_user32 = u_arr if u32 else _EMPTY32
+    cdef int32_t[::1] a_item32 = i_arr if i32 else _EMPTY32
     cdef float[::1] a_rating = out.get("rating", _EMPTYF)
     cdef int64_t[::1] a_time = out.get("time", _EMPTY64)
     cdef int64_t[::1] a_ustart = out.get("ustart", _EMPTY64)
@@ -758,10 +791,12 @@ def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, d
             chunks[k].row0 = row0 + need
             need += chunks[k].cap
         # every column that the spec writes must have room for every line
-        _check_room(sp, a_user, a_item, a_rating, a_time, a_ustart, a_ulen, a_istart, a_ilen,
+        _check_room(sp, u_arr, i_arr, a_rating, a_time, a_ustart, a_ulen, a_istart, a_ilen,
                     row0 + need)
         c.user = _p64(a_user)
         c.item = _p64(a_item)
+        c.user32 = &a_user32[0] if u32 and a_user32.shape[0] > 0 else NULL
+        c.item32 = &a_item32[0] if i32 and a_item32.shape[0] > 0 else NULL
         c.rating = &a_rating[0] if a_rating.shape[0] > 0 else NULL
         c.time = _p64(a_time)
         c.ustart = _p64(a_ustart)
@@ -784,6 +819,7 @@ def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, d
                 "lead_rows": ch.lead_rows, "lead_off": ch.lead_off,
                 "last_item": ch.last_item,
                 "umin": ch.umin, "umax": ch.umax, "imin": ch.imin, "imax": ch.imax,
+                "wide": bool(ch.wide),
             })
         return result
     finally:
@@ -845,18 +881,18 @@ _EMPTY32 = np.zeros(0, dtype=np.int32)
 _EMPTYF = np.zeros(0, dtype=np.float32)
 
 
-cdef _check_room(Spec sp, int64_t[::1] a_user, int64_t[::1] a_item, float[::1] a_rating,
+cdef _check_room(Spec sp, a_user, a_item, float[::1] a_rating,
                  int64_t[::1] a_time, int64_t[::1] a_ustart, int32_t[::1] a_ulen,
                  int64_t[::1] a_istart, int32_t[::1] a_ilen, int64_t need):
     if sp.col_user >= 0:
         if sp.user_str and (a_ustart.shape[0] < need or a_ulen.shape[0] < need):
             raise ValueError("parse_block: no room for string user ids")
-        if not sp.user_str and a_user.shape[0] < need:
+        if not sp.user_str and len(a_user) < need:
             raise ValueError("parse_block: no room for user ids")
     if sp.col_item >= 0 or sp.netflix:
         if sp.item_str and (a_istart.shape[0] < need or a_ilen.shape[0] < need):
             raise ValueError("parse_block: no room for string item ids")
-        if not sp.item_str and a_item.shape[0] < need:
+        if not sp.item_str and len(a_item) < need:
             raise ValueError("parse_block: no room for item ids")
     if sp.col_rating >= 0 and a_rating.shape[0] < need:
         raise ValueError("parse_block: no room for ratings")

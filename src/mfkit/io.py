@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import bisect
 import bz2
+import copy
 import dataclasses
 import gzip
 import json
@@ -426,6 +427,10 @@ def _gather_strings(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> n
     return out
 
 
+class _WideIds(Exception):
+    """An integer id does not fit the int32 id columns: the load starts over with int64."""
+
+
 class _Engine:
     """Parses blocks of whole lines into growing columns and keeps the counts."""
 
@@ -436,6 +441,7 @@ class _Engine:
         n_threads: int,
         info: LoadInfo,
         expect_rows: int = 0,
+        narrow: bool = True,
     ) -> None:
         if on_bad_line not in ("error", "skip", "warn"):
             raise ValueError(f"on_bad_line must be 'error', 'skip' or 'warn', got {on_bad_line!r}")
@@ -454,6 +460,8 @@ class _Engine:
         self.expect_rows = expect_rows
         self.counts = np.zeros(16, dtype=np.int64)
         self.progress: _Progress | None = None
+        # integer ids go to int32 columns unless one does not fit (then: _WideIds)
+        self.narrow = narrow
         self._alloc(max(expect_rows, 1024))
 
     def respec(self) -> None:
@@ -467,14 +475,11 @@ class _Engine:
     def _names(self) -> dict[str, Any]:
         s = self.spec
         names: dict[str, Any] = {}
+        idt = np.int32 if self.narrow else np.int64
         if s.col_user >= 0:
-            names.update(
-                {"ustart": np.int64, "ulen": np.int32} if s.user_str else {"user": np.int64}
-            )
+            names.update({"ustart": np.int64, "ulen": np.int32} if s.user_str else {"user": idt})
         if s.col_item >= 0 or s.netflix:
-            names.update(
-                {"istart": np.int64, "ilen": np.int32} if s.item_str else {"item": np.int64}
-            )
+            names.update({"istart": np.int64, "ilen": np.int32} if s.item_str else {"item": idt})
         if s.col_rating >= 0:
             names["rating"] = np.float32
         if s.col_time >= 0:
@@ -524,6 +529,8 @@ class _Engine:
         res = _tokenize.parse_block(
             view, cuts, caps, self.spec_dict, self.cols, self.n, self.n_threads
         )
+        if any(ch["wide"] for ch in res):
+            raise _WideIds
         # the first bad line in file order, in error mode
         for ch in res:
             if ch["err_off"] >= 0:
@@ -549,6 +556,8 @@ class _Engine:
                             lineno,
                             _decode(_line_at(buf, off, end)),
                         )
+                    if self.narrow and not -(2**31) <= self.carry < 2**31:
+                        raise _WideIds
                     self.cols["item"][ch["row0"] : ch["row0"] + ch["lead_rows"]] = self.carry
                 if ch["last_item"] >= 0:
                     self.carry = ch["last_item"]
@@ -816,6 +825,24 @@ def _run_stream(
     engine.info.bytes += src.position()
 
 
+def _run_engine(
+    run: Callable[[_Engine], None], spec: _Spec, on_bad_line: OnBadLine, nt: int, info: LoadInfo
+) -> _Engine:
+    """``run`` a new engine over the input; if an id does not fit the int32 id columns,
+    forget what was counted and run again with int64 columns."""
+    saved = copy.deepcopy(info)
+    engine = _Engine(spec, on_bad_line, nt, info)
+    try:
+        run(engine)
+    except _WideIds:
+        del engine
+        for f in dataclasses.fields(info):
+            setattr(info, f.name, copy.deepcopy(getattr(saved, f.name)))
+        engine = _Engine(spec, on_bad_line, nt, info, narrow=False)
+        run(engine)
+    return engine
+
+
 def _text_load(
     paths: Sequence[str],
     spec: _Spec,
@@ -831,15 +858,18 @@ def _text_load(
     nt = resolve_n_threads(n_threads)
     t0 = time.perf_counter()
     sizes = [os.path.getsize(p) if os.path.isfile(p) else 0 for p in paths]
-    engine = _Engine(spec, on_bad_line, nt, info)
     prog = _Progress(progress, sum(sizes))
-    done = 0
-    for path, size in zip(paths, sizes, strict=True):
-        with _Source(path, member) as src:
-            info.paths.append(src.name)
-            _run_stream(engine, src, prog, done, header)
-        done += size
-    prog.update(done, final=True)
+
+    def run(engine: _Engine) -> None:
+        done = 0
+        for path, size in zip(paths, sizes, strict=True):
+            with _Source(path, member) as src:
+                info.paths.append(src.name)
+                _run_stream(engine, src, prog, done, header)
+            done += size
+        prog.update(done, final=True)
+
+    engine = _run_engine(run, spec, on_bad_line, nt, info)
     engine.progress = prog
     engine.finish(", ".join(paths) if len(paths) < 4 else f"{len(paths)} files")
     info.seconds += time.perf_counter() - t0
@@ -894,14 +924,18 @@ def _engine_to_ratings(engine: _Engine, duplicates: Duplicates, name: str) -> Ra
         engine.user_strs = []
     else:
         lo, hi = engine.urange
-        parts["user_ids"], parts["uidx"] = map_ids_to_indices(engine.column("user"), nt, (lo, hi))
+        parts["user_ids"], parts["uidx"] = map_ids_to_indices(
+            engine.column("user"), nt, (lo, hi), inplace=True
+        )
         engine.cols.pop("user", None)
     if engine.spec.item_str:
         parts["item_ids"], parts["iidx"] = _map_strings(engine.item_strs)
         engine.item_strs = []
     else:
         lo, hi = engine.irange
-        parts["item_ids"], parts["iidx"] = map_ids_to_indices(engine.column("item"), nt, (lo, hi))
+        parts["item_ids"], parts["iidx"] = map_ids_to_indices(
+            engine.column("item"), nt, (lo, hi), inplace=True
+        )
         engine.cols.pop("item", None)
     parts["values"] = engine.column("rating")
     parts["times"] = engine.column("time") if "time" in engine.cols else None
@@ -1206,9 +1240,11 @@ def load_netflix(
     else:
         info = info if info is not None else LoadInfo()
         t0 = time.perf_counter()
-        engine = _Engine(spec, on_bad_line, resolve_n_threads(n_threads), info)
         prog = _Progress(progress, sum(os.path.getsize(f) for f in files))
-        _run_per_movie(engine, files, prog)
+        engine = _run_engine(
+            lambda e: _run_per_movie(e, files, prog), spec, on_bad_line,
+            resolve_n_threads(n_threads), info,
+        )  # fmt: skip
         prog.update(prog.total, final=True)
         engine.finish(f"{len(files)} files")
         info.seconds += time.perf_counter() - t0
@@ -1246,8 +1282,8 @@ def load_netflix_pairs(
     engine, _ = _text_load(
         [p], spec, on_bad_line=on_bad_line, n_threads=n_threads, progress=False, info=info
     )
-    users = engine.column("user").copy()
-    items = engine.column("item").copy()
+    users = engine.column("user").astype(np.int64)
+    items = engine.column("item").astype(np.int64)
     dates = engine.column("time").copy() if with_dates else None
     return NetflixPairs(users, items, dates)
 

@@ -66,19 +66,24 @@ def _as_id_array(ids: Any, name: str) -> np.ndarray:
 
 
 def map_ids_to_indices(
-    ids: np.ndarray, n_threads: int | None = None, bounds: tuple[int, int] | None = None
+    ids: np.ndarray,
+    n_threads: int | None = None,
+    bounds: tuple[int, int] | None = None,
+    inplace: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(sorted distinct ids, int32 index of each id). Integer ids in a range not much wider
     than their count go through a lookup table (linear time, parallel); others through a
-    sort. ``bounds``: the ids' (min, max) when already known."""
+    sort. ``bounds``: the ids' (min, max) when already known. ``inplace``: int32 ``ids``
+    may be overwritten with the indices (the caller gives them up)."""
     if ids.dtype.kind in "iu" and len(ids):
         lo, hi = bounds if bounds is not None else (int(ids.min()), int(ids.max()))
         if hi >= lo and hi - lo < max(4 * len(ids), 1 << 24):
             from mfkit._validation import resolve_n_threads
 
-            return _assemble.dense_map(
-                np.ascontiguousarray(ids, dtype=np.int64), lo, hi, resolve_n_threads(n_threads)
-            )
+            keep = ids.dtype in (np.dtype(np.int32), np.dtype(np.int64))
+            ids = np.ascontiguousarray(ids, dtype=ids.dtype if keep else np.int64)
+            out = ids if inplace and ids.dtype == np.int32 and ids.flags.writeable else None
+            return _assemble.dense_map(ids, lo, hi, resolve_n_threads(n_threads), out)
     uniq, inverse = np.unique(ids, return_inverse=True)
     return uniq, inverse.astype(np.int32).ravel()
 
@@ -111,7 +116,7 @@ def assemble_csr(
     nt = resolve_n_threads(n_threads)
     i_idx = np.ascontiguousarray(i_idx, dtype=np.int32)
     indptr, perm = _assemble.csr_order(
-        np.ascontiguousarray(u_idx, dtype=np.int32), i_idx, n_users, n_items
+        np.ascontiguousarray(u_idx, dtype=np.int32), i_idx, n_users, n_items, nt
     )
     del u_idx
     if perm is not None:
@@ -149,7 +154,8 @@ def assemble_csr(
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(u_s, minlength=n_users), out=indptr[1:])
     vals32 = np.asarray(values, dtype=np.float32)
-    if not np.all(np.isfinite(vals32)):
+    # finite float32 input stays finite unless duplicates were combined
+    if (n_dup or values.dtype != np.float32) and not np.all(np.isfinite(vals32)):
         raise ValueError("ratings overflow float32 (after combining duplicates); rescale them")
     return Ratings(
         indptr, i_idx, vals32, (n_users, n_items), user_ids=user_ids, item_ids=item_ids,
