@@ -508,12 +508,12 @@ def test_agrees_with_reference_parser(
     eol = "\r\n" if crlf else "\n"
     text = eol.join(lines) + (eol if final_newline else "")
     p = write(tmp_path_factory.mktemp("rand") / "r.txt", text)
-    old = (mio._BLOCK, mio._PARALLEL_MIN)
-    mio._BLOCK, mio._PARALLEL_MIN = 128, 1
+    old = (mio._BLOCK, mio._MAP_WINDOW, mio._PARALLEL_MIN)
+    mio._BLOCK, mio._MAP_WINDOW, mio._PARALLEL_MIN = 128, 128, 1
     try:
         got = mio.load_delimited(p, delimiter=delimiter, columns=(0, 1, 2, 3), header=False)
     finally:
-        mio._BLOCK, mio._PARALLEL_MIN = old
+        mio._BLOCK, mio._MAP_WINDOW, mio._PARALLEL_MIN = old
     assert_same(got, expected(*ref_parse(text, delimiter, (0, 1, 2, 3), comment="#")))
 
 

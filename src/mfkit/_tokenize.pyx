@@ -150,8 +150,7 @@ for _j in range(1, 23):
     POW10[_j] = POW10[_j - 1] * 10.0
 
 
-cdef inline bint put_id(int64_t *wide, int32_t *narrow, int64_t row,
-                       int64_t v) noexcept nogil:
+cdef inline bint put_id(int64_t *wide, int32_t *narrow, int64_t row, int64_t v) noexcept nogil:
     """Store an id in whichever column is in use; False if an int32 column cannot hold it."""
     if narrow != NULL:
         if v < -2147483648 or v > 2147483647:
@@ -717,10 +716,11 @@ def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, d
     """Parse buf[cuts[0]:cuts[-1]] (whole lines) in len(cuts) - 1 chunks; ``caps`` are the
     chunks' line counts from ``count_chunks``.
 
-    ``out`` holds the output columns (``user``, ``item`` int64 or int32; ``rating`` float32; ``time``
-    int64; ``ustart``/``istart`` int64 and ``ulen``/``ilen`` int32 for string ids); rows are
-    written from ``row0`` on. Returns a list of per-chunk dicts (``row0``, ``n_rows``, line
-    counts, bad-line records, Netflix carry data, id ranges). Chunk k's rows are at
+    ``out`` holds the output columns (``user``, ``item`` int64 or int32; ``rating``
+    float32; ``time`` int64; ``ustart``/``istart`` int64 and ``ulen``/``ilen`` int32 for
+    string ids); rows are written from ``row0`` on. Returns a list of per-chunk dicts
+    (``row0``, ``n_rows``, line counts, bad-line records, Netflix carry data, id ranges,
+    ``wide``: an id did not fit int32 columns). Chunk k's rows are at
     ``[row0_k, row0_k + n_rows_k)``: the caller compacts them.
     """
     cdef Spec sp
@@ -771,7 +771,7 @@ def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, d
     sp.pad_tab = b"\t" not in delim
     if sp.n_fields < 1 or sp.n_fields > 1000:
         raise ValueError("n_fields must be in [1, 1000]")
-    _fast_spec(&sp)
+    _fast_spec(&sp, spec.get("fast", True))
     chunks = <Chunk *>calloc(<size_t>n_chunks, sizeof(Chunk))
     if chunks == NULL:
         raise MemoryError()
@@ -804,7 +804,7 @@ def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, d
         c.istart = _p64(a_istart)
         c.ilen = &a_ilen[0] if a_ilen.shape[0] > 0 else NULL
         with nogil:
-            for k in prange(n_chunks, schedule="static", chunksize=1, num_threads=n_threads):
+            for k in prange(n_chunks, schedule="dynamic", chunksize=1, num_threads=n_threads):
                 parse_chunk(b, buf.shape[0], &sp, &c, &chunks[k])
         result = []
         for k in range(n_chunks):
@@ -826,13 +826,14 @@ def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, d
         free(chunks)
 
 
-cdef void _fast_spec(Spec *sp) noexcept:
+cdef void _fast_spec(Spec *sp, bint allow) noexcept:
     """Decide whether lines may take the fast path and describe their fields for it."""
     cdef int f, j
     cdef unsigned char d
     cdef double r
     sp.fast = (
-        (sp.delim_len == 1 or sp.delim_len == 2)
+        allow
+        and (sp.delim_len == 1 or sp.delim_len == 2)
         and sp.n_fields <= MF_FAST_MAX_FIELDS
         and not sp.user_str and not sp.item_str
         and not (sp.comment >= 48 and sp.comment <= 57)

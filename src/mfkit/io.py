@@ -111,6 +111,8 @@ PathLike = str | os.PathLike
 _BLOCK = 64 << 20  # bytes parsed per block
 _MAP_WINDOW = 256 << 20  # bytes of a memory-mapped file parsed per window
 _PARALLEL_MIN = 1 << 20  # blocks smaller than this are parsed by one thread
+_FAST_PATH = True  # strictly formatted lines take the tokenizer's fast path (tests turn it off)
+_CHUNKS_PER_THREAD = 4  # chunks per thread in a block (balances uneven lines)
 _MOVIELENS_SCALE = (0.5, 5.0)
 _NETFLIX_SCALE = (1.0, 5.0)
 
@@ -399,6 +401,7 @@ class _Spec:
             "lo": float(lo),
             "hi": float(hi),
             "skip_bad": skip_bad,
+            "fast": _FAST_PATH,
         }
 
 
@@ -522,7 +525,7 @@ class _Engine:
         if end <= start:
             return 0
         view = np.frombuffer(buf, dtype=np.uint8)
-        n_chunks = self.n_threads if end - start >= _PARALLEL_MIN else 1
+        n_chunks = _CHUNKS_PER_THREAD * self.n_threads if end - start >= _PARALLEL_MIN else 1
         cuts = _tokenize.split_points(view, start, end, n_chunks)
         caps = _tokenize.count_chunks(view, cuts, self.n_threads)
         self.reserve(sum(caps), done_frac)
