@@ -1,24 +1,25 @@
 /* The tokenizer's fast path: runs of strictly formatted data lines.
  *
  * A line is accepted here only when every field is in its plainest form: unsigned integers
- * of at most 18 digits, decimals "digits[.digits]" of at most 18 digits in all, dates
- * "YYYY-MM-DD", fields separated by exactly the delimiter (one or two bytes, no padding),
- * and the line ending in "\n" or "\r\n". At any other line (signs, exponents, padding,
- * blank, comment or header lines, wrong field counts, ratings outside the scale) the run
- * stops, and the caller parses that line with the general parser in _tokenize.pyx, which
- * gives the same values for every line accepted here and the right error for the others.
+ * of at most 18 digits, decimals "digits.digits" or "digits" of at most 18 digits in all,
+ * dates "YYYY-MM-DD", fields separated by exactly the delimiter (one or two bytes, no
+ * padding), and the line ending in "\n" or "\r\n". At any other line (signs, exponents,
+ * padding, blank, comment or header lines, wrong field counts, ids that int32 columns cannot
+ * hold, ratings outside the scale) the run stops, and the caller parses that line with the
+ * general parser in _tokenize.pyx, which gives the same values for every line accepted here
+ * and the right error for the others.
  *
- * Two things make it fast:
- * - Separators (delimiter and newline bytes) are found 64 bytes at a time as a bit mask, so
- *   finding the next field never waits for the previous field to be parsed.
- * - A field of known length is read eight bytes at a time (SWAR): a mask checks that its
- *   bytes are digits and three multiply-and-mask steps combine them. These loads may look up
- *   to seven bytes past a field, never past `lim` (the end of the buffer).
- * Common layouts (user,item,rating,time and the Netflix user,rating,date) get their own
- * compiled copy of the loop, with the field kinds known to the compiler.
+ * How it is fast: the positions of all bytes that are not digits are found 64 bytes at a
+ * time, as a bit mask (SSE2 where available). A data line is digits broken by a few such
+ * bytes (delimiters, a decimal point, date dashes, the line end), so walking those positions
+ * both splits the line into fields and proves that every field is made of digits. Finding
+ * the next field never waits for the previous field's value, and each value is read eight
+ * bytes at a time (SWAR: three multiply-and-mask steps combine eight digits). Those loads
+ * may look up to seven bytes past a field, never past `lim` (the end of the buffer). Common
+ * layouts (user,item,rating,time and the Netflix user,rating,date) get their own compiled
+ * copy of the loop, with the field kinds known to the compiler.
  *
- * The caller guarantees that the lines it hands over end with a newline before `fe`, so
- * byte-by-byte reads stop at that newline at the latest.
+ * The caller only hands over lines that end with a newline before `fe`.
  */
 #ifndef MFKIT_TOKENIZE_H
 #define MFKIT_TOKENIZE_H
@@ -37,7 +38,7 @@ typedef struct {
     int n_fields;
     int kind[MF_FAST_MAX_FIELDS];
     unsigned char d0, d1;
-    int dlen;              /* 1 or 2 */
+    int dlen;              /* 1 or 2; neither byte is a digit */
     int check_scale;
     double lo, hi;
     int netflix;           /* the item comes from the last "MovieID:" line */
@@ -77,30 +78,17 @@ static inline int mf_is_digit(unsigned char c) { return (unsigned char)(c - '0')
 #define MF_INLINE static inline __attribute__((always_inline))
 static inline int mf_ctz64(uint64_t m) { return __builtin_ctzll(m); }
 
-/* x holds n (1..8) digit values 0..9 in its low bytes, first digit lowest: their value. */
-MF_INLINE uint64_t mf_swar_combine(uint64_t x, int n)
+/* The value of the n (1..8) digits at p (known to be digits). */
+MF_INLINE uint64_t mf_swar_value(const unsigned char *p, int n)
 {
-    x <<= (8 - n) * 8;  /* leading zero digits fill the gap */
+    uint64_t x;
+    memcpy(&x, p, 8);
+    x ^= 0x3030303030303030ULL;    /* digits become 0..9, first digit in the lowest byte */
+    x <<= (8 - n) * 8;             /* drop the bytes after the field; zeros lead */
     x = (x * 10 + (x >> 8)) & 0x00FF00FF00FF00FFULL;
     x = (x * 100 + (x >> 16)) & 0x0000FFFF0000FFFFULL;
     x = (x * 10000 + (x >> 32)) & 0xFFFFFFFFULL;
     return x;
-}
-
-/* The n (1..8) bytes at p are digits: 0 and their value in *out; -1 otherwise. */
-MF_INLINE int mf_swar_n(const unsigned char *p, int n, uint64_t *out)
-{
-    uint64_t w, x, bad, keep;
-    memcpy(&w, p, 8);
-    x = w ^ 0x3030303030303030ULL;  /* digits become 0..9 */
-    /* high bit set in each byte that is not 0..9; a carry only leaves a flagged byte, and
-       only towards later bytes, so the flags of the first n bytes are exact if none is set */
-    bad = (x | (x + 0x7676767676767676ULL)) & 0x8080808080808080ULL;
-    keep = n == 8 ? ~0ULL : ((1ULL << (8 * n)) - 1);
-    if (bad & keep)
-        return -1;
-    *out = mf_swar_combine(x & keep, n);
-    return 0;
 }
 #else
 #define MF_SWAR 0
@@ -116,51 +104,29 @@ static inline int mf_ctz64(uint64_t m)
 }
 #endif
 
-/* The field b[s, t) is 1 to 18 digits: 0 and its value in *out; -1 otherwise. */
-MF_INLINE int mf_uint_field(const unsigned char *b, int64_t s, int64_t t, int64_t lim,
-                                uint64_t *out)
+/* The value of b[s, t), known to hold only digits: 0 and *out if it has 1 to 18 of them,
+   -1 otherwise. */
+MF_INLINE int mf_digits(const unsigned char *b, int64_t s, int64_t t, int64_t lim,
+                        uint64_t *out)
 {
     int64_t n = t - s, k;
     uint64_t v = 0;
+    if (n < 1 || n > 18)
+        return -1;
 #if MF_SWAR
-    uint64_t hi, lo;
-    if (n >= 1 && n <= 8 && s + 8 <= lim)
-        return mf_swar_n(b + s, (int)n, out);
-    if (n > 8 && n <= 16 && t <= lim) {
-        /* the last eight digits from one load, the first n - 8 from another */
-        if (mf_swar_n(b + t - 8, 8, &lo) || mf_swar_n(b + s, (int)(n - 8), &hi))
-            return -1;
-        *out = hi * 100000000ULL + lo;
+    if (n <= 8 && s + 8 <= lim) {
+        *out = mf_swar_value(b + s, (int)n);
+        return 0;
+    }
+    if (n <= 16 && n > 8) {  /* the first n - 8 digits, then the last eight */
+        *out = mf_swar_value(b + s, (int)(n - 8)) * 100000000ULL +
+               mf_swar_value(b + t - 8, 8);
         return 0;
     }
 #endif
-    if (n < 1 || n > 18)
-        return -1;
-    for (k = s; k < t; k++) {
-        if (!mf_is_digit(b[k]))
-            return -1;
+    for (k = s; k < t; k++)
         v = v * 10 + (uint64_t)(b[k] - '0');
-    }
     *out = v;
-    return 0;
-}
-
-/* The field b[s, t) is "digits[.digits]" (at most 18 digits): 0 and its value, computed as
-   the general parser does (mantissa / 10**fraction digits in double precision); -1 if not. */
-MF_INLINE int mf_decimal_field(const unsigned char *b, int64_t s, int64_t t, int64_t lim,
-                                   double *out)
-{
-    int64_t dot = s;
-    uint64_t ip, fp;
-    while (dot < t && b[dot] != '.')
-        dot++;
-    if (dot == t)
-        return mf_uint_field(b, s, t, lim, &ip) ? -1 : (*out = (double)ip, 0);
-    if (t - s - 1 > 18 || mf_uint_field(b, s, dot, lim, &ip) ||
-        mf_uint_field(b, dot + 1, t, lim, &fp))
-        return -1;
-    ip = ip * (uint64_t)mf_pow10[t - dot - 1] + fp;  /* exact: at most 18 digits */
-    *out = (double)ip / mf_pow10[t - dot - 1];
     return 0;
 }
 
@@ -177,83 +143,59 @@ static inline int64_t mf_days_from_civil(int64_t y, int64_t m, int64_t d)
     return era * 146097 + doe - 719468;
 }
 
-/* "YYYY-MM-DD" in b[s, t): 0 and seconds since 1970-01-01 UTC; -1 otherwise. */
-MF_INLINE int mf_date_field(const unsigned char *b, int64_t s, int64_t t, int64_t *out)
-{
-    int64_t y, m, d;
-    if (t - s != 10 || b[s + 4] != '-' || b[s + 7] != '-')
-        return -1;
-    if (!(mf_is_digit(b[s]) && mf_is_digit(b[s + 1]) && mf_is_digit(b[s + 2]) &&
-          mf_is_digit(b[s + 3]) && mf_is_digit(b[s + 5]) && mf_is_digit(b[s + 6]) &&
-          mf_is_digit(b[s + 8]) && mf_is_digit(b[s + 9])))
-        return -1;
-    y = (b[s] - '0') * 1000 + (b[s + 1] - '0') * 100 + (b[s + 2] - '0') * 10 + (b[s + 3] - '0');
-    m = (b[s + 5] - '0') * 10 + (b[s + 6] - '0');
-    d = (b[s + 8] - '0') * 10 + (b[s + 9] - '0');
-    if (m < 1 || m > 12 || d < 1 || d > 31)
-        return -1;
-    *out = mf_days_from_civil(y, m, d) * 86400;
-    return 0;
-}
-
-/* ------------------------------------------------------------------ separator positions */
+/* ------------------------------------------------------------ positions of non-digits */
 typedef struct {
     const unsigned char *b;
     int64_t base;          /* the mask describes b[base .. base + 64) */
     int64_t lim;           /* end of the buffer */
-    uint64_t mask;
-    unsigned char d0;
-} mf_sepit;
+    uint64_t mask;         /* bit k: b[base + k] is not a digit (and not yet taken) */
+} mf_ndit;
 
-static inline uint64_t mf_sepmask_tail(const unsigned char *p, int64_t n, unsigned char d)
+static inline uint64_t mf_nondigit_tail(const unsigned char *p, int64_t n)
 {
     uint64_t m = 0;
     int64_t k;
     for (k = 0; k < n && k < 64; k++)
-        m |= (uint64_t)(p[k] == d || p[k] == '\n') << k;
+        m |= (uint64_t)(!mf_is_digit(p[k])) << k;
     return m;
 }
 
-MF_INLINE uint64_t mf_sepmask64(const unsigned char *p, unsigned char d)
+MF_INLINE uint64_t mf_nondigit64(const unsigned char *p)
 {
 #if defined(__SSE2__)
-    const __m128i vd = _mm_set1_epi8((char)d), vn = _mm_set1_epi8('\n');
-    __m128i v0 = _mm_loadu_si128((const __m128i *)p);
-    __m128i v1 = _mm_loadu_si128((const __m128i *)(p + 16));
-    __m128i v2 = _mm_loadu_si128((const __m128i *)(p + 32));
-    __m128i v3 = _mm_loadu_si128((const __m128i *)(p + 48));
-    uint64_t m0 = (uint32_t)_mm_movemask_epi8(
-        _mm_or_si128(_mm_cmpeq_epi8(v0, vd), _mm_cmpeq_epi8(v0, vn)));
-    uint64_t m1 = (uint32_t)_mm_movemask_epi8(
-        _mm_or_si128(_mm_cmpeq_epi8(v1, vd), _mm_cmpeq_epi8(v1, vn)));
-    uint64_t m2 = (uint32_t)_mm_movemask_epi8(
-        _mm_or_si128(_mm_cmpeq_epi8(v2, vd), _mm_cmpeq_epi8(v2, vn)));
-    uint64_t m3 = (uint32_t)_mm_movemask_epi8(
-        _mm_or_si128(_mm_cmpeq_epi8(v3, vd), _mm_cmpeq_epi8(v3, vn)));
-    return m0 | (m1 << 16) | (m2 << 32) | (m3 << 48);
+    const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9);
+    uint64_t m = 0;
+    int k;
+    for (k = 0; k < 4; k++) {
+        __m128i x = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * k)), zero);
+        /* a digit is a byte with x <= 9 (unsigned): min(x, 9) == x */
+        __m128i digit = _mm_cmpeq_epi8(_mm_min_epu8(x, nine), x);
+        m |= (uint64_t)(uint32_t)(~_mm_movemask_epi8(digit) & 0xFFFF) << (16 * k);
+    }
+    return m;
 #else
-    return mf_sepmask_tail(p, 64, d);
+    return mf_nondigit_tail(p, 64);
 #endif
 }
 
-static inline void mf_sep_load(mf_sepit *it)
+static inline void mf_nd_load(mf_ndit *it)
 {
     int64_t n = it->lim - it->base;
     if (n >= 64)
-        it->mask = mf_sepmask64(it->b + it->base, it->d0);
+        it->mask = mf_nondigit64(it->b + it->base);
     else
-        it->mask = n > 0 ? mf_sepmask_tail(it->b + it->base, n, it->d0) : 0;
+        it->mask = n > 0 ? mf_nondigit_tail(it->b + it->base, n) : 0;
 }
 
-/* The next separator's offset, or -1 at the end of the buffer. */
-MF_INLINE int64_t mf_sep_next(mf_sepit *it)
+/* The offset of the next non-digit byte, or -1 at the end of the buffer. */
+MF_INLINE int64_t mf_nd_next(mf_ndit *it)
 {
     int64_t pos;
     while (it->mask == 0) {
         it->base += 64;
         if (it->base >= it->lim)
             return -1;
-        mf_sep_load(it);
+        mf_nd_load(it);
     }
     pos = it->base + mf_ctz64(it->mask);
     it->mask &= it->mask - 1;
@@ -263,92 +205,129 @@ MF_INLINE int64_t mf_sep_next(mf_sepit *it)
 /* ------------------------------------------------------------------------- lines */
 /* Store an id in the column in use; 0 if an int32 column cannot hold it (the general
    parser then reports the line, and the caller starts over with int64 columns). */
-MF_INLINE int mf_put_id(int64_t *wide, int32_t *narrow, int64_t row, int64_t v)
+MF_INLINE int mf_put_id(int64_t *wide, int32_t *narrow, int64_t row, uint64_t v)
 {
     if (narrow) {
-        if (v < INT32_MIN || v > INT32_MAX)
+        if (v > INT32_MAX)
             return 0;
         narrow[row] = (int32_t)v;
     } else {
-        wide[row] = v;
+        wide[row] = (int64_t)v;
     }
     return 1;
 }
 
 /* Parse the data line at p into row `row`; return the offset just past its newline, or -1.
-   *uid and *iid get the line's user and item ids. n_fields, dlen and kind[] are constants
-   in the specialised copies below. */
+   *uid and *iid get the line's user and item ids. `it` yields the line's non-digit
+   positions. n_fields, dlen and kind[] are constants in the specialised copies below. */
 MF_INLINE int64_t mf_line(const unsigned char *b, int64_t p, int64_t lim,
-                          const mf_fast_spec *fs, mf_sepit *it, const mf_fast_cols *c,
+                          const mf_fast_spec *fs, mf_ndit *it, const mf_fast_cols *c,
                           int64_t row, int64_t item_now, int n_fields, int dlen,
                           const int *kind, int64_t *uid, int64_t *iid)
 {
-    int64_t s = p, e = p, t, iv;
-    uint64_t v;
+    int64_t s = p, e = p, e2, y, m, d;
+    uint64_t v, fr;
+    unsigned k3;
+    int f, nf;
     double r;
-    unsigned d0, d1;
-    int f;
+    /* unrolled, so that in the specialised copies each field's kind is known */
+#if defined(__clang__)
+#pragma unroll
+#elif defined(__GNUC__)
+#pragma GCC unroll 16
+#endif
     for (f = 0; f < n_fields; f++) {
-        e = mf_sep_next(it);
+        e = mf_nd_next(it);
         if (e < 0)
             return -1;
-        if (f == n_fields - 1) {
-            if (b[e] != '\n')
-                return -1;
-            t = (e > s && b[e - 1] == '\r') ? e - 1 : e;
-        } else {
-            if (b[e] != fs->d0)
-                return -1;
-            if (dlen == 2 && (b[e + 1] != fs->d1 || mf_sep_next(it) != e + 1))
-                return -1;
-            t = e;
-        }
         switch (kind[f]) {
         case MF_FK_USER:
-            if (mf_uint_field(b, s, t, lim, &v) || !mf_put_id(c->user, c->user32, row, (int64_t)v))
+            if (mf_digits(b, s, e, lim, &v) || !mf_put_id(c->user, c->user32, row, v))
                 return -1;
             *uid = (int64_t)v;
             break;
         case MF_FK_ITEM:
-            if (mf_uint_field(b, s, t, lim, &v) || !mf_put_id(c->item, c->item32, row, (int64_t)v))
+            if (mf_digits(b, s, e, lim, &v) || !mf_put_id(c->item, c->item32, row, v))
                 return -1;
             *iid = (int64_t)v;
             break;
         case MF_FK_TIME:
-            if (mf_uint_field(b, s, t, lim, &v))
+            if (mf_digits(b, s, e, lim, &v))
                 return -1;
             c->time[row] = (int64_t)v;
             break;
         case MF_FK_RATING:
-            d0 = (unsigned)b[s] - '0';
-            if (t - s == 1 && d0 < 10) {
-                if (!fs->rok1[d0])
+            if (b[e] != '.') {  /* "d" or "digits" */
+                if (e - s == 1) {
+                    if (!fs->rok1[b[s] - '0'])
+                        return -1;
+                    c->rating[row] = fs->rtab1[b[s] - '0'];
+                    break;
+                }
+                if (mf_digits(b, s, e, lim, &v))
                     return -1;
-                c->rating[row] = fs->rtab1[d0];
-            } else if (t - s == 3 && b[s + 1] == '.' && d0 < 10 &&
-                       (d1 = (unsigned)b[s + 2] - '0') < 10) {
-                if (!fs->rok3[d0 * 10 + d1])
-                    return -1;
-                c->rating[row] = fs->rtab3[d0 * 10 + d1];
+                r = (double)v;
             } else {
-                if (mf_decimal_field(b, s, t, lim, &r))
+                e2 = mf_nd_next(it);
+                if (e2 < 0)
                     return -1;
-                if (fs->check_scale && (r < fs->lo || r > fs->hi))
+                if (e - s == 1 && e2 - e == 2) {  /* "d.d" */
+                    k3 = (unsigned)(b[s] - '0') * 10 + (unsigned)(b[e + 1] - '0');
+                    if (!fs->rok3[k3])
+                        return -1;
+                    c->rating[row] = fs->rtab3[k3];
+                    e = e2;
+                    break;
+                }
+                nf = (int)(e2 - e - 1);
+                if (nf < 1 || e2 - s - 1 > 18 || mf_digits(b, s, e, lim, &v) ||
+                    mf_digits(b, e + 1, e2, lim, &fr))
                     return -1;
-                c->rating[row] = (float)r;
+                /* the general parser's value: mantissa / 10**fraction digits, exact ops */
+                v = v * (uint64_t)mf_pow10[nf] + fr;
+                r = (double)v / mf_pow10[nf];
+                e = e2;
+            }
+            if (fs->check_scale && (r < fs->lo || r > fs->hi))
+                return -1;
+            c->rating[row] = (float)r;
+            break;
+        case MF_FK_DATE:  /* YYYY-MM-DD: non-digits at +4 and +7, the field ends at +10 */
+            if (e != s + 4 || b[e] != '-' || (e = mf_nd_next(it)) != s + 7 || b[e] != '-' ||
+                (e = mf_nd_next(it)) != s + 10)
+                return -1;
+            y = (b[s] - '0') * 1000 + (b[s + 1] - '0') * 100 + (b[s + 2] - '0') * 10 +
+                (b[s + 3] - '0');
+            m = (b[s + 5] - '0') * 10 + (b[s + 6] - '0');
+            d = (b[s + 8] - '0') * 10 + (b[s + 9] - '0');
+            if (m < 1 || m > 12 || d < 1 || d > 31)
+                return -1;
+            c->time[row] = mf_days_from_civil(y, m, d) * 86400;
+            break;
+        default:  /* a field that is not kept: anything up to the delimiter or line end */
+            while (b[e] != fs->d0 && b[e] != '\n') {
+                e = mf_nd_next(it);
+                if (e < 0)
+                    return -1;
             }
             break;
-        case MF_FK_DATE:
-            if (mf_date_field(b, s, t, &iv))
-                return -1;
-            c->time[row] = iv;
-            break;
-        default:  /* a field that is not kept: anything between the separators */
-            break;
         }
-        s = e + dlen;
+        /* the byte at e ends the field */
+        if (f < n_fields - 1) {
+            if (b[e] != fs->d0)
+                return -1;
+            if (dlen == 2 && (b[e + 1] != fs->d1 || mf_nd_next(it) != e + 1))
+                return -1;
+            s = e + dlen;
+        } else if (b[e] == '\r') {
+            if (mf_nd_next(it) != e + 1 || b[e + 1] != '\n')
+                return -1;
+            e++;
+        } else if (b[e] != '\n') {
+            return -1;
+        }
     }
-    if (fs->netflix && !mf_put_id(c->item, c->item32, row, item_now))
+    if (fs->netflix && !mf_put_id(c->item, c->item32, row, (uint64_t)item_now))
         return -1;
     return e + 1;
 }
@@ -358,14 +337,13 @@ MF_INLINE int64_t mf_run_t(const unsigned char *b, int64_t p, int64_t fe, int64_
                            int64_t item_now, mf_ranges *rg, int n_fields, int dlen,
                            const int *kind)
 {
-    mf_sepit it;
+    mf_ndit it;
     int64_t row = *prow, nx, uid = 0, iid = 0;
     int64_t umin = rg->umin, umax = rg->umax, imin = rg->imin, imax = rg->imax;
     it.b = b;
     it.lim = lim;
-    it.d0 = fs->d0;
     it.base = p;
-    mf_sep_load(&it);
+    mf_nd_load(&it);
     while (p < fe && mf_is_digit(b[p])) {
         nx = mf_line(b, p, lim, fs, &it, c, row, item_now, n_fields, dlen, kind, &uid, &iid);
         if (nx < 0)
