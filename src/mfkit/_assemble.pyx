@@ -195,18 +195,33 @@ def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
     return indptr_a, perm_a
 
 
-def first_duplicate(const int64_t[::1] indptr, const int32_t[::1] indices):
+def first_duplicate(const int64_t[::1] indptr, const int32_t[::1] indices, int n_threads=1):
     """(number of repeated (row, column) pairs, CSR position of the first repeat or -1)."""
-    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, r
-    cdef int64_t j, count = 0, first = -1
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, r, r0, r1
+    cdef int64_t j, count, first
+    cdef int nt = max(1, min(n_threads, 64)), th
+    if indices.shape[0] < 1 << 16:
+        nt = 1
+    counts_a = np.zeros(nt, dtype=np.int64)
+    firsts_a = np.full(nt, -1, dtype=np.int64)
+    cdef int64_t[::1] counts = counts_a
+    cdef int64_t[::1] firsts = firsts_a
     with nogil:
-        for r in range(n_rows):
-            for j in range(indptr[r] + 1, indptr[r + 1]):
-                if indices[j] == indices[j - 1]:
-                    if first < 0:
-                        first = j
-                    count += 1
-    return count, first
+        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+            r0 = n_rows * th // nt
+            r1 = n_rows * (th + 1) // nt
+            count = 0
+            first = -1
+            for r in range(r0, r1):
+                for j in range(indptr[r] + 1, indptr[r + 1]):
+                    if indices[j] == indices[j - 1]:
+                        if first < 0:
+                            first = j
+                        count = count + 1
+            counts[th] = count
+            firsts[th] = first
+    found = firsts_a[firsts_a >= 0]
+    return int(counts_a.sum()), int(found[0]) if len(found) else -1
 
 
 ctypedef fused gathered:

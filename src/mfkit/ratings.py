@@ -127,7 +127,7 @@ def assemble_csr(
         if timestamps is not None:
             timestamps = _assemble.take(np.ascontiguousarray(timestamps, np.int64), perm, nt)
     del perm
-    n_dup, first_dup = _assemble.first_duplicate(indptr, i_idx)
+    n_dup, first_dup = _assemble.first_duplicate(indptr, i_idx, nt)
     if n_dup:
         if duplicates == "error":
             row = int(np.searchsorted(indptr, first_dup, side="right") - 1)
