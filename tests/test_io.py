@@ -692,3 +692,28 @@ def test_cache_folder_has_ordinary_permissions(tmp_path: Path) -> None:
         os.umask(old)
     assert (tmp_path / "c").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "c" / "meta.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_columns_allocated_once_for_large_plain_input(
+    tmp_path: Path, small_blocks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Input spanning several windows (or files) is counted first, so the columns are never
+    grown (growing copies them: two copies of every column at once)."""
+    sizes: list[int] = []
+    real = mio._Engine._alloc
+
+    def spy(self: mio._Engine, cap: int) -> None:
+        sizes.append(cap)
+        real(self, cap)
+
+    monkeypatch.setattr(mio._Engine, "_alloc", spy)
+    a = write(tmp_path / "a.csv", "".join(f"{k},{k % 13},2.5\n" for k in range(3000)))
+    r = mio.load_delimited(a, header=False)
+    assert r.nnz == 3000 and sizes == [1024, 3000]
+    sizes.clear()
+    parts = [
+        f"{m}:\n" + "".join(f"{u},3,2005-01-0{1 + u % 9}\n" for u in range(700)) for m in (1, 2)
+    ]
+    files = [write(tmp_path / f"combined_data_{k}.txt", t) for k, t in enumerate(parts, 1)]
+    r = mio.load_netflix(files)
+    assert r.nnz == 1400 and sizes == [1024, 1402]

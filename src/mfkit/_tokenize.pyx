@@ -653,14 +653,18 @@ cdef int64_t count_lines_c(const unsigned char *b, int64_t p, int64_t e) noexcep
     return count_nl(b, p, e) + (0 if b[e - 1] == 10 else 1)
 
 
-def count_newlines(const unsigned char[::1] buf, Py_ssize_t start, Py_ssize_t end):
+def count_newlines(const unsigned char[::1] buf, Py_ssize_t start, Py_ssize_t end,
+                   int n_threads=1):
     """Number of b'\\n' bytes in buf[start:end]."""
     cdef int64_t n = 0
     cdef const unsigned char *b = &buf[0] if buf.shape[0] > 0 else NULL
+    cdef int nt = max(1, min(n_threads, 64)) if end - start >= 1 << 20 else 1, th
+    cdef int64_t span = end - start
     if start < 0 or end > buf.shape[0] or start > end:
         raise ValueError("count_newlines: range outside the buffer")
     with nogil:
-        n = count_nl(b, start, end)
+        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+            n += count_nl(b, start + span * th // nt, start + span * (th + 1) // nt)
     return n
 
 

@@ -109,7 +109,7 @@ Scale = tuple[float, float] | None | Literal["auto"]
 PathLike = str | os.PathLike
 
 _BLOCK = 64 << 20  # bytes parsed per block
-_MAP_WINDOW = 256 << 20  # bytes of a memory-mapped file parsed per window
+_MAP_WINDOW = 512 << 20  # bytes of a memory-mapped file parsed per window
 _PARALLEL_MIN = 1 << 20  # blocks smaller than this are parsed by one thread
 _FAST_PATH = True  # strictly formatted lines take the tokenizer's fast path (tests turn it off)
 _CHUNKS_PER_THREAD = 4  # chunks per thread in a block (balances uneven lines)
@@ -732,6 +732,17 @@ def _parse_window(
     return base_line
 
 
+def _release(mm: mmap.mmap, released: int, end: int) -> int:
+    """Drop the pages of mm[released:end] from this process (they stay in the page cache),
+    so that the mapping adds only the window being read to the process's memory. Returns the
+    new start of the unreleased part (``released`` is page-aligned)."""
+    hi = (end // mmap.PAGESIZE) * mmap.PAGESIZE
+    if hi > released and hasattr(mmap, "MADV_DONTNEED"):
+        mm.madvise(mmap.MADV_DONTNEED, released, hi - released)
+        return hi
+    return released
+
+
 def _run_mapped(
     engine: _Engine,
     src: _Source,
@@ -759,11 +770,8 @@ def _run_mapped(
         base_line = _parse_window(
             engine, src, mm, start, end, base_line, progress, done_before, end
         )
+        released = _release(mm, released, end)
         start = end
-        drop = (start // mmap.PAGESIZE) * mmap.PAGESIZE
-        if drop > released and hasattr(mmap, "MADV_DONTNEED"):
-            mm.madvise(mmap.MADV_DONTNEED, released, drop - released)
-            released = drop
     engine.info.bytes += size
 
 
@@ -828,22 +836,61 @@ def _run_stream(
     engine.info.bytes += src.position()
 
 
+def _count_mapped_lines(paths: Sequence[str], nt: int) -> int:
+    """Lines in input that spans several windows (or files), when all of it is plain files
+    (0 otherwise). Columns sized from it are allocated once: growing them on the way would
+    copy them, briefly holding two copies of every column."""
+    sizes = [os.path.getsize(p) if os.path.isfile(p) else -1 for p in paths]
+    if min(sizes) < 0 or (len(paths) == 1 and sizes[0] <= _MAP_WINDOW):
+        return 0
+    total = 0
+    for path in paths:
+        with _Source(path) as src:
+            mm = src.mapped()
+            if mm is None:
+                return 0
+            try:
+                size = len(mm)
+                released = 0
+                for a in range(0, size, _MAP_WINDOW):
+                    b = min(size, a + _MAP_WINDOW)
+                    arr = np.frombuffer(mm, np.uint8)
+                    total += _tokenize.count_newlines(arr, a, b, nt)
+                    del arr
+                    released = _release(mm, released, b)
+                total += mm[size - 1] != 10  # a last line without a newline
+            finally:
+                mm.close()
+    return total
+
+
 def _run_engine(
-    run: Callable[[_Engine], None], spec: _Spec, on_bad_line: OnBadLine, nt: int, info: LoadInfo
+    run: Callable[[_Engine], None],
+    spec: _Spec,
+    on_bad_line: OnBadLine,
+    nt: int,
+    info: LoadInfo,
+    expect_lines: int = 0,
 ) -> _Engine:
     """``run`` a new engine over the input; if an id does not fit the int32 id columns,
-    forget what was counted and run again with int64 columns."""
+    forget what was counted and run again with int64 columns. ``expect_lines``: the input's
+    line count if known (the columns are then allocated once, at that size)."""
     saved = copy.deepcopy(info)
-    engine = _Engine(spec, on_bad_line, nt, info)
-    try:
-        run(engine)
-    except _WideIds:
-        del engine
-        for f in dataclasses.fields(info):
-            setattr(info, f.name, copy.deepcopy(getattr(saved, f.name)))
-        engine = _Engine(spec, on_bad_line, nt, info, narrow=False)
-        run(engine)
-    return engine
+    narrow = True
+    while True:
+        engine = _Engine(spec, on_bad_line, nt, info, narrow=narrow)
+        if expect_lines:
+            engine.reserve(expect_lines, 1.0)
+        try:
+            run(engine)
+            return engine
+        except _WideIds:
+            if not narrow:
+                raise
+            del engine
+            for f in dataclasses.fields(info):
+                setattr(info, f.name, copy.deepcopy(getattr(saved, f.name)))
+            narrow = False
 
 
 def _text_load(
@@ -872,7 +919,7 @@ def _text_load(
             done += size
         prog.update(done, final=True)
 
-    engine = _run_engine(run, spec, on_bad_line, nt, info)
+    engine = _run_engine(run, spec, on_bad_line, nt, info, _count_mapped_lines(paths, nt))
     engine.progress = prog
     engine.finish(", ".join(paths) if len(paths) < 4 else f"{len(paths)} files")
     info.seconds += time.perf_counter() - t0
