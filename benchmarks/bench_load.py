@@ -89,11 +89,14 @@ def _draw(n: int, n_users: int, n_items: int, seed: int, by_item: bool) -> tuple
     if n > n_users * n_items // 2:
         raise ValueError(f"{n} ratings do not fit a {n_users} x {n_items} matrix this way")
     keys = np.zeros(0, dtype=np.int64)
+    new_rate = 1.0  # distinct new pairs per draw, as last seen
     while len(keys) < n:  # skewed draws repeat pairs: draw until n distinct pairs
-        m = int((n - len(keys)) * 1.1) + 1000
+        m = int((n - len(keys)) / max(new_rate, 0.02) * 1.2) + 1000
         u = (n_users * rng.random(m) ** 2).astype(np.int64)
         i = (n_items * rng.random(m) ** 3).astype(np.int64)
+        had = len(keys)
         keys = np.union1d(keys, i * n_users + u if by_item else u * n_items + i)
+        new_rate = (len(keys) - had) / m
     if len(keys) > n:
         keys = keys[np.sort(rng.choice(len(keys), n, replace=False))]
     if by_item:

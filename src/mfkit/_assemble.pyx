@@ -130,8 +130,7 @@ def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
               Py_ssize_t n_items, int n_threads=1):
     """(indptr int64, perm int64 or None): ``perm`` orders ratings by (user, item), stably
     (ties keep input order); ``None`` when the input is already in that order."""
-    cdef Py_ssize_t n = u.shape[0], j, t, lo_j, hi_j
-    cdef int64_t s
+    cdef Py_ssize_t n = u.shape[0], j, lo_j, hi_j
     cdef int nt = max(1, min(n_threads, 64)), th
     cdef bint sorted_ui = True, sorted_i = True
     if i.shape[0] != n:
@@ -162,37 +161,51 @@ def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
             indptr[j + 1] += indptr[j]
     if sorted_ui:
         return indptr_a, None
-    cdef int64_t[::1] p1
-    cdef int64_t[::1] nxt
-    cdef int64_t[::1] perm
+    # an LSD radix sort: stably by item (unless already in item order), then by user
     perm_a = np.empty(n, dtype=np.int64)
-    perm = perm_a
-    if not sorted_i:
+    if sorted_i:
+        _stable_pass(u, None, perm_a, n_users, nt)
+    else:
         p1_a = np.empty(n, dtype=np.int64)
-        p1 = p1_a
-        nxt_a = np.zeros(n_items + 1, dtype=np.int64)
-        nxt = nxt_a
-        with nogil:
-            for j in range(n):
-                nxt[i[j] + 1] += 1
-            for j in range(n_items):
-                nxt[j + 1] += nxt[j]
-            for j in range(n):
-                p1[nxt[i[j]]] = j
-                nxt[i[j]] += 1
-    nxt_a = indptr_a[:n_users].copy()
-    nxt = nxt_a
-    with nogil:
-        if sorted_i:
-            for j in range(n):
-                perm[nxt[u[j]]] = j
-                nxt[u[j]] += 1
-        else:
-            for t in range(n):
-                s = p1[t]
-                perm[nxt[u[s]]] = s
-                nxt[u[s]] += 1
+        _stable_pass(i, None, p1_a, n_items, nt)
+        _stable_pass(u, p1_a, perm_a, n_users, nt)
     return indptr_a, perm_a
+
+
+cdef _stable_pass(const int32_t[::1] keys, src_a, int64_t[::1] dst, Py_ssize_t n_keys,
+                  int nt):
+    """One stable counting-sort pass: dst lists the positions src (the identity if None)
+    lists, ordered by their key. Each thread counts and places a contiguous share of src;
+    a thread's ratings of a key go after those of the threads before it, which keeps the
+    pass stable for any thread count."""
+    cdef Py_ssize_t n = dst.shape[0], t, lo_t, hi_t
+    cdef int64_t k, off, c
+    cdef int th
+    cdef bint ident = src_a is None
+    cdef const int64_t[::1] src = np.zeros(1, dtype=np.int64) if ident else src_a
+    if n < 1 << 16 or <int64_t>n_keys * nt > 8 * <int64_t>n + (1 << 20):
+        nt = 1
+    pos_a = np.zeros((nt, n_keys), dtype=np.int64)
+    cdef int64_t[:, ::1] pos = pos_a
+    with nogil:
+        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+            lo_t = n * th // nt
+            hi_t = n * (th + 1) // nt
+            for t in range(lo_t, hi_t):
+                pos[th, keys[t if ident else src[t]]] += 1
+        off = 0
+        for k in range(n_keys):
+            for th in range(nt):
+                c = pos[th, k]
+                pos[th, k] = off
+                off = off + c
+        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+            lo_t = n * th // nt
+            hi_t = n * (th + 1) // nt
+            for t in range(lo_t, hi_t):
+                k = t if ident else src[t]
+                dst[pos[th, keys[k]]] = k
+                pos[th, keys[k]] += 1
 
 
 def first_duplicate(const int64_t[::1] indptr, const int32_t[::1] indices, int n_threads=1):
