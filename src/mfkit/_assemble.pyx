@@ -128,8 +128,9 @@ cdef void _count_share(const int32_t[::1] u, Py_ssize_t lo_j, Py_ssize_t hi_j,
 
 def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
               Py_ssize_t n_items, int n_threads=1):
-    """(indptr int64, perm int64 or None): ``perm`` orders ratings by (user, item), stably
-    (ties keep input order); ``None`` when the input is already in that order."""
+    """(indptr int64, perm or None): ``perm`` (int32 below 2**31 ratings, else int64) orders
+    ratings by (user, item), stably (ties keep input order); ``None`` when the input is
+    already in that order."""
     cdef Py_ssize_t n = u.shape[0], j, lo_j, hi_j
     cdef int nt = max(1, min(n_threads, 64)), th
     cdef bint sorted_ui = True, sorted_i = True
@@ -161,19 +162,27 @@ def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
             indptr[j + 1] += indptr[j]
     if sorted_ui:
         return indptr_a, None
-    # an LSD radix sort: stably by item (unless already in item order), then by user
-    perm_a = np.empty(n, dtype=np.int64)
+    # an LSD radix sort: stably by item (unless already in item order), then by user;
+    # positions are int32 when they fit (half the memory of the permutation)
+    pdt = np.int32 if n < 2**31 else np.int64
+    perm_a = np.empty(n, dtype=pdt)
     if sorted_i:
         _stable_pass(u, None, perm_a, n_users, nt)
     else:
-        p1_a = np.empty(n, dtype=np.int64)
+        p1_a = np.empty(n, dtype=pdt)
         _stable_pass(i, None, p1_a, n_items, nt)
         _stable_pass(u, p1_a, perm_a, n_users, nt)
+        del p1_a
     return indptr_a, perm_a
 
 
-cdef _stable_pass(const int32_t[::1] keys, src_a, int64_t[::1] dst, Py_ssize_t n_keys,
-                  int nt):
+ctypedef fused pos_t:
+    int32_t
+    int64_t
+
+
+def _stable_pass(const int32_t[::1] keys, src_a, pos_t[::1] dst, Py_ssize_t n_keys,
+                int nt):
     """One stable counting-sort pass: dst lists the positions src (the identity if None)
     lists, ordered by their key. Each thread counts and places a contiguous share of src;
     a thread's ratings of a key go after those of the threads before it, which keeps the
@@ -182,7 +191,7 @@ cdef _stable_pass(const int32_t[::1] keys, src_a, int64_t[::1] dst, Py_ssize_t n
     cdef int64_t k, off, c
     cdef int th
     cdef bint ident = src_a is None
-    cdef const int64_t[::1] src = np.zeros(1, dtype=np.int64) if ident else src_a
+    cdef const pos_t[::1] src = np.zeros(1, dtype=np.asarray(dst).dtype) if ident else src_a
     if n < 1 << 16 or <int64_t>n_keys * nt > 8 * <int64_t>n + (1 << 20):
         nt = 1
     pos_a = np.zeros((nt, n_keys), dtype=np.int64)
@@ -204,7 +213,7 @@ cdef _stable_pass(const int32_t[::1] keys, src_a, int64_t[::1] dst, Py_ssize_t n
             hi_t = n * (th + 1) // nt
             for t in range(lo_t, hi_t):
                 k = t if ident else src[t]
-                dst[pos[th, keys[k]]] = k
+                dst[pos[th, keys[k]]] = <pos_t>k
                 pos[th, keys[k]] += 1
 
 
@@ -244,8 +253,8 @@ ctypedef fused gathered:
     int64_t
 
 
-def take(const gathered[::1] a, const int64_t[::1] perm, int n_threads):
-    """a[perm] with a parallel gather (same dtype as a)."""
+def take(const gathered[::1] a, const pos_t[::1] perm, int n_threads):
+    """a[perm] with a parallel gather (same dtype as a; perm int32 or int64)."""
     cdef Py_ssize_t n = perm.shape[0], j
     out_a = np.empty(n, dtype=np.asarray(a).dtype)
     cdef gathered[::1] out = out_a
