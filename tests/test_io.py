@@ -431,7 +431,9 @@ def test_bad_line_number_across_blocks_and_chunks(tmp_path: Path, small_blocks: 
         mio.load_delimited(p)
 
 
-@pytest.mark.parametrize("text", ["", "userId,movieId,rating,timestamp\n", "\n\n  \n"])
+@pytest.mark.parametrize(
+    "text", ["", "userId,movieId,rating,timestamp\n", "\n\n  \n", "  ", "\r\n\t"]
+)
 def test_empty_files(tmp_path: Path, text: str) -> None:
     p = write(tmp_path / "ratings.csv", text)
     with pytest.raises(mio.RatingFileError, match=r"empty|no ratings"):
@@ -717,3 +719,42 @@ def test_columns_allocated_once_for_large_plain_input(
     files = [write(tmp_path / f"combined_data_{k}.txt", t) for k, t in enumerate(parts, 1)]
     r = mio.load_netflix(files)
     assert r.nnz == 1400 and sizes == [1024, 1402]
+
+
+def test_float32_overflow_is_refused(tmp_path: Path) -> None:
+    p = write(tmp_path / "big.csv", "1,1,1e39\n2,2,3\n")
+    with pytest.raises(ValueError, match="overflow float32"):
+        mio.load_delimited(p, header=False)
+
+
+def test_integer_ids_are_int64_however_spread(tmp_path: Path) -> None:
+    for text in ("1,1,3\n2,2,3\n", "1,1,3\n2000000000,2,3\n"):
+        r = mio.load_delimited(write(tmp_path / "s.csv", text), header=False)
+        assert r.user_ids.dtype == np.int64 and r.item_ids.dtype == np.int64
+
+
+def test_failed_load_leaves_no_file_mapped(tmp_path: Path) -> None:
+    """The error (and its traceback) may be kept; the file must not stay mapped."""
+    p = write(tmp_path / "bad.csv", "1,1,3\n2,2,x\n")
+    with pytest.raises(mio.RatingFileError) as exc:
+        mio.load_delimited(p, header=False)
+    assert exc.value is not None
+    with open("/proc/self/maps") as fh:
+        assert not any(str(p) in line for line in fh)
+
+
+def test_bad_lines_kept_are_the_first_for_any_thread_count(tmp_path: Path) -> None:
+    lines = [f"{k},{k % 5},{'x' if k % 3 == 0 else 2}" for k in range(400)]
+    p = write(tmp_path / "many_bad.csv", "\n".join(lines) + "\n")
+    kept = []
+    for nt in (1, 2, 3):
+        info = mio.LoadInfo()
+        old = mio._PARALLEL_MIN
+        mio._PARALLEL_MIN = 1
+        try:
+            mio.load_delimited(p, header=False, on_bad_line="skip", n_threads=nt, info=info)
+        finally:
+            mio._PARALLEL_MIN = old
+        kept.append([ln for _, ln, _, _ in info.bad_lines])
+        assert info.skipped == 134
+    assert kept[0] == kept[1] == kept[2] == [3 * k + 1 for k in range(20)]

@@ -181,8 +181,7 @@ ctypedef fused pos_t:
     int64_t
 
 
-def _stable_pass(const int32_t[::1] keys, src_a, pos_t[::1] dst, Py_ssize_t n_keys,
-                int nt):
+def _stable_pass(const int32_t[::1] keys, src_a, pos_t[::1] dst, Py_ssize_t n_keys, int nt):
     """One stable counting-sort pass: dst lists the positions src (the identity if None)
     lists, ordered by their key. Each thread counts and places a contiguous share of src;
     a thread's ratings of a key go after those of the threads before it, which keeps the

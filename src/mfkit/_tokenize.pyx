@@ -82,7 +82,9 @@ cdef enum:
     N_CODES = 11
 
 cdef enum:
-    MAX_BAD = 8
+    # bad lines a chunk records: as many as LoadInfo keeps, so that the ones kept are the
+    # first in the file for any chunking
+    MAX_BAD = 20
 
 cdef struct Spec:
     unsigned char delim[4]

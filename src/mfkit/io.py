@@ -414,8 +414,9 @@ def _line_at(buf: bytearray | bytes, off: int, end: int) -> bytes:
     return bytes(buf[off : end if stop < 0 else stop])
 
 
-def _gather_strings(buf: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """The byte strings buf[start[k] : start[k] + length[k]] as a fixed-width 'S' array."""
+def _gather_strings(raw: Any, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The byte strings raw[start[k] : start[k] + length[k]] as a fixed-width 'S' array."""
+    buf = np.frombuffer(raw, dtype=np.uint8)
     n = len(start)
     width = int(length.max()) if n else 1
     out = np.empty(n, dtype=f"S{width}")
@@ -532,6 +533,9 @@ class _Engine:
         res = _tokenize.parse_block(
             view, cuts, caps, self.spec_dict, self.cols, self.n, self.n_threads
         )
+        # no view of buf may outlive this call: an error's traceback would keep a memory
+        # map (and its file) open
+        del view
         if any(ch["wide"] for ch in res):
             raise _WideIds
         # the first bad line in file order, in error mode
@@ -596,13 +600,13 @@ class _Engine:
         if self.spec.user_str and self.n > first:
             self.user_strs.append(
                 _gather_strings(
-                    view, self.cols["ustart"][first : self.n], self.cols["ulen"][first : self.n]
+                    buf, self.cols["ustart"][first : self.n], self.cols["ulen"][first : self.n]
                 )
             )
         if self.spec.item_str and self.n > first:
             self.item_strs.append(
                 _gather_strings(
-                    view, self.cols["istart"][first : self.n], self.cols["ilen"][first : self.n]
+                    buf, self.cols["istart"][first : self.n], self.cols["ilen"][first : self.n]
                 )
             )
         info.lines += n_lines
@@ -686,7 +690,12 @@ def _find_header(buf: bytearray, fill: int, eof: bool, comment: int) -> tuple[in
 
 
 def _handle_header(
-    engine: _Engine, buf: Any, fill: int, eof: bool, header: Callable[[bytes], None]
+    engine: _Engine,
+    name: str,
+    buf: Any,
+    fill: int,
+    eof: bool,
+    header: Callable[[bytes], None],
 ) -> tuple[int, int] | None:
     """Read the header line at the top of buf[:fill]; (the offset after it, the lines up to
     and including it), or None if the buffer does not hold it yet."""
@@ -695,6 +704,11 @@ def _handle_header(
         return None
     start, skipped = found
     lines = bytes(buf[:start]).split(b"\n")
+    if skipped >= len(lines) or not lines[skipped].strip():
+        raise RatingFileError(
+            name,
+            f"no header line and no ratings: the file's {skipped} line(s) are blank or comments",
+        )
     # lines before the header are blank or comments
     for ln in lines[:skipped]:
         if ln.strip():
@@ -756,7 +770,7 @@ def _run_mapped(
     size = len(mm)
     start = base_line = 0
     if header is not None:
-        found = _handle_header(engine, mm, size, True, header)
+        found = _handle_header(engine, src.name, mm, size, True, header)
         if found is not None:  # always found: the whole file is at hand
             start, base_line = found
     released = 0
@@ -812,7 +826,7 @@ def _run_stream(
             if fill == 0:
                 raise RatingFileError(src.name, "the file is empty")
             if header is not None:
-                found = _handle_header(engine, buf, fill, eof, header)
+                found = _handle_header(engine, src.name, buf, fill, eof, header)
                 if found is None:
                     buf.extend(bytearray(len(buf)))
                     continue

@@ -85,6 +85,8 @@ def map_ids_to_indices(
             out = ids if inplace and ids.dtype == np.int32 and ids.flags.writeable else None
             return _assemble.dense_map(ids, lo, hi, resolve_n_threads(n_threads), out)
     uniq, inverse = np.unique(ids, return_inverse=True)
+    if uniq.dtype.kind in "iu":  # integer ids are int64 whichever way they were mapped
+        uniq = uniq.astype(np.int64)
     return uniq, inverse.astype(np.int32).ravel()
 
 
@@ -154,8 +156,7 @@ def assemble_csr(
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(u_s, minlength=n_users), out=indptr[1:])
     vals32 = np.asarray(values, dtype=np.float32)
-    # finite float32 input stays finite unless duplicates were combined
-    if (n_dup or values.dtype != np.float32) and not np.all(np.isfinite(vals32)):
+    if not np.all(np.isfinite(vals32)):  # a finite double may overflow float32
         raise ValueError("ratings overflow float32 (after combining duplicates); rescale them")
     return Ratings(
         indptr, i_idx, vals32, (n_users, n_items), user_ids=user_ids, item_ids=item_ids,
