@@ -758,3 +758,17 @@ def test_bad_lines_kept_are_the_first_for_any_thread_count(tmp_path: Path) -> No
         kept.append([ln for _, ln, _, _ in info.bad_lines])
         assert info.skipped == 134
     assert kept[0] == kept[1] == kept[2] == [3 * k + 1 for k in range(20)]
+
+
+def test_netflix_first_error_in_file_order(
+    tmp_path: Path, small_blocks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rating line before any 'MovieID:' line (line 1) is reported before a malformed
+    line further down, when both are in one window but in different chunks."""
+    monkeypatch.setattr(mio, "_MAP_WINDOW", 1 << 16)
+    monkeypatch.setattr(mio, "_BLOCK", 1 << 16)
+    body = "".join(f"{u},3,2005-01-0{1 + u % 9}\n" for u in range(60))
+    text = "7,3,2005-01-01\n1:\n" + body + "8,x,2005-01-01\n" + body
+    p = write(tmp_path / "combined_data_1.txt", text)
+    with pytest.raises(mio.RatingFileError, match=r"line 1\b.*before the first 'MovieID:'"):
+        mio.load_netflix(p)

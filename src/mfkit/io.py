@@ -538,36 +538,36 @@ class _Engine:
         del view
         if any(ch["wide"] for ch in res):
             raise _WideIds
-        # the first bad line in file order, in error mode
-        for ch in res:
-            if ch["err_off"] >= 0:
-                off = ch["err_off"]
-                path, lineno = locate(off)
-                code = ch["err_code"]
-                text = _line_at(buf, off, end)
+        # the first error in file order: a bad line (error mode), or Netflix rating lines
+        # before the file's first 'MovieID:' line (always)
+        errors = [(ch["err_off"], ch["err_code"]) for ch in res if ch["err_off"] >= 0]
+        carry = self.carry
+        for ch in res if self.spec.netflix else ():
+            if ch["lead_rows"] and carry < 0:
+                errors.append((ch["lead_off"], -1))
+            if ch["last_item"] >= 0:
+                carry = ch["last_item"]
+        if errors:
+            off, code = min(errors)
+            path, lineno = locate(off)
+            text = _line_at(buf, off, end)
+            if code < 0:
+                msg = (
+                    "a rating line before the first 'MovieID:' line (not a Netflix training file?)"
+                )
+            else:
                 msg = self._reason(code, text)
                 if not last_has_newline and buf.find(b"\n", off, end) < 0:
                     msg += " (the last line has no newline: is the file truncated?)"
-                raise RatingFileError(path, msg, lineno, _decode(text))
+            raise RatingFileError(path, msg, lineno, _decode(text))
         # Netflix: rows before a chunk's first header belong to the previous movie
-        if self.spec.netflix:
-            for ch in res:
-                if ch["lead_rows"]:
-                    if self.carry < 0:
-                        off = ch["lead_off"]
-                        path, lineno = locate(off)
-                        raise RatingFileError(
-                            path,
-                            "a rating line before the first 'MovieID:' line (not a Netflix "
-                            "training file?)",
-                            lineno,
-                            _decode(_line_at(buf, off, end)),
-                        )
-                    if self.narrow and not -(2**31) <= self.carry < 2**31:
-                        raise _WideIds
-                    self.cols["item"][ch["row0"] : ch["row0"] + ch["lead_rows"]] = self.carry
-                if ch["last_item"] >= 0:
-                    self.carry = ch["last_item"]
+        for ch in res if self.spec.netflix else ():
+            if ch["lead_rows"]:
+                if self.narrow and not -(2**31) <= self.carry < 2**31:
+                    raise _WideIds
+                self.cols["item"][ch["row0"] : ch["row0"] + ch["lead_rows"]] = self.carry
+            if ch["last_item"] >= 0:
+                self.carry = ch["last_item"]
         # glue the chunks' rows together
         dst = self.n
         for ch in res:
