@@ -722,9 +722,12 @@ def test_columns_allocated_once_for_large_plain_input(
 
 
 def test_float32_overflow_is_refused(tmp_path: Path) -> None:
-    p = write(tmp_path / "big.csv", "1,1,1e39\n2,2,3\n")
-    with pytest.raises(ValueError, match="overflow float32"):
+    p = write(tmp_path / "big.csv", "2,2,3\n1,1,-1e39\n")
+    with pytest.raises(mio.RatingFileError, match=r"line 2: the rating overflows float32"):
         mio.load_delimited(p, header=False)
+    info = mio.LoadInfo()
+    r = mio.load_delimited(p, header=False, on_bad_line="skip", info=info)
+    assert r.nnz == 1 and info.skipped == 1
 
 
 def test_integer_ids_are_int64_however_spread(tmp_path: Path) -> None:
@@ -772,3 +775,11 @@ def test_netflix_first_error_in_file_order(
     p = write(tmp_path / "combined_data_1.txt", text)
     with pytest.raises(mio.RatingFileError, match=r"line 1\b.*before the first 'MovieID:'"):
         mio.load_netflix(p)
+
+
+def test_duplicates_summing_past_float32_are_refused(tmp_path: Path) -> None:
+    p = write(tmp_path / "sum.csv", "1,1,3e38\n1,1,3e38\n2,2,1\n")
+    with pytest.raises(ValueError, match="overflow float32"):
+        mio.load_delimited(p, header=False, duplicates="sum", rating_scale=None)
+    with pytest.raises(ValueError, match="overflow float32"):
+        Ratings.from_triplets([1, 1], [1, 1], [3e38, 3e38], duplicates="sum")

@@ -79,7 +79,8 @@ cdef enum:
     BAD_HEADER = 8
     EMPTY_ID = 9
     WIDE_ID = 10         # an id outside int32 while the id columns are int32: widen, start over
-    N_CODES = 11
+    FLOAT32_OVERFLOW = 11
+    N_CODES = 12
 
 cdef enum:
     # bad lines a chunk records: as many as LoadInfo keeps, so that the ones kept are the
@@ -435,6 +436,8 @@ cdef inline int parse_line(const unsigned char *b, int64_t p, int64_t q, const S
             if sp.check_scale and (rv < sp.lo or rv > sp.hi):
                 return OUT_OF_SCALE
             c.rating[row] = <float>rv
+            if not (c.rating[row] - c.rating[row] == 0.0):  # finite, but not as a float32
+                return FLOAT32_OVERFLOW
             x = x2
         elif f == sp.col_time:
             x2 = skip_pad(b, x, q, sp) if sp.delim_len > 0 else x

@@ -126,6 +126,7 @@ _REASONS = {
     7: "the timestamp/date is not valid",
     8: "a malformed 'MovieID:' line",
     9: "an empty id",
+    11: "the rating overflows float32 (rescale the ratings)",
 }
 _STR_ID_HINT = {
     3: " (string user ids? pass id_type='str')",
@@ -962,8 +963,10 @@ def _build(
     duplicates: Duplicates,
     n_threads: int,
     name: str,
+    finite: bool = False,
 ) -> Ratings:
-    """The CSR container from mapped indices and float32 ratings.
+    """The CSR container from mapped indices and float32 ratings (``finite``: known to be
+    finite, as the tokenizer's are).
 
     ``parts`` holds ``uidx``/``iidx`` (int32 indices), ``user_ids``/``item_ids``, ``values``
     (float32) and ``times`` (int64 or None); entries are popped as they are consumed, so each
@@ -973,7 +976,7 @@ def _build(
     return assemble_csr(
         parts.pop("uidx"), parts.pop("iidx"), parts.pop("values"), parts.pop("times"),
         (len(user_ids), len(item_ids)), duplicates=duplicates, user_ids=user_ids,
-        item_ids=item_ids, n_threads=n_threads, where=name,
+        item_ids=item_ids, n_threads=n_threads, where=name, finite=finite,
     )  # fmt: skip
 
 
@@ -1004,7 +1007,7 @@ def _engine_to_ratings(engine: _Engine, duplicates: Duplicates, name: str) -> Ra
     parts["values"] = engine.column("rating")
     parts["times"] = engine.column("time") if "time" in engine.cols else None
     engine.cols.clear()
-    return _build(parts, duplicates, nt, name)
+    return _build(parts, duplicates, nt, name, finite=True)
 
 
 def _resolve_scale(scale: Scale, default: tuple[float, float] | None) -> tuple[float, float] | None:

@@ -102,12 +102,15 @@ def assemble_csr(
     item_ids: np.ndarray | None = None,
     n_threads: int | None = None,
     where: str = "",
+    finite: bool = False,
 ) -> Ratings:
     """The container from ratings in any order, given as user and item indices.
 
     A stable counting sort by (user, item) (skipped when the input is already in that
     order) and parallel gathers; repeated pairs are refused or combined per ``duplicates``
-    (``'last'`` is the last in input order). The input arrays are not kept; callers that
+    (``'last'`` is the last in input order). ``finite``: the caller vouches that the values
+    are finite float32 (the check is then skipped unless duplicates were combined). The input
+    arrays are not kept; callers that
     pass their only reference let each one be freed once its sorted copy exists.
     ``where`` prefixes the duplicate error (a file name)."""
     from mfkit._validation import resolve_n_threads
@@ -156,7 +159,8 @@ def assemble_csr(
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(u_s, minlength=n_users), out=indptr[1:])
     vals32 = np.asarray(values, dtype=np.float32)
-    if not np.all(np.isfinite(vals32)):  # a finite double may overflow float32
+    # a finite double may overflow float32, and so may a sum of duplicates
+    if (n_dup or not finite or vals32 is not values) and not np.all(np.isfinite(vals32)):
         raise ValueError("ratings overflow float32 (after combining duplicates); rescale them")
     return Ratings(
         indptr, i_idx, vals32, (n_users, n_items), user_ids=user_ids, item_ids=item_ids,
