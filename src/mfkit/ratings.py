@@ -158,7 +158,8 @@ def assemble_csr(
         u_s, i_idx = u_s[first], i_idx[first]
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.cumsum(np.bincount(u_s, minlength=n_users), out=indptr[1:])
-    vals32 = np.asarray(values, dtype=np.float32)
+    with np.errstate(over="ignore"):  # an overflow is reported just below
+        vals32 = np.asarray(values, dtype=np.float32)
     # a finite double may overflow float32, and so may a sum of duplicates
     if (n_dup or not finite or vals32 is not values) and not np.all(np.isfinite(vals32)):
         raise ValueError("ratings overflow float32 (after combining duplicates); rescale them")
