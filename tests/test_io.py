@@ -11,6 +11,7 @@ import os
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -783,3 +784,23 @@ def test_duplicates_summing_past_float32_are_refused(tmp_path: Path) -> None:
         mio.load_delimited(p, header=False, duplicates="sum", rating_scale=None)
     with pytest.raises(ValueError, match="overflow float32"):
         Ratings.from_triplets([1, 1], [1, 1], [3e38, 3e38], duplicates="sum")
+
+
+def test_file_cut_short_between_windows_is_an_error(
+    tmp_path: Path, small_blocks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = write(tmp_path / "cut.csv", "".join(f"{k},{k % 5},3\n" for k in range(400)))
+    real = mio._Engine.parse
+    calls = []
+
+    def parse_then_cut(self: mio._Engine, *a: Any, **k: Any) -> int:
+        n = real(self, *a, **k)
+        calls.append(n)
+        if len(calls) == 2:
+            os.truncate(p, 100)
+        return n
+
+    monkeypatch.setattr(mio._Engine, "parse", parse_then_cut)
+    monkeypatch.setattr(mio, "_count_mapped_lines", lambda paths, nt: 0)
+    with pytest.raises(mio.RatingFileError, match="shrank while it was being read"):
+        mio.load_delimited(p, header=False)

@@ -747,6 +747,14 @@ def _parse_window(
     return base_line
 
 
+def _check_unchanged(src: _Source, size: int) -> None:
+    """A mapped file must not shrink while it is read (reading past its new end would kill
+    the process with SIGBUS): checked before each window, which narrows the risk to a file
+    cut short during one window's parse."""
+    if os.fstat(src.raw.fileno()).st_size < size:
+        raise RatingFileError(src.name, "the file shrank while it was being read")
+
+
 def _release(mm: mmap.mmap, released: int, end: int) -> int:
     """Drop the pages of mm[released:end] from this process (they stay in the page cache),
     so that the mapping adds only the window being read to the process's memory. Returns the
@@ -776,6 +784,7 @@ def _run_mapped(
             start, base_line = found
     released = 0
     while start < size:
+        _check_unchanged(src, size)
         end = size
         if size - start > _MAP_WINDOW:
             end = mm.rfind(b"\n", start, start + _MAP_WINDOW) + 1
@@ -868,6 +877,7 @@ def _count_mapped_lines(paths: Sequence[str], nt: int) -> int:
                 size = len(mm)
                 released = 0
                 for a in range(0, size, _MAP_WINDOW):
+                    _check_unchanged(src, size)
                     b = min(size, a + _MAP_WINDOW)
                     arr = np.frombuffer(mm, np.uint8)
                     total += _tokenize.count_newlines(arr, a, b, nt)
