@@ -203,16 +203,16 @@ MF_INLINE int64_t mf_nd_next(mf_ndit *it)
 }
 
 /* ------------------------------------------------------------------------- lines */
-/* Store an id in the column in use; 0 if an int32 column cannot hold it (the general
-   parser then reports the line, and the caller starts over with int64 columns). */
-MF_INLINE int mf_put_id(int64_t *wide, int32_t *narrow, int64_t row, uint64_t v)
+/* Store an id in the column in use; 0 if an int32 column cannot hold it (the caller then
+   starts over with int64 columns). The general parser stores its ids with it too. */
+MF_INLINE int mf_put_id(int64_t *wide, int32_t *narrow, int64_t row, int64_t v)
 {
     if (narrow) {
-        if (v > INT32_MAX)
+        if (v < INT32_MIN || v > INT32_MAX)
             return 0;
         narrow[row] = (int32_t)v;
     } else {
-        wide[row] = (int64_t)v;
+        wide[row] = v;
     }
     return 1;
 }
@@ -242,12 +242,12 @@ MF_INLINE int64_t mf_line(const unsigned char *b, int64_t p, int64_t lim,
             return -1;
         switch (kind[f]) {
         case MF_FK_USER:
-            if (mf_digits(b, s, e, lim, &v) || !mf_put_id(c->user, c->user32, row, v))
+            if (mf_digits(b, s, e, lim, &v) || !mf_put_id(c->user, c->user32, row, (int64_t)v))
                 return -1;
             *uid = (int64_t)v;
             break;
         case MF_FK_ITEM:
-            if (mf_digits(b, s, e, lim, &v) || !mf_put_id(c->item, c->item32, row, v))
+            if (mf_digits(b, s, e, lim, &v) || !mf_put_id(c->item, c->item32, row, (int64_t)v))
                 return -1;
             *iid = (int64_t)v;
             break;
@@ -327,7 +327,7 @@ MF_INLINE int64_t mf_line(const unsigned char *b, int64_t p, int64_t lim,
             return -1;
         }
     }
-    if (fs->netflix && !mf_put_id(c->item, c->item32, row, (uint64_t)item_now))
+    if (fs->netflix && !mf_put_id(c->item, c->item32, row, item_now))
         return -1;
     return e + 1;
 }

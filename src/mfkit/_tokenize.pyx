@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Tokenizer for numeric rating text: one nogil pass over a byte buffer, no Python objects.
 
-A block of text (whole lines) is cut into as many chunks as threads at line boundaries. Each
+A block of text (whole lines) is cut into chunks (a few per thread) at line boundaries. Each
 chunk first counts its lines (an upper bound on its rows), then, in a second parallel pass,
 parses its lines into its own slice of the output columns. Python glues the slices together
 (``compact``) and carries the Netflix "current movie" across chunk borders.
@@ -11,6 +11,11 @@ Netflix movie header (``123:``), or a data line with exactly ``n_fields`` fields
 that does not parse gets a reason code; the chunk stops at its first bad line (error mode) or
 counts and skips it (skip mode), remembering the byte offsets of the first few bad lines so the
 caller can show them with their line numbers.
+
+Runs of strictly formatted lines go through the fast path in ``_tokenize.h`` first; the line
+a run stops at comes here, so every value and every error is this parser's. Integer ids go to
+int32 columns when the caller passes int32 arrays; an id they cannot hold stops the chunk
+(``wide``) and the caller starts over with int64 columns.
 
 Integers and decimals are parsed by hand: a decimal with at most 18 significant digits and a
 power-of-ten exponent within +-22 is ``mantissa / 10**k`` in double precision, which is the
@@ -62,6 +67,8 @@ cdef extern from "_tokenize.h" nogil:
         int64_t umax
         int64_t imin
         int64_t imax
+    bint mf_put_id(int64_t *wide, int32_t *narrow, int64_t row, int64_t v)
+    int64_t mf_days_from_civil(int64_t y, int64_t m, int64_t d)
     int64_t mf_fast_run(const unsigned char *b, int64_t p, int64_t fe, int64_t lim,
                         const mf_fast_spec *fs, const mf_fast_cols *c, int64_t *prow,
                         int64_t item_now, mf_ranges *rg)
@@ -151,17 +158,6 @@ cdef int _j
 POW10[0] = 1.0
 for _j in range(1, 23):
     POW10[_j] = POW10[_j - 1] * 10.0
-
-
-cdef inline bint put_id(int64_t *wide, int32_t *narrow, int64_t row, int64_t v) noexcept nogil:
-    """Store an id in whichever column is in use; False if an int32 column cannot hold it."""
-    if narrow != NULL:
-        if v < -2147483648 or v > 2147483647:
-            return False
-        narrow[row] = <int32_t>v
-    else:
-        wide[row] = v
-    return True
 
 
 cdef inline int64_t get_id(const int64_t *wide, const int32_t *narrow, int64_t row) noexcept nogil:
@@ -335,18 +331,6 @@ cdef inline int parse_decimal(const unsigned char *b, int64_t *px, int64_t q,
     return 0
 
 
-cdef inline int64_t days_from_civil(int64_t y, int64_t m, int64_t d) noexcept nogil:
-    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
-    cdef int64_t era, yoe, doy, doe
-    if m <= 2:
-        y -= 1
-    era = (y if y >= 0 else y - 399) // 400
-    yoe = y - era * 400
-    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
-
-
 cdef inline int parse_date(const unsigned char *b, int64_t *px, int64_t q,
                            int64_t *out) noexcept nogil:
     """YYYY-MM-DD -> seconds since 1970-01-01 00:00 UTC."""
@@ -363,7 +347,7 @@ cdef inline int parse_date(const unsigned char *b, int64_t *px, int64_t q,
     if m < 1 or m > 12 or d < 1 or d > 31:
         return 1
     px[0] = x + 10
-    out[0] = days_from_civil(y, m, d) * 86400
+    out[0] = mf_days_from_civil(y, m, d) * 86400
     return 0
 
 
@@ -415,9 +399,9 @@ cdef inline int parse_line(const unsigned char *b, int64_t p, int64_t q, const S
             if x2 < q and not at_delim(b, x2, q, sp):
                 return bad
             if f == sp.col_user:
-                if not put_id(c.user, c.user32, row, iv):
+                if not mf_put_id(c.user, c.user32, row, iv):
                     return WIDE_ID
-            elif not put_id(c.item, c.item32, row, iv):
+            elif not mf_put_id(c.item, c.item32, row, iv):
                 return WIDE_ID
             x = x2
         elif f == sp.col_rating:
@@ -462,7 +446,7 @@ cdef inline int parse_line(const unsigned char *b, int64_t p, int64_t q, const S
         x = skip_ws(b, x, q)
     if x < q:
         return TOO_MANY
-    if sp.netflix and not put_id(c.item, c.item32, row, item_now):
+    if sp.netflix and not mf_put_id(c.item, c.item32, row, item_now):
         return WIDE_ID
     return OK
 
