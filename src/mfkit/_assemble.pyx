@@ -9,7 +9,7 @@
   already in item order (Netflix files) needs one pass.
 """
 from cython.parallel cimport prange
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t
 
 import numpy as np
 
@@ -87,10 +87,12 @@ cdef void _check_share(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t lo
     cdef Py_ssize_t j
     cdef int bad = 0, not_ui = 0, not_i = 0
     cdef int32_t a, b, pa, pb
+    # 32-bit unsigned compares (a negative index wraps above any bound): the loop vectorises
+    cdef Py_ssize_t top = (<Py_ssize_t>1) << 31  # above any int32 index
+    cdef uint32_t nu = <uint32_t>(n_users if n_users < top else top)
+    cdef uint32_t ni = <uint32_t>(n_items if n_items < top else top)
     for j in range(lo_j, hi_j):
-        a = u[j]
-        b = i[j]
-        bad |= (a < 0) | (a >= n_users) | (b < 0) | (b >= n_items)
+        bad |= (<uint32_t>u[j] >= nu) | (<uint32_t>i[j] >= ni)
     if lo_j == 0:
         lo_j = 1
     for j in range(lo_j, hi_j):
