@@ -107,3 +107,9 @@ def test_dense_map_refuses_ids_outside_bounds() -> None:
     ids = np.arange(N, dtype=np.int64)
     with pytest.raises(ValueError, match="outside"):
         _assemble.dense_map(ids, 0, N - 2, 2)
+
+
+def test_dense_map_of_no_ids() -> None:
+    uniq, idx = _assemble.dense_map(np.zeros(0, dtype=np.int64), 0, 5, 2)
+    assert uniq.dtype == np.int64 and len(uniq) == 0
+    assert idx.dtype == np.int32 and len(idx) == 0

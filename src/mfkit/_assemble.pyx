@@ -38,7 +38,7 @@ ctypedef fused id_t:
 def dense_map(const id_t[::1] ids, int64_t lo, int64_t hi, int n_threads, out=None):
     """(sorted distinct ids int64, index of each id int32) for ids in [lo, hi]. ``out``: an
     int32 array of len(ids) for the indices (it may be ``ids`` itself)."""
-    cdef Py_ssize_t n = ids.shape[0], j
+    cdef Py_ssize_t n = ids.shape[0]
     cdef int64_t span = hi - lo + 1, v, k = 0
     if span <= 0 or span > 2_000_000_000:
         raise ValueError("dense_map: id range is empty or too wide")
@@ -46,14 +46,12 @@ def dense_map(const id_t[::1] ids, int64_t lo, int64_t hi, int n_threads, out=No
     table_a = np.empty(span, dtype=np.int32)
     cdef unsigned char[::1] seen = seen_a
     cdef int32_t[::1] table = table_a
-    cdef int bad = 0
+    cdef int bad = 0, nt = max(1, min(n_threads, 64)), th
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32) if out is None else out
     with nogil:
-        for j in prange(n, schedule="static", num_threads=n_threads):
-            v = ids[j] - lo
-            if v < 0 or v >= span:
-                bad += 1
-            else:
-                mf_set_flag(&seen[v])
+        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+            bad += _mark_share(&ids[0], n * th // nt, n * (th + 1) // nt, lo, span, &seen[0])
     if bad:
         raise ValueError("dense_map: an id lies outside [lo, hi]")
     with nogil:
@@ -74,9 +72,33 @@ def dense_map(const id_t[::1] ids, int64_t lo, int64_t hi, int n_threads, out=No
         for v in range(span):
             if table[v] >= 0:
                 uniq[table[v]] = v + lo
-        for j in prange(n, schedule="static", num_threads=n_threads):
-            idx[j] = table[ids[j] - lo]
+        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+            _index_share(&ids[0], n * th // nt, n * (th + 1) // nt, lo, &table[0], &idx[0])
     return uniq_a, idx_a
+
+
+# The per-thread loops of dense_map take raw pointers: inside OpenMP's outlined body the
+# memoryviews' data pointers would be reloaded at every id (the flag store may alias them).
+cdef int _mark_share(const id_t *ids, Py_ssize_t a, Py_ssize_t b, int64_t lo, int64_t span,
+                     unsigned char *seen) noexcept nogil:
+    """Flag the ids of ids[a:b] in seen; the number of ids outside [lo, lo + span)."""
+    cdef Py_ssize_t j
+    cdef int64_t v
+    cdef int bad = 0
+    for j in range(a, b):
+        v = ids[j] - lo
+        if v < 0 or v >= span:
+            bad += 1
+        else:
+            mf_set_flag(&seen[v])
+    return bad
+
+
+cdef void _index_share(const id_t *ids, Py_ssize_t a, Py_ssize_t b, int64_t lo,
+                       const int32_t *table, int32_t *idx) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(a, b):
+        idx[j] = table[ids[j] - lo]
 
 
 cdef void _check_share(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t lo_j,
