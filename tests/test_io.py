@@ -804,3 +804,16 @@ def test_file_cut_short_between_windows_is_an_error(
     monkeypatch.setattr(mio, "_count_mapped_lines", lambda paths, nt: 0)
     with pytest.raises(mio.RatingFileError, match="shrank while it was being read"):
         mio.load_delimited(p, header=False)
+
+
+def test_loads_leave_no_file_mapped(tmp_path: Path) -> None:
+    s = write(tmp_path / "s.tsv", "".join(f"u{k}\ti{k % 7}\t3\n" for k in range(300)))
+    n = write(
+        tmp_path / "combined_data_1.txt",
+        "1:\n" + "".join(f"{k},3,2005-01-02\n" for k in range(300)),
+    )
+    mio.load_delimited(s, delimiter="\t", id_type="str", header=False)
+    mio.load_netflix(n)
+    with open("/proc/self/maps") as fh:
+        maps = fh.read()
+    assert str(s) not in maps and str(n) not in maps
