@@ -150,18 +150,26 @@ cdef void _count_share(const int32_t[::1] u, Py_ssize_t lo_j, Py_ssize_t hi_j,
         j += 1
 
 
+cdef int _share_threads(Py_ssize_t n, Py_ssize_t table, int n_threads) noexcept:
+    """Threads for a pass that splits n ratings into per-thread shares, each thread keeping
+    a table of `table` counters: one below 65536 ratings, or when the tables would outweigh
+    the ratings."""
+    cdef int nt = max(1, min(n_threads, 64))
+    if n < 1 << 16 or <int64_t>table * nt > 8 * <int64_t>n + (1 << 20):
+        return 1
+    return nt
+
+
 def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
               Py_ssize_t n_items, int n_threads=1):
     """(indptr int64, perm or None): ``perm`` (int32 below 2**31 ratings, else int64) orders
     ratings by (user, item), stably (ties keep input order); ``None`` when the input is
     already in that order."""
     cdef Py_ssize_t n = u.shape[0], j, lo_j, hi_j
-    cdef int nt = max(1, min(n_threads, 64)), th
+    cdef int nt = _share_threads(n, n_users, n_threads), th
     cdef bint sorted_ui = True, sorted_i = True
     if i.shape[0] != n:
         raise ValueError("csr_order: users and items differ in length")
-    if n < 1 << 16 or <int64_t>n_users * nt > 8 * <int64_t>n + (1 << 20):
-        nt = 1
     # each thread counts its share of the ratings per user and checks its share's order
     counts_a = np.zeros((nt, n_users + 1), dtype=np.int64)
     flags_a = np.zeros((nt, 3), dtype=np.uint8)  # out of range, not (u, i) sorted, not i sorted
@@ -215,8 +223,7 @@ def _stable_pass(const int32_t[::1] keys, src_a, pos_t[::1] dst, Py_ssize_t n_ke
     cdef int th
     cdef bint ident = src_a is None
     cdef const pos_t[::1] src = np.zeros(1, dtype=np.asarray(dst).dtype) if ident else src_a
-    if n < 1 << 16 or <int64_t>n_keys * nt > 8 * <int64_t>n + (1 << 20):
-        nt = 1
+    nt = _share_threads(n, n_keys, nt)
     pos_a = np.zeros((nt, n_keys), dtype=np.int64)
     cdef int64_t[:, ::1] pos = pos_a
     with nogil:
@@ -244,9 +251,7 @@ def first_duplicate(const int64_t[::1] indptr, const int32_t[::1] indices, int n
     """(number of repeated (row, column) pairs, CSR position of the first repeat or -1)."""
     cdef Py_ssize_t n_rows = indptr.shape[0] - 1, r, r0, r1
     cdef int64_t j, count, first
-    cdef int nt = max(1, min(n_threads, 64)), th
-    if indices.shape[0] < 1 << 16:
-        nt = 1
+    cdef int nt = _share_threads(indices.shape[0], 0, n_threads), th
     counts_a = np.zeros(nt, dtype=np.int64)
     firsts_a = np.full(nt, -1, dtype=np.int64)
     cdef int64_t[::1] counts = counts_a
