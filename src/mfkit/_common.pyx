@@ -87,19 +87,24 @@ cdef uint64_t bounded(uint64_t *state, uint64_t n) noexcept nogil:
     return hi
 
 
+cdef void shuffle_i64(int64_t *a, Py_ssize_t n, uint64_t *state) noexcept nogil:
+    """Fisher-Yates shuffle of a[0:n], drawing from the splitmix64 stream `state`."""
+    cdef Py_ssize_t j = n - 1, r
+    cdef int64_t tmp
+    while j > 0:
+        r = <Py_ssize_t>bounded(state, <uint64_t>(j + 1))
+        tmp = a[j]
+        a[j] = a[r]
+        a[r] = tmp
+        j -= 1
+
+
 def shuffle_inplace(int64_t[::1] a, uint64_t seed):
     """Fisher-Yates shuffle of `a` driven by splitmix64 from `seed` (no GIL, reproducible)."""
-    cdef Py_ssize_t n = a.shape[0], j, r
     cdef uint64_t state = seed
-    cdef int64_t tmp
-    with nogil:
-        j = n - 1
-        while j > 0:
-            r = <Py_ssize_t>bounded(&state, <uint64_t>(j + 1))
-            tmp = a[j]
-            a[j] = a[r]
-            a[r] = tmp
-            j -= 1
+    if a.shape[0] > 1:
+        with nogil:
+            shuffle_i64(&a[0], a.shape[0], &state)
 
 
 def all_finite(const floating[:, ::1] A):

@@ -32,7 +32,7 @@ from libc.stdint cimport int32_t, int64_t, uint64_t
 
 import numpy as np
 
-from mfkit._common cimport bounded, splitmix64
+from mfkit._common cimport bounded, shuffle_i64, splitmix64
 from mfkit._simd cimport (mf_dot_f32, mf_dot_f64, mf_sgd_pair_f32, mf_sgd_pair_f64,
                           mf_sgd_pair_prior_f32, mf_sgd_pair_prior_f64,
                           mf_sgd_pair_ada_f32, mf_sgd_pair_ada_f64, mf_ada_steps_f32,
@@ -286,15 +286,9 @@ def epoch_schedule(uint64_t seed, int B):
     cdef int64_t[::1] strata = strata_arr
     cdef uint64_t[::1] seeds = seeds_arr
     cdef uint64_t state = seed
-    cdef Py_ssize_t j = B - 1, r, b
-    cdef int64_t tmp
+    cdef Py_ssize_t b
     with nogil:
-        while j > 0:
-            r = <Py_ssize_t>bounded(&state, <uint64_t>(j + 1))
-            tmp = strata[j]
-            strata[j] = strata[r]
-            strata[r] = tmp
-            j -= 1
+        shuffle_i64(&strata[0], B, &state)
         for b in range(<Py_ssize_t>B * B):
             seeds[b] = splitmix64(&state)
     return strata_arr, seeds_arr
