@@ -351,6 +351,28 @@ cdef inline int parse_date(const unsigned char *b, int64_t *px, int64_t q,
     return 0
 
 
+cdef inline int64_t value_start(const unsigned char *b, int64_t x, int64_t q,
+                                const Spec *sp) noexcept nogil:
+    """Where a numeric field's value starts: after its padding."""
+    return skip_pad(b, x, q, sp) if sp.delim_len > 0 else x
+
+
+cdef inline bint value_ends(const unsigned char *b, int64_t *px, int64_t q,
+                            const Spec *sp) noexcept nogil:
+    """After a value: skip its padding; True if the field then ends (a delimiter or the
+    line's end), False if something else follows the value."""
+    if sp.delim_len > 0:
+        px[0] = skip_pad(b, px[0], q, sp)
+    return px[0] >= q or at_delim(b, px[0], q, sp)
+
+
+cdef inline int value_failed(int64_t x, int64_t q, const Spec *sp, int f,
+                             int code) noexcept nogil:
+    """The reason for a value that did not parse: fields are missing when the line ended
+    before this (not last) field, otherwise the field's own code."""
+    return TOO_FEW if x >= q and f < sp.n_fields - 1 else code
+
+
 cdef inline int parse_line(const unsigned char *b, int64_t p, int64_t q, const Spec *sp,
                            Cols *c, int64_t row, int64_t item_now) noexcept nogil:
     """Parse the data line [p, q) into row `row`; return a reason code (OK = 0)."""
@@ -388,15 +410,10 @@ cdef inline int parse_line(const unsigned char *b, int64_t p, int64_t q, const S
                 x = fe
                 continue
             bad = BAD_USER if f == sp.col_user else BAD_ITEM
-            x2 = skip_pad(b, x, q, sp) if sp.delim_len > 0 else x
+            x2 = value_start(b, x, q, sp)
             if parse_int(b, &x2, q, &iv) != 0:
-                fe = find_delim(b, x, q, sp)
-                if fe >= q and x >= q and f < sp.n_fields - 1:
-                    return TOO_FEW
-                return bad
-            if sp.delim_len > 0:
-                x2 = skip_pad(b, x2, q, sp)
-            if x2 < q and not at_delim(b, x2, q, sp):
+                return value_failed(x, q, sp, f, bad)
+            if not value_ends(b, &x2, q, sp):
                 return bad
             if f == sp.col_user:
                 if not mf_put_id(c.user, c.user32, row, iv):
@@ -405,15 +422,10 @@ cdef inline int parse_line(const unsigned char *b, int64_t p, int64_t q, const S
                 return WIDE_ID
             x = x2
         elif f == sp.col_rating:
-            x2 = skip_pad(b, x, q, sp) if sp.delim_len > 0 else x
+            x2 = value_start(b, x, q, sp)
             if parse_decimal(b, &x2, q, &rv) != 0:
-                fe = find_delim(b, x, q, sp)
-                if fe >= q and x >= q and f < sp.n_fields - 1:
-                    return TOO_FEW
-                return BAD_RATING
-            if sp.delim_len > 0:
-                x2 = skip_pad(b, x2, q, sp)
-            if x2 < q and not at_delim(b, x2, q, sp):
+                return value_failed(x, q, sp, f, BAD_RATING)
+            if not value_ends(b, &x2, q, sp):
                 return BAD_RATING
             if not (rv - rv == 0.0):
                 return BAD_RATING
@@ -424,19 +436,14 @@ cdef inline int parse_line(const unsigned char *b, int64_t p, int64_t q, const S
                 return FLOAT32_OVERFLOW
             x = x2
         elif f == sp.col_time:
-            x2 = skip_pad(b, x, q, sp) if sp.delim_len > 0 else x
+            x2 = value_start(b, x, q, sp)
             if sp.time_kind == 1:
                 bad = parse_date(b, &x2, q, &iv)
             else:
                 bad = parse_int(b, &x2, q, &iv)
             if bad != 0:
-                fe = find_delim(b, x, q, sp)
-                if fe >= q and x >= q and f < sp.n_fields - 1:
-                    return TOO_FEW
-                return BAD_TIME
-            if sp.delim_len > 0:
-                x2 = skip_pad(b, x2, q, sp)
-            if x2 < q and not at_delim(b, x2, q, sp):
+                return value_failed(x, q, sp, f, BAD_TIME)
+            if not value_ends(b, &x2, q, sp):
                 return BAD_TIME
             c.time[row] = iv
             x = x2
