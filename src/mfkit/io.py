@@ -548,12 +548,14 @@ class _Engine:
         # the first error in file order: a bad line (error mode), or Netflix rating lines
         # before the file's first 'MovieID:' line (always)
         errors = [(ch["err_off"], ch["err_code"]) for ch in res if ch["err_off"] >= 0]
-        carry = self.carry
+        # Netflix: the movie of each chunk's rows before its first header (-1: none yet)
+        lead_items = []
         for ch in res if self.spec.netflix else ():
-            if ch["lead_rows"] and carry < 0:
+            if ch["lead_rows"] and self.carry < 0:
                 errors.append((ch["lead_off"], -1))
+            lead_items.append(self.carry)
             if ch["last_item"] >= 0:
-                carry = ch["last_item"]
+                self.carry = ch["last_item"]
         if errors:
             off, code = min(errors)
             path, lineno = locate(off)
@@ -568,13 +570,11 @@ class _Engine:
                     msg += " (the last line has no newline: is the file truncated?)"
             raise RatingFileError(path, msg, lineno, _decode(text))
         # Netflix: rows before a chunk's first header belong to the previous movie
-        for ch in res if self.spec.netflix else ():
+        for ch, item in zip(res, lead_items, strict=False):
             if ch["lead_rows"]:
-                if self.narrow and not -(2**31) <= self.carry < 2**31:
+                if self.narrow and not -(2**31) <= item < 2**31:
                     raise _WideIds
-                self.cols["item"][ch["row0"] : ch["row0"] + ch["lead_rows"]] = self.carry
-            if ch["last_item"] >= 0:
-                self.carry = ch["last_item"]
+                self.cols["item"][ch["row0"] : ch["row0"] + ch["lead_rows"]] = item
         # glue the chunks' rows together
         dst = self.n
         for ch in res:
