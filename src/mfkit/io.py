@@ -451,7 +451,6 @@ class _Engine:
         on_bad_line: OnBadLine,
         n_threads: int,
         info: LoadInfo,
-        expect_rows: int = 0,
         narrow: bool = True,
     ) -> None:
         if on_bad_line not in ("error", "skip", "warn"):
@@ -468,12 +467,11 @@ class _Engine:
         self.urange = [0, -1]
         self.irange = [0, -1]
         self.carry = -1
-        self.expect_rows = expect_rows
         self.counts = np.zeros(16, dtype=np.int64)
         self.progress: _Progress | None = None
         # integer ids go to int32 columns unless one does not fit (then: _WideIds)
         self.narrow = narrow
-        self._alloc(max(expect_rows, 1024))
+        self._alloc(1024)
 
     def respec(self) -> None:
         """The spec changed (a header named the columns): rebuild what depends on it."""
