@@ -26,8 +26,8 @@ import numpy as np
 
 import mfkit
 from mfkit import metrics
+from mfkit.models.sgd import SGD
 from mfkit.ratings import Ratings
-from mfkit.sgd import SGD
 
 
 def random_seen(n_users: int, n_items: int, nnz: int, seed: int) -> Ratings:

@@ -49,8 +49,8 @@ from benchutil import cpu_name
 import mfkit
 from mfkit.datasets import synthetic
 from mfkit.model_selection import train_test_split
+from mfkit.models.sgd import AUTO_BLOCKS
 from mfkit.ratings import Ratings
-from mfkit.sgd import AUTO_BLOCKS
 
 SIZES = {"1m": "ml-1m", "10m": "ml-10m", "100m": "netflix"}
 

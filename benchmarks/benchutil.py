@@ -15,7 +15,7 @@ def machine_info() -> dict[str, Any]:
     import numpy as np
 
     import mfkit
-    from mfkit._validation import usable_cores
+    from mfkit._core.validation import usable_cores
 
     info: dict[str, Any] = {
         "mfkit": mfkit.__version__,

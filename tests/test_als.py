@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -231,9 +232,14 @@ def test_objective_never_increases_between_half_steps(solver, steps, weighted):
     R, M = dense_of(X)
     k = 7
     P0, Q0 = start_factors(X, k, seed=9)
-    model = mfkit.ALS(factors=k, regularization=0.04, bias_regularization=0.01, weighted=weighted)
     mu = float(np.mean(X.values, dtype=np.float64))
-    model.global_mean = mu
+    # the objective's settings (an unfitted model has no learned global mean to set)
+    model = types.SimpleNamespace(
+        **mfkit.ALS(
+            factors=k, regularization=0.04, bias_regularization=0.01, weighted=weighted
+        ).get_params(),
+        global_mean=mu,
+    )
     P, Q = P0.copy(), Q0.copy()
     bu, bi = np.zeros(X.n_users), np.zeros(X.n_items)
     kw = dict(

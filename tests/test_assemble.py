@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfkit import _assemble
-from mfkit.ratings import map_ids_to_indices
+from mfkit.data import _assemble
+from mfkit.data._csr import map_ids_to_indices
 
 N = 200_003  # above the kernels' parallel threshold, odd so thread shares are uneven
 

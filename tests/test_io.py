@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 import mfkit
 import mfkit.io as mio
 from mfkit.cli import main
+from mfkit.io import _engine as engine
 from mfkit.ratings import Ratings
 
 
@@ -107,9 +108,9 @@ def write(path: Path, text: str | bytes) -> Path:
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny blocks, memory-map windows and parallel chunks, so block, window and chunk
     borders fall everywhere."""
-    monkeypatch.setattr(mio, "_BLOCK", 64)
-    monkeypatch.setattr(mio, "_MAP_WINDOW", 64)
-    monkeypatch.setattr(mio, "_PARALLEL_MIN", 1)
+    monkeypatch.setattr(engine, "_BLOCK", 64)
+    monkeypatch.setattr(engine, "_MAP_WINDOW", 64)
+    monkeypatch.setattr(engine, "_PARALLEL_MIN", 1)
 
 
 HALF_STARS = [k / 2 for k in range(1, 11)]
@@ -511,12 +512,12 @@ def test_agrees_with_reference_parser(
     eol = "\r\n" if crlf else "\n"
     text = eol.join(lines) + (eol if final_newline else "")
     p = write(tmp_path_factory.mktemp("rand") / "r.txt", text)
-    old = (mio._BLOCK, mio._MAP_WINDOW, mio._PARALLEL_MIN)
-    mio._BLOCK, mio._MAP_WINDOW, mio._PARALLEL_MIN = 128, 128, 1
+    old = (engine._BLOCK, engine._MAP_WINDOW, engine._PARALLEL_MIN)
+    engine._BLOCK, engine._MAP_WINDOW, engine._PARALLEL_MIN = 128, 128, 1
     try:
         got = mio.load_delimited(p, delimiter=delimiter, columns=(0, 1, 2, 3), header=False)
     finally:
-        mio._BLOCK, mio._MAP_WINDOW, mio._PARALLEL_MIN = old
+        engine._BLOCK, engine._MAP_WINDOW, engine._PARALLEL_MIN = old
     assert_same(got, expected(*ref_parse(text, delimiter, (0, 1, 2, 3), comment="#")))
 
 
@@ -703,13 +704,13 @@ def test_columns_allocated_once_for_large_plain_input(
     """Input spanning several windows (or files) is counted first, so the columns are never
     grown (growing copies them: two copies of every column at once)."""
     sizes: list[int] = []
-    real = mio._Engine._alloc
+    real = engine.Engine._alloc
 
-    def spy(self: mio._Engine, cap: int) -> None:
+    def spy(self: engine.Engine, cap: int) -> None:
         sizes.append(cap)
         real(self, cap)
 
-    monkeypatch.setattr(mio._Engine, "_alloc", spy)
+    monkeypatch.setattr(engine.Engine, "_alloc", spy)
     a = write(tmp_path / "a.csv", "".join(f"{k},{k % 13},2.5\n" for k in range(3000)))
     r = mio.load_delimited(a, header=False)
     assert r.nnz == 3000 and sizes == [1024, 3000]
@@ -753,12 +754,12 @@ def test_bad_lines_kept_are_the_first_for_any_thread_count(tmp_path: Path) -> No
     kept = []
     for nt in (1, 2, 3):
         info = mio.LoadInfo()
-        old = mio._PARALLEL_MIN
-        mio._PARALLEL_MIN = 1
+        old = engine._PARALLEL_MIN
+        engine._PARALLEL_MIN = 1
         try:
             mio.load_delimited(p, header=False, on_bad_line="skip", n_threads=nt, info=info)
         finally:
-            mio._PARALLEL_MIN = old
+            engine._PARALLEL_MIN = old
         kept.append([ln for _, ln, _, _ in info.bad_lines])
         assert info.skipped == 134
     assert kept[0] == kept[1] == kept[2] == [3 * k + 1 for k in range(20)]
@@ -769,8 +770,8 @@ def test_netflix_first_error_in_file_order(
 ) -> None:
     """A rating line before any 'MovieID:' line (line 1) is reported before a malformed
     line further down, when both are in one window but in different chunks."""
-    monkeypatch.setattr(mio, "_MAP_WINDOW", 1 << 16)
-    monkeypatch.setattr(mio, "_BLOCK", 1 << 16)
+    monkeypatch.setattr(engine, "_MAP_WINDOW", 1 << 16)
+    monkeypatch.setattr(engine, "_BLOCK", 1 << 16)
     body = "".join(f"{u},3,2005-01-0{1 + u % 9}\n" for u in range(60))
     text = "7,3,2005-01-01\n1:\n" + body + "8,x,2005-01-01\n" + body
     p = write(tmp_path / "combined_data_1.txt", text)
@@ -790,18 +791,18 @@ def test_file_cut_short_between_windows_is_an_error(
     tmp_path: Path, small_blocks: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     p = write(tmp_path / "cut.csv", "".join(f"{k},{k % 5},3\n" for k in range(400)))
-    real = mio._Engine.parse
+    real = engine.Engine.parse
     calls = []
 
-    def parse_then_cut(self: mio._Engine, *a: Any, **k: Any) -> int:
+    def parse_then_cut(self: engine.Engine, *a: Any, **k: Any) -> int:
         n = real(self, *a, **k)
         calls.append(n)
         if len(calls) == 2:
             os.truncate(p, 100)
         return n
 
-    monkeypatch.setattr(mio._Engine, "parse", parse_then_cut)
-    monkeypatch.setattr(mio, "_count_mapped_lines", lambda paths, nt: 0)
+    monkeypatch.setattr(engine.Engine, "parse", parse_then_cut)
+    monkeypatch.setattr(engine, "_count_mapped_lines", lambda paths, nt: 0)
     with pytest.raises(mio.RatingFileError, match="shrank while it was being read"):
         mio.load_delimited(p, header=False)
 

@@ -57,7 +57,7 @@ def test_readme_python_example_runs(
     code = python_blocks()[index]
     exec(compile(code, f"README.md block {index}", "exec"), namespace)
     model = namespace["model"]
-    assert isinstance(model, mfkit._base.FactorModel)
+    assert isinstance(model, mfkit.models.FactorModel)
     assert np.all(np.isfinite(model.user_factors))
     if index == 0:
         assert (tmp_path / "model.npz").is_file()

@@ -408,8 +408,7 @@ def test_fold_in_singular_system_is_reported() -> None:
 def test_kernel_threshold_paths_agree(dtype: type) -> None:
     """The AVX-512 threshold test (used when the CPU has it) and the portable loop give
     the same lists and scores bit for bit."""
-    from mfkit import _recommend
-    from mfkit.recommend import pack_items
+    from mfkit.recommend import _recommend, pack_items
 
     rng = np.random.default_rng(17)
     n_q, n_items, k = 70, 301, 11

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import mfkit
-from mfkit import _sgd
-from mfkit.sgd import RATING_DTYPE
+from mfkit.models import _sgd
+from mfkit.models.sgd import RATING_DTYPE
 
 
 def low_rank_matrix(n_users: int, n_items: int, rank: int, seed: int) -> np.ndarray:

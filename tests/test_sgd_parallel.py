@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import mfkit
-from mfkit import _sgd
-from mfkit import sgd as sgd_mod
 from mfkit.model_selection import train_test_split
+from mfkit.models import _sgd
+from mfkit.models import sgd as sgd_mod
 
 M64 = (1 << 64) - 1
 

@@ -2,7 +2,7 @@
 
 Every strictly formatted line takes the fast path; every other line is handed to the general
 parser. So a file must load to the same bytes, the same counts and the same errors with the
-fast path turned off (``mfkit.io._FAST_PATH = False``). The files here mix well-formed lines
+fast path turned off (``mfkit.io._engine._FAST_PATH = False``). The files here mix well-formed lines
 with the forms the fast path must refuse: signs, padding, exponents, long digit runs, ids
 beyond int32, ratings outside the scale, odd line ends, missing and extra fields.
 """
@@ -20,19 +20,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mfkit.io as mio
+from mfkit.io import _engine as engine
 from mfkit.ratings import Ratings
 
 
 @contextmanager
 def settings_of(fast: bool, small: bool) -> Iterator[None]:
-    old = (mio._FAST_PATH, mio._BLOCK, mio._MAP_WINDOW, mio._PARALLEL_MIN)
-    mio._FAST_PATH = fast
+    old = (engine._FAST_PATH, engine._BLOCK, engine._MAP_WINDOW, engine._PARALLEL_MIN)
+    engine._FAST_PATH = fast
     if small:
-        mio._BLOCK, mio._MAP_WINDOW, mio._PARALLEL_MIN = 96, 96, 1
+        engine._BLOCK, engine._MAP_WINDOW, engine._PARALLEL_MIN = 96, 96, 1
     try:
         yield
     finally:
-        mio._FAST_PATH, mio._BLOCK, mio._MAP_WINDOW, mio._PARALLEL_MIN = old
+        engine._FAST_PATH, engine._BLOCK, engine._MAP_WINDOW, engine._PARALLEL_MIN = old
 
 
 def outcome(load: Callable[[], Ratings], info: mio.LoadInfo) -> tuple[str, Any]:

@@ -171,9 +171,9 @@ def test_cross_validate_reproducible_and_equal_to_manual_loop() -> None:
         u, i, r = test.to_triplets()
         p = m.predict(u, i, unknown="baseline")
         assert a["test_rmse"][j] == pytest.approx(float(np.sqrt(np.mean((p - r) ** 2))))
-    assert not hasattr(model, "_state")  # the given model is not fitted
+    assert not hasattr(model, "user_factors_")  # the given model is not fitted
     c = cross_validate(model, X, cv=list(KFold(3, random_state=8).split(X)), return_models=True)
-    assert len(c["models"]) == 3 and all(hasattr(m, "_state") for m in c["models"])
+    assert len(c["models"]) == 3 and all(hasattr(m, "user_factors_") for m in c["models"])
 
 
 def test_grid_search_picks_the_best_mean() -> None:
@@ -209,7 +209,7 @@ def test_clone_contract_and_params_round_trip() -> None:
     for name, value in copies.items():
         assert rebuilt[name] is value, name
     c = clone(model)
-    assert c.get_params() == params and c is not model and not hasattr(c, "_state")
+    assert c.get_params() == params and c is not model and not hasattr(c, "user_factors_")
     assert model.set_params(factors=9) is model and model.factors == 9
     with pytest.raises(ValueError, match="no parameter 'k'"):
         model.set_params(k=3)
@@ -225,7 +225,7 @@ def test_sklearn_clone_works() -> None:
     model.fit(X)
     c = sk_clone(model)
     assert type(c) is SGD and c.get_params() == model.get_params()
-    assert not hasattr(c, "_state")
+    assert not hasattr(c, "user_factors_")
     c.fit(X)
     np.testing.assert_array_equal(c.user_factors, model.user_factors)
 

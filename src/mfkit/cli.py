@@ -19,15 +19,20 @@ from typing import Any
 
 import numpy as np
 
-import mfkit
-from mfkit._base import FactorModel
+from mfkit._core.files import atomic_write
+from mfkit._core.version import __version__
+from mfkit.data import Ratings
+from mfkit.data._cache import is_cache
 from mfkit.datasets import PRESETS, synthetic
-from mfkit.model_selection import train_test_split
-from mfkit.ratings import Ratings
+from mfkit.exceptions import DivergenceError
+from mfkit.io import FORMATS, LoadInfo, load_ratings
+from mfkit.metrics import evaluate, metric_key, parse_metric
+from mfkit.model_selection import KFold, cross_validate, train_test_split
+from mfkit.models import ALS, SGD, FactorModel, load
 
 
 def _models() -> dict[str, type[FactorModel]]:
-    return {"als": mfkit.ALS, "sgd": mfkit.SGD}
+    return {"als": ALS, "sgd": SGD}
 
 
 def _log(msg: str) -> None:
@@ -36,19 +41,13 @@ def _log(msg: str) -> None:
 
 def _read_file(path: str, args: argparse.Namespace) -> Ratings:
     """A rating file (any format mfkit.io reads) with progress on stderr."""
-    from mfkit.io import LoadInfo, load_ratings
 
     options: dict[str, Any] = {}
     info = LoadInfo()
     t0 = time.perf_counter()
     fmt = getattr(args, "format", "auto")
     if fmt != "cache":
-        is_cache = (
-            fmt == "auto"
-            and os.path.isdir(path)
-            and os.path.isfile(os.path.join(path, "meta.json"))
-        )
-        if not is_cache:
+        if not (fmt == "auto" and is_cache(path)):
             options = {
                 "on_bad_line": args.on_bad_line,
                 "duplicates": args.duplicates,
@@ -79,7 +78,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _add_file_options(p: argparse.ArgumentParser) -> None:
-    from mfkit.io import FORMATS
 
     p.add_argument(
         "--format",
@@ -161,7 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         model.fit(train, validation=test, callback=progress)
-    except mfkit.DivergenceError as exc:
+    except DivergenceError as exc:
         _log(f"mfkit train: {exc}")
         return 1
     fit_seconds = time.perf_counter() - t0
@@ -203,9 +201,6 @@ def _require_matplotlib() -> Any:
 def _plot_history(model: FactorModel, path: str) -> None:
     """Per-epoch training and validation RMSE (and validation MAE) as an image; the format
     follows the file extension (png, pdf, svg, ...). Written atomically."""
-    import os
-
-    from mfkit.persistence import atomic_write
 
     plt = _require_matplotlib()
     h = model.history_
@@ -232,13 +227,12 @@ def _plot_history(model: FactorModel, path: str) -> None:
 # ---------------------------------------------------------------------- evaluate / recommend / cv
 def _load_model(path: str) -> FactorModel:
     try:
-        return mfkit.load(path)
+        return load(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"model file {path!r} does not exist") from None
 
 
 def _metric_list(text: str) -> list[str]:
-    from mfkit.metrics import parse_metric
 
     names = [m.strip() for m in text.split(",") if m.strip()]
     for m in names:
@@ -247,7 +241,6 @@ def _metric_list(text: str) -> list[str]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mfkit.metrics import evaluate
 
     model = _load_model(args.model)
     args.file = args.data
@@ -262,7 +255,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         model, data, metrics, threshold=args.threshold, exclude_seen=not args.include_seen
     )
     _log(f"scored {data.nnz} ratings in {time.perf_counter() - t0:.2f}s")
-    from mfkit.metrics import metric_key
 
     for key in dict.fromkeys(metric_key(name) for name in metrics):
         print(f"{key:<14}{res[key]:.4f}")
@@ -294,7 +286,6 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_cv(args: argparse.Namespace) -> int:
-    from mfkit.model_selection import KFold, cross_validate
 
     model = _build_model(args)
     metrics = _metric_list(args.metrics)
@@ -376,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mfkit", description="Fast, reproducible matrix factorization for explicit ratings."
     )
-    parser.add_argument("--version", action="version", version=f"mfkit {mfkit.__version__}")
+    parser.add_argument("--version", action="version", version=f"mfkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="fit a model and report held-out RMSE/MAE")
     t.add_argument("file", nargs="?", default=None, help="rating file (default: synthetic data)")

@@ -1,4 +1,4 @@
-"""Exceptions raised by mfkit."""
+"""Exceptions and warnings raised by mfkit (the lowest layer: imports nothing of mfkit)."""
 
 from __future__ import annotations
 
@@ -13,3 +13,25 @@ class DivergenceError(RuntimeError):
 
 class NotFittedError(ValueError, AttributeError):
     """A model method that needs a fitted model was called before ``fit``."""
+
+
+class RatingFileError(ValueError):
+    """A rating file could not be read; names the file and, for a bad line, its number and
+    its text."""
+
+    def __init__(
+        self, path: str, message: str, line_number: int | None = None, line: str | None = None
+    ) -> None:
+        self.path = path
+        self.line_number = line_number
+        self.line = line
+        self.reason = message
+        where = f"{path}, line {line_number}" if line_number is not None else path
+        text = f"{where}: {message}"
+        if line is not None:
+            text += f"\n    {line!r}"
+        super().__init__(text)
+
+
+class BadLineWarning(UserWarning):
+    """Emitted once per load with ``on_bad_line='warn'`` when lines were skipped."""

@@ -32,51 +32,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mfkit import _foldin, _recommend
-from mfkit._validation import check_choice, check_number
-from mfkit.metrics import sorted_unique
-from mfkit.ratings import IdMap, as_ratings, pairs_to_csr
+from mfkit._core.validation import check_number
+from mfkit.data import IdMap, as_ratings
+from mfkit.data._csr import pairs_to_csr, sorted_unique
+from mfkit.recommend import _recommend
+from mfkit.recommend._fold import FoldedUsers
 
 if TYPE_CHECKING:
-    from mfkit._base import FactorModel
+    from mfkit.models._base import FactorModel
 
 _PANEL = int(_recommend.panel_width())
-
-
-class FoldedUsers:
-    """Users folded into a fitted model without refitting (see ``FactorModel.fold_in``).
-
-    Attributes
-    ----------
-    user_factors : ndarray (n, k), the model's dtype
-    user_biases : ndarray (n,); zeros for a model without biases
-    user_ids : ndarray (n,), the ids of these users in the fold-in data (row indices when
-        it had none)
-    seen_indptr, seen_indices : the folded ratings as CSR rows over the model's internal
-        item indices; ``recommend`` excludes them with ``exclude_seen=True``
-    """
-
-    __slots__ = ("user_factors", "user_biases", "user_ids", "seen_indptr", "seen_indices")
-
-    def __init__(
-        self,
-        user_factors: np.ndarray,
-        user_biases: np.ndarray,
-        user_ids: np.ndarray,
-        seen_indptr: np.ndarray,
-        seen_indices: np.ndarray,
-    ) -> None:
-        self.user_factors = user_factors
-        self.user_biases = user_biases
-        self.user_ids = user_ids
-        self.seen_indptr = seen_indptr
-        self.seen_indices = seen_indices
-
-    def __len__(self) -> int:
-        return int(self.user_factors.shape[0])
-
-    def __repr__(self) -> str:
-        return f"FoldedUsers({len(self)} users, k={self.user_factors.shape[1]})"
 
 
 def pack_items(Q: np.ndarray, cand: np.ndarray) -> np.ndarray:
@@ -123,11 +88,11 @@ def _seen_from_ratings(model: FactorModel, seen: Any) -> tuple[np.ndarray, np.nd
     """A rating container in the model's ids as CSR rows over the model's user and item
     indices (ratings of unknown users or items are dropped: they cannot be recommended)."""
     S = as_ratings(seen)
-    if S.user_map.same_as(model._user_map) and S.item_map.same_as(model._item_map):
+    if S.user_map.same_as(model._fitted.user_map) and S.item_map.same_as(model._fitted.item_map):
         return np.asarray(S.indptr), np.asarray(S.indices)
     users, items, _ = S.to_triplets(original_ids=True)
-    u = model._user_map.lookup(users, "seen users")
-    i = model._item_map.lookup(items, "seen items")
+    u = model._fitted.user_map.lookup(users, "seen users")
+    i = model._fitted.item_map.lookup(items, "seen items")
     keep = (u >= 0) & (i >= 0)
     return pairs_to_csr(u[keep], i[keep], model.n_users)
 
@@ -196,12 +161,12 @@ def recommend_indices(
     n = _check_n(n)
     if not isinstance(exclude_seen, bool | np.bool_):
         raise TypeError(f"exclude_seen must be True or False, got {exclude_seen!r}")
-    state = model._state
+    state = model._fitted.state
     Q = state.Q
     if items is None:
         cand = np.arange(Q.shape[0], dtype=np.int64)
     else:
-        cand = sorted_unique(_lookup_known(model._item_map, items, "items", ""))
+        cand = sorted_unique(_lookup_known(model._fitted.item_map, items, "items", ""))
         if len(cand) == 0:
             raise ValueError("items is empty: give at least one candidate item")
     single = False
@@ -225,7 +190,7 @@ def recommend_indices(
     else:
         single = np.ndim(users) == 0
         rows = _lookup_known(
-            model._user_map,
+            model._fitted.user_map,
             users,
             "users",
             "; fold new users in with model.fold_in(their_ratings) and pass the result",
@@ -235,7 +200,7 @@ def recommend_indices(
             if seen is not None:
                 seen_csr = _seen_from_ratings(model, seen)
             else:
-                seen_csr = getattr(model, "_seen", None)
+                seen_csr = model._fitted.seen
                 if seen_csr is None:
                     raise ValueError(
                         "this model has no record of its training ratings (it was saved with "
@@ -260,7 +225,7 @@ def _seen_for_rows(
     S = as_ratings(seen)
     users, items, _ = S.to_triplets(original_ids=True)
     r = IdMap(np.asarray(user_ids), len(user_ids)).lookup(users, "seen users")
-    i = model._item_map.lookup(items, "seen items")
+    i = model._fitted.item_map.lookup(items, "seen items")
     keep = (r >= 0) & (i >= 0)
     return pairs_to_csr(r[keep], i[keep], len(user_ids))
 
@@ -288,8 +253,8 @@ def similar_items(model: FactorModel, items: Any, n: int = 10) -> tuple[np.ndarr
     model._check_fitted()
     n = _check_n(n)
     single = np.ndim(items) == 0
-    rows = _lookup_known(model._item_map, items, "items", "")
-    Q = model._state.Q
+    rows = _lookup_known(model._fitted.item_map, items, "items", "")
+    Q = model._fitted.state.Q
     if Q.shape[0] < 2:
         raise ValueError("similar_items needs a model with at least two items")
     norms = np.sqrt(np.einsum("ij,ij->i", Q, Q, dtype=np.float64))
@@ -314,80 +279,3 @@ def similar_items(model: FactorModel, items: Any, n: int = 10) -> tuple[np.ndarr
     if single:
         return ids[0], scores[0]
     return ids, scores
-
-
-def fold_in(
-    model: FactorModel,
-    data: Any,
-    *,
-    weighted: bool | None = None,
-    unknown_items: str = "error",
-) -> FoldedUsers:
-    """Factors (and biases) of new users by a ridge solve against the fixed item factors;
-    see ``FactorModel.fold_in`` for the equations."""
-    model._check_fitted()
-    check_choice(unknown_items, "unknown_items", ("error", "ignore"))
-    if weighted is None:
-        w = getattr(model, "weighted", False)
-        weighted = bool(w) if isinstance(w, bool | np.bool_) else False
-    elif not isinstance(weighted, bool | np.bool_):
-        raise TypeError(f"weighted must be None, True or False, got {weighted!r}")
-    X = as_ratings(data)
-    state = model._state
-    Q = state.Q
-    n_items = Q.shape[0]
-    if X.item_ids is None:
-        if X.n_items > n_items:
-            raise ValueError(
-                f"the fold-in data has {X.n_items} item columns but the model has {n_items} "
-                f"items; columns are taken as the model's item indices (give item ids to map)"
-            )
-        col = np.arange(X.n_items, dtype=np.int64)
-    else:
-        col = model._item_map.lookup(X.item_ids, "items")
-    items = col[X.indices]
-    keep = items >= 0
-    if not keep.all():
-        if unknown_items == "error":
-            bad = X.item_map.original(sorted_unique(X.indices[~keep])[:5])
-            raise ValueError(
-                f"the fold-in ratings name items the model does not know (e.g. {bad.tolist()}); "
-                f"pass unknown_items='ignore' to drop those ratings"
-            )
-    rows = X.user_index().astype(np.int64)[keep]
-    it = items[keep]
-    order = np.lexsort((it, rows))
-    vals = np.ascontiguousarray(np.asarray(X.values)[keep][order], dtype=np.float32)
-    indptr, indices = pairs_to_csr(rows, it, X.n_users)
-    params = model._params
-    lam = float(params["regularization"])
-    lam_b = float(params["bias_regularization"])
-    P_out = np.zeros((X.n_users, Q.shape[1]), dtype=Q.dtype)
-    bu_out = np.zeros(X.n_users, dtype=Q.dtype)
-    bad_row = _foldin.fold_in_users(
-        Q,
-        state.bi,
-        float(model.global_mean),
-        indptr,
-        indices,
-        vals,
-        lam,
-        lam_b,
-        bool(getattr(model, "biases", True)),
-        bool(weighted),
-        P_out,
-        bu_out,
-        int(model.n_threads_),
-    )
-    if bad_row >= 0:
-        uid = X.user_map.original(np.array([bad_row])).tolist()[0]
-        raise ValueError(
-            f"fold_in: the ridge system of user {uid!r} is singular; the model has "
-            f"regularization={lam}; refit with regularization > 0 or give that user more "
-            f"ratings"
-        )
-    user_ids = X.user_map.original(np.arange(X.n_users))
-    return FoldedUsers(P_out, bu_out, np.asarray(user_ids), indptr, indices)
-
-
-__all__ = ["FoldedUsers", "fold_in", "pack_items", "recommend", "similar_items"]

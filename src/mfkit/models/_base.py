@@ -1,7 +1,8 @@
 """The estimator surface every mfkit factor model shares.
 
 A model predicts ``r_ui ~ mu + b_u + b_i + p_u . q_i`` (or ``p_u . q_i`` with ``biases=False``).
-Subclasses supply the per-epoch update (``_begin_fit``, ``_run_epoch``); this base owns what is
+Subclasses supply a :class:`Trainer` (``_trainer``: the per-fit scratch and the update of one
+epoch); this base owns what is
 the same for all of them: parameter handling in the scikit-learn manner, input conversion,
 seeding, initial and prior factors, the epoch loop with validation metrics, early stopping,
 divergence detection (keeping the last good epoch), Ctrl-C handling, prediction with id maps,
@@ -20,46 +21,79 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mfkit import _common
-from mfkit._validation import (
+from mfkit._core import _common
+from mfkit._core.validation import (
     check_choice,
     check_dtype,
     check_number,
     check_random_state,
     resolve_n_threads,
 )
+from mfkit.data import Ratings, as_ratings
 from mfkit.exceptions import DivergenceError, NotFittedError
-from mfkit.ratings import IdMap, Ratings, as_ratings
+from mfkit.models._persistence import save_model
+from mfkit.models._registry import register
+from mfkit.models._state import FactorState, Fitted
+from mfkit.recommend import fold_in, recommend, similar_items
 
-_MODEL_CLASSES: dict[str, type[FactorModel]] = {}
 UNKNOWN_CHOICES = ("error", "baseline", "nan")
+#: the per-epoch record every model keeps in ``history_``
+HISTORY_KEYS = ("epoch", "train_rmse", "val_rmse", "val_mae", "seconds")
 
 
-class FactorState:
-    """The trainable arrays of a factor model (updated in place by the kernels)."""
+class Trainer:
+    """The scratch of one fit and the update of one epoch.
 
-    __slots__ = ("P", "Q", "bu", "bi")
+    A model's ``_trainer`` builds one from the training ratings, the starting state (updated
+    in place) and the seeded generator; ``fit`` drives it epoch by epoch and drops it when it
+    returns, so no per-fit array stays on the model."""
 
-    def __init__(self, P: np.ndarray, Q: np.ndarray, bu: np.ndarray, bi: np.ndarray) -> None:
-        self.P, self.Q, self.bu, self.bi = P, Q, bu, bi
+    #: the model's name in messages
+    name = "model"
 
-    def copy(self) -> FactorState:
-        return FactorState(self.P.copy(), self.Q.copy(), self.bu.copy(), self.bi.copy())
+    def run_epoch(self, epoch: int) -> tuple[float, bool]:
+        """One pass; returns (training RMSE, whether all residuals stayed finite)."""
+        raise NotImplementedError
 
-    def finite(self) -> bool:
-        return bool(
-            _common.all_finite(self.P)
-            and _common.all_finite(self.Q)
-            and np.isfinite(self.bu).all()
-            and np.isfinite(self.bi).all()
+    def divergence_message(self, epoch: int) -> str:
+        """What ``DivergenceError`` says when epoch ``epoch`` failed."""
+        return (
+            f"{self.name} diverged in epoch {epoch}: a residual or factor became NaN or inf; "
+            f"raise regularization. The model keeps the factors of epoch {epoch - 1}."
         )
+
+    def fitted_attributes(self) -> dict[str, Any]:
+        """The model's own fitted attributes (see :attr:`Fitted.extras`)."""
+        return {}
+
+
+def _learned(field: str, doc: str) -> property:
+    """A read/write view of one field of the fitted state (NotFittedError before fit)."""
+
+    def get(self: FactorModel) -> Any:
+        self._check_fitted()
+        return getattr(self._fitted, field)
+
+    def put(self: FactorModel, value: Any) -> None:
+        self._check_fitted()
+        setattr(self._fitted, field, value)
+
+    return property(get, put, doc=doc)
+
+
+def _learned_array(which: str, doc: str) -> property:
+    def get(self: FactorModel) -> np.ndarray:
+        self._check_fitted()
+        return getattr(self._fitted.state, which)
+
+    return property(get, doc=doc)
 
 
 class FactorModel:
     """Base class of mfkit's matrix-factorization estimators (not used directly)."""
 
-    #: name of the step-size parameter the divergence message tells users to lower
-    _step_param: ClassVar[str | None] = None
+    #: the model's own fitted attributes beyond the shared ones (see ``Fitted.extras``)
+    _extra_attributes: ClassVar[tuple[str, ...]] = ()
 
     # constructor parameters every model has (set by the subclasses' __init__)
     factors: int
@@ -76,9 +110,45 @@ class FactorModel:
     n_threads: int | None
     verbose: bool
 
+    # learned state (scikit-learn's rule: fitted attributes end in "_"); the names without
+    # the underscore are kept as aliases of mfkit 0.1
+    user_factors_ = _learned_array("P", "User factors, shape (n_users, k).")
+    item_factors_ = _learned_array("Q", "Item factors, shape (n_items, k).")
+    user_biases_ = _learned_array("bu", "User biases, shape (n_users,); zeros without biases.")
+    item_biases_ = _learned_array("bi", "Item biases, shape (n_items,); zeros without biases.")
+    global_mean_ = _learned("global_mean", "Mean training rating (0.0 without biases).")
+    rating_range_ = _learned("rating_range", "(min, max) training rating (for clip=True).")
+    history_ = _learned("history", "Per-epoch record: " + ", ".join(HISTORY_KEYS) + ".")
+    best_epoch_ = _learned("best_epoch", "Epoch kept by validation (patience), else None.")
+    stop_reason_ = _learned(
+        "stop_reason", "'epochs', 'early_stopping', 'callback', 'interrupted' or 'diverged'."
+    )
+    user_factors = user_factors_
+    item_factors = item_factors_
+    user_biases = user_biases_
+    item_biases = item_biases_
+    global_mean = global_mean_
+    rating_range = rating_range_
+    n_threads_: int
+
+    @property
+    def user_ids_(self) -> np.ndarray | None:
+        """Original user id of each row (None when the training data had none)."""
+        self._check_fitted()
+        return self._fitted.user_map.ids
+
+    @property
+    def item_ids_(self) -> np.ndarray | None:
+        """Original item id of each row (None when the training data had none)."""
+        self._check_fitted()
+        return self._fitted.item_map.ids
+
+    user_ids = user_ids_
+    item_ids = item_ids_
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _MODEL_CLASSES[cls.__name__] = cls
+        register(cls)
 
     # ------------------------------------------------------------------ parameters
     @classmethod
@@ -146,16 +216,17 @@ class FactorModel:
         """Validated, normalised parameters (subclasses extend)."""
         return self._check_common_params()
 
-    # ------------------------------------------------------------------ hooks
-    def _begin_fit(self, X: Ratings, state: FactorState, rng: np.random.Generator) -> None:
+    # ------------------------------------------------------------------ training hooks
+    def _trainer(
+        self,
+        X: Ratings,
+        fitted: Fitted,
+        prior: tuple[np.ndarray, np.ndarray] | None,
+        rng: np.random.Generator,
+        params: dict[str, Any],
+    ) -> Trainer:
+        """The per-fit trainer (subclasses build theirs from the training ratings)."""
         raise NotImplementedError
-
-    def _run_epoch(self, epoch: int) -> tuple[float, bool]:
-        """One pass; returns (training RMSE, whether all residuals stayed finite)."""
-        raise NotImplementedError
-
-    def _end_fit(self) -> None:
-        """Drop per-fit scratch."""
 
     # ------------------------------------------------------------------ fitting
     def fit(
@@ -186,110 +257,128 @@ class FactorModel:
         Returns
         -------
         self
+
+        Notes
+        -----
+        With ``validation`` and ``patience``, the model ends holding the epoch with the best
+        validation RMSE (``best_epoch_``), whether training stopped early, ran out of epochs
+        or was stopped by the callback. Ctrl-C at any moment keeps the last completed epoch
+        (``stop_reason_='interrupted'``, with a warning); a diverging epoch raises
+        :class:`~mfkit.DivergenceError` and keeps the last good one.
         """
         params = self._check_params()
         X = as_ratings(data)
         if X.nnz == 0:
             raise ValueError("data has no ratings: cannot fit an empty rating matrix")
         rng = check_random_state(self.random_state)
-        dtype = params["dtype"]
-        k = params["factors"]
-        self._params = params
-        self.n_threads_ = params["n_threads"]
-        self._user_map = X.user_map
-        self._item_map = X.item_map
-        # what each user rated in training, for recommend(exclude_seen=True): references to
-        # the (read-only) training arrays, not copies
-        self._seen: tuple[np.ndarray, np.ndarray] | None = (X.indptr, X.indices)
-        self.user_ids = X.user_ids
-        self.item_ids = X.item_ids
-        self.rating_range = (float(X.values.min()), float(X.values.max()))
         biases = bool(self.biases)
-        self.global_mean = float(np.mean(X.values, dtype=np.float64)) if biases else 0.0
-
-        val = None if validation is None else self._validation_arrays(validation)
-        state, prior = self._initial_state(X, init, rng, k, dtype)
+        global_mean = float(np.mean(X.values, dtype=np.float64)) if biases else 0.0
+        val = None if validation is None else self._validation_arrays(validation, X)
+        state, prior = self._initial_state(X, init, rng, params)
         if params["prior_regularization"] > 0 and prior is None:
             raise ValueError(
                 "prior_regularization > 0 needs prior factors: pass init=(P0, Q0) to fit"
             )
-        self._prior = prior
-        self._state = state
-        self._publish(state)
-        self.history_: dict[str, list[float]] = {
-            "epoch": [],
-            "train_rmse": [],
-            "val_rmse": [],
-            "val_mae": [],
-            "seconds": [],
-        }
-        self.best_epoch_: int | None = None
-        self.stop_reason_ = "epochs"
+        history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+        fitted = Fitted(
+            state=state,
+            user_map=X.user_map,
+            item_map=X.item_map,
+            # what each user rated in training, for recommend(exclude_seen=True): references
+            # to the (read-only) training arrays, not copies
+            seen=(X.indptr, X.indices),
+            global_mean=global_mean,
+            rating_range=(float(X.values.min()), float(X.values.max())),
+            history=history,
+        )
+        self._set_fitted(fitted, params)
+        trainer = self._trainer(X, fitted, prior, rng, params)
+        fitted.extras = trainer.fitted_attributes()
+        self._set_fitted(fitted, params)
         patience = params["patience"]
-        best: tuple[float, FactorState] | None = None
+        best: tuple[float, int, FactorState] | None = None
         wait = 0
-        self._begin_fit(X, state, rng)
+        kept = (0, state.copy())  # the last completed epoch and its state
+        epoch = 0
         try:
             for epoch in range(1, params["epochs"] + 1):
-                good = state.copy()
                 t0 = time.perf_counter()
-                try:
-                    train_rmse, ok = self._run_epoch(epoch)
-                except KeyboardInterrupt:
-                    self._restore(good)
-                    self.stop_reason_ = "interrupted"
-                    warnings.warn(
-                        f"training interrupted during epoch {epoch}; the model keeps the "
-                        f"factors of epoch {epoch - 1}",
-                        UserWarning,
-                        stacklevel=2,
-                    )
-                    break
+                train_rmse, ok = trainer.run_epoch(epoch)
                 seconds = time.perf_counter() - t0
                 if not ok or not math.isfinite(train_rmse) or not state.finite():
-                    self._restore(good)
-                    self.stop_reason_ = "diverged"
-                    raise DivergenceError(self._divergence_message(epoch))
+                    self._end(fitted, params, kept[1], "diverged")
+                    raise DivergenceError(trainer.divergence_message(epoch))
                 record = {"epoch": float(epoch), "train_rmse": train_rmse, "seconds": seconds}
                 if val is not None:
-                    rmse, mae = self._score_arrays(*val)
-                    record["val_rmse"], record["val_mae"] = rmse, mae
+                    record["val_rmse"], record["val_mae"] = self._score_arrays(*val)
                 else:
                     record["val_rmse"] = record["val_mae"] = float("nan")
-                for key in self.history_:
-                    self.history_[key].append(record[key])
+                for key in HISTORY_KEYS:
+                    history[key].append(record[key])
+                kept = (epoch, state.copy())
                 if self.verbose:
                     _print_record(record)
-                stop = False
                 if val is not None and patience is not None:
                     if best is None or record["val_rmse"] < best[0] - params["tol"]:
-                        best = (record["val_rmse"], state.copy())
-                        self.best_epoch_ = epoch
+                        best = (record["val_rmse"], epoch, kept[1])
                         wait = 0
                     else:
                         wait += 1
                         if wait >= patience:
-                            self._restore(best[1])
-                            self.stop_reason_ = "early_stopping"
-                            stop = True
+                            fitted.stop_reason = "early_stopping"
+                            break
                 if callback is not None and callback(self, record) is False:
-                    self.stop_reason_ = "callback"
-                    stop = True
-                if stop:
+                    fitted.stop_reason = "callback"
                     break
-        finally:
-            self._end_fit()
-        self._publish(self._state)
+        except KeyboardInterrupt:
+            done = kept[0]
+            for key in HISTORY_KEYS:
+                del history[key][done:]
+            self._end(fitted, params, kept[1], "interrupted")
+            warnings.warn(
+                f"training interrupted during epoch {epoch}; the model keeps the factors of "
+                f"epoch {done}",
+                UserWarning,
+                stacklevel=2,
+            )
+            return self
+        if best is not None:
+            fitted.best_epoch = best[1]
+            self._end(fitted, params, best[2], fitted.stop_reason)
+        else:
+            self._end(fitted, params, state, fitted.stop_reason)
         return self
 
+    def _end(self, fitted: Fitted, params: dict[str, Any], state: FactorState, reason: str) -> None:
+        fitted.state = state
+        fitted.stop_reason = reason
+        self._set_fitted(fitted, params)
+
+    def _set_fitted(self, fitted: Fitted, params: dict[str, Any] | None = None) -> None:
+        """Make ``fitted`` the model's learned state: the one place that sets it, used by
+        ``fit`` (at its start, so callbacks see the model, and at its end) and by
+        :func:`mfkit.load`. ``params``: the validated parameters (checked again if None)."""
+        self._params = self._check_params() if params is None else params
+        self._fitted = fitted
+        self.n_threads_ = int(self._params["n_threads"])
+        unknown = set(fitted.extras) - set(self._extra_attributes)
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no fitted attributes {sorted(unknown)}; it has "
+                f"{list(self._extra_attributes)}"
+            )
+        for name, value in fitted.extras.items():
+            setattr(self, name + "_", value)
+
     def _initial_state(
-        self, X: Ratings, init: Any, rng: np.random.Generator, k: int, dtype: np.dtype
+        self, X: Ratings, init: Any, rng: np.random.Generator, params: dict[str, Any]
     ) -> tuple[FactorState, tuple[np.ndarray, np.ndarray] | None]:
         n_users, n_items = X.shape
+        k, dtype = params["factors"], params["dtype"]
         bu = np.zeros(n_users, dtype=dtype)
         bi = np.zeros(n_items, dtype=dtype)
         if init is None:
-            std = self._params["init_std"]
+            std = params["init_std"]
             P = rng.standard_normal((n_users, k), dtype=dtype)
             P *= dtype.type(std)
             Q = rng.standard_normal((n_items, k), dtype=dtype)
@@ -302,8 +391,8 @@ class FactorModel:
         if isinstance(init, FactorModel):
             init._check_fitted()
             for side, mine, theirs in (
-                ("user", X.user_map, init._user_map),
-                ("item", X.item_map, init._item_map),
+                ("user", X.user_map, init._fitted.user_map),
+                ("item", X.item_map, init._fitted.item_map),
             ):
                 if mine.n == theirs.n and not mine.same_as(theirs):
                     raise ValueError(
@@ -312,10 +401,10 @@ class FactorModel:
                         f"{side}s; fit on data with the same ids, or pass init=(P0, Q0) "
                         f"arrays aligned with data's {side}_ids"
                     )
-            P0, Q0 = init.user_factors, init.item_factors
+            P0, Q0 = init.user_factors_, init.item_factors_
             if self.biases and init.biases:
-                bu[:] = _checked_init(init.user_biases, (n_users,), "init model user_biases")
-                bi[:] = _checked_init(init.item_biases, (n_items,), "init model item_biases")
+                bu[:] = _checked_init(init.user_biases_, (n_users,), "init model user_biases")
+                bi[:] = _checked_init(init.item_biases_, (n_items,), "init model item_biases")
         elif isinstance(init, tuple | list) and len(init) == 2:
             P0, Q0 = init
         else:
@@ -326,53 +415,37 @@ class FactorModel:
         Q0 = np.ascontiguousarray(Q0, dtype=dtype)
         return FactorState(P0.copy(), Q0.copy(), bu, bi), (P0, Q0)
 
-    def _restore(self, snapshot: FactorState) -> None:
-        self._state = snapshot
-        self._publish(snapshot)
-
-    def _publish(self, state: FactorState) -> None:
-        self.user_factors = state.P
-        self.item_factors = state.Q
-        self.user_biases = state.bu
-        self.item_biases = state.bi
-
-    def _divergence_message(self, epoch: int) -> str:
-        hint = ""
-        if self._step_param is not None:
-            value = getattr(self, self._step_param)
-            hint = f"; lower {self._step_param} (now {value!r}, try {value / 4:g})"
-        return (
-            f"{type(self).__name__} diverged in epoch {epoch}: a residual or factor became NaN or "
-            f"inf{hint}, or raise regularization. The model keeps the factors of epoch "
-            f"{epoch - 1}."
-        )
-
     # ------------------------------------------------------------------ prediction
     def _check_fitted(self) -> None:
-        if not hasattr(self, "_state"):
+        if "_fitted" not in self.__dict__:
             raise NotFittedError(
                 f"this {type(self).__name__} is not fitted yet: call fit(data) first"
             )
 
-    def _validation_arrays(self, validation: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    @staticmethod
+    def _validation_arrays(
+        validation: Any, X: Ratings
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validation ratings as (user index, item index, rating) in the training maps."""
+        user_map, item_map = X.user_map, X.item_map
         V = as_ratings(validation)
         users, items, ratings = V.to_triplets(original_ids=True)
-        same_users = V.user_map.same_as(self._user_map)
-        same_items = V.item_map.same_as(self._item_map)
+        same_users = V.user_map.same_as(user_map)
+        same_items = V.item_map.same_as(item_map)
         u = (
             V.user_index().astype(np.int64)
             if same_users
-            else self._user_map.lookup(users, "validation user ids")
+            else user_map.lookup(users, "validation user ids")
         )
         i = (
             V.indices.astype(np.int64)
             if same_items
-            else self._item_map.lookup(items, "validation item ids")
+            else item_map.lookup(items, "validation item ids")
         )
         return u, i, np.asarray(ratings, dtype=np.float64)
 
     def _predict_indices(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
-        state = self._state
+        state = self._fitted.state
         out = np.empty(len(u), dtype=np.float64)
         empty = state.bu[:0]
         _common.predict_pairs(
@@ -380,7 +453,7 @@ class FactorModel:
             state.Q,
             state.bu if self.biases else empty,
             state.bi if self.biases else empty,
-            self.global_mean,
+            self._fitted.global_mean,
             np.ascontiguousarray(u, dtype=np.int64),
             np.ascontiguousarray(i, dtype=np.int64),
             out,
@@ -422,8 +495,8 @@ class FactorModel:
                 f"users and items must be 1-d and of the same length; got shapes "
                 f"{u_arr.shape} and {i_arr.shape}"
             )
-        u = self._user_map.lookup(u_arr, "users")
-        i = self._item_map.lookup(i_arr, "items")
+        u = self._fitted.user_map.lookup(u_arr, "users")
+        i = self._fitted.item_map.lookup(i_arr, "items")
         bad_u, bad_i = u < 0, i < 0
         if unknown == "error" and (bad_u.any() or bad_i.any()):
             which = "users" if bad_u.any() else "items"
@@ -436,7 +509,7 @@ class FactorModel:
         if unknown == "nan":
             out[bad_u | bad_i] = np.nan
         if clip:
-            np.clip(out, *self.rating_range, out=out)
+            np.clip(out, *self._fitted.rating_range, out=out)
         return out[0] if scalar else out
 
     # ------------------------------------------------------------------ recommendation
@@ -478,8 +551,6 @@ class FactorModel:
         Scoring runs in a parallel kernel (``n_threads``) over blocks of users, with a
         partial selection: memory use is O(len(users) * n), not users x items.
         """
-        from mfkit.recommend import recommend
-
         return recommend(self, users, n, exclude_seen, items, seen=seen)
 
     def similar_items(self, items: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -487,8 +558,6 @@ class FactorModel:
         ``q_i . q_j / (|q_i| |q_j|)`` (an item with zero factors has similarity 0 to all),
         the item itself excluded. Returns ``(item_ids, similarities)`` like
         :meth:`recommend`, with the same tie rule."""
-        from mfkit.recommend import similar_items
-
         return similar_items(self, items, n)
 
     def fold_in(
@@ -526,8 +595,6 @@ class FactorModel:
             ``user_factors``, ``user_biases``, ``user_ids``; pass it to :meth:`recommend`.
             A user without (known) ratings gets zero factors and bias.
         """
-        from mfkit.recommend import fold_in
-
         return fold_in(self, data, weighted=weighted, unknown_items=unknown_items)
 
     # ------------------------------------------------------------------ persistence
@@ -537,19 +604,17 @@ class FactorModel:
         ``seen=True`` also stores which items each user rated in training (what
         ``recommend(exclude_seen=True)`` needs; 4 bytes per rating); ``seen=False`` leaves
         them out for a smaller file."""
-        from mfkit.persistence import save_model
-
         save_model(self, path, seen=seen)
 
     @property
     def n_users(self) -> int:
         self._check_fitted()
-        return int(self._state.P.shape[0])
+        return int(self._fitted.state.P.shape[0])
 
     @property
     def n_items(self) -> int:
         self._check_fitted()
-        return int(self._state.Q.shape[0])
+        return int(self._fitted.state.Q.shape[0])
 
 
 def _checked_init(a: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -569,13 +634,3 @@ def _print_record(record: dict[str, float]) -> None:
         line += f"  val_rmse {record['val_rmse']:.4f}  val_mae {record['val_mae']:.4f}"
     line += f"  {record['seconds']:.2f}s"
     print(line, file=sys.stderr, flush=True)
-
-
-def model_class(name: str) -> type[FactorModel]:
-    try:
-        return _MODEL_CLASSES[name]
-    except KeyError:
-        raise ValueError(f"unknown mfkit model class {name!r}") from None
-
-
-__all__ = ["FactorModel", "FactorState", "IdMap", "model_class"]

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from mfkit._validation import SeedLike, check_number, check_random_state
-from mfkit.ratings import Ratings
+from mfkit._core.validation import SeedLike, check_number, check_random_state
+from mfkit.data import Ratings
 
 #: name -> (n_users, n_items, n_ratings), the shapes of well-known public sets
 PRESETS: dict[str, tuple[int, int, int]] = {

@@ -5,8 +5,8 @@ from cython.parallel cimport prange
 from libc.math cimport fabs
 from libc.stdint cimport int64_t, uint64_t
 
-from mfkit._openmp cimport MFKIT_HAVE_OPENMP, omp_get_max_threads
-from mfkit._simd cimport mf_dot_f32, mf_dot_f64
+from mfkit._core._openmp cimport MFKIT_HAVE_OPENMP, omp_get_max_threads
+from mfkit._core._simd cimport mf_dot_f32, mf_dot_f64
 
 
 def openmp_enabled():

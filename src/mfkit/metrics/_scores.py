@@ -29,19 +29,16 @@ any id that is not relevant never count as hits. A row must not repeat an item.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from mfkit import _metrics
-from mfkit._validation import check_number, resolve_n_threads
-from mfkit.ratings import Ratings, as_ratings, pairs_to_csr
-
-if TYPE_CHECKING:
-    from mfkit._base import FactorModel
+from mfkit._core.validation import check_number, resolve_n_threads
+from mfkit.data import Ratings, as_ratings
+from mfkit.data._csr import sorted_unique
+from mfkit.metrics import _metrics
 
 RANKING_METRICS = ("precision", "recall", "map", "ndcg", "hit_rate")
 ALL_METRICS = ("rmse", "mae", *RANKING_METRICS, "coverage")
@@ -90,15 +87,6 @@ def mae(y_true: Any, y_pred: Any) -> float:
 
 
 # ---------------------------------------------------------------------- ranking metrics
-def sorted_unique(a: np.ndarray) -> np.ndarray:
-    """The distinct values of ``a`` in sorted order (by one sort: ``np.unique`` can be much
-    slower on many distinct integers)."""
-    s = np.sort(np.asarray(a).ravel())
-    if len(s) < 2:
-        return s
-    return s[np.concatenate(([True], s[1:] != s[:-1]))]
-
-
 def _as_lists(recommended: Any, name: str = "recommended") -> np.ndarray:
     rec = np.asarray(recommended)
     if rec.ndim != 2:
@@ -239,14 +227,14 @@ def ranking_metrics(
     indptr, items = _relevant_rows(relevant, rec.shape[0], threshold)
     rec_codes, indptr, rel_codes = _codes(rec[:, :k], indptr, items)
     _check_no_repeats(rec_codes, rec)
-    out = _per_user(rec_codes, indptr, rel_codes, k, n_threads)
-    res = _average(out, np.diff(indptr) > 0, k)
+    out = per_user_metrics(rec_codes, indptr, rel_codes, k, n_threads)
+    res = average_metrics(out, np.diff(indptr) > 0, k)
     if n_items is not None:
         res[f"coverage@{k}"] = coverage(rec, n_items, k)
     return res
 
 
-def _per_user(
+def per_user_metrics(
     rec_codes: np.ndarray, indptr: np.ndarray, rel_codes: np.ndarray, k: int, n_threads: Any
 ) -> np.ndarray:
     out = np.empty((rec_codes.shape[0], 6), dtype=np.float64)
@@ -261,7 +249,7 @@ def _per_user(
     return out
 
 
-def _average(out: np.ndarray, scored: np.ndarray, k: int) -> dict[str, float]:
+def average_metrics(out: np.ndarray, scored: np.ndarray, k: int) -> dict[str, float]:
     n = int(scored.sum())
     if n == 0:
         raise ValueError(
@@ -328,124 +316,3 @@ def coverage(recommended: Any, n_items: int, k: int | None = None) -> float:
     flat = rec.ravel()
     flat = flat[flat != ""] if flat.dtype.kind == "U" else flat[flat >= 0]
     return float(len(sorted_unique(flat)) / n_items)
-
-
-# ---------------------------------------------------------------------- model evaluation
-def parse_metric(name: str) -> tuple[str, int | None]:
-    """``'ndcg@5'`` -> ``('ndcg', 5)``; ``'rmse'`` -> ``('rmse', None)``; a ranking metric
-    without ``@k`` gets k = 10."""
-    if not isinstance(name, str):
-        raise TypeError(f"a metric must be a name like 'rmse' or 'ndcg@10', got {name!r}")
-    m = re.fullmatch(r"([a-z_]+)(?:@(\d+))?", name.strip().lower())
-    if m is None or m.group(1) not in ALL_METRICS:
-        raise ValueError(
-            f"unknown metric {name!r}; use one of {', '.join(ALL_METRICS)} (ranking metrics "
-            f"and coverage take @k, e.g. 'ndcg@10')"
-        )
-    base, k = m.group(1), m.group(2)
-    if base in ("rmse", "mae"):
-        if k is not None:
-            raise ValueError(f"{base} takes no @k")
-        return base, None
-    kk = 10 if k is None else int(k)
-    if kk < 1:
-        raise ValueError(f"k must be at least 1 in {name!r}")
-    return base, kk
-
-
-def metric_key(name: str) -> str:
-    """The key :func:`evaluate` reports ``name`` under: ``'NDCG'`` -> ``'ndcg@10'``,
-    ``' RMSE'`` -> ``'rmse'``."""
-    base, k = parse_metric(name)
-    return base if k is None else f"{base}@{k}"
-
-
-def evaluate(
-    model: FactorModel,
-    test: Any,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    *,
-    threshold: float | None = None,
-    exclude_seen: bool = True,
-) -> dict[str, float]:
-    """Score a fitted model on held-out ratings.
-
-    Rating metrics use ``model.predict(..., unknown='baseline')`` on every test rating.
-    Ranking metrics recommend ``max k`` items to every test user known to the model that has
-    a relevant test item (rating ``>= threshold``; all test ratings when None), excluding
-    the items the user rated in training (``exclude_seen``), and compare the lists with the
-    user's relevant test items (by id, so test items unknown to the model still count in
-    recall's denominator). Coverage is over the model's items.
-
-    Returns a dict keyed by the metric names (``'rmse'``, ``'ndcg@10'``, ...) plus
-    ``'ranking_users'`` when ranking metrics were asked for.
-    """
-    T = as_ratings(test)
-    names = [parse_metric(m) for m in metrics]
-    if not names:
-        raise ValueError("metrics is empty: ask for at least one metric")
-    res: dict[str, float] = {}
-    users, items, ratings = T.to_triplets(original_ids=True)
-    if any(b in ("rmse", "mae") for b, _ in names):
-        pred = model.predict(users, items, unknown="baseline")
-        for b, _ in names:
-            if b == "rmse":
-                res["rmse"] = rmse(ratings, pred)
-            elif b == "mae":
-                res["mae"] = mae(ratings, pred)
-    ks = [k for b, k in names if k is not None]
-    if ks:
-        kmax = max(ks)
-        keep = np.ones(len(ratings), dtype=bool)
-        if threshold is not None:
-            keep = np.asarray(ratings) >= threshold
-        u_idx = model._user_map.lookup(users, "test users")
-        keep &= u_idx >= 0
-        rel_users = np.unique(u_idx[keep])
-        if len(rel_users) == 0:
-            raise ValueError(
-                "no test user known to the model has a relevant test rating; check "
-                "threshold= and that the test set shares the training ids"
-            )
-        # relevant items per scored user, in the model's item indices (-2 for items the
-        # model does not know: relevant, but never recommendable)
-        i_idx = model._item_map.lookup(items, "test items")
-        i_idx = np.where(i_idx < 0, -2, i_idx)
-        row = np.searchsorted(rel_users, u_idx[keep])
-        indptr, rel32 = pairs_to_csr(row, i_idx[keep], len(rel_users))
-        rel_items = rel32.astype(np.int64)
-        from mfkit.recommend import recommend_indices
-
-        rec, _scores, _ = recommend_indices(
-            model, model._user_map.original(rel_users), kmax, exclude_seen
-        )
-        if rec.shape[1] < kmax:
-            raise ValueError(f"the model has fewer than k={kmax} candidate items")
-        for k in sorted(set(ks)):
-            out = _per_user(rec[:, :k].copy(), indptr, rel_items, k, model.n_threads_)
-            avg = _average(out, np.ones(len(rel_users), dtype=bool), k)
-            for b, kk in names:
-                if kk != k:
-                    continue
-                if b == "coverage":
-                    res[f"coverage@{k}"] = coverage(rec, model.n_items, k)
-                else:
-                    res[f"{b}@{k}"] = avg[f"{b}@{k}"]
-        res["ranking_users"] = float(len(rel_users))
-    return res
-
-
-__all__ = [
-    "ALL_METRICS",
-    "coverage",
-    "evaluate",
-    "hit_rate",
-    "mae",
-    "map_at_k",
-    "metric_key",
-    "ndcg_at_k",
-    "precision_at_k",
-    "ranking_metrics",
-    "recall_at_k",
-    "rmse",
-]

@@ -1,0 +1,135 @@
+"""Building CSR arrays: id mapping, the stable counting sort by (user, item), duplicates."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from mfkit._core.validation import resolve_n_threads
+from mfkit.data import _assemble
+
+Duplicates = Literal["error", "mean", "last", "sum"]
+DUPLICATE_CHOICES = ("error", "mean", "last", "sum")
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def map_ids_to_indices(
+    ids: np.ndarray,
+    n_threads: int | None = None,
+    bounds: tuple[int, int] | None = None,
+    inplace: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted distinct ids, int32 index of each id). Integer ids in a range not much wider
+    than their count go through a lookup table (linear time, parallel); others through a
+    sort. ``bounds``: the ids' (min, max) when already known. ``inplace``: int32 ``ids``
+    may be overwritten with the indices (the caller gives them up)."""
+    if ids.dtype.kind in "iu" and len(ids):
+        lo, hi = bounds if bounds is not None else (int(ids.min()), int(ids.max()))
+        if hi >= lo and hi - lo < max(4 * len(ids), 1 << 24):
+            keep = ids.dtype in (np.dtype(np.int32), np.dtype(np.int64))
+            ids = np.ascontiguousarray(ids, dtype=ids.dtype if keep else np.int64)
+            out = ids if inplace and ids.dtype == np.int32 and ids.flags.writeable else None
+            return _assemble.dense_map(ids, lo, hi, resolve_n_threads(n_threads), out)
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    if uniq.dtype.kind in "iu":  # integer ids are int64 whichever way they were mapped
+        uniq = uniq.astype(np.int64)
+    return uniq, inverse.astype(np.int32).ravel()
+
+
+CSRArrays = tuple[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+def assemble_csr_arrays(
+    u_idx: np.ndarray,
+    i_idx: np.ndarray,
+    values: np.ndarray,
+    timestamps: np.ndarray | None,
+    shape: tuple[int, int],
+    *,
+    duplicates: Duplicates = "error",
+    user_ids: np.ndarray | None = None,
+    item_ids: np.ndarray | None = None,
+    n_threads: int | None = None,
+    where: str = "",
+    finite: bool = False,
+) -> CSRArrays:
+    """``(indptr, indices, float32 values, timestamps)`` of ratings in any order, given as
+    user and item indices (:func:`mfkit.data.assemble_csr` wraps them in the container).
+
+    A stable counting sort by (user, item) (skipped when the input is already in that
+    order) and parallel gathers; repeated pairs are refused or combined per ``duplicates``
+    (``'last'`` is the last in input order). ``finite``: the caller vouches that the values
+    are finite float32 (the check is then skipped unless duplicates were combined). The input
+    arrays are not kept; callers that
+    pass their only reference let each one be freed once its sorted copy exists.
+    ``where`` prefixes the duplicate error (a file name)."""
+    if duplicates not in DUPLICATE_CHOICES:
+        raise ValueError(f"duplicates must be one of {DUPLICATE_CHOICES}, got {duplicates!r}")
+    n_users, n_items = shape
+    nt = resolve_n_threads(n_threads)
+    i_idx = np.ascontiguousarray(i_idx, dtype=np.int32)
+    indptr, perm = _assemble.csr_order(
+        np.ascontiguousarray(u_idx, dtype=np.int32), i_idx, n_users, n_items, nt
+    )
+    del u_idx
+    if perm is not None:
+        i_idx = _assemble.take(i_idx, perm, nt)
+        if values.dtype not in (np.float32, np.float64):
+            values = values.astype(np.float64)
+        values = _assemble.take(np.ascontiguousarray(values), perm, nt)
+        if timestamps is not None:
+            timestamps = _assemble.take(np.ascontiguousarray(timestamps, np.int64), perm, nt)
+    del perm
+    n_dup, first_dup = _assemble.first_duplicate(indptr, i_idx, nt)
+    if n_dup:
+        if duplicates == "error":
+            row = int(np.searchsorted(indptr, first_dup, side="right") - 1)
+            uo = (user_ids[row] if user_ids is not None else np.int64(row)).item()
+            io = (item_ids[i_idx[first_dup]] if item_ids is not None else i_idx[first_dup]).item()
+            raise ValueError(
+                f"{where}{': ' if where else ''}duplicate rating for user {uo!r}, item {io!r} "
+                f"({n_dup} duplicate pairs in all); pass duplicates='mean', 'last' or 'sum' "
+                f"to combine them"
+            )
+        u_s = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(indptr))
+        same = (u_s[1:] == u_s[:-1]) & (i_idx[1:] == i_idx[:-1])
+        start = np.concatenate(([True], ~same))
+        first = np.flatnonzero(start)
+        last = np.concatenate((first[1:], [len(i_idx)])) - 1
+        if duplicates == "last":
+            values = values[last]
+        else:
+            group = np.cumsum(start) - 1
+            sums = np.bincount(group, weights=values.astype(np.float64)).astype(np.float64)
+            values = sums / np.bincount(group) if duplicates == "mean" else sums
+        timestamps = None if timestamps is None else timestamps[last]
+        u_s, i_idx = u_s[first], i_idx[first]
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(u_s, minlength=n_users), out=indptr[1:])
+    with np.errstate(over="ignore"):  # an overflow is reported just below
+        vals32 = np.asarray(values, dtype=np.float32)
+    # a finite double may overflow float32, and so may a sum of duplicates
+    if (n_dup or not finite or vals32 is not values) and not np.all(np.isfinite(vals32)):
+        raise ValueError("ratings overflow float32 (after combining duplicates); rescale them")
+    return indptr, i_idx, vals32, timestamps
+
+
+def pairs_to_csr(rows: Any, cols: Any, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr int64, indices int32)`` of the (row, col) pairs, sorted by row then col
+    (pairs are kept as given: no de-duplication)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    order = np.lexsort((cols, rows))
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    return indptr, cols[order].astype(np.int32)
+
+
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """The distinct values of ``a`` in sorted order (by one sort: ``np.unique`` can be much
+    slower on many distinct integers)."""
+    s = np.sort(np.asarray(a).ravel())
+    if len(s) < 2:
+        return s
+    return s[np.concatenate(([True], s[1:] != s[:-1]))]

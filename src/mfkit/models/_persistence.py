@@ -1,0 +1,215 @@
+"""Saving and loading fitted models as portable ``.npz`` files that never need pickle.
+
+Layout (format version 1): one ``.npz`` archive holding ``user_factors``, ``item_factors``,
+``user_biases``, ``item_biases``, optionally ``user_ids`` / ``item_ids`` and ``seen_indptr`` /
+``seen_indices`` (the training ratings' CSR structure, for excluding seen items), and
+``__meta__``: a
+UTF-8 JSON document (stored as a uint8 array) with the format name and version, the mfkit
+version, the model class, its parameters, the global mean, rating range, training history and
+a SHA-256 digest of every array. Loading uses ``allow_pickle=False``, checks the format,
+every digest, shape and dtype, and refuses anything else with a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Mapping
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+
+from mfkit._core.files import atomic_write, digest
+from mfkit._core.version import __version__
+from mfkit.data import IdMap
+from mfkit.models._registry import model_class
+from mfkit.models._state import FactorState, Fitted
+
+if TYPE_CHECKING:
+    from mfkit.models._base import FactorModel
+
+FORMAT_NAME = "mfkit-model"
+FORMAT_VERSION = 1
+_ARRAYS = ("user_factors", "item_factors", "user_biases", "item_biases")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.random.Generator):
+        return None  # a Generator's state is not a parameter one can store meaningfully
+    if isinstance(value, np.dtype | type):
+        return np.dtype(value).name
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    return repr(value)
+
+
+def save_model(model: FactorModel, path: Any, *, seen: bool = True) -> None:
+    """Write a fitted model to ``path`` (see the module docstring for the layout).
+
+    ``seen=True`` also stores the training matrix's ``indptr`` / ``indices`` as
+    ``seen_indptr`` / ``seen_indices`` (what ``recommend(exclude_seen=True)`` needs). Readers
+    that do not know these arrays ignore them, so the format version stays 1."""
+    model._check_fitted()
+    fitted: Fitted = model._fitted
+    arrays: dict[str, np.ndarray] = {
+        "user_factors": fitted.state.P,
+        "item_factors": fitted.state.Q,
+        "user_biases": fitted.state.bu,
+        "item_biases": fitted.state.bi,
+    }
+    if fitted.user_map.ids is not None:
+        arrays["user_ids"] = fitted.user_map.ids
+    if fitted.item_map.ids is not None:
+        arrays["item_ids"] = fitted.item_map.ids
+    seen_arrays = fitted.seen
+    if seen and seen_arrays is not None:
+        arrays["seen_indptr"] = np.asarray(seen_arrays[0])
+        arrays["seen_indices"] = np.asarray(seen_arrays[1])
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "mfkit_version": __version__,
+        "model": type(model).__name__,
+        "params": {k: _jsonable(v) for k, v in model.get_params().items()},
+        "global_mean": fitted.global_mean,
+        "rating_range": list(fitted.rating_range),
+        "history": {k: [float(x) for x in v] for k, v in fitted.history.items()},
+        "best_epoch": fitted.best_epoch,
+        "stop_reason": fitted.stop_reason,
+        "fitted": {k: _jsonable(v) for k, v in fitted.extras.items()},
+        "digests": {name: digest(a) for name, a in arrays.items()},
+    }
+    blob = np.frombuffer(json.dumps(meta, allow_nan=True).encode("utf-8"), dtype=np.uint8)
+
+    def write(fh: IO[bytes]) -> None:
+        np.savez(fh, __meta__=blob, **arrays)  # type: ignore[arg-type]
+
+    atomic_write(path, write)
+
+
+def _refuse(path: Any, why: str) -> ValueError:
+    return ValueError(f"{os.fspath(path)!s} is not a valid mfkit model file: {why}")
+
+
+def read_npz(path: Any, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read and verify an mfkit ``.npz``: metadata and arrays, digests checked."""
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
+            names = list(npz.files)
+            if "__meta__" not in names:
+                raise _refuse(path, f"no mfkit metadata (not an mfkit {kind} file?)")
+            arrays = {name: npz[name] for name in names}
+        for name, a in arrays.items():
+            if not isinstance(a, np.ndarray):
+                raise _refuse(path, f"entry {name!r} is not a NumPy array")
+    except FileNotFoundError:
+        raise
+    except ValueError as exc:
+        if "not a valid mfkit" in str(exc):
+            raise
+        raise _refuse(path, f"cannot be read without pickle ({exc})") from exc
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise _refuse(path, f"damaged or not an .npz archive ({exc})") from exc
+    try:
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _refuse(path, "metadata is damaged") from exc
+    if not isinstance(meta, Mapping):
+        raise _refuse(path, "metadata is damaged")
+    digests = meta.get("digests")
+    if not isinstance(digests, Mapping) or set(digests) != set(arrays):
+        raise _refuse(path, "the list of arrays does not match the metadata")
+    for name, a in arrays.items():
+        if digest(a) != digests[name]:
+            raise _refuse(path, f"array {name!r} was altered or damaged (checksum mismatch)")
+    return dict(meta), arrays
+
+
+def load(path: Any) -> FactorModel:
+    """Load a model written by ``model.save(path)``; damaged or foreign files raise
+    ``ValueError``."""
+    meta, arrays = read_npz(path, "model")
+    if meta.get("format") != FORMAT_NAME:
+        raise _refuse(path, f"format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _refuse(path, f"format version {version!r} is not a version number (1, 2, ...)")
+    if version > FORMAT_VERSION:
+        raise _refuse(
+            path, f"format version {version!r} is newer than this mfkit reads ({FORMAT_VERSION})"
+        )
+    for name in _ARRAYS:
+        if name not in arrays:
+            raise _refuse(path, f"array {name!r} is missing")
+    try:
+        cls = model_class(str(meta["model"]))
+        params = dict(meta["params"])
+        model = cls(**params)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _refuse(path, f"unknown model or parameters ({exc})") from exc
+    P, Q = arrays["user_factors"], arrays["item_factors"]
+    bu, bi = arrays["user_biases"], arrays["item_biases"]
+    if P.ndim != 2 or Q.ndim != 2 or P.shape[1] != Q.shape[1]:
+        raise _refuse(path, "factor matrices have inconsistent shapes")
+    if P.dtype not in (np.float32, np.float64) or not (P.dtype == Q.dtype == bu.dtype == bi.dtype):
+        raise _refuse(path, "factor arrays must share a float32 or float64 dtype")
+    if bu.shape != (P.shape[0],) or bi.shape != (Q.shape[0],):
+        raise _refuse(path, "bias arrays do not match the factor matrices")
+    user_ids = arrays.get("user_ids")
+    item_ids = arrays.get("item_ids")
+    if user_ids is not None and user_ids.shape != (P.shape[0],):
+        raise _refuse(path, "user_ids do not match the user factors")
+    if item_ids is not None and item_ids.shape != (Q.shape[0],):
+        raise _refuse(path, "item_ids do not match the item factors")
+    state = FactorState(
+        np.ascontiguousarray(P), np.ascontiguousarray(Q), np.array(bu), np.array(bi)
+    )
+    try:
+        lo, hi = (float(x) for x in meta["rating_range"])
+        history = {str(k): [float(x) for x in v] for k, v in meta.get("history", {}).items()}
+        best = meta.get("best_epoch")
+        fitted = Fitted(
+            state=state,
+            user_map=IdMap(user_ids, P.shape[0]),
+            item_map=IdMap(item_ids, Q.shape[0]),
+            seen=_read_seen(path, arrays, P.shape[0], Q.shape[0]),
+            global_mean=float(meta["global_mean"]),
+            rating_range=(lo, hi),
+            history=history,
+            best_epoch=None if best is None else int(best),
+            # files of mfkit 0.1.0 did not record why training stopped
+            stop_reason=str(meta.get("stop_reason", "unknown")),
+            extras=dict(meta.get("fitted", {})),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _refuse(path, f"metadata is incomplete or malformed ({exc})") from exc
+    model._set_fitted(fitted)
+    return model
+
+
+def _read_seen(
+    path: Any, arrays: dict[str, np.ndarray], n_users: int, n_items: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The optional training CSR (``seen_indptr`` / ``seen_indices``), checked."""
+    indptr = arrays.get("seen_indptr")
+    indices = arrays.get("seen_indices")
+    if indptr is None and indices is None:
+        return None
+    if indptr is None or indices is None:
+        raise _refuse(path, "only one of seen_indptr / seen_indices is present")
+    if indptr.dtype != np.int64 or indices.dtype != np.int32:
+        raise _refuse(path, "seen_indptr / seen_indices have the wrong dtypes")
+    if indptr.shape != (n_users + 1,) or indices.ndim != 1:
+        raise _refuse(path, "seen_indptr does not match the user factors")
+    if indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0):
+        raise _refuse(path, "seen_indptr is malformed")
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_items):
+        raise _refuse(path, "seen_indices name items outside the model")
+    indptr.flags.writeable = False
+    indices.flags.writeable = False
+    return indptr, indices

@@ -1,0 +1,54 @@
+"""The learned state of a factor model: its arrays, and everything else ``fit`` learns.
+
+Both ``fit`` (:mod:`mfkit.models._base`) and ``load`` (:mod:`mfkit.models._persistence`)
+produce a :class:`Fitted`, and the model takes it through one method, ``_set_fitted``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from mfkit._core import _common
+from mfkit.data import IdMap
+
+
+class FactorState:
+    """The trainable arrays of a factor model (updated in place by the kernels)."""
+
+    __slots__ = ("P", "Q", "bu", "bi")
+
+    def __init__(self, P: np.ndarray, Q: np.ndarray, bu: np.ndarray, bi: np.ndarray) -> None:
+        self.P, self.Q, self.bu, self.bi = P, Q, bu, bi
+
+    def copy(self) -> FactorState:
+        return FactorState(self.P.copy(), self.Q.copy(), self.bu.copy(), self.bi.copy())
+
+    def finite(self) -> bool:
+        return bool(
+            _common.all_finite(self.P)
+            and _common.all_finite(self.Q)
+            and np.isfinite(self.bu).all()
+            and np.isfinite(self.bi).all()
+        )
+
+
+@dataclasses.dataclass
+class Fitted:
+    """Everything a fitted model has learned (what ``fit`` produces and ``load`` reads back).
+
+    ``extras`` holds a model's own fitted attributes by name without the trailing
+    underscore (SGD: ``blocks``, ``fit_nbytes``); they are set on the model as ``name_``."""
+
+    state: FactorState
+    user_map: IdMap
+    item_map: IdMap
+    seen: tuple[np.ndarray, np.ndarray] | None
+    global_mean: float
+    rating_range: tuple[float, float]
+    history: dict[str, list[float]]
+    best_epoch: int | None = None
+    stop_reason: str = "epochs"
+    extras: dict[str, Any] = dataclasses.field(default_factory=dict)
