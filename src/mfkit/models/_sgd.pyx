@@ -34,9 +34,9 @@ import numpy as np
 
 from mfkit._core._common cimport bounded, shuffle_i64, splitmix64
 from mfkit._core._simd cimport (mf_dot_f32, mf_dot_f64, mf_sgd_pair_f32, mf_sgd_pair_f64,
-                          mf_sgd_pair_prior_f32, mf_sgd_pair_prior_f64,
-                          mf_sgd_pair_ada_f32, mf_sgd_pair_ada_f64, mf_ada_steps_f32,
-                          mf_ada_steps_f64, mf_prefetch_row)
+                                mf_sgd_pair_prior_f32, mf_sgd_pair_prior_f64,
+                                mf_sgd_pair_ada_f32, mf_sgd_pair_ada_f64, mf_ada_steps_f32,
+                                mf_ada_steps_f64, mf_prefetch_row)
 
 cdef packed struct Rating:
     int32_t u
