@@ -121,3 +121,13 @@ def int_keys(arr: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | None]
     if arr.size == 0:
         return np.empty(0, dtype=np.int64), None
     raise TypeError(f"{name} must be integer ids or indices, got dtype {arr.dtype}")
+
+
+def check_unique_ids(ids: np.ndarray | None, name: str) -> None:
+    """An id map must name each row once, or lookups would be ambiguous."""
+    if ids is None or len(ids) < 2 or np.all(ids[1:] > ids[:-1]):
+        return
+    s = np.sort(ids)
+    dup = np.flatnonzero(s[1:] == s[:-1])
+    if len(dup):
+        raise ValueError(f"{name} must be distinct; {s[dup[0]].item()!r} appears more than once")

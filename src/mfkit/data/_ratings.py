@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from mfkit.data._cache import read_cache, write_cache
 from mfkit.data._csr import DUPLICATE_CHOICES, Duplicates, assemble_csr_arrays, map_ids_to_indices
-from mfkit.data._idmap import IdMap, as_id_array
+from mfkit.data._idmap import IdMap, as_id_array, check_unique_ids
 
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -119,8 +119,8 @@ class Ratings:
         if self.item_ids is not None and len(self.item_ids) != n_items:
             raise ValueError(f"item_ids has {len(self.item_ids)} entries for {n_items} items")
         if check:
-            _check_unique_ids(self.user_ids, "user_ids")
-            _check_unique_ids(self.item_ids, "item_ids")
+            check_unique_ids(self.user_ids, "user_ids")
+            check_unique_ids(self.item_ids, "item_ids")
         if timestamps is not None:
             ts = _as_timestamps(timestamps, values.shape) if check else timestamps
             ts = np.ascontiguousarray(ts, dtype=np.int64)
@@ -267,12 +267,14 @@ class Ratings:
         """Write the ratings to the folder ``path`` as a binary cache that :meth:`load` opens
         (memory-mapped) in a fraction of a second.
 
-        Layout (version 1, no pickle): one ``.npy`` file per array (``indptr``, ``indices``,
+        Layout (version 2, no pickle): one ``.npy`` file per array (``indptr``, ``indices``,
         ``values`` and, when present, ``user_ids``, ``item_ids``, ``timestamps``) and
         ``meta.json`` (format name and version, shape, nnz, each array's dtype, shape and
-        CRC-32). The folder is written under a temporary name and renamed into place, so
-        ``path`` is never half written; an existing cache at ``path`` is replaced, anything
-        else there is refused.
+        CRC-32); since version 2 the arrays sit in a subfolder that ``meta.json`` names. A
+        new cache is written under a temporary name and renamed into place; an existing
+        cache at ``path`` is replaced atomically for readers (a reader opens the old version
+        or the new one, never a mix or nothing); anything else there is refused. Leftovers
+        of saves that were killed are removed by the next save.
         """
         arrays = {
             "indptr": self.indptr,
@@ -288,11 +290,14 @@ class Ratings:
     def load(cls, path: Any, mmap: bool = True, verify: bool | None = None) -> Ratings:
         """Open a cache folder written by :meth:`save`.
 
-        ``mmap=True`` (default) memory-maps the arrays (read-only; opening is near instant
-        at any size). ``verify``: check every array's CRC-32 and the index range; default
-        ``True`` without mmap and ``False`` with it (then only the layout, dtypes, lengths
-        and the row pointer are checked). A foreign, damaged or newer-version folder raises
-        ``ValueError``.
+        ``mmap=True`` (default) memory-maps the arrays (read-only). Every load checks the
+        structure, whoever wrote the folder: the layout, dtypes and lengths, the row pointer,
+        that item indices are in range, sorted and distinct within each user, that ratings
+        are finite and that ids are distinct int64 or strings (O(nnz), in a parallel
+        kernel), so a damaged or crafted cache raises ``ValueError`` rather than reaching a
+        kernel. ``verify=True`` also checks every array's CRC-32 (catches a flipped bit that
+        leaves the structure valid, e.g. in a rating); default ``True`` without mmap and
+        ``False`` with it. A foreign or newer-version folder raises ``ValueError``.
         """
         shape, arrays = read_cache(path, mmap=mmap, verify=verify)
         return cls(
@@ -433,16 +438,6 @@ def _as_timestamps(timestamps: Any, shape: tuple[int, ...]) -> np.ndarray:
             f"{ts.dtype}"
         )
     return ts
-
-
-def _check_unique_ids(ids: np.ndarray | None, name: str) -> None:
-    """An id map must name each row once, or lookups would be ambiguous."""
-    if ids is None or len(ids) < 2 or np.all(ids[1:] > ids[:-1]):
-        return
-    s = np.sort(ids)
-    dup = np.flatnonzero(s[1:] == s[:-1])
-    if len(dup):
-        raise ValueError(f"{name} must be distinct; {s[dup[0]].item()!r} appears more than once")
 
 
 def _check_finite_ratings(r: np.ndarray, name: str) -> None:
