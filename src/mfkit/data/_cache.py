@@ -299,8 +299,10 @@ def _open_arrays(
         folder = p
         if meta["format_version"] >= 2:
             data = meta["data"]
-            if not isinstance(data, str) or not data.startswith(VERSION_PREFIX) or (
-                os.path.basename(data) != data
+            if (
+                not isinstance(data, str)
+                or not data.startswith(VERSION_PREFIX)
+                or (os.path.basename(data) != data)
             ):
                 raise ValueError(f"bad data folder {data!r}")
             folder = os.path.join(p, data)

@@ -1,0 +1,412 @@
+"""Regression tests for damaged files, hostile input, interrupts and resource limits: each
+reproduces a reported failure (a crash, a hang or a silent wrong answer) and checks that it
+is now a correct result or a clear error."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import mfkit
+from mfkit import DivergenceError, Ratings
+from mfkit.data import _assemble
+from mfkit.models._state import FactorState
+
+
+def small(seed: int = 0, n_users: int = 40, n_items: int = 30, nnz: int = 400) -> Ratings:
+    rng = np.random.default_rng(seed)
+    pairs = rng.choice(n_users * n_items, size=nnz, replace=False)
+    return Ratings.from_triplets(
+        pairs // n_items, pairs % n_items, rng.integers(1, 6, nnz).astype(float)
+    )
+
+
+def cache_array(path: Path, name: str) -> Path:
+    meta = json.loads((path / "meta.json").read_text())
+    return path / meta["data"] / f"{name}.npy"
+
+
+def poke(path: Path, name: str, pos: int, value: Any) -> None:
+    """Change one entry of a cache array in place (the checksum is not updated)."""
+    a = np.load(cache_array(path, name), mmap_mode="r+")
+    a[pos] = value
+    a.flush()
+    del a
+
+
+# --------------------------------------------------------------- 1: damaged ratings cache
+@pytest.mark.parametrize(
+    ("name", "pos", "value", "why"),
+    [
+        ("indices", 5, 50_000_000, "out of range"),
+        ("indices", 5, -1, "out of range"),
+        ("values", 7, np.nan, "NaN or infinite"),
+        ("values", 7, np.inf, "NaN or infinite"),
+        ("indptr", 3, 10**12, "indptr"),
+    ],
+)
+def test_damaged_cache_is_refused_with_mmap(
+    tmp_path: Path, name: str, pos: int, value: Any, why: str
+) -> None:
+    small().save(tmp_path / "c")
+    poke(tmp_path / "c", name, pos, value)
+    for mmap in (True, False):
+        with pytest.raises(ValueError, match=why):
+            Ratings.load(tmp_path / "c", mmap=mmap, verify=False)
+
+
+def test_unsorted_or_repeated_items_in_cache_are_refused(tmp_path: Path) -> None:
+    R = small()
+    R.save(tmp_path / "c")
+    a, b = int(R.indptr[0]), int(R.indptr[1])
+    assert b - a >= 2
+    poke(tmp_path / "c", "indices", a, R.indices[a + 1])  # a repeat within user 0
+    with pytest.raises(ValueError, match="sorted and distinct"):
+        Ratings.load(tmp_path / "c")
+    poke(tmp_path / "c", "indices", a + 1, R.indices[a] - 1 if R.indices[a] else 0)
+    with pytest.raises(ValueError, match="sorted and distinct"):
+        Ratings.load(tmp_path / "c")
+
+
+def test_cache_with_duplicate_or_foreign_ids_is_refused(tmp_path: Path) -> None:
+    R = small()
+    R.save(tmp_path / "c")
+    poke(tmp_path / "c", "user_ids", 1, R.user_ids[0])
+    with pytest.raises(ValueError, match="user_ids must be distinct"):
+        Ratings.load(tmp_path / "c")
+    # ids of a dtype mfkit never writes (here float64), with a matching meta.json
+    R.save(tmp_path / "d")
+    fn = cache_array(tmp_path / "d", "item_ids")
+    np.save(fn, np.arange(R.n_items, dtype=np.float64))
+    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    meta["arrays"]["item_ids"]["dtype"] = "<f8"
+    (tmp_path / "d" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="item_ids has dtype float64"):
+        Ratings.load(tmp_path / "d")
+
+
+def reference_fault(
+    indptr: np.ndarray, indices: np.ndarray, values: np.ndarray, n_cols: int
+) -> tuple[int, int]:
+    """Plain-Python statement of the structural rules: (fault, position) of the first
+    faulty row: 1 column out of range, 2 not strictly increasing, 3 value not finite."""
+    for r in range(len(indptr) - 1):
+        prev = -1
+        for j in range(int(indptr[r]), int(indptr[r + 1])):
+            c = int(indices[j])
+            if not 0 <= c < n_cols:
+                return 1, j
+            if c <= prev:
+                return 2, j
+            prev = c
+        for j in range(int(indptr[r]), int(indptr[r + 1])):
+            if not np.isfinite(values[j]):
+                return 3, j
+    return 0, -1
+
+
+def test_structural_check_agrees_with_reference(rng: np.random.Generator) -> None:
+    """The parallel check kernel against a plain-Python statement of the same rules, on
+    random (often faulty) structures, for 1 and 3 threads."""
+    for _ in range(400):
+        n_rows = int(rng.integers(1, 40))
+        counts = rng.integers(0, 5, n_rows)
+        indptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+        n_cols = int(rng.integers(1, 9))
+        indices = np.sort(rng.integers(0, n_cols, indptr[-1])).astype(np.int32)
+        for r in range(n_rows):  # mostly valid rows, some damaged
+            indices[indptr[r] : indptr[r + 1]] = np.sort(
+                rng.choice(n_cols, min(n_cols, counts[r]), replace=False)
+            )[: counts[r]].tolist() + [0] * max(0, counts[r] - n_cols)
+        k = int(rng.integers(0, 3))
+        if indptr[-1] and k:
+            pos = rng.integers(0, indptr[-1], k)
+            indices[pos] = rng.integers(-2, n_cols + 2, k)
+        values = np.ones(indptr[-1], dtype=np.float32)
+        if indptr[-1] and rng.random() < 0.3:
+            values[rng.integers(0, indptr[-1])] = rng.choice([np.nan, np.inf, -np.inf])
+        expect = reference_fault(indptr, indices, values, n_cols)
+        for nt in (1, 3):
+            assert _assemble.check_csr(indptr, indices, values, n_cols, nt) == expect
+        no_values = reference_fault(indptr, indices, np.ones_like(values), n_cols)
+        assert _assemble.check_csr(indptr, indices, None, n_cols, 2) == no_values
+
+
+def test_checked_cache_then_trains_and_converts(tmp_path: Path) -> None:
+    """The reported crash path: a cache accepted by load, then fit(init=...) segfaulted."""
+    R = small()
+    R.save(tmp_path / "c")
+    m = mfkit.SGD(factors=2, epochs=1, random_state=0).fit(R)
+    poke(tmp_path / "c", "indices", 0, 50_000_000)
+    code = textwrap.dedent(
+        f"""
+        import mfkit
+        try:
+            mfkit.Ratings.load({str(tmp_path / "c")!r})
+        except ValueError as e:
+            print("refused:", e)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "refused:" in out.stdout and "out of range" in out.stdout
+    assert m.n_items == R.n_items
+
+
+# --------------------------------------------------------------- 4: SGD blow-up
+def test_sgd_blowup_is_divergence_and_keeps_last_good_epoch() -> None:
+    data = ([0, 1], [0, 1], [1e6, -1e6])
+    m = mfkit.SGD(factors=3, epochs=6, random_state=0)
+    with pytest.raises(DivergenceError, match="rescale them") as info:
+        m.fit(data)
+    assert "epoch 2" in str(info.value) and "keeps the factors of epoch 1" in str(info.value)
+    assert m.stop_reason_ == "diverged"
+    assert len(m.history_["train_rmse"]) == 1
+    one = mfkit.SGD(factors=3, epochs=1, random_state=0).fit(data)
+    np.testing.assert_array_equal(m.user_factors_, one.user_factors_)
+    np.testing.assert_array_equal(m.item_factors_, one.item_factors_)
+    assert np.all(np.isfinite(m.predict([0, 1], [0, 1])))
+
+
+def test_factors_that_overflow_predictions_are_divergence(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Finite float32 factors whose dot product overflows gave -inf predictions."""
+    R = small()
+    real = mfkit.SGD._trainer
+
+    def trainer(self: Any, *a: Any) -> Any:
+        t = real(self, *a)
+        run = t.run_epoch
+
+        def run_epoch(epoch: int) -> tuple[float, bool]:
+            rmse, ok = run(epoch)
+            if epoch == 2:
+                t.state.P[0] = 3e19  # finite, but 3e19 * 3e19 overflows float32
+                t.state.Q[0] = -3e19
+            return rmse, ok
+
+        t.run_epoch = run_epoch
+        return t
+
+    monkeypatch.setattr(mfkit.SGD, "_trainer", trainer)
+    m = mfkit.SGD(factors=2, epochs=4, random_state=0)
+    with pytest.raises(DivergenceError, match="overflow float32"):
+        m.fit(R)
+    assert len(m.history_["epoch"]) == 1
+    assert np.all(np.isfinite(m.predict(*R.to_triplets()[:2])))
+
+
+def test_init_std_that_overflows_is_blamed() -> None:
+    with pytest.raises(ValueError, match="lower init_std"):
+        mfkit.SGD(factors=2, epochs=1, init_std=1e20, random_state=0).fit(small())
+    with pytest.raises(ValueError, match="lower init_std"):
+        mfkit.ALS(factors=2, epochs=1, init_std=1e20, random_state=0).fit(small())
+
+
+def test_blowup_check_leaves_ordinary_training_alone() -> None:
+    R = mfkit.datasets.synthetic("ml-100k", random_state=0)
+    for model in (
+        mfkit.SGD(factors=8, epochs=5, random_state=0),
+        mfkit.ALS(factors=8, epochs=5, random_state=0),
+    ):
+        model.fit(R)
+        assert model.stop_reason_ == "epochs"
+        rmse = model.history_["train_rmse"]
+        assert rmse[-1] < rmse[0]
+
+
+# --------------------------------------------------------------- 10: Ctrl-C anywhere in fit
+def _interrupt() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def _reference(epochs: int) -> mfkit.SGD:
+    return mfkit.SGD(factors=3, epochs=epochs, n_threads=1, random_state=0).fit(small())
+
+
+def _assert_holds(m: mfkit.SGD, epochs: int) -> None:
+    ref = _reference(epochs)
+    assert m.stop_reason_ == "interrupted"
+    assert m.history_["epoch"] == [float(e) for e in range(1, epochs + 1)]
+    np.testing.assert_array_equal(m.user_factors_, ref.user_factors_)
+    np.testing.assert_array_equal(m.item_factors_, ref.item_factors_)
+    np.testing.assert_array_equal(m.user_biases_, ref.user_biases_)
+
+
+def test_sigint_from_callback_keeps_epoch() -> None:
+    def callback(model: Any, record: dict[str, float]) -> None:
+        if record["epoch"] == 3:
+            _interrupt()
+
+    m = mfkit.SGD(factors=3, epochs=6, n_threads=1, random_state=0)
+    with pytest.warns(UserWarning, match="keeps the factors of epoch 3"):
+        m.fit(small(), callback=callback)
+    _assert_holds(m, 3)
+
+
+def test_sigint_during_validation_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = mfkit.SGD._score_arrays
+    calls = {"n": 0}
+
+    def score(self: Any, *a: Any) -> tuple[float, float]:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            _interrupt()
+        return real(self, *a)
+
+    monkeypatch.setattr(mfkit.SGD, "_score_arrays", score)
+    m = mfkit.SGD(factors=3, epochs=6, n_threads=1, random_state=0)
+    with pytest.warns(UserWarning, match="keeps the factors of epoch 2"):
+        m.fit(small(), validation=small())
+    _assert_holds(m, 2)
+
+
+def test_sigint_during_state_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = FactorState.copy
+    calls = {"n": 0}
+
+    def copy(self: FactorState) -> FactorState:
+        calls["n"] += 1
+        if calls["n"] == 4:  # the start, then after epochs 1, 2 and 3
+            _interrupt()
+        return real(self)
+
+    monkeypatch.setattr(FactorState, "copy", copy)
+    m = mfkit.SGD(factors=3, epochs=6, n_threads=1, random_state=0)
+    with pytest.warns(UserWarning, match="keeps the factors of epoch 2"):
+        m.fit(small())
+    monkeypatch.undo()
+    _assert_holds(m, 2)
+
+
+# --------------------------------------------------------------- 11: atomic replacement
+_WRITER = """
+import sys, numpy as np, mfkit
+path, seed, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+R = mfkit.Ratings.from_triplets(np.arange(50) % 7, np.arange(50), np.full(50, float(seed)))
+for _ in range(n):
+    R.save(path)
+"""
+
+
+def test_cache_replacement_is_atomic_for_readers(tmp_path: Path) -> None:
+    path = tmp_path / "c"
+    Ratings.from_triplets(np.arange(50) % 7, np.arange(50), np.full(50, 1.0)).save(path)
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(s), "20"]) for s in (1, 2)
+    ]
+    loads = 0
+    try:
+        while any(w.poll() is None for w in writers) or loads < 50:
+            R = Ratings.load(path)
+            assert R.nnz == 50 and len(set(R.values.tolist())) == 1
+            assert R.values[0] in (1.0, 2.0)
+            loads += 1
+    finally:
+        for w in writers:
+            w.wait(timeout=60)
+    assert all(w.returncode == 0 for w in writers)
+    assert loads >= 50
+    names = os.listdir(path)
+    assert sorted(n for n in names if not n.startswith("v-")) == [".lock", "meta.json"]
+    assert len([n for n in names if n.startswith("v-")]) == 1
+    assert sorted(os.listdir(tmp_path)) == ["c"]
+
+
+def test_old_cache_layout_is_read_and_replaced(tmp_path: Path) -> None:
+    """A version-1 cache (arrays beside meta.json) still loads, and saving over it leaves
+    a version-2 cache with no version-1 arrays behind."""
+    R = small()
+    path = tmp_path / "c"
+    R.save(path)
+    meta = json.loads((path / "meta.json").read_text())
+    for name in meta["arrays"]:
+        os.replace(path / meta["data"] / f"{name}.npy", path / f"{name}.npy")
+    os.rmdir(path / meta["data"])
+    del meta["data"]
+    meta["format_version"] = 1
+    (path / "meta.json").write_text(json.dumps(meta))
+    old = Ratings.load(path, verify=True)
+    np.testing.assert_array_equal(old.values, R.values)
+    small(1).save(path)
+    assert not any(n.endswith(".npy") for n in os.listdir(path))
+    np.testing.assert_array_equal(Ratings.load(path).values, small(1).values)
+
+
+_HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_leftovers_of_killed_saves_are_removed(tmp_path: Path) -> None:
+    m = mfkit.SGD(factors=2, epochs=1, random_state=0).fit(small())
+    dead = tmp_path / ".mfkit-model.npz.abc123.tmp"
+    dead.write_bytes(b"partial")
+    busy = tmp_path / ".mfkit-model.npz.busy99.tmp"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(busy)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        stale_cache = tmp_path / ".mfkit-cache-zzz"
+        stale_cache.mkdir()
+        (stale_cache / ".lock").write_bytes(b"")
+        (stale_cache / "junk").write_bytes(b"x")
+        stale_old = tmp_path / ".mfkit-old-yyy"
+        stale_old.mkdir()
+        m.save(tmp_path / "model.npz")
+        assert not dead.exists()
+        assert busy.exists()  # another writer still at work: left alone
+        small().save(tmp_path / "c")
+        assert not stale_cache.exists() and not stale_old.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+    assert mfkit.load(tmp_path / "model.npz").n_items == m.n_items
+
+
+_SLOW_SAVE = """
+import sys, time, numpy as np, mfkit
+m = mfkit.SGD(factors=2, epochs=1, random_state=0).fit(
+    ([0, 1, 2], [0, 1, 2], [1.0, 2.0, 3.0]))
+real = np.savez
+def slow(fh, **kw):
+    fh.write(b"PK partial")
+    fh.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+np.savez = slow
+m.save(sys.argv[1])
+"""
+
+
+def test_sigkill_during_model_save_leaves_nothing_after_next_save(tmp_path: Path) -> None:
+    target = tmp_path / "m.npz"
+    p = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_SAVE, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    assert p.stdout is not None and p.stdout.readline().strip() == "writing"
+    p.kill()
+    p.wait()
+    p.stdout.close()
+    assert not target.exists()
+    assert len([n for n in os.listdir(tmp_path) if n.endswith(".tmp")]) == 1
+    mfkit.SGD(factors=2, epochs=1, random_state=0).fit(small()).save(target)
+    assert os.listdir(tmp_path) == ["m.npz"]
