@@ -653,7 +653,10 @@ def _prediction_bound(state: FactorState, global_mean: float) -> float:
 def _blowup(rmse: float, scale: float, state: FactorState, global_mean: float) -> str:
     """Why the epoch that gave ``rmse`` and ``state`` is a blow-up ('' if it is not)."""
     if rmse > BLOWUP_FACTOR * max(scale, 1e-12):
-        return f"the training RMSE grew to {rmse:.3g}, over {BLOWUP_FACTOR:g} times the ratings' scale ({scale:.3g})"
+        return (
+            f"the training RMSE grew to {rmse:.3g}, over {BLOWUP_FACTOR:g} times the "
+            f"ratings' scale ({scale:.3g})"
+        )
     if _prediction_bound(state, global_mean) >= _SAFE_PREDICTION[state.P.dtype.char]:
         return f"the factors grew so large that predictions overflow {state.P.dtype}"
     return ""
