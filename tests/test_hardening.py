@@ -4,12 +4,15 @@ is now a correct result or a clear error."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import pytest
 
 import mfkit
 from mfkit import DivergenceError, Ratings
+from mfkit._core.files import digest
 from mfkit.data import _assemble
 from mfkit.models._state import FactorState
 
@@ -409,3 +413,182 @@ def test_sigkill_during_model_save_leaves_nothing_after_next_save(tmp_path: Path
     assert len([n for n in os.listdir(tmp_path) if n.endswith(".tmp")]) == 1
     mfkit.SGD(factors=2, epochs=1, random_state=0).fit(small()).save(target)
     assert os.listdir(tmp_path) == ["m.npz"]
+
+
+# --------------------------------------------------------------- 12: crafted model files
+def _model_file(tmp_path: Path) -> Path:
+    R = small()
+    m = mfkit.SGD(factors=2, epochs=1, random_state=0).fit(R)
+    p = tmp_path / "m.npz"
+    m.save(p)
+    return p
+
+
+def _craft(
+    path: Path, out: Path, arrays: dict[str, Any] | None = None, **meta_changes: Any
+) -> Path:
+    """Rewrite a model file with changed arrays or metadata and digests that match."""
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    meta = json.loads(data.pop("__meta__").tobytes().decode())
+    for k, v in (arrays or {}).items():
+        if v is None:
+            data.pop(k)
+        else:
+            data[k] = np.asarray(v)
+    meta.update(meta_changes)
+    meta["digests"] = {k: digest(v) for k, v in data.items()}
+    blob = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(out, __meta__=blob, **data)
+    return out
+
+
+def test_crafted_model_files_with_matching_digests_are_refused(tmp_path: Path) -> None:
+    p = _model_file(tmp_path)
+    m = mfkit.load(p)
+    n_users, n_items = m.n_users, m.n_items
+    uid = np.asarray(m.user_ids_)
+    bad_cases: list[tuple[dict[str, Any], dict[str, Any], str]] = [
+        ({"user_ids": np.concatenate(([uid[1]], uid[1:]))}, {}, "user_ids must be distinct"),
+        ({"user_ids": np.array([b"u%d" % k for k in range(n_users)])}, {}, "dtype"),
+        ({"user_ids": np.full(n_users, np.nan)}, {}, "dtype float64"),
+        ({"user_factors": np.full((n_users, 2), np.nan, np.float32)}, {}, "NaN or inf"),
+        ({"item_biases": np.full(n_items, np.inf, np.float32)}, {}, "NaN or inf"),
+        ({}, {"format_version": 0}, "format version 0"),
+        ({}, {"format_version": True}, "format version True"),
+        ({}, {"global_mean": float("nan")}, "not finite"),
+        ({}, {"rating_range": [5.0, 1.0]}, "reversed"),
+        ({}, {"history": [1, 2]}, "malformed"),
+    ]
+    for k, (arrays, meta, why) in enumerate(bad_cases):
+        q = _craft(p, tmp_path / f"bad{k}.npz", arrays, **meta)
+        with pytest.raises(ValueError, match=why):
+            mfkit.load(q)
+    with np.load(p) as z:
+        indptr, indices = z["seen_indptr"], z["seen_indices"]
+    row = int(np.flatnonzero(np.diff(indptr) >= 2)[0])
+    shuffled = indices.copy()
+    a = int(indptr[row])
+    shuffled[a], shuffled[a + 1] = indices[a + 1], indices[a]
+    q = _craft(p, tmp_path / "unsorted.npz", {"seen_indices": shuffled})
+    with pytest.raises(ValueError, match="sorted and distinct"):
+        mfkit.load(q)
+    params = dict(json.loads(np.load(p)["__meta__"].tobytes())["params"], n_threads=2**40)
+    q = _craft(p, tmp_path / "threads.npz", params=params)
+    with pytest.raises(ValueError, match="n_threads"):
+        mfkit.load(q)
+
+
+def test_unsorted_seen_of_folded_users_is_refused() -> None:
+    R = small()
+    m = mfkit.ALS(factors=2, epochs=2, random_state=0).fit(R)
+    f = m.fold_in(R.subset(np.arange(R.nnz) < 20))
+    indptr, indices = f.seen_indptr, np.array(f.seen_indices)
+    row = int(np.flatnonzero(np.diff(indptr) >= 2)[0])
+    a = int(indptr[row])
+    indices[a], indices[a + 1] = indices[a + 1], indices[a]
+    bad = type(f)(f.user_factors, f.user_biases, f.user_ids, indptr, indices)
+    with pytest.raises(ValueError, match="sorted distinct"):
+        m.recommend(bad, n=3)
+    items, _ = m.recommend(f, n=5)
+    for r in range(len(f)):
+        assert not set(items[r].tolist()) & set(
+            m.item_ids_[f.seen_indices[indptr[r] : indptr[r + 1]]].tolist()
+        )
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (lambda: np.save, "not an .npz archive"),
+        (lambda: None, "missing"),
+    ],
+)
+def test_model_loader_errors_are_clear(tmp_path: Path, content: Any, why: str) -> None:
+    p = _model_file(tmp_path)
+    if content() is np.save:
+        q = tmp_path / "array.npz"
+        with open(q, "wb") as fh:
+            np.save(fh, np.arange(3))
+    else:
+        q = _craft(p, tmp_path / "nofactors.npz", {"item_factors": None})
+    with pytest.raises(ValueError, match=why) as info:
+        mfkit.load(q)
+    assert str(q) in str(info.value)
+
+
+def test_model_member_declaring_huge_shape_is_refused(tmp_path: Path) -> None:
+    p = _model_file(tmp_path)
+    q = tmp_path / "huge.npz"
+    with zipfile.ZipFile(p) as zin, zipfile.ZipFile(q, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "user_biases.npy":
+                header = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.float32))
+                header["shape"] = (2**40,)
+                buf = io.BytesIO()
+                np.lib.format.write_array_header_1_0(buf, header)
+                data = buf.getvalue() + b"\0" * 16
+            zout.writestr(info.filename, data)
+    with pytest.raises(ValueError, match="declares shape"):
+        mfkit.load(q)
+
+
+# --------------------------------------------------------------- 2: threads
+def test_absurd_thread_counts_are_refused(tmp_path: Path) -> None:
+    R = small()
+    (tmp_path / "r.csv").write_text("1,2,3\n")
+    for n in (2**31, 2**63, -(2**31), 5000):
+        with pytest.raises(ValueError, match="not a usable thread count"):
+            mfkit.SGD(factors=2, epochs=1, n_threads=n).fit(R)
+    with pytest.raises(ValueError, match="not a usable thread count"):
+        mfkit.io.load_delimited(tmp_path / "r.csv", n_threads=2**31)
+
+
+def test_thread_count_is_capped_at_usable_cores() -> None:
+    R = small()
+    cores = mfkit._core.validation.usable_cores()
+    m = mfkit.ALS(factors=2, epochs=1, n_threads=64, random_state=0).fit(R)
+    assert m.n_threads_ == min(64, cores)
+    one = mfkit.ALS(factors=2, epochs=1, n_threads=1, random_state=0).fit(R)
+    np.testing.assert_array_equal(m.user_factors_, one.user_factors_)
+    np.testing.assert_array_equal(
+        m.predict(*R.to_triplets()[:2]), one.predict(*R.to_triplets()[:2])
+    )
+
+
+_NO_THREADS = """
+import warnings, numpy as np, mfkit
+R = mfkit.datasets.synthetic("ml-100k", random_state=0)
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    m = mfkit.ALS(factors=4, epochs=1, n_threads=64, random_state=0).fit(R)
+    s = mfkit.SGD(factors=4, epochs=1, blocks=64, n_threads=64, random_state=0).fit(R)
+print("fitted", m.n_threads_, s.n_threads_, [str(x.message) for x in w])
+print("predict", np.isfinite(m.predict([1, 2], [1, 2])).all())
+print("recommend", len(m.recommend(1, n=3)[0]))
+"""
+
+
+def test_process_that_cannot_start_threads_degrades(tmp_path: Path) -> None:
+    """libgomp exits the process when it cannot create a thread; here every new thread
+    needs a 4 GB stack under a 3 GB address-space limit."""
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_STACK, (4 << 30, 4 << 30))
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="")
+    out = subprocess.run(
+        [sys.executable, "-c", _NO_THREADS],
+        capture_output=True,
+        text=True,
+        preexec_fn=limits,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "fitted 1 1" in out.stdout
+    if mfkit._core.validation.usable_cores() > 1:
+        assert "could start only 1 of" in out.stdout
+    assert "predict True" in out.stdout and "recommend 3" in out.stdout

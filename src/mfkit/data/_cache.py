@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 
 from mfkit._core.files import current_umask, disk_full, is_abandoned, lock, write_error
-from mfkit._core.validation import usable_cores
 from mfkit._core.version import __version__
-from mfkit.data import _assemble
+from mfkit.data._csr import check_csr_structure
 from mfkit.data._idmap import check_unique_ids
 
 CACHE_FORMAT = "mfkit-ratings-cache"
@@ -342,34 +341,6 @@ def _open_arrays(
     ):
         raise _refuse(p, "the CSR arrays have the wrong dtype or length")
     return shape, arrays
-
-
-_FAULTS = {
-    1: "item index out of range",
-    2: "item indices not sorted and distinct within a user",
-    3: "a rating is NaN or infinite",
-}
-
-
-def check_csr_structure(
-    indptr: np.ndarray, indices: np.ndarray, values: np.ndarray | None, n_cols: int
-) -> str | None:
-    """What is wrong with a CSR structure (row pointer, column range, sorted distinct
-    columns per row, finite values when given), or None. O(nnz), in a parallel kernel."""
-    if len(indptr) == 0 or indptr[0] != 0 or indptr[-1] != len(indices):
-        return "indptr does not run from 0 to the number of ratings"
-    if np.any(indptr[1:] < indptr[:-1]):
-        return "indptr decreases"
-    fault, pos = _assemble.check_csr(
-        np.ascontiguousarray(indptr, dtype=np.int64),
-        np.ascontiguousarray(indices, dtype=np.int32),
-        None if values is None else np.ascontiguousarray(values, dtype=np.float32),
-        int(n_cols),
-        usable_cores(),
-    )
-    if fault:
-        return f"{_FAULTS[fault]} (at rating {pos})"
-    return None
 
 
 def check_structure(p: str, shape: tuple[int, int], arrays: dict[str, np.ndarray]) -> None:
