@@ -9,7 +9,7 @@
   already in item order (Netflix files) needs one pass.
 """
 from cython.parallel cimport prange
-from libc.math cimport isfinite
+from libc.math cimport fabsf, isfinite
 from libc.stdint cimport int32_t, int64_t, uint32_t
 
 import numpy as np
@@ -293,33 +293,55 @@ def take(const gathered[::1] a, const pos_t[::1] perm, int n_threads):
     return out_a
 
 
+cdef int _row_fault(const int64_t[::1] indptr, const int32_t[::1] indices,
+                    const float[::1] values, bint with_values, Py_ssize_t r, int64_t n_cols,
+                    int64_t *where) noexcept nogil:
+    """The fault of row r and its position (the slow path, run on a faulty row only)."""
+    cdef int64_t j
+    cdef int32_t c, prev = -1
+    for j in range(indptr[r], indptr[r + 1]):
+        c = indices[j]
+        if c < 0 or c >= n_cols:
+            where[0] = j
+            return 1
+        if c <= prev:
+            where[0] = j
+            return 2
+        prev = c
+    if with_values:
+        for j in range(indptr[r], indptr[r + 1]):
+            if not isfinite(values[j]):
+                where[0] = j
+                return 3
+    return 0
+
+
 cdef int _check_rows(const int64_t[::1] indptr, const int32_t[::1] indices,
                      const float[::1] values, bint with_values, Py_ssize_t r0, Py_ssize_t r1,
                      int64_t n_cols, int64_t *where) noexcept nogil:
     """The first fault among rows [r0, r1): 1 a column index outside [0, n_cols), 2 columns
     not strictly increasing within a row (unsorted or repeated), 3 a value not finite; 0
-    when there is none. ``where[0]`` gets the CSR position of the fault."""
+    when there is none. ``where[0]`` gets the CSR position of the fault. Each row is
+    scanned without branches (the loops vectorise); a faulty row is scanned again."""
     cdef Py_ssize_t r
     cdef int64_t j, a, b
-    cdef int32_t c, prev
+    cdef int bad
+    # 32-bit unsigned compares: a negative index wraps above any bound
+    cdef uint32_t nc = <uint32_t>(n_cols if n_cols < (<int64_t>1 << 31) else (<int64_t>1 << 31))
+    cdef float big = 3.4028234663852886e38  # FLT_MAX: |v| <= big fails for NaN and inf
     for r in range(r0, r1):
         a = indptr[r]
         b = indptr[r + 1]
-        prev = -1
-        for j in range(a, b):
-            c = indices[j]
-            if c < 0 or c >= n_cols:
-                where[0] = j
-                return 1
-            if c <= prev:
-                where[0] = j
-                return 2
-            prev = c
+        if b <= a:
+            continue
+        bad = <uint32_t>indices[a] >= nc
+        for j in range(a + 1, b):
+            bad |= (<uint32_t>indices[j] >= nc) | (indices[j] <= indices[j - 1])
         if with_values:
             for j in range(a, b):
-                if not isfinite(values[j]):
-                    where[0] = j
-                    return 3
+                bad |= not (fabsf(values[j]) <= big)
+        if bad:
+            return _row_fault(indptr, indices, values, with_values, r, n_cols, where)
     return 0
 
 
