@@ -23,6 +23,7 @@ import mfkit
 from mfkit import DivergenceError, Ratings
 from mfkit._core.files import digest
 from mfkit.data import _assemble
+from mfkit.exceptions import RatingFileError
 from mfkit.models._state import FactorState
 
 
@@ -592,3 +593,73 @@ def test_process_that_cannot_start_threads_degrades(tmp_path: Path) -> None:
     if mfkit._core.validation.usable_cores() > 1:
         assert "could start only 1 of" in out.stdout
     assert "predict True" in out.stdout and "recommend 3" in out.stdout
+
+
+# --------------------------------------------------------------- 5: ids beyond int64
+@pytest.mark.parametrize(
+    "users",
+    [[1e30, 2e30], [1e19, 2e19], [-1e19, 0.0], np.array([9.3e18, 1.0])],
+)
+def test_float_ids_beyond_int64_are_refused(users: Any) -> None:
+    with pytest.raises(ValueError, match="outside the int64 range"):
+        Ratings.from_triplets(users, [0, 1], [1.0, 2.0])
+
+
+def test_python_ints_beyond_int64_are_refused() -> None:
+    for users in ([2**70, 1], [-(2**63) - 1, 0]):
+        with pytest.raises(ValueError, match="outside the int64 range"):
+            Ratings.from_triplets(users, [0, 1], [1.0, 2.0])
+    edge = Ratings.from_triplets([2**63 - 1, -(2**63)], [0, 1], [1.0, 2.0])
+    assert edge.user_ids.tolist() == [-(2**63), 2**63 - 1]
+
+
+# --------------------------------------------------------------- 6: Netflix bad header
+def test_skipped_netflix_header_never_reassigns_ratings(tmp_path: Path) -> None:
+    p = tmp_path / "combined_data_1.txt"
+    p.write_text("1:\n10,3,2005-01-01\n2x:\n11,4,2005-01-01\n3:\n12,5,2005-01-02\n")
+    for mode in ("skip", "warn", "error"):
+        with pytest.raises(RatingFileError, match="line 3: a malformed 'MovieID:' line"):
+            mfkit.io.load_netflix(p, on_bad_line=mode)
+    # a bad rating line is still skipped, and the movies stay right
+    p.write_text("1:\n10,3,2005-01-01\n10,x,2005-01-01\n3:\n12,5,2005-01-02\n")
+    R = mfkit.io.load_netflix(p, on_bad_line="skip")
+    users, items, _ = R.to_triplets(original_ids=True)
+    assert sorted(zip(users.tolist(), items.tolist(), strict=True)) == [(10, 1), (12, 3)]
+
+
+# --------------------------------------------------------------- 9: DataFrames and lists
+def test_mixed_id_kinds_are_refused() -> None:
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(TypeError, match="mixes strings"):
+        Ratings.from_triplets(["a", 1], [0, 1], [1.0, 2.0])
+    df = pd.DataFrame({"user": [1, "1"], "item": [0, 1], "rating": [1.0, 2.0]})
+    with pytest.raises(TypeError, match="column 'user' mixes strings"):
+        Ratings.from_dataframe(df)
+    ok = pd.DataFrame({"user": ["1", "2"], "item": [5, 6], "rating": [1.0, 2.0]})
+    R = Ratings.from_dataframe(ok)
+    assert R.user_ids.tolist() == ["1", "2"] and R.item_ids.tolist() == [5, 6]
+
+
+def test_dataframe_ratings_and_timestamps_are_checked() -> None:
+    pd = pytest.importorskip("pandas")
+    base = {"user": [1, 2], "item": [0, 1]}
+    for bad in ([True, False], ["1", "x"]):
+        with pytest.raises(TypeError, match="column 'rating' must hold numbers"):
+            Ratings.from_dataframe(pd.DataFrame(dict(base, rating=bad)))
+    with pytest.raises(TypeError, match="ratings must be numbers"):
+        Ratings.from_triplets([1, 2], [0, 1], [True, False])
+    t = pd.to_datetime(["2020-01-01", None])
+    with pytest.raises(ValueError, match="NaT"):
+        Ratings.from_dataframe(pd.DataFrame(dict(base, rating=[1.0, 2.0], t=t)), timestamp_col="t")
+    nullable = pd.Series([4, 5], dtype="Int64")
+    R = Ratings.from_dataframe(pd.DataFrame(dict(base, rating=nullable)))
+    assert R.values.tolist() == [4.0, 5.0]
+
+
+def test_dense_missing_marker() -> None:
+    A = np.array([[1.0, np.nan], [np.nan, 2.0]], dtype=np.float32)
+    for marker in (np.nan, np.float32("nan"), np.float64("nan")):
+        assert Ratings.from_dense(A, missing=marker).nnz == 2
+    for bad in ("x", True, [0]):
+        with pytest.raises(TypeError, match="missing must be None or a number"):
+            Ratings.from_dense(A, missing=bad)

@@ -16,6 +16,7 @@ The arrays are read-only; a CSC view (``csc()``) and the per-rating user index
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -155,9 +156,16 @@ class Ratings:
             raise ValueError(f"a dense rating matrix must be 2-d, got shape {arr.shape}")
         if arr.dtype.kind not in "iuf":
             raise TypeError(f"a dense rating matrix must hold numbers, got dtype {arr.dtype}")
+        if missing is not None and (
+            isinstance(missing, bool | np.bool_) or not isinstance(missing, numbers.Real)
+        ):
+            raise TypeError(
+                f"missing must be None or a number (the marker of cells without a rating, "
+                f"e.g. np.nan, 0 or -1), got {missing!r}"
+            )
         if missing is None:
             mask = np.ones(arr.shape, dtype=bool)
-        elif isinstance(missing, float) and np.isnan(missing):
+        elif np.isnan(missing):
             mask = ~np.isnan(arr) if arr.dtype.kind == "f" else np.ones(arr.shape, dtype=bool)
         else:
             mask = arr != missing
@@ -212,8 +220,9 @@ class Ratings:
         ts = None if timestamps is None else _as_timestamps(timestamps, r.shape)
         user_ids = item_ids = None
         if map_ids:
-            user_ids, u_idx = map_ids_to_indices(as_id_array(u, "users"))
-            item_ids, i_idx = map_ids_to_indices(as_id_array(i, "items"))
+            # lists go to as_id_array as given: np.asarray would turn [1, 'a'] into strings
+            user_ids, u_idx = map_ids_to_indices(as_id_array(_raw(users, u), "users"))
+            item_ids, i_idx = map_ids_to_indices(as_id_array(_raw(items, i), "items"))
             n_users, n_items = len(user_ids), len(item_ids)
             if shape is not None and tuple(shape) != (n_users, n_items):
                 raise ValueError("shape cannot be combined with map_ids=True")
@@ -257,7 +266,7 @@ class Ratings:
         return cls.from_triplets(
             users,
             items,
-            df[rating_col].to_numpy(dtype=np.float64),
+            _rating_column(df[rating_col], rating_col),
             duplicates=duplicates,
             timestamps=ts,
         )
@@ -416,13 +425,39 @@ class Ratings:
         )
 
 
+def _raw(given: Any, arr: np.ndarray) -> Any:
+    return given if isinstance(given, list | tuple) else arr
+
+
 def _column(col: Any, name: str) -> np.ndarray:
-    arr = col.to_numpy()
-    if arr.dtype == object or str(col.dtype) in ("string", "category"):
-        arr = col.astype(str).to_numpy(dtype=str)
     if col.isna().any():
         raise ValueError(f"column {name!r} has missing ids (NaN/None); drop those rows first")
+    arr = col.to_numpy()
+    if arr.dtype == object or str(col.dtype) in ("string", "category"):
+        values = arr.tolist() if arr.dtype == object else None
+        kinds = {type(x) for x in values} if values is not None else {str}
+        if len(kinds) > 1 and str in kinds:
+            names = ", ".join(sorted(t.__name__ for t in kinds))
+            raise TypeError(
+                f"column {name!r} mixes strings and other values ({names}), so 1 and '1' "
+                f"would be one id; make the column all integers or all strings "
+                f"(df[{name!r}].astype(str))"
+            )
+        if kinds <= {str}:
+            arr = col.astype(str).to_numpy(dtype=str)
+        else:
+            arr = as_id_array(arr, f"column {name!r}")
     return arr
+
+
+def _rating_column(col: Any, name: str) -> np.ndarray:
+    # pandas' nullable dtypes (Int64, Float64, boolean) have a NumPy-like kind too
+    if getattr(col.dtype, "kind", "O") not in "iuf":
+        raise TypeError(
+            f"column {name!r} must hold numbers (ratings), got dtype {col.dtype}; convert it "
+            f"first, e.g. pandas.to_numeric(df[{name!r}])"
+        )
+    return np.asarray(col.to_numpy(dtype=np.float64, na_value=np.nan))
 
 
 def _as_timestamps(timestamps: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -432,6 +467,12 @@ def _as_timestamps(timestamps: Any, shape: tuple[int, ...]) -> np.ndarray:
         raise ValueError("timestamps must have one entry per rating")
     if ts.dtype.kind not in "iu":
         if np.issubdtype(ts.dtype, np.datetime64):
+            nat = np.isnat(ts)
+            if nat.any():
+                raise ValueError(
+                    f"timestamps contain {int(nat.sum())} missing value(s) (NaT), first at "
+                    f"position {int(np.flatnonzero(nat)[0])}; drop those rows or fill them"
+                )
             return ts.astype("datetime64[s]").astype(np.int64)
         raise TypeError(
             f"timestamps must be integers (e.g. Unix seconds) or numpy.datetime64, got dtype "

@@ -313,6 +313,11 @@ class Engine:
             )
         if code in _STR_ID_HINT and not self.spec.netflix:
             msg += _STR_ID_HINT[code]
+        if code == 8 and self.on_bad_line != "error":
+            msg += (
+                f" (an error even with on_bad_line={self.on_bad_line!r}: the ratings below it "
+                f"would go to the movie before it; fix the line or remove it and its ratings)"
+            )
         return msg
 
     def finish(self, name: str) -> None:
