@@ -502,8 +502,10 @@ def _run_stream(
             except BufferError:  # an error's traceback still holds a view: closed with it
                 pass
         return
-    # a plain file smaller than a block is read whole into a buffer of its size
-    buf = bytearray(_BLOCK if src.kind else min(_BLOCK, src.size + 1))
+    # a plain file smaller than a block is read whole into a buffer of its size (a pipe's
+    # size is unknown: a whole block)
+    small = src.kind is None and src.regular
+    buf = bytearray(min(_BLOCK, src.size + 1) if small else _BLOCK)
     fill = 0
     base_line = 0  # lines before the unparsed part of buf
     first = True
