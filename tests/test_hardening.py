@@ -719,3 +719,109 @@ def test_fifo_without_a_writer_times_out(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(mfkit.io._sources, "FIFO_TIMEOUT", 0.3)
     with pytest.raises(TimeoutError, match="no data arrived on this FIFO"):
         mfkit.load_ratings(fifo)
+
+
+# --------------------------------------------------------------- 13: clear errors
+def _plain(n: int = 1500) -> bytes:
+    return _u_data(n)
+
+
+_DAMAGE = {
+    "trunc.gz": lambda d: gzip.compress(d)[:-200],
+    "garbage.gz": lambda d: gzip.compress(d) + b"trailing garbage",
+    "trunc.bz2": lambda d: __import__("bz2").compress(d)[:-100],
+    "trunc.xz": lambda d: __import__("lzma").compress(d)[:-100],
+}
+
+
+@pytest.mark.parametrize("name", sorted(_DAMAGE))
+def test_damaged_compressed_input_names_the_file(tmp_path: Path, name: str) -> None:
+    p = tmp_path / name
+    p.write_bytes(_DAMAGE[name](_plain()))
+    for load in (mfkit.io.load_movielens_100k, mfkit.load_ratings):
+        with pytest.raises(RatingFileError, match="check or fetch the file again") as info:
+            load(p)
+        assert str(p) in str(info.value)
+
+
+def test_damaged_zip_members_name_the_file(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("u.data", _plain())
+    blob = bytearray(buf.getvalue())
+    p = tmp_path / "half.zip"
+    p.write_bytes(bytes(blob[: len(blob) // 2]))
+    with pytest.raises(RatingFileError, match="half.zip"):
+        mfkit.io.load_movielens_100k(p)
+    # a flipped byte inside the deflated member
+    with zipfile.ZipFile(io.BytesIO(bytes(blob))) as z:
+        offset = z.infolist()[0].header_offset + 30 + len("u.data") + 40
+    blob[offset] ^= 0xFF
+    p = tmp_path / "flip.zip"
+    p.write_bytes(bytes(blob))
+    with pytest.raises(RatingFileError, match=r"flip.zip\[u.data\]"):
+        mfkit.io.load_movielens_100k(p)
+
+
+def test_utf8_bom_is_accepted_in_every_text_format(tmp_path: Path) -> None:
+    p = tmp_path / "u.data"
+    p.write_bytes(b"\xef\xbb\xbf" + _plain())
+    q = tmp_path / "plain.data"
+    q.write_bytes(_plain())
+    np.testing.assert_array_equal(
+        mfkit.io.load_movielens_100k(p).values, mfkit.io.load_movielens_100k(q).values
+    )
+    n = tmp_path / "combined_data_1.txt"
+    n.write_bytes(b"\xef\xbb\xbf1:\n10,3,2005-01-01\n")
+    assert mfkit.io.load_netflix(n).nnz == 1
+    d = tmp_path / "r.dat"
+    d.write_bytes(b"\xef\xbb\xbf1::2::3::4\n")
+    assert mfkit.io.load_movielens_dat(d).nnz == 1
+
+
+def test_sniffing_errors_name_the_file(tmp_path: Path) -> None:
+    p = tmp_path / "x.txt"
+    p.write_bytes(b"a\nb\nc\n")
+    with pytest.raises(RatingFileError, match="x.txt: cannot tell the delimiter"):
+        mfkit.io.load_delimited(p)
+    s = tmp_path / "s.csv"
+    s.write_bytes(b"u\xff1,i1,3\nu2,i2,4\n")
+    with pytest.raises(RatingFileError, match="s.csv: ids are not valid UTF-8"):
+        mfkit.io.load_delimited(s)
+
+
+def test_header_error_gives_its_real_line(tmp_path: Path) -> None:
+    p = tmp_path / "ratings.csv"
+    p.write_bytes(b"\n\nuserId,movieId,score,timestamp\n1,2,3,4\n")
+    with pytest.raises(RatingFileError, match=r"ratings.csv, line 3: the header"):
+        mfkit.io.load_movielens_csv(p)
+
+
+_FULL_DISK = """
+import resource, sys, mfkit, numpy as np
+R = mfkit.datasets.synthetic("ml-100k", random_state=0)
+m = mfkit.SGD(factors=64, epochs=1, random_state=0).fit(R)
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+for what, save in (("model", lambda: m.save(sys.argv[1] + "/m.npz")),
+                   ("cache", lambda: R.save(sys.argv[1] + "/c"))):
+    try:
+        save()
+        print(what, "saved?!")
+    except OSError as e:
+        print(what, e)
+"""
+
+
+def test_full_disk_names_the_path_and_leaves_nothing(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("model [Errno 27] cannot write") and "m.npz" in lines[0]
+    assert lines[1].startswith("cache [Errno 27] cannot write") and "/c'" in lines[1]
+    assert all("free space or raise the limit" in ln for ln in lines)
+    assert os.listdir(tmp_path) == []

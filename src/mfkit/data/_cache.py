@@ -62,6 +62,14 @@ def _version_names(path: str) -> list[str]:
         return []
 
 
+class _Writer:
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+
+    def write(self, data: Any) -> int:
+        return int(self.fh.write(data))
+
+
 def _write_arrays(folder: str, arrays: dict[str, np.ndarray | None]) -> dict[str, Any]:
     entries = {}
     for name, a in arrays.items():
@@ -69,7 +77,9 @@ def _write_arrays(folder: str, arrays: dict[str, np.ndarray | None]) -> dict[str
             continue
         fn = os.path.join(folder, name + ".npy")
         with open(fn, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(a), allow_pickle=False)
+            # through .write, so that a full disk raises OSError with its errno (NumPy's
+            # direct file write reports only "n requested and m written")
+            np.save(_Writer(fh), np.ascontiguousarray(a), allow_pickle=False)
             fh.flush()
             os.fsync(fh.fileno())
         entries[name] = {

@@ -402,9 +402,18 @@ def _handle_header(
             engine.info.blank += 1
     engine.info.lines += skipped + 1
     engine.info.headers += 1
-    header(lines[skipped].rstrip(b"\r"))
+    try:
+        header(lines[skipped].rstrip(b"\r"))
+    except RatingFileError as exc:
+        if exc.line_number != 1 or skipped == 0:
+            raise
+        # the header is not on line 1 when blank or comment lines come before it
+        raise RatingFileError(exc.path, exc.reason, skipped + 1, exc.line) from None
     engine.respec()
     return start, skipped + 1
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 def _parse_window(
@@ -466,6 +475,8 @@ def _run_mapped(
         found = _handle_header(engine, src.name, mm, size, True, header)
         if found is not None:  # always found: the whole file is at hand
             start, base_line = found
+    elif mm[:3] == _BOM:
+        start = 3  # a UTF-8 byte order mark, as some editors write
     released = 0
     while start < size:
         _check_unchanged(src, size)
@@ -527,6 +538,8 @@ def _run_stream(
                     buf.extend(bytearray(len(buf)))
                     continue
                 start, base_line = found
+            elif buf[:3] == _BOM:
+                start = 3  # a UTF-8 byte order mark, as some editors write
             first = False
         if eof:
             end = fill
@@ -644,13 +657,25 @@ def text_load(
 
 
 # --------------------------------------------------------------------------- assembly
-def _map_strings(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _map_strings(parts: list[np.ndarray], name: str = "") -> tuple[np.ndarray, np.ndarray]:
     allv = parts[0] if len(parts) == 1 else np.concatenate(parts)
     uniq, idx = np.unique(allv, return_inverse=True)
     try:
         names = np.char.decode(uniq, "utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"ids are not valid UTF-8 text ({exc})") from exc
+        bad = next(u for u in uniq.tolist() if not _utf8(u))
+        raise RatingFileError(
+            name or "the input",
+            f"ids are not valid UTF-8 text (e.g. {bad!r}); re-encode the file as UTF-8",
+        ) from exc
     return names, idx.astype(np.int32).ravel()
 
 
@@ -683,7 +708,7 @@ def engine_to_ratings(engine: Engine, duplicates: Duplicates, name: str) -> Rati
         sys.stderr.flush()
     parts: dict[str, Any] = {}
     if engine.spec.user_str:
-        parts["user_ids"], parts["uidx"] = _map_strings(engine.user_strs)
+        parts["user_ids"], parts["uidx"] = _map_strings(engine.user_strs, name)
         engine.user_strs = []
     else:
         lo, hi = engine.urange
@@ -692,7 +717,7 @@ def engine_to_ratings(engine: Engine, duplicates: Duplicates, name: str) -> Rati
         )
         engine.cols.pop("user", None)
     if engine.spec.item_str:
-        parts["item_ids"], parts["iidx"] = _map_strings(engine.item_strs)
+        parts["item_ids"], parts["iidx"] = _map_strings(engine.item_strs, name)
         engine.item_strs = []
     else:
         lo, hi = engine.irange

@@ -14,12 +14,26 @@ import stat
 import sys
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
 from typing import IO, Any
 
+from mfkit.exceptions import RatingFileError
 from mfkit.io._common import PathLike
 
 # --------------------------------------------------------------------------- sources
+#: what the decompressors raise on damaged or truncated data (zip: encrypted members raise
+#: RuntimeError, unknown methods NotImplementedError)
+_DAMAGED = (
+    EOFError,
+    gzip.BadGzipFile,
+    lzma.LZMAError,
+    zlib.error,
+    zipfile.BadZipFile,
+    RuntimeError,
+    NotImplementedError,
+    OSError,
+)
 _MAGIC = {
     b"\x1f\x8b": "gzip",
     b"BZh": "bz2",
@@ -96,9 +110,10 @@ class _Replay(io.RawIOBase):
             self.off += k
             return k
         if self.off != p.read_to:
-            raise OSError(
-                f"{p.path}: this pipe was already read past the part mfkit keeps "
-                f"({PIPE_REPLAY >> 20} MiB) and cannot be read again; save it to a file"
+            raise RatingFileError(
+                p.path,
+                f"this pipe was already read past the part mfkit keeps "
+                f"({PIPE_REPLAY >> 20} MiB) and cannot be read again; save it to a file",
             )
         k = p.raw.readinto(view) or 0
         if k == 0:
@@ -203,10 +218,13 @@ class Source:
             elif self.kind == "xz":
                 self.stream = lzma.LZMAFile(self.raw, mode="rb")
             elif self.kind == "zip":
-                self._zip = zipfile.ZipFile(self.raw)
-                name = _zip_member(self._zip, self.path, member)
-                self.name = f"{self.path}[{name}]"
-                self.stream = self._zip.open(name)
+                try:
+                    self._zip = zipfile.ZipFile(self.raw)
+                    name = _zip_member(self._zip, self.path, member)
+                    self.name = f"{self.path}[{name}]"
+                    self.stream = self._zip.open(name)
+                except _DAMAGED as exc:
+                    raise self.damaged(exc) from exc
             else:
                 self.stream = self.raw
         except BaseException:
@@ -245,15 +263,31 @@ class Source:
         return mm
 
     def readinto(self, view: memoryview) -> int:
-        """Fill ``view`` as far as the stream allows; 0 only at the end."""
+        """Fill ``view`` as far as the stream allows; 0 only at the end. Damaged compressed
+        data raises :class:`~mfkit.RatingFileError` naming the file."""
         got = 0
         n = len(view)
-        while got < n:
-            k = self.stream.readinto(view[got:])
-            if not k:
-                break
-            got += k
+        try:
+            while got < n:
+                k = self.stream.readinto(view[got:])
+                if not k:
+                    break
+                got += k
+        except _DAMAGED as exc:
+            raise self.damaged(exc) from exc
         return got
+
+    def damaged(self, exc: BaseException) -> RatingFileError:
+        what = f"{self.kind} data" if self.kind else "the file"
+        if isinstance(exc, RuntimeError) and "encrypted" in str(exc).lower():
+            why = "the zip member is encrypted; extract it with its password first"
+        elif isinstance(exc, NotImplementedError):
+            why = f"the zip member uses a compression method Python cannot read ({exc})"
+        elif isinstance(exc, EOFError):
+            why = f"{what} ends early (truncated download or copy?)"
+        else:
+            why = f"{what} is damaged ({type(exc).__name__}: {exc})"
+        return RatingFileError(self.name, f"{why}; check or fetch the file again")
 
     def head(self, n: int = 65536) -> bytes:
         """The first ``n`` bytes, for sniffing (a pipe stays open for the next reader)."""
