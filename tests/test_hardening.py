@@ -825,3 +825,13 @@ def test_full_disk_names_the_path_and_leaves_nothing(tmp_path: Path) -> None:
     assert lines[1].startswith("cache [Errno 27] cannot write") and "/c'" in lines[1]
     assert all("free space or raise the limit" in ln for ln in lines)
     assert os.listdir(tmp_path) == []
+
+
+def test_id_beyond_int64_in_a_file_is_named_as_such(tmp_path: Path) -> None:
+    p = tmp_path / "u.data"
+    p.write_bytes(b"1\t1\t3\t4\n9223372036854775808\t1\t3\t4\n")
+    with pytest.raises(RatingFileError, match="line 2: the user id 9223372036854775808 is outside"):
+        mfkit.io.load_movielens_100k(p)
+    p.write_bytes(b"1\t1\t3\t4\n1\tx1\t3\t4\n")
+    with pytest.raises(RatingFileError, match="line 2: the item id is not an integer"):
+        mfkit.io.load_movielens_100k(p)

@@ -1,5 +1,7 @@
-"""The binary ratings cache: a folder of ``.npy`` arrays and a ``meta.json`` that
-:meth:`mfkit.Ratings.save` writes and :meth:`mfkit.Ratings.load` memory-maps.
+"""The binary ratings cache: a folder with a ``meta.json`` and ``.npy`` arrays that
+:meth:`mfkit.Ratings.save` writes and :meth:`mfkit.Ratings.load` memory-maps. Version 2 keeps
+the arrays in a version subfolder (``v-<random>``) that ``meta.json`` names, so a cache is
+replaced for readers by renaming one file; version 1 (arrays beside ``meta.json``) is read.
 
 This module knows the folder layout and checks it; the container builds itself from the
 arrays (so the format sits below the container and both ``mfkit.io`` and

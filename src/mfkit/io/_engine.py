@@ -311,6 +311,16 @@ class Engine:
                 f"the rating is outside the rating scale [{lo:g}, {hi:g}] "
                 f"(rating_scale=None accepts any rating)"
             )
+        if code in (3, 4):
+            col = self.spec.col_user if code == 3 else self.spec.col_item
+            field = _field(text, self.spec.delimiter, col)
+            if field is not None and field.lstrip(b"-+").isdigit():
+                which = "user" if code == 3 else "item"
+                return (
+                    f"the {which} id {field.decode()} is outside the int64 range "
+                    f"[-2**63, 2**63-1] of integer ids (load_delimited(id_type='str') keeps "
+                    f"such ids as strings)"
+                )
         if code in _STR_ID_HINT and not self.spec.netflix:
             msg += _STR_ID_HINT[code]
         if code == 8 and self.on_bad_line != "error":
@@ -347,6 +357,15 @@ class Engine:
         if len(a) > self.n * 1.05 + 1024:
             return a[: self.n].copy()
         return a[: self.n]
+
+
+def _field(text: bytes, delimiter: bytes, col: int) -> bytes | None:
+    """Field ``col`` of a line (stripped), or None."""
+    if col < 0:
+        return None
+    line = text.rstrip(b"\r\n")
+    parts = line.split() if delimiter == b"" else line.split(delimiter)
+    return parts[col].strip() if col < len(parts) else None
 
 
 def _count_fields(text: bytes, delimiter: bytes) -> int:

@@ -183,7 +183,9 @@ def recommend_indices(
         bu = users.user_biases
         if exclude_seen:
             seen_csr = (users.seen_indptr, users.seen_indices)
-            why = check_csr_structure(np.asarray(seen_csr[0]), np.asarray(seen_csr[1]), None, model.n_items)
+            why = check_csr_structure(
+                np.asarray(seen_csr[0]), np.asarray(seen_csr[1]), None, model.n_items
+            )
             if why is not None or len(seen_csr[0]) != len(users) + 1:
                 raise ValueError(
                     f"the folded users' seen_indptr / seen_indices are not CSR rows of "
