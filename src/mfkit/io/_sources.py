@@ -16,7 +16,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 from mfkit.exceptions import RatingFileError
 from mfkit.io._common import PathLike
