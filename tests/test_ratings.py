@@ -8,13 +8,7 @@ import scipy.sparse as sp
 
 import mfkit
 from mfkit import Ratings, as_ratings
-
-
-def dense_of(r: Ratings, fill: float = np.nan) -> np.ndarray:
-    out = np.full(r.shape, fill)
-    u, i, v = r.to_triplets()
-    out[u, i] = v
-    return out
+from tests.conftest import dense_of
 
 
 def test_from_dense_with_markers() -> None:
