@@ -358,7 +358,7 @@ class Ratings:
 
     def _csc_order(self) -> tuple[np.ndarray, np.ndarray | None]:
         """(item pointer, stable order of the ratings by item) from the counting sort."""
-        return _assemble.csr_order(  # type: ignore[no-any-return]
+        return _assemble.csr_order(
             self.indices, self.user_index(), self.n_items, self.n_users, resolve_n_threads(None)
         )
 
