@@ -1,11 +1,3 @@
 """Shared fixtures: small seeded data sets with known structure."""
 
 from __future__ import annotations
-
-import numpy as np
-import pytest
-
-
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng(12345)
