@@ -31,7 +31,7 @@ _FAST_PATH = True  # strictly formatted lines take the tokenizer's fast path (te
 _CHUNKS_PER_THREAD = 4  # chunks per thread in a block (balances uneven lines)
 
 _Reason = _tokenize.Reason
-_STR_ID_HINT = {
+_STR_ID_HINT: dict[int, str] = {
     _Reason.BAD_USER: " (string user ids? pass id_type='str')",
     _Reason.BAD_ITEM: " (string item ids? pass id_type='str')",
 }

@@ -76,7 +76,6 @@ def count_chunks(const unsigned char[::1] buf, list cuts, int n_threads):
     return out_a.tolist()
 
 
-
 def split_points(const unsigned char[::1] buf, Py_ssize_t start, Py_ssize_t end, int n):
     """Up to n + 1 cut points start = c0 < c1 < ... = end, each just after a newline."""
     cdef list cuts = [start]
@@ -98,7 +97,6 @@ def split_points(const unsigned char[::1] buf, Py_ssize_t start, Py_ssize_t end,
             last = pos
     cuts.append(end)
     return cuts
-
 
 
 def move_rows(a, Py_ssize_t src, Py_ssize_t dst, Py_ssize_t n):
