@@ -11,7 +11,7 @@ cython-lint src/mfkit
 lint-imports
 # every compiled kernel of the installed package, so a new kernel is checked without a list
 kernels=$(python - <<'PY'
-import importlib.machinery, pkgutil, mfkit
+import importlib.machinery, importlib.util, pkgutil, mfkit
 names = [m.name for m in pkgutil.walk_packages(mfkit.__path__, "mfkit.")]
 ext = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 print(" ".join(n for n in names if (importlib.util.find_spec(n).origin or "").endswith(ext)))
