@@ -121,7 +121,8 @@ def reference_fault(
     return 0, -1
 
 
-def test_structural_check_agrees_with_reference(rng: np.random.Generator) -> None:
+def test_structural_check_agrees_with_reference() -> None:
+    rng = np.random.default_rng(12345)
     """The parallel check kernel against a plain-Python statement of the same rules, on
     random (often faulty) structures, for 1 and 3 threads."""
     for _ in range(400):
