@@ -122,9 +122,9 @@ def reference_fault(
 
 
 def test_structural_check_agrees_with_reference() -> None:
-    rng = np.random.default_rng(12345)
     """The parallel check kernel against a plain-Python statement of the same rules, on
     random (often faulty) structures, for 1 and 3 threads."""
+    rng = np.random.default_rng(12345)
     for _ in range(400):
         n_rows = int(rng.integers(1, 40))
         counts = rng.integers(0, 5, n_rows)
