@@ -39,6 +39,8 @@ from mfkit.recommend import fold_in, recommend, similar_items
 UNKNOWN_CHOICES = ("error", "baseline", "nan")
 #: the per-epoch record every model keeps in ``history_``
 HISTORY_KEYS = ("epoch", "train_rmse", "val_rmse", "val_mae", "seconds")
+#: what fit sets on the model before its first epoch (restored if Ctrl-C comes first)
+_FIT_STATE = ("_fitted", "_params", "n_threads_")
 
 
 class Trainer:
@@ -263,8 +265,9 @@ class FactorModel:
         With ``validation`` and ``patience``, the model ends holding the epoch with the best
         validation RMSE (``best_epoch_``), whether training stopped early, ran out of epochs
         or was stopped by the callback. Ctrl-C at any moment keeps the last completed epoch
-        (``stop_reason_='interrupted'``, with a warning); a diverging epoch raises
-        :class:`~mfkit.DivergenceError` and keeps the last good one.
+        (``stop_reason_='interrupted'``, with a warning; before the first epoch completes,
+        the ``KeyboardInterrupt`` propagates and the model is left as it was); a diverging
+        epoch raises :class:`~mfkit.DivergenceError` and keeps the last good one.
         """
         params = self._check_params()
         X = as_ratings(data)
@@ -300,14 +303,22 @@ class FactorModel:
             rating_range=(float(X.values.min()), float(X.values.max())),
             history=history,
         )
-        self._set_fitted(fitted, params)
-        trainer = self._trainer(X, fitted, prior, rng, params)
-        fitted.extras = trainer.fitted_attributes()
-        self._set_fitted(fitted, params)
+        before = {k: self.__dict__[k] for k in _FIT_STATE if k in self.__dict__}
+        try:
+            self._set_fitted(fitted, params)
+            trainer = self._trainer(X, fitted, prior, rng, params)
+            fitted.extras = trainer.fitted_attributes()
+            self._set_fitted(fitted, params)
+            kept = (0, state.copy())  # the last completed epoch and its state
+        except KeyboardInterrupt:
+            # Ctrl-C before any epoch: nothing to keep, so the model stays as it was
+            for key in _FIT_STATE:
+                self.__dict__.pop(key, None)
+            self.__dict__.update(before)
+            raise
         patience = params["patience"]
         best: tuple[float, int, FactorState] | None = None
         wait = 0
-        kept = (0, state.copy())  # the last completed epoch and its state
         epoch = 0
         try:
             for epoch in range(1, params["epochs"] + 1):
