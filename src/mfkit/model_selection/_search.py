@@ -28,6 +28,11 @@ def clone(model: Any) -> Any:
 def _splits(cv: Any, X: Ratings, random_state: SeedLike) -> list[tuple[Ratings, Ratings]]:
     if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
         return list(KFold(int(cv), random_state=random_state).split(X))
+    if isinstance(cv, str | bytes) or not (hasattr(cv, "split") or hasattr(cv, "__iter__")):
+        raise TypeError(
+            "cv must be an int (folds), an object with split(data) such as "
+            f"mfkit.model_selection.KFold, or an iterable of (train, test) pairs; got {cv!r}"
+        )
     if hasattr(cv, "split"):
         return list(cv.split(X))
     try:
