@@ -1,0 +1,455 @@
+"""Public data sets: download, verify, cache and parse, against a local HTTP server on
+127.0.0.1 serving small archives built here in the official GroupLens layouts."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import os
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import mfkit
+from mfkit.datasets import ARCHIVES, Archive, ChecksumError, DatasetDownloadError
+
+# ----------------------------------------------------------------------------- archives
+GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy"]
+
+
+def triplets(seed: int, n: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    keys = rng.choice(40 * 30, size=n, replace=False)
+    users = keys // 30 + 1
+    items = keys % 30 + 1
+    ratings = rng.integers(1, 6, n).astype(np.float64)
+    stamps = rng.integers(874_724_710, 893_286_638, n)
+    return users, items, ratings, stamps
+
+
+def movie_names(k: int) -> str:
+    return f"Movie \u00e9{k}, The ({1990 + k % 10})"  # a comma and a non-ASCII letter
+
+
+def build_zip(layout: str, seed: int = 0) -> tuple[bytes, dict[str, Any]]:
+    """An archive in the official layout, and what a correct reader must find in it."""
+    u, i, r, t = triplets(seed)
+    movies = sorted(set(i.tolist()) | {29, 30})  # two movies nobody rated
+    # genres in u.genre's order, as the 100K flags give them
+    genres = {
+        m: sorted({GENRES[(m + j) % len(GENRES)] for j in range(m % 3)}, key=GENRES.index)
+        for m in movies
+    }
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        if layout == "100k":
+            zf.writestr(
+                "ml-100k/u.data",
+                "".join(
+                    f"{a}\t{b}\t{int(c)}\t{d}\n" for a, b, c, d in zip(u, i, r, t, strict=True)
+                ),
+            )
+            lines = []
+            for m in movies:
+                flags = ["1" if g in genres[m] else "0" for g in GENRES]
+                lines.append(f"{m}|{movie_names(m)}|01-Jan-1995||http://x/{m}|" + "|".join(flags))
+            zf.writestr("ml-100k/u.item", ("\n".join(lines) + "\n").encode("latin-1"))
+            zf.writestr("ml-100k/u.genre", "".join(f"{g}|{k}\n" for k, g in enumerate(GENRES)))
+            zf.writestr("ml-100k/README", "MovieLens 100K test copy\n")
+        elif layout == "dat":
+            zf.writestr(
+                "ml-1m/ratings.dat",
+                "".join(
+                    f"{a}::{b}::{int(c)}::{d}\n" for a, b, c, d in zip(u, i, r, t, strict=True)
+                ),
+            )
+            text = "".join(f"{m}::{movie_names(m)}::{'|'.join(genres[m])}\n" for m in movies)
+            zf.writestr("ml-1m/movies.dat", text.encode("latin-1"))
+        else:
+            zf.writestr(
+                "ml-latest-small/ratings.csv",
+                "userId,movieId,rating,timestamp\n"
+                + "".join(f"{a},{b},{c:.1f},{d}\n" for a, b, c, d in zip(u, i, r, t, strict=True)),
+            )
+            rows = [
+                f'{m},"{movie_names(m)}",{"|".join(genres[m]) or "(no genres listed)"}\n'
+                for m in movies
+            ]
+            zf.writestr(
+                "ml-latest-small/movies.csv", ("movieId,title,genres\n" + "".join(rows)).encode()
+            )
+    expect = {"triplets": (u, i, r, t), "movies": movies, "genres": genres}
+    return buf.getvalue(), expect
+
+
+KEYS = {"100k": "100k", "dat": "1m", "csv": "latest-small"}
+
+
+# ----------------------------------------------------------------------------- server
+class Server:
+    """A local HTTP server; ``mode`` decides how the next requests are answered."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.mode = "ok"
+        self.fail_first = 0  # answer this many requests with a cut-short transfer first
+        self.requests = 0
+        self.stop = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server name
+                outer.requests += 1
+                body = outer.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                cut = outer.mode == "truncate" or outer.fail_first > 0
+                outer.fail_first = max(outer.fail_first - 1, 0)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/zip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if outer.mode == "stall":
+                    self.wfile.write(body[:100])
+                    self.wfile.flush()
+                    outer.stop.wait(20)
+                    return
+                if cut:
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    s = Server()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def serve(
+    server: Server, monkeypatch: pytest.MonkeyPatch, layout: str, *, sha256: str | None = None
+) -> tuple[str, bytes, dict[str, Any]]:
+    """Serve an archive of ``layout`` and point its registry entry at it (the test hook)."""
+    key = KEYS[layout]
+    body, expect = build_zip(layout)
+    official = ARCHIVES[key]
+    server.files["/" + official.filename] = body
+    entry = Archive(
+        url=server.base + "/" + official.filename,
+        filename=official.filename,
+        sha256=sha256 or hashlib.sha256(body).hexdigest(),
+        size=len(body),
+        md5=hashlib.md5(body, usedforsecurity=False).hexdigest(),
+        ratings=official.ratings,
+        items=official.items,
+        layout=official.layout,
+    )
+    monkeypatch.setitem(ARCHIVES, key, entry)
+    return key, body, expect
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+# ----------------------------------------------------------------------------- tests
+@pytest.mark.parametrize("layout", ["100k", "dat", "csv"])
+def test_download_parse_and_item_table(
+    layout: str, server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, body, expect = serve(server, monkeypatch, layout)
+    data = mfkit.datasets.movielens(key, tmp_path, progress=False)
+    assert server.requests == 1
+    assert (tmp_path / ARCHIVES[key].filename).read_bytes() == body  # official name, whole file
+    u, i, r, t = expect["triplets"]
+    R = data.ratings
+    ru, ri, rr = R.to_triplets(original_ids=True)
+    got = sorted(zip(ru.tolist(), ri.tolist(), rr.tolist(), strict=True))
+    want = sorted(zip(u.tolist(), i.tolist(), r.tolist(), strict=True))
+    assert got == want
+    # timestamps follow their ratings
+    order = np.lexsort((i, u))
+    assert R.timestamps is not None
+    np.testing.assert_array_equal(np.sort(R.timestamps), np.sort(t[order]))
+    items = data.items
+    assert items is not None
+    assert items.item.tolist() == expect["movies"]
+    assert items.titles([29, 1]).tolist() == [movie_names(29), movie_names(1)]
+    assert items.genres.tolist() == ["|".join(expect["genres"][m]) for m in expect["movies"]]
+    with pytest.raises(KeyError, match="999"):
+        items.titles([999])
+    assert data.name == ARCHIVES[key].filename.removesuffix(".zip")
+    assert "redistribution" in data.terms
+
+
+def test_second_call_is_cached_and_needs_no_request(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, _, _ = serve(server, monkeypatch, "100k")
+    first = mfkit.datasets.movielens(key, tmp_path, progress=False)
+    server.close()  # no server any more: the cache must answer
+    t0 = time.perf_counter()
+    second = mfkit.datasets.movielens(f"ml-{key}", tmp_path, download=False)
+    took = time.perf_counter() - t0
+    assert server.requests == 1
+    for a in ("indptr", "indices", "values", "user_ids", "item_ids", "timestamps"):
+        np.testing.assert_array_equal(getattr(first.ratings, a), getattr(second.ratings, a))
+    assert first.items is not None and second.items is not None
+    np.testing.assert_array_equal(first.items.title, second.items.title)
+    assert (tmp_path / "ml-100k.mfkit" / "source.json").is_file()
+    assert took < 5.0  # generous bound for a loaded machine; the point is: no parse, no fetch
+
+
+def test_env_var_names_the_default_folder(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, _, _ = serve(server, monkeypatch, "csv")
+    monkeypatch.setenv("MFKIT_DATA", str(tmp_path / "env"))
+    mfkit.datasets.movielens(key, progress=False)
+    assert (tmp_path / "env" / "ml-latest-small.zip").is_file()
+    assert mfkit.datasets.data_home() == str(tmp_path / "env")
+
+
+def test_truncated_transfer_leaves_nothing(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, _, _ = serve(server, monkeypatch, "100k")
+    server.mode = "truncate"
+    with pytest.raises((DatasetDownloadError, ChecksumError)) as err:
+        mfkit.datasets.movielens(key, tmp_path, retries=0, progress=False)
+    assert ARCHIVES[key].url in str(err.value)
+    assert leftovers(tmp_path) == []  # neither the archive nor a temporary file
+
+
+def test_wrong_checksum_is_refused_and_nothing_kept(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, _, _ = serve(server, monkeypatch, "100k", sha256="0" * 64)
+    with pytest.raises(ChecksumError, match="pinned SHA-256"):
+        mfkit.datasets.movielens(key, tmp_path, retries=0, progress=False)
+    assert leftovers(tmp_path) == []
+
+
+def test_stalled_server_times_out(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, _, _ = serve(server, monkeypatch, "100k")
+    server.mode = "stall"
+    t0 = time.perf_counter()
+    with pytest.raises(DatasetDownloadError, match="timeout"):
+        mfkit.datasets.movielens(key, tmp_path, timeout=(2.0, 0.5), retries=0, progress=False)
+    assert time.perf_counter() - t0 < 10.0
+    assert leftovers(tmp_path) == []
+
+
+def test_interrupted_download_then_retry(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, body, _ = serve(server, monkeypatch, "dat")
+    server.fail_first = 1
+    with pytest.raises(DatasetDownloadError):
+        mfkit.datasets.movielens(key, tmp_path, retries=0, progress=False)
+    assert leftovers(tmp_path) == []
+    data = mfkit.datasets.movielens(key, tmp_path, retries=0, progress=False)  # restarts cleanly
+    assert (tmp_path / "ml-1m.zip").read_bytes() == body
+    assert data.ratings.nnz == 300
+    # and within one call: a cut-short first attempt is retried
+    other = tmp_path / "again"
+    server.fail_first = 1
+    before = server.requests
+    mfkit.datasets.movielens(key, other, retries=1, progress=False)
+    assert server.requests - before == 2
+    assert (other / "ml-1m.zip").read_bytes() == body
+
+
+def test_damaged_archive_on_disk_is_refused_and_left_in_place(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, body, _ = serve(server, monkeypatch, "100k")
+    damaged = bytearray(body)
+    damaged[len(damaged) // 2] ^= 0xFF
+    path = tmp_path / "ml-100k.zip"
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(ChecksumError) as err:
+        mfkit.datasets.movielens(key, tmp_path)
+    assert str(path) in str(err.value) and "left in place" in str(err.value)
+    assert path.read_bytes() == bytes(damaged)
+    assert server.requests == 0
+    path.write_bytes(b"not a zip")  # a foreign file of another size
+    with pytest.raises(ChecksumError, match="bytes where the official"):
+        mfkit.datasets.movielens(key, tmp_path)
+    assert path.read_bytes() == b"not a zip"
+
+
+def test_archive_placed_by_hand_is_used_without_network(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, body, expect = serve(server, monkeypatch, "csv")
+    (tmp_path / "ml-latest-small.zip").write_bytes(body)
+    data = mfkit.datasets.movielens(key, tmp_path, download=False)
+    assert server.requests == 0 and data.ratings.nnz == len(expect["triplets"][0])
+
+
+def test_download_false_says_where_and_how(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, _, _ = serve(server, monkeypatch, "100k")
+    t0 = time.perf_counter()
+    with pytest.raises(DatasetDownloadError) as err:
+        mfkit.datasets.movielens(key, tmp_path / "none", download=False)
+    msg = str(err.value)
+    assert ARCHIVES[key].url in msg and str(tmp_path / "none") in msg and "by hand" in msg
+    assert time.perf_counter() - t0 < 1.0 and server.requests == 0
+    assert not (tmp_path / "none").exists()
+
+
+def test_no_server_is_a_quick_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # a port nothing listens on: connection refused
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    official = ARCHIVES["100k"]
+    entry = Archive(
+        url=f"http://127.0.0.1:{port}/ml-100k.zip",
+        filename=official.filename,
+        sha256="0" * 64,
+        ratings=official.ratings,
+        layout=official.layout,
+    )
+    monkeypatch.setitem(ARCHIVES, "100k", entry)
+    t0 = time.perf_counter()
+    with pytest.raises(DatasetDownloadError, match="could not download") as err:
+        mfkit.datasets.movielens("100k", tmp_path, retries=0, timeout=2.0)
+    assert time.perf_counter() - t0 < 5.0
+    assert "by hand" in str(err.value) and str(tmp_path) in str(err.value)
+    assert not (tmp_path / "ml-100k.zip").exists()
+
+
+def test_progress_on_stderr(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any
+) -> None:
+    key, body, _ = serve(server, monkeypatch, "100k")
+    mfkit.datasets.movielens(key, tmp_path, progress=True)
+    err = capsys.readouterr().err
+    assert "ml-100k.zip" in err and "100%" in err and "MB/s" in err
+
+
+def test_stale_cache_is_rebuilt(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, _, _ = serve(server, monkeypatch, "100k")
+    mfkit.datasets.movielens(key, tmp_path, progress=False)
+    (tmp_path / "ml-100k.mfkit" / "source.json").write_text("{broken")
+    data = mfkit.datasets.movielens(key, tmp_path, download=False)
+    assert data.ratings.nnz == 300
+    assert '"version": 1' in (tmp_path / "ml-100k.mfkit" / "source.json").read_text()
+    assert [p for p in leftovers(tmp_path) if p.startswith(".")] == []
+
+
+def test_names_and_registry() -> None:
+    with pytest.raises(ValueError, match="unknown MovieLens data set"):
+        mfkit.datasets.movielens("5m")
+    with pytest.raises(TypeError, match="name must be a str"):
+        mfkit.datasets.movielens(100)  # type: ignore[arg-type]
+    assert set(ARCHIVES) == {"100k", "1m", "10m", "20m", "25m", "32m", "latest-small"}
+    for entry in ARCHIVES.values():
+        assert entry.url == "https://files.grouplens.org/datasets/movielens/" + entry.filename
+        assert len(entry.sha256) == 64 and int(entry.sha256, 16) >= 0
+        assert entry.size is not None and entry.size > 0
+    assert "redistribut" in mfkit.datasets.TERMS
+
+
+# ----------------------------------------------------------------------------- Netflix
+def write_netflix(folder: Path, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    u, i, r, _ = triplets(seed, 120)
+    folder.mkdir(exist_ok=True)
+    out = []
+    for m in np.unique(i):
+        out.append(f"{m}:")
+        out += [
+            f"{a * 1000},{int(c)},2005-09-06" for a, b, c in zip(u, i, r, strict=True) if b == m
+        ]
+    (folder / "combined_data_1.txt").write_text("\n".join(out) + "\n")
+    titles = [
+        f"{m},{2000 + m % 5 if m % 7 else 'NULL'},Title, with comma {m}" for m in range(1, 31)
+    ]
+    (folder / "movie_titles.txt").write_bytes(("\n".join(titles) + "\n").encode("latin-1"))
+    return u * 1000, i, r
+
+
+def test_netflix_local_copy_is_parsed_once_and_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "nf_prize_dataset"
+    u, i, r = write_netflix(src, 3)
+    home = tmp_path / "home"
+    data = mfkit.datasets.netflix(src, home)
+    ref = mfkit.io.load_netflix(src)
+    np.testing.assert_array_equal(data.ratings.values, ref.values)
+    np.testing.assert_array_equal(data.ratings.item_ids, ref.item_ids)
+    got = sorted(
+        zip(*(a.tolist() for a in data.ratings.to_triplets(original_ids=True)), strict=True)
+    )
+    assert got == sorted(zip(u.tolist(), i.tolist(), r.tolist(), strict=True))
+    assert data.items is not None
+    assert data.items.titles([7, 8]).tolist() == [
+        "Title, with comma 7",
+        "Title, with comma 8 (2003)",
+    ]
+    assert len([p for p in os.listdir(home) if p.startswith("netflix-")]) == 1
+
+    def no_parse(*a: Any, **k: Any) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr("mfkit.datasets._public.load_netflix", no_parse)
+    again = mfkit.datasets.netflix(src, home)
+    np.testing.assert_array_equal(again.ratings.values, data.ratings.values)
+    monkeypatch.undo()
+    # a changed file is parsed again
+    u2, i2, r2 = write_netflix(src, 4)
+    os.utime(src / "combined_data_1.txt", ns=(1, 1))
+    changed = mfkit.datasets.netflix(src, home)
+    got = sorted(
+        zip(*(a.tolist() for a in changed.ratings.to_triplets(original_ids=True)), strict=True)
+    )
+    assert got == sorted(zip(u2.tolist(), i2.tolist(), r2.tolist(), strict=True))
+
+
+def test_netflix_missing_path_is_clear(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such rating file"):
+        mfkit.datasets.netflix(tmp_path / "nope.txt", tmp_path)
