@@ -453,3 +453,36 @@ def test_netflix_local_copy_is_parsed_once_and_cached(
 def test_netflix_missing_path_is_clear(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no such rating file"):
         mfkit.datasets.netflix(tmp_path / "nope.txt", tmp_path)
+
+
+# ----------------------------------------------------------------------------- command line
+def test_cli_datasets_fetch_list_and_train(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any
+) -> None:
+    from mfkit.cli import main
+
+    key, _, expect = serve(server, monkeypatch, "100k")
+    home = str(tmp_path)
+    assert main(["datasets", "fetch", "ml-100k", "--data-home", home]) == 0
+    out = capsys.readouterr().out
+    assert "300 ratings" in out and "redistribution" in out
+    assert f"items: {len(expect['movies'])} movies" in out
+    assert main(["datasets", "list", "--data-home", home]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("ml-100k "))
+    assert "archive+parsed" in line
+    args = ["train", "--dataset", "ml-100k", "--data-home", home, "--no-download"]
+    assert main([*args, "--epochs", "2", "--factors", "4", "--quiet"]) == 0
+    assert "test RMSE" in capsys.readouterr().out
+    assert server.requests == 1
+    assert main(["train", "some.csv", "--dataset", "ml-100k"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_cli_fetch_without_network_fails_cleanly(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any
+) -> None:
+    from mfkit.cli import main
+
+    assert main(["train", "--dataset", "ml-1m", "--data-home", str(tmp_path), "--no-download"]) == 2
+    err = capsys.readouterr().err
+    assert "ml-1m.zip is not in" in err and "by hand" in err
