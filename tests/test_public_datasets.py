@@ -85,6 +85,9 @@ def build_zip(layout: str, seed: int = 0) -> tuple[bytes, dict[str, Any]]:
             zf.writestr(
                 "ml-latest-small/movies.csv", ("movieId,title,genres\n" + "".join(rows)).encode()
             )
+        # incompressible filler, so a cut-short transfer has delivered whole blocks
+        filler = np.random.default_rng(seed).bytes(400_000)
+        zf.writestr(zipfile.ZipInfo("filler.bin"), filler, compress_type=zipfile.ZIP_STORED)
     expect = {"triplets": (u, i, r, t), "movies": movies, "genres": genres}
     return buf.getvalue(), expect
 
@@ -101,6 +104,8 @@ class Server:
         self.mode = "ok"
         self.fail_first = 0  # answer this many requests with a cut-short transfer first
         self.requests = 0
+        self.ranges: list[str | None] = []  # the Range header of each request
+        self.honour_range = True
         self.stop = threading.Event()
         outer = self
 
@@ -110,13 +115,27 @@ class Server:
 
             def do_GET(self) -> None:  # noqa: N802 - the http.server name
                 outer.requests += 1
-                body = outer.files.get(self.path)
-                if body is None:
+                whole = outer.files.get(self.path)
+                if whole is None:
                     self.send_error(404)
                     return
+                rng = self.headers.get("Range")
+                outer.ranges.append(rng)
                 cut = outer.mode == "truncate" or outer.fail_first > 0
                 outer.fail_first = max(outer.fail_first - 1, 0)
-                self.send_response(200)
+                start = 0
+                if rng and outer.honour_range:
+                    start = int(rng.removeprefix("bytes=").split("-")[0])
+                    if start >= len(whole):
+                        self.send_error(416)
+                        return
+                    self.send_response(206)
+                    self.send_header(
+                        "Content-Range", f"bytes {start}-{len(whole) - 1}/{len(whole)}"
+                    )
+                else:
+                    self.send_response(200)
+                body = whole[start:]
                 self.send_header("Content-Type", "application/zip")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -185,6 +204,11 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+def only_partial(folder: Path, filename: str) -> bool:
+    """Nothing at the final path, at most the hidden partial download beside it."""
+    return not (folder / filename).exists() and set(leftovers(folder)) <= {f".{filename}.part"}
+
+
 # ----------------------------------------------------------------------------- tests
 @pytest.mark.parametrize("layout", ["100k", "dat", "csv"])
 def test_download_parse_and_item_table(
@@ -246,12 +270,14 @@ def test_env_var_names_the_default_folder(
 def test_truncated_transfer_leaves_nothing(
     server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    key, _, _ = serve(server, monkeypatch, "100k")
+    key, body, _ = serve(server, monkeypatch, "100k")
     server.mode = "truncate"
-    with pytest.raises((DatasetDownloadError, ChecksumError)) as err:
+    with pytest.raises(DatasetDownloadError) as err:
         mfkit.datasets.movielens(key, tmp_path, retries=0, progress=False)
-    assert ARCHIVES[key].url in str(err.value)
-    assert leftovers(tmp_path) == []  # neither the archive nor a temporary file
+    assert ARCHIVES[key].url in str(err.value) and "resumes" in str(err.value)
+    assert only_partial(tmp_path, "ml-100k.zip")
+    part = tmp_path / ".ml-100k.zip.part"
+    assert body.startswith(part.read_bytes()) and 0 < part.stat().st_size < len(body)
 
 
 def test_wrong_checksum_is_refused_and_nothing_kept(
@@ -272,7 +298,7 @@ def test_stalled_server_times_out(
     with pytest.raises(DatasetDownloadError, match="timeout"):
         mfkit.datasets.movielens(key, tmp_path, timeout=(2.0, 0.5), retries=0, progress=False)
     assert time.perf_counter() - t0 < 10.0
-    assert leftovers(tmp_path) == []
+    assert only_partial(tmp_path, "ml-100k.zip")
 
 
 def test_interrupted_download_then_retry(
@@ -282,17 +308,44 @@ def test_interrupted_download_then_retry(
     server.fail_first = 1
     with pytest.raises(DatasetDownloadError):
         mfkit.datasets.movielens(key, tmp_path, retries=0, progress=False)
-    assert leftovers(tmp_path) == []
-    data = mfkit.datasets.movielens(key, tmp_path, retries=0, progress=False)  # restarts cleanly
+    assert only_partial(tmp_path, "ml-1m.zip")
+    have = (tmp_path / ".ml-1m.zip.part").stat().st_size
+    assert 0 < have <= len(body) // 2
+    data = mfkit.datasets.movielens(key, tmp_path, retries=0, progress=False)  # resumes
+    assert server.ranges == [None, f"bytes={have}-"]
     assert (tmp_path / "ml-1m.zip").read_bytes() == body
+    assert leftovers(tmp_path) == ["ml-1m.mfkit", "ml-1m.zip"]
     assert data.ratings.nnz == 300
-    # and within one call: a cut-short first attempt is retried
+    # within one call: a cut-short first attempt is retried from where it stopped
     other = tmp_path / "again"
     server.fail_first = 1
-    before = server.requests
     mfkit.datasets.movielens(key, other, retries=1, progress=False)
-    assert server.requests - before == 2
+    assert server.ranges[-2:] == [None, f"bytes={have}-"]
     assert (other / "ml-1m.zip").read_bytes() == body
+
+
+def test_server_without_ranges_restarts_from_the_start(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, body, _ = serve(server, monkeypatch, "100k")
+    server.honour_range = False
+    server.fail_first = 1
+    with pytest.raises(DatasetDownloadError):
+        mfkit.datasets.movielens(key, tmp_path, retries=0, progress=False)
+    mfkit.datasets.movielens(key, tmp_path, retries=0, progress=False)
+    assert (tmp_path / "ml-100k.zip").read_bytes() == body  # the whole file, not appended
+
+
+def test_foreign_partial_file_is_discarded(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    key, body, _ = serve(server, monkeypatch, "100k")
+    (tmp_path / ".ml-100k.zip.part").write_bytes(b"x" * 100)  # not the start of this file
+    with pytest.raises(ChecksumError):
+        mfkit.datasets.movielens(key, tmp_path, retries=0, progress=False)
+    assert leftovers(tmp_path) == []  # the bad bytes are gone, so the next call starts over
+    mfkit.datasets.movielens(key, tmp_path, retries=0, progress=False)
+    assert (tmp_path / "ml-100k.zip").read_bytes() == body
 
 
 def test_damaged_archive_on_disk_is_refused_and_left_in_place(
@@ -486,3 +539,17 @@ def test_cli_fetch_without_network_fails_cleanly(
     assert main(["train", "--dataset", "ml-1m", "--data-home", str(tmp_path), "--no-download"]) == 2
     err = capsys.readouterr().err
     assert "ml-1m.zip is not in" in err and "by hand" in err
+
+
+def test_without_pooch_a_download_says_what_to_install(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import sys
+
+    key, body, _ = serve(server, monkeypatch, "100k")
+    monkeypatch.setitem(sys.modules, "pooch", None)  # import pooch now raises ImportError
+    with pytest.raises(DatasetDownloadError, match=r"mfkit\[datasets\]") as err:
+        mfkit.datasets.movielens(key, tmp_path)
+    assert "by hand" in str(err.value) and server.requests == 0
+    (tmp_path / "ml-100k.zip").write_bytes(body)  # placed by hand: no pooch needed
+    assert mfkit.datasets.movielens(key, tmp_path).ratings.nnz == 300

@@ -7,8 +7,13 @@ holds a partial or wrong file), retries, and takes a timeout and a progress bar.
 checks pooch does not make: an archive already on disk is verified and, if damaged, refused and
 left in place (pooch would silently download over it), and every failure says what to do.
 
-An interrupted download (Ctrl-C, a dropped connection, a timeout) leaves nothing at the final
-path; the next call starts it again from the beginning.
+The transfer itself is mfkit's small resuming downloader plugged into pooch: bytes go to a
+hidden ``.<archive>.part`` file in the data folder, so an interrupted download (Ctrl-C, a
+dropped connection, a timeout) leaves nothing at the final path and the next attempt (pooch's
+retry, or the next call) asks the server for the remaining bytes only (an HTTP ``Range``
+request; a server that does not honour it sends the whole file again, which replaces the
+partial one). A completed file that fails the checksum is discarded, partial bytes included,
+so the next call starts from scratch.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import hashlib
 import os
 import sys
 import time
-from typing import IO
+from typing import IO, Any
 
 from mfkit.datasets._registry import Archive
 from mfkit.exceptions import ChecksumError, DatasetDownloadError
@@ -66,8 +71,7 @@ def verify(path: str, archive: Archive) -> None:
 
 
 class _Progress:
-    """The progress-bar object pooch's HTTPDownloader drives (``total``, ``update``,
-    ``reset``, ``close``): one self-overwriting line on stderr, at most 4 times a second."""
+    """Download progress: one self-overwriting line on stderr, at most 4 times a second."""
 
     def __init__(self, label: str, enabled: bool | None, stream: IO[str] | None = None) -> None:
         self.label = label
@@ -106,13 +110,51 @@ class _Progress:
         self.stream.flush()
         self.shown = True
 
-    def reset(self) -> None:
-        self.done = 0
-
     def close(self) -> None:
         if self.shown:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class _ResumingDownloader:
+    """The download step pooch calls as ``downloader(url, output_file, pooch)``: continues
+    ``part`` where an earlier attempt stopped, then moves the complete file onto pooch's
+    temporary ``output_file`` (same folder), which pooch checks and renames into place."""
+
+    def __init__(self, part: str, progress: _Progress, timeout: Any) -> None:
+        self.part = part
+        self.progress = progress
+        self.timeout = timeout
+        self.requests: list[int] = []  # the byte offset each request started from
+
+    def __call__(self, url: str, output_file: Any, pooch: Any) -> None:
+        import requests
+
+        have = os.path.getsize(self.part) if os.path.isfile(self.part) else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as r:
+            resumed = (
+                have > 0
+                and r.status_code == 206
+                and r.headers.get("Content-Range", "").startswith(f"bytes {have}-")
+            )
+            if have and r.status_code == 416:  # the part is already whole (or foreign)
+                os.unlink(self.part)
+                return self(url, output_file, pooch)
+            r.raise_for_status()
+            if not resumed:
+                have = 0
+            self.requests.append(have)
+            length = int(r.headers.get("Content-Length", 0) or 0)
+            self.progress.total = have + length if length else 0
+            self.progress.done = have
+            with open(self.part, "ab" if resumed else "wb") as fh:
+                for chunk in r.iter_content(chunk_size=1 << 16):
+                    fh.write(chunk)
+                    self.progress.update(len(chunk))
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(self.part, os.fspath(output_file))
 
 
 def _by_hand(archive: Archive, folder: str) -> str:
@@ -166,7 +208,8 @@ def fetch(
     except OSError as e:
         raise DatasetDownloadError(f"cannot create the data folder {folder!r}: {e}") from e
     bar = _Progress(archive.filename, progress)
-    downloader = pooch.HTTPDownloader(progressbar=bar, timeout=timeout)
+    part = os.path.join(folder, "." + archive.filename + ".part")
+    downloader = _ResumingDownloader(part, bar, timeout)
     fetcher = pooch.create(
         path=folder,
         base_url="",
@@ -182,10 +225,13 @@ def fetch(
     except requests.exceptions.RequestException as e:
         raise DatasetDownloadError(
             f"could not download {archive.url} into {folder!r}: {type(e).__name__}: {e} "
-            f"(timeout {timeout} s to connect / between bytes). Nothing was left at {path!r}. "
+            f"(timeout {timeout} s to connect / between bytes). Nothing was left at {path!r}"
+            f"{'; the bytes received are kept and the next call resumes' if os.path.isfile(part) else ''}. "
             + _by_hand(archive, folder)
         ) from e
     except ValueError as e:  # pooch's hash mismatch: the temporary file is already removed
+        if os.path.exists(part):  # pragma: no cover - the part was moved onto the temporary
+            os.unlink(part)
         raise ChecksumError(
             f"the file downloaded from {archive.url} does not have the pinned SHA-256 "
             f"{archive.sha256} ({e}); it was discarded and nothing was written to {path!r}. "
