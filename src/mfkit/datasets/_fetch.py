@@ -223,11 +223,11 @@ def fetch(
     try:
         fetcher.fetch(archive.filename, downloader=downloader)
     except requests.exceptions.RequestException as e:
+        kept = "; the bytes received are kept and the next call resumes" * os.path.isfile(part)
         raise DatasetDownloadError(
             f"could not download {archive.url} into {folder!r}: {type(e).__name__}: {e} "
             f"(timeout {timeout} s to connect / between bytes). Nothing was left at {path!r}"
-            f"{'; the bytes received are kept and the next call resumes' if os.path.isfile(part) else ''}. "
-            + _by_hand(archive, folder)
+            f"{kept}. " + _by_hand(archive, folder)
         ) from e
     except ValueError as e:  # pooch's hash mismatch: the temporary file is already removed
         if os.path.exists(part):  # pragma: no cover - the part was moved onto the temporary
