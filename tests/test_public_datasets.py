@@ -434,6 +434,35 @@ def test_stale_cache_is_rebuilt(
     assert [p for p in leftovers(tmp_path) if p.startswith(".")] == []
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"timeout": 0}, ValueError, "timeout must be > 0"),
+        ({"timeout": (1.0,)}, ValueError, "connect, read"),
+        ({"timeout": "5"}, TypeError, "timeout must be a real number"),
+        ({"retries": -1}, ValueError, "retries must be >= 0"),
+        ({"retries": 1.5}, TypeError, "retries must be an integer"),
+        ({"download": "no"}, TypeError, "download must be True or False"),
+        ({"progress": 1}, TypeError, "progress must be True or False"),
+    ],
+)
+def test_bad_options_are_named(
+    kwargs: dict[str, Any],
+    error: type,
+    match: str,
+    server: Server,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(error, match=match):
+        mfkit.datasets.movielens("100k", tmp_path, **kwargs)
+    assert leftovers(tmp_path) == []
+    key, _, _ = serve(server, monkeypatch, "100k")
+    mfkit.datasets.movielens(key, tmp_path, progress=False)
+    with pytest.raises(error, match=match):  # also when the cache would answer
+        mfkit.datasets.movielens(key, tmp_path, **kwargs)
+
+
 def test_names_and_registry() -> None:
     with pytest.raises(ValueError, match="unknown MovieLens data set"):
         mfkit.datasets.movielens("5m")

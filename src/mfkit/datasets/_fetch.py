@@ -24,10 +24,11 @@ import sys
 import time
 from typing import IO, Any
 
+from mfkit._core.validation import check_number
 from mfkit.datasets._registry import Archive
 from mfkit.exceptions import ChecksumError, DatasetDownloadError
 
-__all__ = ["CONNECT_TIMEOUT", "READ_TIMEOUT", "fetch", "verify"]
+__all__ = ["CONNECT_TIMEOUT", "READ_TIMEOUT", "check_options", "fetch", "verify"]
 
 #: seconds to wait for the server to accept the connection
 CONNECT_TIMEOUT = 10.0
@@ -157,6 +158,30 @@ class _ResumingDownloader:
         os.replace(self.part, os.fspath(output_file))
 
 
+def check_options(
+    download: Any, timeout: Any, retries: Any, progress: Any
+) -> tuple[float | tuple[float, float], int]:
+    """Check the download options (named in the errors); returns the timeout (defaults
+    filled in) and the retry count."""
+    for value, name in ((download, "download"), (progress, "progress")):
+        if not (isinstance(value, bool) or (value is None and name == "progress")):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    return _check_timeout(timeout), check_number(retries, "retries", low=0, integer=True)
+
+
+def _check_timeout(timeout: Any) -> float | tuple[float, float]:
+    if timeout is None:
+        return (CONNECT_TIMEOUT, READ_TIMEOUT)
+    if isinstance(timeout, tuple | list):
+        if len(timeout) != 2:
+            raise ValueError(f"timeout must be seconds or a (connect, read) pair, got {timeout!r}")
+        c = check_number(timeout[0], "timeout[0]", low=0, low_inclusive=False)
+        r = check_number(timeout[1], "timeout[1]", low=0, low_inclusive=False)
+        return (c, r)
+    v: float = check_number(timeout, "timeout", low=0, low_inclusive=False)
+    return v
+
+
 def _by_hand(archive: Archive, folder: str) -> str:
     return (
         f"To place it by hand: download {archive.url} in a browser or with "
@@ -183,6 +208,7 @@ def fetch(
     waits 1 s, 2 s, ... between them). ``progress``: show progress on stderr (``None``: for
     files of 10 MB or more).
     """
+    timeout, retries = check_options(download, timeout, retries, progress)
     path = os.path.join(folder, archive.filename)
     if os.path.isfile(path):
         verify(path, archive)
@@ -201,8 +227,6 @@ def fetch(
         ) from None
     import requests  # pooch's own dependency
 
-    if timeout is None:
-        timeout = (CONNECT_TIMEOUT, READ_TIMEOUT)
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
@@ -223,7 +247,9 @@ def fetch(
     try:
         fetcher.fetch(archive.filename, downloader=downloader)
     except requests.exceptions.RequestException as e:
-        kept = "; the bytes received are kept and the next call resumes" * os.path.isfile(part)
+        kept = ""
+        if os.path.isfile(part):
+            kept = "; the bytes received are kept and the next call resumes"
         raise DatasetDownloadError(
             f"could not download {archive.url} into {folder!r}: {type(e).__name__}: {e} "
             f"(timeout {timeout} s to connect / between bytes). Nothing was left at {path!r}"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mfkit.data import Ratings
-from mfkit.datasets._fetch import fetch
+from mfkit.datasets._fetch import check_options, fetch
 from mfkit.datasets._items import Dataset, ItemTable, load_items, parse_items, save_items
 from mfkit.datasets._registry import ARCHIVES, TERMS, Archive, resolve_name
 from mfkit.datasets._registry import data_home as resolve_home
@@ -164,6 +164,7 @@ def movielens(
     cite Harper and Konstan (2015). mfkit never ships them.
     """
     key = resolve_name(name)
+    check_options(download, timeout, retries, progress)  # also when the cache answers
     archive = ARCHIVES[key]
     home = resolve_home(data_home)
     stem = archive.filename.removesuffix(".zip")
