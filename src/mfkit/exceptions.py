@@ -46,3 +46,13 @@ class DatasetDownloadError(OSError):
 class ChecksumError(ValueError):
     """An archive's size or checksum is not the pinned one: the file is damaged, truncated or
     another file. The message names the path; a file already on disk is left in place."""
+
+
+__all__ = [
+    "BadLineWarning",
+    "ChecksumError",
+    "DatasetDownloadError",
+    "DivergenceError",
+    "NotFittedError",
+    "RatingFileError",
+]
