@@ -138,10 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         "updates/s",
         group="threads",
         log=True,
-        title=f"SGD throughput, k={k}, {train.nnz / 1e6:.1f}M ratings, {info['cpu']}, "
-        f"{info['usable_cores']} cores, load {info['load average']}",
+        title=f"SGD throughput, k={k}, {train.nnz / 1e6:.1f}M ratings\n{info['cpu']}, "
+        f"{info['usable_cores']} cores, load average {info['load average']} during the run",
         xlabel="rating updates per second (log scale)",
     )
+    ax.title.set_fontsize("medium")
     plot.save(ax, os.path.join(args.out, "throughput.png"))
 
     # ------------------------------------------------------------------ accuracy

@@ -68,6 +68,10 @@ def test_bar_chart_of_a_benchmark_table(tmp_path: Path) -> None:
     ax = plot.bar_chart(rows, "library", "updates/s", group="threads", log=True)
     widths = sorted(p.get_width() for p in ax.patches)
     assert widths == [1.0e6, 3.0e7, 5.5e7]
+    labels = sorted(t.get_text() for t in ax.texts)
+    assert labels == ["1M", "30M", "55M"]
+    small = plot.bar_chart([{"a": "x", "v": 35_850.0}, {"a": "y", "v": 0.60341}], "a", "v")
+    assert [t.get_text() for t in small.texts] == ["35.9k", "0.6034"]
     plot.save(ax.figure, tmp_path / "bars.png")
     written_png(tmp_path / "bars.png")
     import pandas as pd

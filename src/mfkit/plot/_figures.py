@@ -84,6 +84,8 @@ def learning_curves(
         best = getattr(m, "best_epoch_", None)
         if best is not None and 1 <= best <= len(xs):
             ax.axvline(xs[best - 1], color=color, lw=0.8, ls=":")
+    if x == "epoch":
+        ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch" if x == "epoch" else "training time (s)")
     ax.set_ylabel("RMSE")
     ax.grid(alpha=0.3)
@@ -154,8 +156,9 @@ def _columns(rows: Any) -> dict[str, list[Any]]:
 
 
 def _short(v: float) -> str:
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
-        if abs(v) >= scale:
+    """3.47M, 35.8k, 0.6034: three or four significant digits, SI suffix from 10,000 up."""
+    for scale, suffix, start in ((1e9, "G", 1e9), (1e6, "M", 1e6), (1e3, "k", 1e4)):
+        if abs(v) >= start:
             return f"{v / scale:.3g}{suffix}"
     return f"{v:.4g}"
 
