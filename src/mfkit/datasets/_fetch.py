@@ -126,7 +126,6 @@ class _ResumingDownloader:
         self.part = part
         self.progress = progress
         self.timeout = timeout
-        self.requests: list[int] = []  # the byte offset each request started from
 
     def __call__(self, url: str, output_file: Any, pooch: Any) -> None:
         import requests
@@ -145,7 +144,6 @@ class _ResumingDownloader:
             r.raise_for_status()
             if not resumed:
                 have = 0
-            self.requests.append(have)
             length = int(r.headers.get("Content-Length", 0) or 0)
             self.progress.total = have + length if length else 0
             self.progress.done = have
