@@ -582,3 +582,26 @@ def test_without_pooch_a_download_says_what_to_install(
     assert "by hand" in str(err.value) and server.requests == 0
     (tmp_path / "ml-100k.zip").write_bytes(body)  # placed by hand: no pooch needed
     assert mfkit.datasets.movielens(key, tmp_path).ratings.nnz == 300
+
+
+def test_ctrl_c_mid_download_leaves_a_resumable_part_only(
+    server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from mfkit.datasets import _fetch
+
+    key, body, _ = serve(server, monkeypatch, "100k")
+    real_update = _fetch._Progress.update
+
+    def interrupt(self: Any, n: int) -> None:
+        real_update(self, n)
+        if self.done >= 2 * 65536:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_fetch._Progress, "update", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        mfkit.datasets.movielens(key, tmp_path, progress=False)
+    assert only_partial(tmp_path, "ml-100k.zip")
+    monkeypatch.setattr(_fetch._Progress, "update", real_update)
+    mfkit.datasets.movielens(key, tmp_path, progress=False)
+    assert server.ranges[-1] is not None and server.ranges[-1].startswith("bytes=")
+    assert (tmp_path / "ml-100k.zip").read_bytes() == body

@@ -83,9 +83,13 @@ def _write_cache(
 
 
 # --------------------------------------------------------------------------- MovieLens
-def _load_archive(path: str, archive: Archive, n_threads: int | None) -> tuple[Ratings, Any]:
+def _load_archive(
+    path: str, archive: Archive, n_threads: int | None, progress: bool
+) -> tuple[Ratings, Any]:
     loaders = {"100k": load_movielens_100k, "dat": load_movielens_dat, "csv": load_movielens_csv}
-    ratings = loaders[archive.layout](path, member=archive.ratings, n_threads=n_threads)
+    ratings = loaders[archive.layout](
+        path, member=archive.ratings, n_threads=n_threads, progress=progress
+    )
     items = None
     if archive.items is not None:
         with zipfile.ZipFile(path) as zf:
@@ -137,7 +141,8 @@ def movielens(
     retries : int, default 1
         Further download attempts after a failed one.
     progress : bool or None, default None
-        Download progress on stderr (None: for archives of 10 MB or more).
+        Progress on stderr: of the download (None: for archives of 10 MB or more) and of the
+        first parse (unless False: for parses that take more than a second).
     n_threads : int, optional
         Threads for the parse (None: all usable cores).
 
@@ -175,7 +180,7 @@ def movielens(
     path = fetch(
         archive, home, download=download, timeout=timeout, retries=retries, progress=progress
     )
-    ratings, items = _load_archive(path, archive, n_threads)
+    ratings, items = _load_archive(path, archive, n_threads, progress is not False)
     _write_cache(cache, archive.sha256.lower(), path, ratings, items)
     return Dataset(stem, ratings, items, path, TERMS)
 
