@@ -3,7 +3,7 @@
 This module only re-exports the public names; ``ARCHITECTURE.md`` says where each lives.
 """
 
-from mfkit import datasets, io, metrics, model_selection
+from mfkit import datasets, io, metrics, model_selection, plot
 from mfkit._core._common import openmp_enabled
 from mfkit._core.version import __version__
 from mfkit.data import Ratings, as_ratings
@@ -31,4 +31,5 @@ __all__ = [
     "metrics",
     "model_selection",
     "openmp_enabled",
+    "plot",
 ]

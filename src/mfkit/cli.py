@@ -2,7 +2,10 @@
 
 ``mfkit train`` fits a model on the built-in synthetic set (or, with the loaders, on a rating
 file), holds out a seeded test split, shows per-epoch progress on stderr and prints the final
-test RMSE and MAE on stdout (``--plot FILE`` draws the per-epoch curves).
+test RMSE and MAE on stdout (``--plot FILE`` draws the per-epoch curves); ``--dataset ml-100k``
+(or another MovieLens name) trains on the public set instead, downloaded on first use.
+``mfkit datasets list`` shows the public sets and what is on disk, ``mfkit datasets fetch NAME``
+downloads, verifies and caches one.
 ``mfkit evaluate MODEL [DATA]`` prints rating and ranking metrics of a saved model,
 ``mfkit recommend MODEL --user ID -n 10`` a user's top-N list, and ``mfkit cv [FILE]`` a
 k-fold cross-validation table.
@@ -19,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from mfkit._core.files import atomic_write
+from mfkit import plot
 from mfkit._core.version import __version__
 from mfkit.data import Ratings
 from mfkit.data._cache import is_cache
-from mfkit.datasets import PRESETS, synthetic
+from mfkit.datasets import ARCHIVES, PRESETS, TERMS, data_home, movielens, synthetic
 from mfkit.exceptions import DivergenceError
 from mfkit.io import FORMATS, LoadInfo, load_ratings
 from mfkit.metrics import evaluate, metric_key, parse_metric
@@ -60,9 +63,16 @@ def _read_file(path: str, args: argparse.Namespace) -> Ratings:
 
 
 def _load_data(args: argparse.Namespace) -> Ratings:
+    dataset = getattr(args, "dataset", None)
+    if args.file is not None and dataset is not None:
+        raise ValueError("give a rating file or --dataset, not both")
     if args.file is not None:
         return _read_file(args.file, args)
     t0 = time.perf_counter()
+    if dataset is not None:
+        ds = movielens(dataset, args.data_home, download=not args.no_download)
+        _log(f"data: {ds.name} {ds.ratings} from {ds.source} in {time.perf_counter() - t0:.2f}s")
+        return ds.ratings
     data = synthetic(args.preset, random_state=args.seed)
     _log(f"data: synthetic '{args.preset}' {data} in {time.perf_counter() - t0:.2f}s")
     return data
@@ -74,6 +84,36 @@ def cmd_convert(args: argparse.Namespace) -> int:
     data.save(args.output)
     _log(f"saved: {args.output} in {time.perf_counter() - t0:.2f}s")
     print(f"{args.output}: {data}")
+    return 0
+
+
+def cmd_datasets_list(args: argparse.Namespace) -> int:
+    home = data_home(args.data_home)
+    print(f"data folder: {home}")
+    print(f"{'name':<17}{'file':<22}{'MB':>8}  {'on disk':<16}description")
+    for key, a in ARCHIVES.items():
+        stem = a.filename.removesuffix(".zip")
+        here = []
+        if os.path.isfile(os.path.join(home, a.filename)):
+            here.append("archive")
+        if os.path.isdir(os.path.join(home, stem + ".mfkit")):
+            here.append("parsed")
+        size = f"{a.size / 1e6:.1f}" if a.size else "?"
+        print(f"{'ml-' + key:<17}{a.filename:<22}{size:>8}  {'+'.join(here) or '-':<16}"
+              f"{a.description}")  # fmt: skip
+    print(f"\n{TERMS}")
+    return 0
+
+
+def cmd_datasets_fetch(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    ds = movielens(args.name, args.data_home, timeout=args.timeout)
+    print(f"{ds.name}: {ds.ratings}")
+    if ds.items is not None:
+        print(f"items: {len(ds.items)} movies with titles and genres")
+    print(f"archive: {ds.source}")
+    _log(f"ready in {time.perf_counter() - t0:.2f}s")
+    print(f"\n{TERMS}")
     return 0
 
 
@@ -187,41 +227,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _require_matplotlib() -> Any:
     try:
         import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
     except ImportError:
         raise SystemExit(
             "mfkit: --plot needs matplotlib, which is not installed; install it with "
             "'pip install matplotlib' (or mfkit[plot])"
         ) from None
-    return plt
+    return matplotlib
 
 
 def _plot_history(model: FactorModel, path: str) -> None:
-    """Per-epoch training and validation RMSE (and validation MAE) as an image; the format
-    follows the file extension (png, pdf, svg, ...). Written atomically."""
-
-    plt = _require_matplotlib()
-    h = model.history_
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    ax.plot(h["epoch"], h["train_rmse"], marker="o", ms=3, label="train RMSE")
-    if any(np.isfinite(h["val_rmse"])):
-        ax.plot(h["epoch"], h["val_rmse"], marker="o", ms=3, label="validation RMSE")
-        ax.plot(h["epoch"], h["val_mae"], ls="--", label="validation MAE")
-    if model.best_epoch_ is not None:
-        ax.axvline(model.best_epoch_, color="grey", lw=0.8, ls=":", label="best epoch")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("error")
+    """Per-epoch training and validation RMSE as an image (:func:`mfkit.plot.learning_curves`);
+    the format follows the file extension (png, pdf, svg, ...). Written atomically."""
+    ax = plot.learning_curves(model)
     ax.set_title(f"{type(model).__name__} k={model.get_params().get('factors')}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    try:
-        atomic_write(path, lambda fh: fig.savefig(fh, format=fmt))
-    finally:
-        plt.close(fig)
+    plot.save(ax, path)
 
 
 # ---------------------------------------------------------------------- evaluate / recommend / cv
@@ -360,6 +379,21 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         choices=sorted(PRESETS),
         help="synthetic data set shape when no file is given (default: ml-1m)",
     )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        metavar="NAME",
+        help="a public MovieLens set instead of a file or synthetic data: "
+        + ", ".join(f"ml-{k}" for k in ARCHIVES)
+        + " (downloaded on first use; see 'mfkit datasets list')",
+    )
+    p.add_argument(
+        "--data-home",
+        default=None,
+        metavar="DIR",
+        help="folder of downloaded data sets (default: $MFKIT_DATA or the user cache folder)",
+    )
+    p.add_argument("--no-download", action="store_true", help="never download; use what is on disk")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -427,6 +461,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threshold", type=float, default=None, help="relevance threshold (>=)")
     c.add_argument("--quiet", action="store_true", help="no per-fold progress")
     c.set_defaults(func=cmd_cv)
+
+    d = sub.add_parser("datasets", help="list or fetch the public MovieLens data sets")
+    dsub = d.add_subparsers(dest="action", required=True)
+    dl = dsub.add_parser("list", help="the public sets, their files and what is on disk")
+    dl.add_argument("--data-home", default=None, metavar="DIR")
+    dl.set_defaults(func=cmd_datasets_list)
+    df = dsub.add_parser("fetch", help="download, verify, parse and cache a set")
+    df.add_argument("name", help="e.g. ml-100k, ml-1m, ml-25m, ml-latest-small")
+    df.add_argument("--data-home", default=None, metavar="DIR")
+    df.add_argument("--timeout", type=float, default=None, help="seconds (default 10 / 30)")
+    df.set_defaults(func=cmd_datasets_fetch)
 
     conv = sub.add_parser(
         "convert", help="read a rating file and write it as a binary cache folder"

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mfkit._core import _common
+from mfkit._core.frames import is_frame, pairs_from_frame, recommendations_frame
 from mfkit._core.validation import (
     check_choice,
     check_dtype,
@@ -34,7 +35,7 @@ from mfkit.exceptions import DivergenceError, NotFittedError
 from mfkit.models._persistence import save_model
 from mfkit.models._registry import register
 from mfkit.models._state import FactorState, Fitted
-from mfkit.recommend import fold_in, recommend, similar_items
+from mfkit.recommend import FoldedUsers, fold_in, recommend, similar_items
 
 UNKNOWN_CHOICES = ("error", "baseline", "nan")
 #: the per-epoch record every model keeps in ``history_``
@@ -491,11 +492,13 @@ class FactorModel:
         return float(np.sqrt(np.mean(err * err))), float(np.mean(np.abs(err)))
 
     def predict(
-        self, users: Any, items: Any, *, unknown: str = "error", clip: bool = False
+        self, users: Any, items: Any = None, *, unknown: str = "error", clip: bool = False
     ) -> np.ndarray:
         """Predicted ratings for the pairs ``(users[j], items[j])`` (float64 array).
 
-        Ids are the original ids of the training data (indices when it had none).
+        Ids are the original ids of the training data (indices when it had none). A pandas
+        DataFrame with ``user`` and ``item`` columns may be passed as ``users`` (``items``
+        left out): the result has one prediction per row, in row order.
 
         ``unknown`` says what to do with an id not seen in training:
 
@@ -512,6 +515,14 @@ class FactorModel:
         """
         self._check_fitted()
         check_choice(unknown, "unknown", UNKNOWN_CHOICES)
+        if is_frame(users):
+            if items is not None:
+                raise TypeError(
+                    "pass either a DataFrame of (user, item) pairs or users and items, not both"
+                )
+            users, items = pairs_from_frame(users)
+        elif items is None:
+            raise TypeError("predict needs items (or a DataFrame with user and item columns)")
         scalar = np.ndim(users) == 0 and np.ndim(items) == 0
         u_arr = np.atleast_1d(np.asarray(users))
         i_arr = np.atleast_1d(np.asarray(items))
@@ -546,7 +557,8 @@ class FactorModel:
         items: Any = None,
         *,
         seen: Any = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+        as_frame: bool = False,
+    ) -> Any:
         """The ``n`` highest-scoring items for one user or a batch of users.
 
         Parameters
@@ -563,6 +575,12 @@ class FactorModel:
             Restrict the candidates to these items (default: all items).
         seen : ratings, optional
             Items to exclude instead of the training ratings (same ids as the model).
+        as_frame : bool, default False
+            Return a pandas DataFrame instead (needs pandas): columns ``user``, ``rank``
+            (1 = best), ``item``, ``score``, one row per recommended item, in the original
+            ids (the folded users' ids for :class:`FoldedUsers`), so it joins to an item
+            table such as ``mfkit.datasets.movielens(...).items.to_frame()``; empty places
+            are left out.
 
         Returns
         -------
@@ -576,7 +594,13 @@ class FactorModel:
         Scoring runs in a parallel kernel (``n_threads``) over blocks of users, with a
         partial selection: memory use is O(len(users) * n), not users x items.
         """
-        return recommend(self, users, n, exclude_seen, items, seen=seen)
+        if not isinstance(as_frame, bool | np.bool_):
+            raise TypeError(f"as_frame must be True or False, got {as_frame!r}")
+        ids, scores = recommend(self, users, n, exclude_seen, items, seen=seen)
+        if not as_frame:
+            return ids, scores
+        who = users.user_ids if isinstance(users, FoldedUsers) else users
+        return recommendations_frame(who, ids, scores)
 
     def similar_items(self, items: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` items most similar to each of ``items`` by the cosine of their factors
