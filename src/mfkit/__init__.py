@@ -1,4 +1,5 @@
-"""mfkit: fast, reproducible matrix-factorization recommenders for explicit ratings.
+"""mfkit: fast, reproducible matrix-factorization recommenders for explicit ratings and for
+implicit feedback.
 
 This module only re-exports the public names; ``ARCHITECTURE.md`` says where each lives.
 """
@@ -6,10 +7,10 @@ This module only re-exports the public names; ``ARCHITECTURE.md`` says where eac
 from mfkit import datasets, io, metrics, model_selection
 from mfkit._core._common import openmp_enabled
 from mfkit._core.version import __version__
-from mfkit.data import Ratings, as_ratings
+from mfkit.data import Ratings, as_ratings, to_implicit
 from mfkit.exceptions import DivergenceError, NotFittedError
 from mfkit.io import load_ratings
-from mfkit.models import ALS, SGD, load
+from mfkit.models import ALS, SGD, ImplicitALS, load
 from mfkit.recommend import FoldedUsers
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "SGD",
     "DivergenceError",
     "FoldedUsers",
+    "ImplicitALS",
     "NotFittedError",
     "Ratings",
     "__version__",
@@ -28,4 +30,5 @@ __all__ = [
     "metrics",
     "model_selection",
     "openmp_enabled",
+    "to_implicit",
 ]

@@ -94,6 +94,11 @@ class FactorModel:
 
     #: the model's own fitted attributes beyond the shared ones (see ``Fitted.extras``)
     _extra_attributes: ClassVar[tuple[str, ...]] = ()
+    #: the ``history_`` key of the value ``Trainer.run_epoch`` returns
+    _train_key: ClassVar[str] = "train_rmse"
+    #: whether ``predict`` estimates ratings (False: scores such as implicit preferences,
+    #: which rating metrics such as RMSE do not apply to)
+    predicts_ratings: ClassVar[bool] = True
 
     # constructor parameters every model has (set by the subclasses' __init__)
     factors: int
@@ -273,13 +278,16 @@ class FactorModel:
         rng = check_random_state(self.random_state)
         biases = bool(self.biases)
         global_mean = float(np.mean(X.values, dtype=np.float64)) if biases else 0.0
-        val = None if validation is None else self._validation_arrays(validation, X)
+        val = None if validation is None else self._validation_scorer(validation, X, params)
+        val_keys = self._validation_keys(params)
+        monitor, higher_is_better = self._monitor(params)
+        history_keys = ("epoch", self._train_key, *val_keys, "seconds")
         state, prior = self._initial_state(X, init, rng, params)
         if params["prior_regularization"] > 0 and prior is None:
             raise ValueError(
                 "prior_regularization > 0 needs prior factors: pass init=(P0, Q0) to fit"
             )
-        history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+        history: dict[str, list[float]] = {key: [] for key in history_keys}
         fitted = Fitted(
             state=state,
             user_map=X.user_map,
@@ -308,19 +316,21 @@ class FactorModel:
                 if not ok or not math.isfinite(train_rmse) or not state.finite():
                     self._end(fitted, params, kept[1], "diverged")
                     raise DivergenceError(trainer.divergence_message(epoch))
-                record = {"epoch": float(epoch), "train_rmse": train_rmse, "seconds": seconds}
+                record = {"epoch": float(epoch), self._train_key: train_rmse, "seconds": seconds}
                 if val is not None:
-                    record["val_rmse"], record["val_mae"] = self._score_arrays(*val)
+                    record.update(val())
                 else:
-                    record["val_rmse"] = record["val_mae"] = float("nan")
-                for key in HISTORY_KEYS:
+                    record.update({key: float("nan") for key in val_keys})
+                for key in history_keys:
                     history[key].append(record[key])
                 kept = (epoch, state.copy())
                 if self.verbose:
                     _print_record(record)
                 if val is not None and patience is not None:
-                    if best is None or record["val_rmse"] < best[0] - params["tol"]:
-                        best = (record["val_rmse"], epoch, kept[1])
+                    # compared as "lower is better"
+                    score = -record[monitor] if higher_is_better else record[monitor]
+                    if best is None or score < best[0] - params["tol"]:
+                        best = (score, epoch, kept[1])
                         wait = 0
                     else:
                         wait += 1
@@ -332,7 +342,7 @@ class FactorModel:
                     break
         except KeyboardInterrupt:
             done = kept[0]
-            for key in HISTORY_KEYS:
+            for key in history_keys:
                 del history[key][done:]
             self._end(fitted, params, kept[1], "interrupted")
             warnings.warn(
@@ -348,6 +358,26 @@ class FactorModel:
         else:
             self._end(fitted, params, state, fitted.stop_reason)
         return self
+
+    def _validation_keys(self, params: dict[str, Any]) -> tuple[str, ...]:
+        """The ``history_`` keys of the validation scores (NaN without validation)."""
+        return ("val_rmse", "val_mae")
+
+    def _monitor(self, params: dict[str, Any]) -> tuple[str, bool]:
+        """The validation key early stopping watches, and whether higher is better."""
+        return ("val_rmse", False)
+
+    def _validation_scorer(
+        self, validation: Any, X: Ratings, params: dict[str, Any]
+    ) -> Callable[[], dict[str, float]]:
+        """A function scoring the current state on ``validation`` after an epoch."""
+        arrays = self._validation_arrays(validation, X)
+
+        def score() -> dict[str, float]:
+            val_rmse, val_mae = self._score_arrays(*arrays)
+            return {"val_rmse": val_rmse, "val_mae": val_mae}
+
+        return score
 
     def _end(self, fitted: Fitted, params: dict[str, Any], state: FactorState, reason: str) -> None:
         fitted.state = state
