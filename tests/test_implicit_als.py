@@ -3,6 +3,9 @@ row's weighted normal equations, the objective, thread identity, validation, inp
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -412,3 +415,46 @@ def test_bad_half_step_inputs():
     bad[3] = 40
     with pytest.raises(ValueError, match="outside"):
         half_step(indptr, bad, values, Y.astype(np.float64), X, alpha=1.0, regularization=0.1)
+
+
+# ---------------------------------------------------------------------- command line
+def test_cli_trains_evaluates_and_cross_validates_implicit_als(tmp_path):
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        out = subprocess.run(
+            [sys.executable, "-m", "mfkit", *argv], capture_output=True, text=True, check=False
+        )
+        assert out.returncode == 0, out.stderr
+        return out
+
+    model = str(tmp_path / "m.npz")
+    data = ["--preset", "ml-100k", "--implicit-threshold", "4"]
+    fit = ["--model", "implicit-als", "--epochs", "2", "--factors", "8", "--quiet"]
+    out = run("train", *data, *fit, "--alpha", "5", "--solver", "cholesky", "--out", model)
+    assert "ImplicitALS" in out.stdout and "test ndcg@10" in out.stdout
+    assert mfkit.load(model).alpha == 5.0
+    out = run("evaluate", model, *data)
+    assert "ndcg@10" in out.stdout and "rmse" not in out.stdout
+    assert "skipping rmse, mae" in out.stderr
+    out = run("cv", *data, *fit, "--folds", "2", "--metrics", "ndcg@10")
+    assert "ndcg@10" in out.stdout and "mean" in out.stdout
+
+
+def test_cli_refuses_implicit_options_elsewhere():
+    for argv in (
+        ["--model", "sgd", "--alpha", "3"],
+        ["--model", "als", "--implicit-threshold", "4"],
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "mfkit", "train", "--preset", "toy", *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert out.returncode != 0 and "implicit-als only" in out.stderr
+    out = subprocess.run(
+        [sys.executable, "-m", "mfkit", "cv", "--preset", "toy", "--model", "implicit-als"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode != 0 and "pass ranking metrics" in out.stderr

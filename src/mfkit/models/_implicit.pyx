@@ -16,11 +16,12 @@ parallel over fixed blocks of rows whose partial sums are added in block order, 
 do not depend on the thread count. Each row then adds only its observed entries. The row
 gathers w_j y_j with w_j = sqrt(c_j - 1) = sqrt(alpha v_j) into a contiguous block B and
 the targets t_j = c_j / w_j, so that B^T B = sum_j (c_j - 1) y_j y_j^T and B^T t =
-sum_j c_j y_j: the Gram tiles, the residual and the matrix-vector product of the explicit
-ALS kernels (_als.h) then serve unchanged. The exact solver forms the k x k matrix and
-solves it by Cholesky, O(n_u k^2 + k^3) per row; conjugate gradient (Takacs, Pilaszy and
-Tikk, RecSys 2011), warm-started from the current row, applies it as
-G d + B^T (B d) + reg d, O(n_u k + k^2) per step.
+sum_j c_j y_j: the Gram tiles, right-hand side, dot products and Cholesky solve of the
+explicit ALS kernels (_als.h) then serve unchanged, and CG's products B^T (t - B x) and
+B^T (B d) take one sweep over B each (mf_als_sweep, beside them in _als.h). The exact solver
+forms the k x k matrix and solves it by Cholesky, O(n_u k^2 + k^3) per row; conjugate
+gradient (Takacs, Pilaszy and Tikk, RecSys 2011), warm-started from the current row, applies
+it as G d + B^T (B d) + reg d, O(n_u k + k^2) per step.
 
 Every sum inside a row is taken in an order fixed by the source (see _als.h), and rows are
 independent, so a half-step is bit-identical for any thread count.
@@ -47,16 +48,12 @@ cdef extern from "_als.h" nogil:
                          float *colsum)
     double mf_als_rhs_f64(const double *Y, int n, int ld, const double *t, double *rhs,
                           double *colsum)
-    double mf_als_residual_f32(const float *Y, int n, int ld, const float *t, const float *x,
-                               float xb, float *e, float *g, float *gb)
-    double mf_als_residual_f64(const double *Y, int n, int ld, const double *t,
-                               const double *x, double xb, double *e, double *g, double *gb)
-    void mf_als_matvec_f32(const float *Y, int n, int ld, const float *d, float db, float *s,
-                           float *out, float *outb)
-    void mf_als_matvec_f64(const double *Y, int n, int ld, const double *d, double db,
-                           double *s, double *out, double *outb)
     int mf_als_cholesky_f32(float *A, int K, int lda, float *b)
     int mf_als_cholesky_f64(double *A, int K, int lda, double *b)
+    void mf_als_sweep_f32(const float *Y, int n, int ld, const float *v, const float *t,
+                          float *s, float *out)
+    void mf_als_sweep_f64(const double *Y, int n, int ld, const double *v, const double *t,
+                          double *s, double *out)
 
 cdef enum:
     SOLVER_CHOLESKY = 0
@@ -98,6 +95,15 @@ cdef inline void _dots(const floating *Y, int n, int ld, const floating *v,
         mf_als_dots_f32(Y, n, ld, v, 0, s)
     else:
         mf_als_dots_f64(Y, n, ld, v, 0, s)
+
+
+cdef inline void _sweep(const floating *Y, Py_ssize_t n, int ld, const floating *v,
+                        const floating *t, floating *s, floating *out) noexcept nogil:
+    """s = Y v (t - Y v with t) and out = Y^T s in one pass over Y (see _als.h)."""
+    if floating is float:
+        mf_als_sweep_f32(Y, <int>n, ld, v, t, s, out)
+    else:
+        mf_als_sweep_f64(Y, <int>n, ld, v, t, s, out)
 
 
 cdef inline void _gram(const floating *Y, Py_ssize_t n, int ld, floating *A,
@@ -200,6 +206,7 @@ cdef int _gather(Py_ssize_t start, Py_ssize_t n, const int32_t[::1] indices,
     cdef floating av, w
     cdef floating alpha = <floating>p.alpha
     cdef floating *dst
+    cdef const floating *src
     for jj in range(n):
         ahead = jj + PREFETCH_AHEAD
         if ahead < n:
@@ -212,8 +219,9 @@ cdef int _gather(Py_ssize_t start, Py_ssize_t n, const int32_t[::1] indices,
         av = alpha * <floating>values[start + jj]
         w = sqrt(av)
         dst = blk + jj * ld
+        src = &Y[idx, 0]
         for f in range(k):
-            dst[f] = w * Y[idx, f]
+            dst[f] = w * src[f]
         t[jj] = (1 + av) / w
     return ROW_OK
 
@@ -280,17 +288,14 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
     cdef floating *d = r + ld
     cdef floating *ad = d + ld
     cdef floating *gd = ad + ld
-    cdef floating reg = <floating>p.reg, rr, rr_new, dad, step, beta, unused
+    cdef floating reg = <floating>p.reg, rr, rr_new, dad, step, beta
     status = _gather(start, n, indices, values, Y, p, blk, t)
     if status != ROW_OK:
         return status
     for f in range(k):
         x[f] = X[row, f]
     # r = b - A x = B^T (t - B x) - G x - reg x
-    if floating is float:
-        mf_als_residual_f32(blk, <int>n, ld, t, x, 0, e, r, &unused)
-    else:
-        mf_als_residual_f64(blk, <int>n, ld, t, x, 0, e, r, &unused)
+    _sweep(blk, n, ld, x, t, e, r)
     _dots(G, k, ld, x, gd)
     for f in range(k):
         r[f] = r[f] - gd[f] - reg * x[f]
@@ -299,10 +304,7 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
     for _step in range(p.cg_steps):
         if not (rr > 0):
             break
-        if floating is float:
-            mf_als_matvec_f32(blk, <int>n, ld, d, 0, e, ad, &unused)
-        else:
-            mf_als_matvec_f64(blk, <int>n, ld, d, 0, e, ad, &unused)
+        _sweep(blk, n, ld, d, NULL, e, ad)
         _dots(G, k, ld, d, gd)
         for f in range(k):
             ad[f] = ad[f] + gd[f] + reg * d[f]
