@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import os
 import statistics
 import time
 from typing import Any
@@ -69,7 +70,14 @@ def load_implicit() -> Any:
     return AlternatingLeastSquares
 
 
-def build_data(size: str, holdout: float, seed: int) -> tuple[mfkit.Ratings, mfkit.Ratings]:
+def build_data(
+    size: str, holdout: float, seed: int, cache: str | None
+) -> tuple[mfkit.Ratings, mfkit.Ratings]:
+    """The training and test interactions (read from / written to ``cache`` folders)."""
+    if cache is not None and os.path.isdir(f"{cache}-train"):
+        train, test = mfkit.Ratings.load(f"{cache}-train"), mfkit.Ratings.load(f"{cache}-test")
+        print(f"data: {cache}-train/-test, train {train.nnz:,}, test {test.nnz:,} (cached)")
+        return train, test
     t0 = time.perf_counter()
     explicit = mfkit.datasets.synthetic(SIZES[size], random_state=seed)
     feedback = mfkit.to_implicit(explicit, threshold=4)
@@ -79,6 +87,9 @@ def build_data(size: str, holdout: float, seed: int) -> tuple[mfkit.Ratings, mfk
         f"interactions (rating >= 4), {feedback.n_users:,} users x {feedback.n_items:,} items; "
         f"train {train.nnz:,}, test {test.nnz:,} ({time.perf_counter() - t0:.1f} s)"
     )
+    if cache is not None:
+        train.save(f"{cache}-train")
+        test.save(f"{cache}-test")
     return train, test
 
 
@@ -154,6 +165,12 @@ def main() -> None:
     ap.add_argument("--holdout", type=float, default=0.2)
     ap.add_argument("--eval-users", type=int, default=20_000)
     ap.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    ap.add_argument(
+        "--cache",
+        default=None,
+        help="keep the generated train/test sets in the folders CACHE-train and CACHE-test "
+        "(and read them from there on the next run)",
+    )
     args = ap.parse_args()
 
     info = machine_info()
@@ -170,7 +187,7 @@ def main() -> None:
         f"{args.regularization}, alpha={args.alpha} (implicit: alpha=1 on 1 + alpha * value), "
         f"cg_steps={args.cg_steps}"
     )
-    train, test = build_data(args.size, args.holdout, 0)
+    train, test = build_data(args.size, args.holdout, 0, args.cache)
     C = implicit_matrix(train, args.alpha)
     rows: list[dict[str, Any]] = []
 
@@ -223,14 +240,17 @@ def main() -> None:
                 res = mfkit.metrics.evaluate(
                     as_mfkit(train, im.user_factors, im.item_factors, args), sample, METRICS
                 )
-                quality.append({"seed": seed, "library": "implicit", **{k: res[k] for k in METRICS}})
+                quality.append(
+                    {"seed": seed, "library": "implicit", **{k: res[k] for k in METRICS}}
+                )
         for q in quality:
             rows.append({"table": "quality", **q})
-        print_table(
-            quality,
-            f"ranking quality after {args.quality_iterations} CG iterations, "
-            f"{int(res['ranking_users']):,} test users",
-        )
+        if quality:
+            print_table(
+                quality,
+                f"ranking quality after {args.quality_iterations} CG iterations, "
+                f"{int(res['ranking_users']):,} test users",
+            )
         for lib in ("mfkit", "implicit"):
             qs = [q for q in quality if q["library"] == lib]
             if qs:
