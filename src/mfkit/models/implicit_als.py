@@ -376,9 +376,8 @@ class ImplicitALSTrainer(Trainer):
 
     def __init__(self, X: Ratings, fitted: Fitted, params: dict[str, Any]) -> None:
         self.params, self.state = params, fitted.state
-        indptr_c, users_c, values_c, _ = X.csc()
         self.csr = (X.indptr, X.indices, X.values)
-        self.csc = (indptr_c, users_c, values_c)
+        self.csc = X.csc_arrays()
         k = params["factors"]
         ld = _implicit.ld_of(k)
         self.G = np.zeros((ld, ld), dtype=params["dtype"])
