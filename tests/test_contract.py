@@ -2,7 +2,7 @@
 
 A new model joins by adding one line to ``MODELS``: its class and the (fast) settings the checks
 fit it with. Every check runs for every model; the few that judge predicted ratings ask the
-model's ``predicts_ratings`` (False for ImplicitALS, which scores preferences) and check a
+model's ``predicts_ratings`` (False for ImplicitALS and BPR, which score preferences) and check a
 preference model's own equivalent instead."""
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ MODELS: list[tuple[type[FactorModel], dict[str, Any]]] = [
     (mfkit.ALS, {"factors": 4, "epochs": 3, "solver": "cg"}),
     (mfkit.ImplicitALS, {"factors": 4, "epochs": 3}),
     (mfkit.ImplicitALS, {"factors": 4, "epochs": 3, "solver": "cholesky"}),
+    (mfkit.BPR, {"factors": 4, "epochs": 3}),
+    (mfkit.BPR, {"factors": 4, "epochs": 3, "blocks": 3}),  # the block-parallel path
 ]
 IDS = [f"{cls.__name__}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for cls, kw in MODELS]
 parametrize = pytest.mark.parametrize("cls,settings", MODELS, ids=IDS)

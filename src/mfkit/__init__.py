@@ -10,7 +10,7 @@ from mfkit._core.version import __version__
 from mfkit.data import Ratings, as_ratings, to_implicit
 from mfkit.exceptions import DivergenceError, NotFittedError
 from mfkit.io import load_ratings
-from mfkit.models import ALS, SGD, ImplicitALS, load
+from mfkit.models import ALS, BPR, SGD, ImplicitALS, load
 from mfkit.recommend import FoldedUsers
 
 # the module names of mfkit 0.1 (mfkit.als.half_step, mfkit.ratings.IdMap, ...) keep working
@@ -18,6 +18,7 @@ from mfkit import als, persistence, ratings, recommend, sgd  # noqa: E402, F401 
 
 __all__ = [
     "ALS",
+    "BPR",
     "SGD",
     "DivergenceError",
     "FoldedUsers",

@@ -55,6 +55,10 @@ class Trainer:
         """One pass; returns (training RMSE, whether all residuals stayed finite)."""
         raise NotImplementedError
 
+    def epoch_extras(self) -> dict[str, float]:
+        """The model's own per-epoch values (keys: the model's ``_trainer_keys``)."""
+        return {}
+
     def divergence_message(self, epoch: int) -> str:
         """What ``DivergenceError`` says when epoch ``epoch`` failed."""
         return (
@@ -96,6 +100,8 @@ class FactorModel:
     _extra_attributes: ClassVar[tuple[str, ...]] = ()
     #: the ``history_`` key of the value ``Trainer.run_epoch`` returns
     _train_key: ClassVar[str] = "train_rmse"
+    #: further ``history_`` keys the trainer fills each epoch (``Trainer.epoch_extras``)
+    _trainer_keys: ClassVar[tuple[str, ...]] = ()
     #: whether ``predict`` estimates ratings (False: scores such as implicit preferences,
     #: which rating metrics such as RMSE do not apply to)
     predicts_ratings: ClassVar[bool] = True
@@ -281,7 +287,7 @@ class FactorModel:
         val = None if validation is None else self._validation_scorer(validation, X, params)
         val_keys = self._validation_keys(params)
         monitor, higher_is_better = self._monitor(params)
-        history_keys = ("epoch", self._train_key, *val_keys, "seconds")
+        history_keys = ("epoch", self._train_key, *self._trainer_keys, *val_keys, "seconds")
         state, prior = self._initial_state(X, init, rng, params)
         if params["prior_regularization"] > 0 and prior is None:
             raise ValueError(
@@ -317,6 +323,7 @@ class FactorModel:
                     self._end(fitted, params, kept[1], "diverged")
                     raise DivergenceError(trainer.divergence_message(epoch))
                 record = {"epoch": float(epoch), self._train_key: train_rmse, "seconds": seconds}
+                record.update(trainer.epoch_extras())
                 if val is not None:
                     record.update(val())
                 else:

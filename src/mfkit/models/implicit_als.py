@@ -5,35 +5,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
 from mfkit._core.validation import SeedLike, check_choice, check_number
 from mfkit.data import Ratings
-from mfkit.metrics import RANKING_METRICS, evaluate, parse_metric
 from mfkit.models import _implicit
 from mfkit.models._base import FactorModel, Trainer
+from mfkit.models._preference import (
+    DEFAULT_VALIDATION_METRICS,
+    PreferenceModel,
+    check_confidences,
+)
 from mfkit.models._state import Fitted
 from mfkit.recommend import FoldedUsers, fold_in_rows
 
 SOLVERS = ("cg", "cholesky")
 _SOLVER_CODE = {"cholesky": 0, "cg": 1}
-#: what ``validation=`` records by default
-DEFAULT_VALIDATION_METRICS = ("precision@10", "recall@10", "map@10", "ndcg@10")
-
-
-def check_confidences(values: np.ndarray, name: str = "data") -> None:
-    """Refuse confidence values that are not finite and positive, naming the first one."""
-    bad = ~(np.asarray(values) > 0)
-    if bad.any():
-        j = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"{name} holds {int(bad.sum())} value(s) that are not positive (the first is "
-            f"{float(values[j])!r} at entry {j}): implicit feedback values are interaction "
-            f"strengths (counts, plays, or 1 per interaction), so each must be > 0. Drop the "
-            f"others, or build the data with mfkit.to_implicit(ratings, threshold=...)"
-        )
 
 
 def gramian(Y: np.ndarray, n_threads: int = 1) -> np.ndarray:
@@ -108,7 +97,7 @@ def half_step(
         )
 
 
-class ImplicitALS(FactorModel):
+class ImplicitALS(PreferenceModel):
     r"""Weighted matrix factorization for implicit feedback (Hu, Koren and Volinsky,
     "Collaborative filtering for implicit feedback datasets", ICDM 2008), trained by
     alternating least squares, parallel over rows and deterministic at any thread count.
@@ -203,13 +192,6 @@ class ImplicitALS(FactorModel):
     epoch recommends to its users (excluding their training items) and scores the lists.
     """
 
-    _train_key: ClassVar[str] = "train_loss"
-    predicts_ratings: ClassVar[bool] = False
-    # parameters of the shared base that this model does not have
-    biases = False
-    bias_regularization = None
-    prior_regularization = 0.0
-
     def __init__(
         self,
         factors: int = 64,
@@ -257,46 +239,7 @@ class ImplicitALS(FactorModel):
             raise TypeError(f"solver must be 'cg' or 'cholesky', got {self.solver!r}")
         p["solver"] = check_choice(self.solver, "solver", SOLVERS)
         p["cg_steps"] = check_number(self.cg_steps, "cg_steps", low=1, integer=True)
-        metrics = self.validation_metrics
-        if isinstance(metrics, str) or not isinstance(metrics, Sequence) or not metrics:
-            raise TypeError(
-                "validation_metrics must be a non-empty sequence of metric names such as "
-                f"('precision@10', 'ndcg@10'), got {metrics!r}"
-            )
-        names = []
-        for m in metrics:
-            base, k = parse_metric(m) if isinstance(m, str) else (None, None)
-            if base not in RANKING_METRICS or k is None:
-                raise ValueError(
-                    f"validation_metrics takes ranking metrics with a cut-off "
-                    f"({', '.join(b + '@10' for b in RANKING_METRICS)}), got {m!r}"
-                )
-            names.append(f"{base}@{k}")
-        p["validation_metrics"] = tuple(names)
-        monitor = parse_metric(self.monitor) if isinstance(self.monitor, str) else None
-        if monitor is None or f"{monitor[0]}@{monitor[1]}" not in names:
-            raise ValueError(
-                f"monitor must be one of validation_metrics {names}, got {self.monitor!r}"
-            )
-        p["monitor"] = f"{monitor[0]}@{monitor[1]}"
-        return p
-
-    def _validation_keys(self, params: dict[str, Any]) -> tuple[str, ...]:
-        return tuple("val_" + m for m in params["validation_metrics"])
-
-    def _monitor(self, params: dict[str, Any]) -> tuple[str, bool]:
-        return ("val_" + params["monitor"], True)
-
-    def _validation_scorer(
-        self, validation: Any, X: Ratings, params: dict[str, Any]
-    ) -> Callable[[], dict[str, float]]:
-        metrics = params["validation_metrics"]
-
-        def score() -> dict[str, float]:
-            res = evaluate(self, validation, metrics)
-            return {"val_" + m: res[m] for m in metrics}
-
-        return score
+        return self._check_ranking_params(p)
 
     def fit(
         self,
