@@ -173,7 +173,8 @@ def implicit_model(ALS: Any, args: argparse.Namespace, use_cg: bool, iters: int,
 
 def fit_implicit(model: Any, C: sp.csr_matrix) -> list[float]:
     seconds: list[float] = []
-    model.fit(C, show_progress=False, callback=lambda it, elapsed, loss: seconds.append(elapsed))
+    # implicit calls back with (iteration, seconds, ...): ALS adds the loss, BPR more
+    model.fit(C, show_progress=False, callback=lambda *a: seconds.append(a[1]))
     return seconds
 
 

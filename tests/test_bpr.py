@@ -3,6 +3,9 @@ triples, the negatives it draws, thread identity, learning, inputs."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -189,3 +192,34 @@ def test_bad_values_and_fold_in():
     m = mfkit.BPR(factors=2, epochs=1, random_state=0).fit(interactions())
     with pytest.raises(NotImplementedError, match="no closed-form fold-in"):
         m.fold_in(([0], [1], [1.0]))
+
+
+def test_cli_trains_bpr():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mfkit",
+            "train",
+            "--model",
+            "bpr",
+            "--preset",
+            "ml-100k",
+            "--implicit-threshold",
+            "4",
+            "--epochs",
+            "3",
+            "--factors",
+            "8",
+            "--blocks",
+            "2",
+            "--learning-rate",
+            "0.05",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "BPR" in out.stdout and "test ndcg@10" in out.stdout

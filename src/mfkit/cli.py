@@ -3,9 +3,9 @@
 ``mfkit train`` fits a model on the built-in synthetic set (or, with the loaders, on a rating
 file), holds out a seeded test split, shows per-epoch progress on stderr and prints the final
 test RMSE and MAE on stdout (``--plot FILE`` draws the per-epoch curves).
-``--model implicit-als`` fits ImplicitALS on the data as implicit feedback (the ratings
-``>= --implicit-threshold`` as interactions, or the values as interaction strengths) and
-reports ranking metrics instead.
+``--model implicit-als`` (or ``bpr``) fits ImplicitALS (BPR) on the data as implicit
+feedback (the ratings ``>= --implicit-threshold`` as interactions, or the values as
+interaction strengths) and reports ranking metrics instead.
 ``mfkit evaluate MODEL [DATA]`` prints rating and ranking metrics of a saved model,
 ``mfkit recommend MODEL --user ID -n 10`` a user's top-N list, and ``mfkit cv [FILE]`` a
 k-fold cross-validation table.
@@ -31,14 +31,14 @@ from mfkit.exceptions import DivergenceError
 from mfkit.io import FORMATS, LoadInfo, load_ratings
 from mfkit.metrics import evaluate, metric_key, parse_metric
 from mfkit.model_selection import KFold, cross_validate, train_test_split
-from mfkit.models import ALS, SGD, FactorModel, ImplicitALS, load
+from mfkit.models import ALS, BPR, SGD, FactorModel, ImplicitALS, load
 
 #: what ``mfkit train`` reports for a model that ranks rather than predicts ratings
 RANKING_REPORT = ("precision@10", "recall@10", "ndcg@10", "map@10")
 
 
 def _models() -> dict[str, type[FactorModel]]:
-    return {"als": ALS, "sgd": SGD, "implicit-als": ImplicitALS}
+    return {"als": ALS, "sgd": SGD, "implicit-als": ImplicitALS, "bpr": BPR}
 
 
 def _as_feedback(data: Ratings, args: argparse.Namespace, implicit: bool) -> Ratings:
@@ -48,7 +48,10 @@ def _as_feedback(data: Ratings, args: argparse.Namespace, implicit: bool) -> Rat
     threshold = getattr(args, "implicit_threshold", None)
     if not implicit:
         if threshold is not None:
-            raise ValueError("--implicit-threshold applies to --model implicit-als only")
+            raise ValueError(
+                "--implicit-threshold applies to the implicit-feedback models only "
+                "(--model implicit-als or bpr)"
+            )
         return data
     if threshold is None:
         return data
@@ -154,8 +157,12 @@ def _build_model(args: argparse.Namespace) -> FactorModel:
         params["blocks"] = args.blocks
         if args.schedule is not None:
             params["learning_rate_schedule"] = args.schedule
-    elif args.schedule is not None or args.blocks != "auto":
-        raise ValueError(f"--blocks and --schedule apply to --model sgd only, not {args.model}")
+    elif args.schedule is not None:
+        raise ValueError(f"--schedule applies to --model sgd only, not {args.model}")
+    elif args.model == "bpr":
+        params["blocks"] = args.blocks
+    elif args.blocks != "auto":
+        raise ValueError(f"--blocks applies to --model sgd and bpr only, not {args.model}")
     model = cls(**params)
     model._check_params()  # bad options fail before a long read, not after
     return model
