@@ -73,7 +73,7 @@ cdef void _sweep(Rating *recs, Py_ssize_t n, floating *P, floating *Q, int k,
                  int32_t *neg_out, double *out) noexcept nogil:
     """One block: out[0] += sum of -ln sigma(x), out[1] += samples with x > 0, out[2] +=
     skipped samples."""
-    cdef Py_ssize_t pos, t
+    cdef Py_ssize_t pos, _try
     cdef int32_t u, i, j, c
     cdef int f
     cdef floating *pu
@@ -86,7 +86,7 @@ cdef void _sweep(Rating *recs, Py_ssize_t n, floating *P, floating *Q, int k,
         i = recs[pos].i
         j = -1
         if n_cand > 0:
-            for t in range(MAX_TRIES):
+            for _try in range(MAX_TRIES):
                 c = cand[bounded(state, <uint64_t>n_cand)]
                 if c != i and not _contains(indices + indptr[u], indptr[u + 1] - indptr[u], c):
                     j = c
