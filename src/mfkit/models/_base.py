@@ -289,6 +289,15 @@ class FactorModel:
         monitor, higher_is_better = self._monitor(params)
         history_keys = ("epoch", self._train_key, *self._trainer_keys, *val_keys, "seconds")
         state, prior = self._initial_state(X, init, rng, params)
+        if _prediction_bound(state, global_mean) >= _SAFE_PREDICTION[state.P.dtype.char]:
+            raise ValueError(
+                "the starting factors are so large that predictions overflow "
+                f"{state.P.dtype}: lower init_std (now {params['init_std']:g}) or pass "
+                "smaller init= factors"
+            )
+        # the training error of a sane model stays near the ratings' own size (predicting
+        # 0 everywhere has the RMS of the ratings as its error)
+        scale = float(np.sqrt(np.mean(np.square(X.values, dtype=np.float64))))
         if params["prior_regularization"] > 0 and prior is None:
             raise ValueError(
                 "prior_regularization > 0 needs prior factors: pass init=(P0, Q0) to fit"
@@ -322,6 +331,15 @@ class FactorModel:
                 if not ok or not math.isfinite(train_rmse) or not state.finite():
                     self._end(fitted, params, kept[1], "diverged")
                     raise DivergenceError(trainer.divergence_message(epoch))
+                # the RMSE test applies to a training RMSE; a model reporting another loss
+                # (ImplicitALS, BPR) gets the prediction-bound test only
+                rmse = train_rmse if self._train_key == "train_rmse" else None
+                blowup = _blowup(rmse, scale, state, global_mean)
+                if blowup:
+                    self._end(fitted, params, kept[1], "diverged")
+                    raise DivergenceError(_blowup_message(trainer.name, epoch, blowup, scale))
+                if rmse is not None and epoch == 1:
+                    scale = max(scale, rmse)
                 record = {"epoch": float(epoch), self._train_key: train_rmse, "seconds": seconds}
                 record.update(trainer.epoch_extras())
                 if val is not None:
@@ -332,7 +350,7 @@ class FactorModel:
                     history[key].append(record[key])
                 kept = (epoch, state.copy())
                 if self.verbose:
-                    _print_record(record)
+                    _print_record(record, self._train_key)
                 if val is not None and patience is not None:
                     # compared as "lower is better"
                     score = -record[monitor] if higher_is_better else record[monitor]
@@ -654,6 +672,51 @@ class FactorModel:
         return int(self._fitted.state.Q.shape[0])
 
 
+#: a training RMSE this many times the ratings' scale (their RMS, or the first epoch's
+#: error if larger) is a blow-up, not training
+BLOWUP_FACTOR = 10.0
+#: predictions bounded by this stay finite in the kernels' dtype (a margin below the max)
+_SAFE_PREDICTION = {"f": 1e37, "d": 1e307}
+
+
+def _prediction_bound(state: FactorState, global_mean: float) -> float:
+    """An upper bound on |prediction| over all (user, item) pairs:
+    ``k max|P| max|Q| + max|b_u| + max|b_i| + |mu|`` (no array is allocated)."""
+
+    def top(a: np.ndarray) -> float:
+        return max(abs(float(a.max())), abs(float(a.min()))) if a.size else 0.0
+
+    k = state.P.shape[1]
+    with np.errstate(over="ignore"):
+        return k * top(state.P) * top(state.Q) + top(state.bu) + top(state.bi) + abs(global_mean)
+
+
+def _blowup(rmse: float | None, scale: float, state: FactorState, global_mean: float) -> str:
+    """Why the epoch that gave ``rmse`` (None: not an RMSE) and ``state`` is a blow-up ('' if
+    it is not)."""
+    if rmse is not None and rmse > BLOWUP_FACTOR * max(scale, 1e-12):
+        return (
+            f"the training RMSE grew to {rmse:.3g}, over {BLOWUP_FACTOR:g} times the "
+            f"ratings' scale ({scale:.3g})"
+        )
+    if _prediction_bound(state, global_mean) >= _SAFE_PREDICTION[state.P.dtype.char]:
+        return f"the factors grew so large that predictions overflow {state.P.dtype}"
+    return ""
+
+
+def _blowup_message(name: str, epoch: int, why: str, scale: float) -> str:
+    hint = "lower learning_rate or raise regularization"
+    if scale > 1e3:
+        hint = (
+            f"the ratings are large (RMS {scale:.3g}): rescale them (e.g. to 1..5, then scale "
+            f"predictions back) or {hint}"
+        )
+    return (
+        f"{name} diverged in epoch {epoch}: {why}; {hint}. The model keeps the factors of "
+        f"epoch {epoch - 1}."
+    )
+
+
 def _checked_init(a: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
     arr = np.asarray(a)
     if arr.dtype.kind not in "fiu":
@@ -665,9 +728,15 @@ def _checked_init(a: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
     return arr
 
 
-def _print_record(record: dict[str, float]) -> None:
-    line = f"epoch {int(record['epoch']):4d}  train_rmse {record['train_rmse']:.4f}"
-    if not math.isnan(record["val_rmse"]):
-        line += f"  val_rmse {record['val_rmse']:.4f}  val_mae {record['val_mae']:.4f}"
+def _print_record(record: dict[str, float], train_key: str = "train_rmse") -> None:
+    if train_key == "train_rmse":
+        line = f"epoch {int(record['epoch']):4d}  train_rmse {record['train_rmse']:.4f}"
+        if not math.isnan(record["val_rmse"]):
+            line += f"  val_rmse {record['val_rmse']:.4f}  val_mae {record['val_mae']:.4f}"
+    else:
+        line = f"epoch {int(record['epoch']):4d}  {train_key} {record[train_key]:.6g}"
+        for key, value in record.items():
+            if key not in ("epoch", train_key, "seconds") and not math.isnan(value):
+                line += f"  {key} {value:.4f}"
     line += f"  {record['seconds']:.2f}s"
     print(line, file=sys.stderr, flush=True)
