@@ -458,3 +458,10 @@ def test_cli_refuses_implicit_options_elsewhere():
         check=False,
     )
     assert out.returncode != 0 and "pass ranking metrics" in out.stderr
+
+
+def test_verbose_prints_the_models_own_history_keys(capsys):
+    X = implicit_data(seed=16)
+    mfkit.ImplicitALS(factors=3, epochs=2, verbose=True, random_state=0).fit(X, validation=X)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all("train_loss" in line and "val_ndcg@10" in line for line in err)
