@@ -45,10 +45,10 @@ def write_example_files(root: Path) -> dict[str, object]:
 
 
 def test_readme_has_examples() -> None:
-    assert len(python_blocks()) >= 2
+    assert len(python_blocks()) >= 3
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, 1, 2])
 def test_readme_python_example_runs(
     index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -64,6 +64,10 @@ def test_readme_python_example_runs(
     assert np.all(np.isfinite(model.user_factors))
     if index == 0:
         assert (tmp_path / "model.npz").is_file()
+    elif index == 2:  # implicit feedback
+        assert isinstance(model, mfkit.ImplicitALS)
+        assert np.asarray(namespace["items"]).shape == (2, 10)
+        assert np.all(np.isfinite(model.history_["val_ndcg@10"]))
     else:
         items = np.asarray(namespace["items"])
         assert items.shape == (2, 10)  # two folded-in users, ten items each

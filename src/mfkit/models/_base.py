@@ -58,6 +58,10 @@ class Trainer:
         """One pass; returns (training RMSE, whether all residuals stayed finite)."""
         raise NotImplementedError
 
+    def epoch_extras(self) -> dict[str, float]:
+        """The model's own per-epoch values (keys: the model's ``_trainer_keys``)."""
+        return {}
+
     def divergence_message(self, epoch: int) -> str:
         """What ``DivergenceError`` says when epoch ``epoch`` failed."""
         return (
@@ -97,6 +101,13 @@ class FactorModel:
 
     #: the model's own fitted attributes beyond the shared ones (see ``Fitted.extras``)
     _extra_attributes: ClassVar[tuple[str, ...]] = ()
+    #: the ``history_`` key of the value ``Trainer.run_epoch`` returns
+    _train_key: ClassVar[str] = "train_rmse"
+    #: further ``history_`` keys the trainer fills each epoch (``Trainer.epoch_extras``)
+    _trainer_keys: ClassVar[tuple[str, ...]] = ()
+    #: whether ``predict`` estimates ratings (False: scores such as implicit preferences,
+    #: which rating metrics such as RMSE do not apply to)
+    predicts_ratings: ClassVar[bool] = True
 
     # constructor parameters every model has (set by the subclasses' __init__)
     factors: int
@@ -277,7 +288,10 @@ class FactorModel:
         rng = check_random_state(self.random_state)
         biases = bool(self.biases)
         global_mean = float(np.mean(X.values, dtype=np.float64)) if biases else 0.0
-        val = None if validation is None else self._validation_arrays(validation, X)
+        val = None if validation is None else self._validation_scorer(validation, X, params)
+        val_keys = self._validation_keys(params)
+        monitor, higher_is_better = self._monitor(params)
+        history_keys = ("epoch", self._train_key, *self._trainer_keys, *val_keys, "seconds")
         state, prior = self._initial_state(X, init, rng, params)
         if _prediction_bound(state, global_mean) >= _SAFE_PREDICTION[state.P.dtype.char]:
             raise ValueError(
@@ -292,7 +306,7 @@ class FactorModel:
             raise ValueError(
                 "prior_regularization > 0 needs prior factors: pass init=(P0, Q0) to fit"
             )
-        history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+        history: dict[str, list[float]] = {key: [] for key in history_keys}
         fitted = Fitted(
             state=state,
             user_map=X.user_map,
@@ -329,24 +343,31 @@ class FactorModel:
                 if not ok or not math.isfinite(train_rmse) or not state.finite():
                     self._end(fitted, params, kept[1], "diverged")
                     raise DivergenceError(trainer.divergence_message(epoch))
-                blowup = _blowup(train_rmse, scale, state, global_mean)
+                # the RMSE test applies to a training RMSE; a model reporting another loss
+                # (ImplicitALS, BPR) gets the prediction-bound test only
+                rmse = train_rmse if self._train_key == "train_rmse" else None
+                blowup = _blowup(rmse, scale, state, global_mean)
                 if blowup:
                     self._end(fitted, params, kept[1], "diverged")
                     raise DivergenceError(_blowup_message(trainer.name, epoch, blowup, scale))
-                scale = max(scale, train_rmse) if epoch == 1 else scale
-                record = {"epoch": float(epoch), "train_rmse": train_rmse, "seconds": seconds}
+                if rmse is not None and epoch == 1:
+                    scale = max(scale, rmse)
+                record = {"epoch": float(epoch), self._train_key: train_rmse, "seconds": seconds}
+                record.update(trainer.epoch_extras())
                 if val is not None:
-                    record["val_rmse"], record["val_mae"] = self._score_arrays(*val)
+                    record.update(val())
                 else:
-                    record["val_rmse"] = record["val_mae"] = float("nan")
-                for key in HISTORY_KEYS:
+                    record.update({key: float("nan") for key in val_keys})
+                for key in history_keys:
                     history[key].append(record[key])
                 kept = (epoch, state.copy())
                 if self.verbose:
-                    _print_record(record)
+                    _print_record(record, self._train_key)
                 if val is not None and patience is not None:
-                    if best is None or record["val_rmse"] < best[0] - params["tol"]:
-                        best = (record["val_rmse"], epoch, kept[1])
+                    # compared as "lower is better"
+                    score = -record[monitor] if higher_is_better else record[monitor]
+                    if best is None or score < best[0] - params["tol"]:
+                        best = (score, epoch, kept[1])
                         wait = 0
                     else:
                         wait += 1
@@ -358,7 +379,7 @@ class FactorModel:
                     break
         except KeyboardInterrupt:
             done = kept[0]
-            for key in HISTORY_KEYS:
+            for key in history_keys:
                 del history[key][done:]
             self._end(fitted, params, kept[1], "interrupted")
             warnings.warn(
@@ -374,6 +395,26 @@ class FactorModel:
         else:
             self._end(fitted, params, state, fitted.stop_reason)
         return self
+
+    def _validation_keys(self, params: dict[str, Any]) -> tuple[str, ...]:
+        """The ``history_`` keys of the validation scores (NaN without validation)."""
+        return ("val_rmse", "val_mae")
+
+    def _monitor(self, params: dict[str, Any]) -> tuple[str, bool]:
+        """The validation key early stopping watches, and whether higher is better."""
+        return ("val_rmse", False)
+
+    def _validation_scorer(
+        self, validation: Any, X: Ratings, params: dict[str, Any]
+    ) -> Callable[[], dict[str, float]]:
+        """A function scoring the current state on ``validation`` after an epoch."""
+        arrays = self._validation_arrays(validation, X)
+
+        def score() -> dict[str, float]:
+            val_rmse, val_mae = self._score_arrays(*arrays)
+            return {"val_rmse": val_rmse, "val_mae": val_mae}
+
+        return score
 
     def _end(self, fitted: Fitted, params: dict[str, Any], state: FactorState, reason: str) -> None:
         fitted.state = state
@@ -685,9 +726,10 @@ def _prediction_bound(state: FactorState, global_mean: float) -> float:
         return k * top(state.P) * top(state.Q) + top(state.bu) + top(state.bi) + abs(global_mean)
 
 
-def _blowup(rmse: float, scale: float, state: FactorState, global_mean: float) -> str:
-    """Why the epoch that gave ``rmse`` and ``state`` is a blow-up ('' if it is not)."""
-    if rmse > BLOWUP_FACTOR * max(scale, 1e-12):
+def _blowup(rmse: float | None, scale: float, state: FactorState, global_mean: float) -> str:
+    """Why the epoch that gave ``rmse`` (None: not an RMSE) and ``state`` is a blow-up ('' if
+    it is not)."""
+    if rmse is not None and rmse > BLOWUP_FACTOR * max(scale, 1e-12):
         return (
             f"the training RMSE grew to {rmse:.3g}, over {BLOWUP_FACTOR:g} times the "
             f"ratings' scale ({scale:.3g})"
@@ -721,9 +763,15 @@ def _checked_init(a: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
     return arr
 
 
-def _print_record(record: dict[str, float]) -> None:
-    line = f"epoch {int(record['epoch']):4d}  train_rmse {record['train_rmse']:.4f}"
-    if not math.isnan(record["val_rmse"]):
-        line += f"  val_rmse {record['val_rmse']:.4f}  val_mae {record['val_mae']:.4f}"
+def _print_record(record: dict[str, float], train_key: str = "train_rmse") -> None:
+    if train_key == "train_rmse":
+        line = f"epoch {int(record['epoch']):4d}  train_rmse {record['train_rmse']:.4f}"
+        if not math.isnan(record["val_rmse"]):
+            line += f"  val_rmse {record['val_rmse']:.4f}  val_mae {record['val_mae']:.4f}"
+    else:
+        line = f"epoch {int(record['epoch']):4d}  {train_key} {record[train_key]:.6g}"
+        for key, value in record.items():
+            if key not in ("epoch", train_key, "seconds") and not math.isnan(value):
+                line += f"  {key} {value:.4f}"
     line += f"  {record['seconds']:.2f}s"
     print(line, file=sys.stderr, flush=True)

@@ -60,7 +60,9 @@ def learning_curves(
     x: str = "epoch",
     title: str | None = None,
 ) -> Any:
-    """Per-epoch RMSE of one or several fitted models, from their ``history_``.
+    """Per-epoch RMSE of one or several fitted models, from their ``history_`` (for a model
+    that ranks rather than predicts ratings, such as ImplicitALS: its validation ranking
+    metrics).
 
     Validation RMSE (solid, when the model was fitted with ``validation=``) and training RMSE
     (dashed, the residuals seen during each epoch) share a colour per model; the best epoch
@@ -74,20 +76,32 @@ def learning_curves(
     if ax is None:
         _, ax = _figure((6.4, 4.0))
     colors = [f"C{j % 10}" for j in range(len(pairs))]
+    ranking = False
     for (name, m), color in zip(pairs, colors, strict=True):
         h = m.history_
         xs = np.asarray(h["epoch"] if x == "epoch" else np.cumsum(h["seconds"]), dtype=float)
-        val = np.asarray(h["val_rmse"], dtype=float)
-        if np.isfinite(val).any():
-            ax.plot(xs, val, color=color, marker="o", ms=3, label=f"{name} (validation)")
-        ax.plot(xs, h["train_rmse"], color=color, ls="--", lw=1, label=f"{name} (train)")
+        if getattr(m, "predicts_ratings", True):
+            val = np.asarray(h["val_rmse"], dtype=float)
+            if np.isfinite(val).any():
+                ax.plot(xs, val, color=color, marker="o", ms=3, label=f"{name} (validation)")
+            ax.plot(xs, h["train_rmse"], color=color, ls="--", lw=1, label=f"{name} (train)")
+        else:  # a model that ranks (ImplicitALS, BPR): its validation ranking metrics
+            ranking = True
+            for key, style in zip(
+                (k for k in h if k.startswith("val_")), ("-", "--", ":", "-."), strict=False
+            ):
+                val = np.asarray(h[key], dtype=float)
+                if np.isfinite(val).any():
+                    ax.plot(
+                        xs, val, color=color, ls=style, marker="o", ms=3, label=f"{name} {key[4:]}"
+                    )
         best = getattr(m, "best_epoch_", None)
         if best is not None and 1 <= best <= len(xs):
             ax.axvline(xs[best - 1], color=color, lw=0.8, ls=":")
     if x == "epoch":
         ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch" if x == "epoch" else "training time (s)")
-    ax.set_ylabel("RMSE")
+    ax.set_ylabel("RMSE" if not ranking else "RMSE / validation ranking metric")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     if title is not None:
