@@ -9,12 +9,13 @@ from mfkit._core.version import __version__
 from mfkit.data import Ratings, as_ratings
 from mfkit.exceptions import DivergenceError, NotFittedError
 from mfkit.io import load_ratings
-from mfkit.models import ALS, SGD, load
+from mfkit.models import ALS, SGD, BayesianMF, load
 from mfkit.recommend import FoldedUsers
 
 __all__ = [
     "ALS",
     "SGD",
+    "BayesianMF",
     "DivergenceError",
     "FoldedUsers",
     "NotFittedError",

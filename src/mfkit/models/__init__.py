@@ -1,6 +1,8 @@
-"""The estimators: the shared base (:class:`FactorModel`), SGD, ALS, and model files.
+"""The estimators: the shared base (:class:`FactorModel`), SGD, ALS, BayesianMF, and model
+files.
 
-Each model is a module (``sgd``, ``als``) beside its kernel (``_sgd``, ``_als``); the base owns
+Each model is a module (``sgd``, ``als``, ``bayes``) beside its kernel (``_sgd``, ``_als``,
+``_bayes``); the base owns
 the epoch loop, prediction and persistence, a model supplies a ``Trainer`` for one fit.
 """
 
@@ -8,6 +10,7 @@ from mfkit.models._base import FactorModel, Trainer
 from mfkit.models._persistence import load
 from mfkit.models._state import FactorState, Fitted
 from mfkit.models.als import ALS
+from mfkit.models.bayes import BayesianMF
 from mfkit.models.sgd import SGD
 
-__all__ = ["ALS", "SGD", "FactorModel", "FactorState", "Fitted", "Trainer", "load"]
+__all__ = ["ALS", "SGD", "BayesianMF", "FactorModel", "FactorState", "Fitted", "Trainer", "load"]
