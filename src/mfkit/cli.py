@@ -28,11 +28,11 @@ from mfkit.exceptions import DivergenceError
 from mfkit.io import FORMATS, LoadInfo, load_ratings
 from mfkit.metrics import evaluate, metric_key, parse_metric
 from mfkit.model_selection import KFold, cross_validate, train_test_split
-from mfkit.models import ALS, SGD, FactorModel, load
+from mfkit.models import ALS, SGD, BayesianMF, FactorModel, load
 
 
 def _models() -> dict[str, type[FactorModel]]:
-    return {"als": ALS, "sgd": SGD}
+    return {"als": ALS, "bayes": BayesianMF, "sgd": SGD}
 
 
 def _log(msg: str) -> None:
@@ -109,7 +109,20 @@ def _build_model(args: argparse.Namespace) -> FactorModel:
         "dtype": args.dtype,
     }
     if args.regularization is not None:
+        if "regularization" not in cls._get_param_names():
+            raise ValueError(
+                f"--regularization applies to --model sgd and als, not --model {args.model} "
+                f"(it learns its priors from the data)"
+            )
         params["regularization"] = args.regularization
+    for option, name in (("--burn-in", "burn_in"), ("--keep", "keep")):
+        value = getattr(args, name)
+        if value is not None:
+            if args.model != "bayes":
+                raise ValueError(
+                    f"{option} applies to --model bayes only, not --model {args.model}"
+                )
+            params[name] = value
     if args.learning_rate is not None:
         if "learning_rate" not in cls._get_param_names():
             raise ValueError(
@@ -335,6 +348,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--regularization", type=float, default=None)
     p.add_argument(
         "--solver", default=None, choices=["cholesky", "cg"], help="ALS row solver (--model als)"
+    )
+    p.add_argument(
+        "--burn-in", type=int, default=None, help="sweeps discarded (--model bayes; epochs // 4)"
+    )
+    p.add_argument(
+        "--keep", type=int, default=None, help="samples kept for prediction (--model bayes)"
     )
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
