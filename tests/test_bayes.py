@@ -21,6 +21,14 @@ from mfkit.models.bayes import (
     sample_wishart,
 )
 
+SAMPLE_ATTRIBUTES = (
+    "user_factors_",
+    "item_factors_",
+    "user_bias_samples_",
+    "item_bias_samples_",
+    "noise_precision_samples_",
+)
+
 
 # --------------------------------------------------------------------------- helpers
 def _csr(rng: np.random.Generator, n_rows: int, n_cols: int, density: float):  # type: ignore[no-untyped-def]
@@ -180,7 +188,7 @@ def test_normal_wishart_posterior_and_mean_draws() -> None:
     lams = np.array([d[1] for d in draws])
     ref = scipy.stats.wishart(df=nu, scale=W)
     assert np.all(np.abs(lams.mean(axis=0) - ref.mean()) < 4 * np.sqrt(ref.var() / len(draws)))
-    # mu | Lam ~ N(mu*, (beta* Lam)^-1), so Cov(mu) = E[Lam^-1] / beta* = W^-1 / (beta* (nu - K - 1))
+    # mu | Lam ~ N(mu*, (beta* Lam)^-1): Cov(mu) = E[Lam^-1] / beta* = W^-1 / (beta* (nu - K - 1))
     cov = np.linalg.inv(W) / (beta_s * (nu - K - 1))
     np.testing.assert_allclose(mus.mean(axis=0), mu_s, atol=4 * np.sqrt(cov.diagonal().max() / 2e4))
     np.testing.assert_allclose(np.cov(mus, rowvar=False), cov, rtol=0.06, atol=0.06 * cov.max())
@@ -223,8 +231,7 @@ def test_bit_identical_for_1_2_3_threads(dtype: str) -> None:
         for t in (1, 2, 3)
     ]
     for other in fits[1:]:
-        for a in ("user_factors_", "item_factors_", "user_biases_", "item_biases_",
-                  "user_bias_samples_", "item_bias_samples_", "noise_precision_samples_"):  # fmt: skip
+        for a in SAMPLE_ATTRIBUTES + ("user_biases_", "item_biases_"):
             np.testing.assert_array_equal(getattr(fits[0], a), getattr(other, a))
         assert fits[0].history_["train_rmse"] == other.history_["train_rmse"]
 
@@ -276,11 +283,12 @@ def test_save_load_keeps_every_sample(tmp_path: Path) -> None:
     m.save(path)
     back = mfkit.load(path)
     assert isinstance(back, mfkit.BayesianMF) and back.n_samples_ == 4
-    for a in ("user_factors_", "item_factors_", "user_bias_samples_",
-              "item_bias_samples_", "noise_precision_samples_"):  # fmt: skip
+    for a in SAMPLE_ATTRIBUTES:
         np.testing.assert_array_equal(getattr(m, a), getattr(back, a))
     u, i, _ = X.to_triplets()
-    for x, y in zip(m.predict(u, i, return_std=True), back.predict(u, i, return_std=True)):
+    for x, y in zip(
+        m.predict(u, i, return_std=True), back.predict(u, i, return_std=True), strict=True
+    ):
         np.testing.assert_array_equal(x, y)
     assert back.fold_in_regularization_ == m.fold_in_regularization_
     # a sample altered on disk is refused
