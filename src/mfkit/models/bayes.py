@@ -254,13 +254,15 @@ class BayesianMF(FactorModel):
         val_rmse and val_mae (of the running posterior mean over the samples kept so far,
         of the current sample before the first; NaN without validation data),
         noise_precision (the sampled :math:`\alpha`), seconds
-    stop_reason_ : 'epochs', 'callback' or 'interrupted'
+    stop_reason_ : 'epochs', 'callback', 'interrupted' or 'diverged'
 
     Notes
     -----
     A user or item without training ratings keeps zero factors and bias, so it predicts
     the baseline. Ctrl-C keeps the samples kept so far (the current state if none) with a
-    warning. The model's fitted state is set when ``fit`` returns.
+    warning; a sweep that produces NaN or inf raises :class:`~mfkit.DivergenceError` and
+    keeps the samples kept before it. While ``fit`` runs (as a ``callback`` sees it), the
+    model holds the current sample as a one-sample model.
     """
 
     _extra_attributes = (
@@ -374,21 +376,23 @@ class BayesianMF(FactorModel):
             raise ValueError("data has no ratings: cannot fit an empty rating matrix")
         rng = check_random_state(self.random_state)
         val = None if validation is None else self._validation_arrays(validation, X)
-        trainer = _Sampler(self, X, rng, params)
         history: dict[str, list[float]] = {key: [] for key in BAYES_HISTORY_KEYS}
-        E = params["epochs"]
+        trainer = self._trainer(X, history, rng, params)
+        # while sampling, the model (as a callback sees it) holds the current sample
+        self._set_fitted(trainer.current(), params)
         stop = "epochs"
         val_sum = None if val is None else np.zeros(len(val[2]))
+        last_good = trainer.state.copy()
         sweep = 0
         try:
-            for sweep in range(1, E + 1):
+            for sweep in range(1, params["epochs"] + 1):
                 t0 = time.perf_counter()
-                train_rmse, ok = trainer.sweep(sweep)
+                train_rmse, ok = trainer.run_epoch(sweep)
                 seconds = time.perf_counter() - t0
-                if not ok:
-                    if trainer.n_kept:
-                        self._set_fitted(trainer.fitted(X, history, "diverged"), params)
+                if not ok or not math.isfinite(train_rmse) or not trainer.state.finite():
+                    self._set_fitted(trainer.fitted("diverged", last_good), params)
                     raise DivergenceError(trainer.divergence_message(sweep))
+                trainer.keep_if_due(sweep)
                 record = {
                     "epoch": float(sweep),
                     "train_rmse": train_rmse,
@@ -408,6 +412,7 @@ class BayesianMF(FactorModel):
                     record["val_mae"] = float(np.mean(np.abs(err)))
                 for key in BAYES_HISTORY_KEYS:
                     history[key].append(record[key])
+                last_good = trainer.state.copy()
                 if self.verbose:
                     _print_record(record)
                 if callback is not None and callback(self, record) is False:
@@ -417,7 +422,7 @@ class BayesianMF(FactorModel):
             done = len(history["epoch"])
             for key in BAYES_HISTORY_KEYS:
                 del history[key][done:]
-            self._set_fitted(trainer.fitted(X, history, "interrupted"), params)
+            self._set_fitted(trainer.fitted("interrupted", last_good), params)
             warnings.warn(
                 f"sampling interrupted during sweep {sweep}; the model averages over the "
                 f"{max(trainer.n_kept, 1)} sample(s) kept so far",
@@ -425,11 +430,17 @@ class BayesianMF(FactorModel):
                 stacklevel=2,
             )
             return self
-        self._set_fitted(trainer.fitted(X, history, stop), params)
+        self._set_fitted(trainer.fitted(stop, trainer.state), params)
         return self
 
-    def _trainer(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("BayesianMF.fit runs its own sampler")
+    def _trainer(  # type: ignore[override]
+        self,
+        X: Ratings,
+        history: dict[str, list[float]],
+        rng: np.random.Generator,
+        params: dict[str, Any],
+    ) -> GibbsSampler:
+        return GibbsSampler(self, X, history, rng, params)
 
     # ------------------------------------------------------------------ prediction
     def predict(
@@ -491,13 +502,19 @@ class BayesianMF(FactorModel):
         return out
 
 
-class _Sampler:
-    """One Gibbs run: the ratings by user and by item, the current sample, and the kept
-    samples (written into the arrays the fitted model will hold)."""
+class GibbsSampler:
+    """One Gibbs run: the ratings by user and by item, the current sample (``state``), and
+    the kept samples (written into the arrays the fitted model will hold)."""
 
     def __init__(
-        self, model: BayesianMF, X: Ratings, rng: np.random.Generator, params: dict[str, Any]
+        self,
+        model: BayesianMF,
+        X: Ratings,
+        history: dict[str, list[float]],
+        rng: np.random.Generator,
+        params: dict[str, Any],
     ) -> None:
+        self.history = history
         self.params = params
         self.rng = rng
         self.biases = bool(model.biases)
@@ -519,9 +536,9 @@ class _Sampler:
         Q = rng.standard_normal((n_items, k), dtype=dtype) * dtype.type(INIT_STD)
         P[~self.rated_users] = 0
         Q[~self.rated_items] = 0
-        self.P, self.Q = P, Q
-        self.bu = np.zeros(n_users, dtype=dtype)
-        self.bi = np.zeros(n_items, dtype=dtype)
+        self.state = FactorState(
+            P, Q, np.zeros(n_users, dtype=dtype), np.zeros(n_items, dtype=dtype)
+        )
         self.seed = int(rng.integers(0, 2**63))
         resid = values - self.global_mean
         self.alpha = 1.0 / max(float(np.mean(resid * resid)), 1e-12)
@@ -537,13 +554,15 @@ class _Sampler:
         self.lam_s = np.zeros((S, 2), dtype=np.float64)
         self.n_kept = 0
         self.kept_now = False
+        self.lam_u = np.eye(k + 1)
         self.failure: str | None = None
 
     def _rows(self, users: bool) -> np.ndarray:
+        st = self.state
         if users:
-            X, b, rated = self.P, self.bu, self.rated_users
+            X, b, rated = st.P, st.bu, self.rated_users
         else:
-            X, b, rated = self.Q, self.bi, self.rated_items
+            X, b, rated = st.Q, st.bi, self.rated_items
         R = X[rated].astype(np.float64)
         if self.biases:
             R = np.column_stack([R, b[rated].astype(np.float64)])
@@ -551,10 +570,11 @@ class _Sampler:
 
     def _half(self, users: bool, sweep: int) -> tuple[np.ndarray, bool]:
         m, Lam = sample_hyper(self._rows(users), self.rng)
+        st = self.state
         if users:
-            csr, Y, X, ybias, xbias = self.csr, self.Q, self.P, self.bi, self.bu
+            csr, Y, X, ybias, xbias = self.csr, st.Q, st.P, st.bi, st.bu
         else:
-            csr, Y, X, ybias, xbias = self.csc, self.P, self.Q, self.bu, self.bi
+            csr, Y, X, ybias, xbias = self.csc, st.P, st.Q, st.bu, st.bi
         try:
             sample_rows(
                 *csr,
@@ -577,9 +597,10 @@ class _Sampler:
             return Lam, False
         return Lam, True
 
-    def sweep(self, sweep: int) -> tuple[float, bool]:
+    def run_epoch(self, sweep: int) -> tuple[float, bool]:
+        """One sweep; returns (RMSE of the new sample on the training ratings, success)."""
         self.kept_now = False
-        lam_u, ok = self._half(True, sweep)
+        self.lam_u, ok = self._half(True, sweep)
         if not ok or not self._half(False, sweep)[1]:
             return math.nan, False
         sse = float(np.sum(self.item_sse))  # fixed-order sum: the same bits for any n_threads
@@ -587,16 +608,18 @@ class _Sampler:
             self.failure = "a residual became NaN or inf"
             return math.nan, False
         self.alpha = sample_noise_precision(sse, self.nnz, self.rng)
-        if sweep in self.kept_sweeps:
-            self._keep(lam_u)
         return math.sqrt(sse / self.nnz), True
 
-    def _keep(self, lam_u: np.ndarray) -> None:
+    def keep_if_due(self, sweep: int) -> None:
+        if sweep in self.kept_sweeps:
+            self._keep(self.state, self.lam_u)
+
+    def _keep(self, state: FactorState, lam_u: np.ndarray) -> None:
         j, k = self.n_kept, self.k
-        self.Pc[:, j * k : (j + 1) * k] = self.P
-        self.Qc[:, j * k : (j + 1) * k] = self.Q
-        self.bu_s[j] = self.bu
-        self.bi_s[j] = self.bi
+        self.Pc[:, j * k : (j + 1) * k] = state.P
+        self.Qc[:, j * k : (j + 1) * k] = state.Q
+        self.bu_s[j] = state.bu
+        self.bi_s[j] = state.bi
         self.alpha_s[j] = self.alpha
         lam_b = lam_u[k, k] / self.alpha if self.biases else 0.0
         self.lam_s[j] = (np.trace(lam_u[:k, :k]) / (k * self.alpha), lam_b)
@@ -607,61 +630,84 @@ class _Sampler:
         """Predictions of the current sample for index pairs (unknown: -1, baseline)."""
         out = np.full(len(u), self.global_mean)
         ku, ki = u >= 0, i >= 0
+        st = self.state
         if self.biases:
-            out[ku] += self.bu[u[ku]]
-            out[ki] += self.bi[i[ki]]
+            out[ku] += st.bu[u[ku]]
+            out[ki] += st.bi[i[ki]]
         both = ku & ki
         out[both] += np.einsum(
-            "mk,mk->m",
-            self.P[u[both]].astype(np.float64),
-            self.Q[i[both]].astype(np.float64),
+            "mk,mk->m", st.P[u[both]].astype(np.float64), st.Q[i[both]].astype(np.float64)
         )
         return out
 
     def divergence_message(self, sweep: int) -> str:
         return (
-            f"BayesianMF failed in sweep {sweep}: {self.failure or 'non-finite values'}; "
-            f"the model keeps the {self.n_kept} sample(s) kept before it"
+            f"BayesianMF diverged in epoch {sweep} (Gibbs sweep {sweep}): "
+            f"{self.failure or 'a factor or residual became NaN or inf'}. The model keeps "
+            f"the samples kept before it (or the state of sweep {sweep - 1} if none was)."
         )
 
-    def fitted(self, X: Ratings, history: dict[str, list[float]], reason: str) -> Fitted:
-        """The fitted state from the samples kept so far (the current one if none)."""
-        if self.n_kept == 0:
-            self._keep(np.eye(self.k + 1) * self.alpha)
-        n, k, dtype = self.n_kept, self.k, self.dtype
-        if n < self.S:
-            Pc, Qc = self.Pc[:, : n * k].copy(), self.Qc[:, : n * k].copy()
-        else:
-            Pc, Qc = self.Pc, self.Qc
-        Pc *= dtype.type(1.0 / n)
-        bu_s, bi_s, alpha_s = self.bu_s[:n].copy(), self.bi_s[:n].copy(), self.alpha_s[:n]
-        bu = np.mean(bu_s, axis=0, dtype=np.float64).astype(dtype)
-        bi = np.mean(bi_s, axis=0, dtype=np.float64).astype(dtype)
-        lam = self.lam_s[:n].mean(axis=0)
+    def _fitted(self, state: FactorState, extras: dict[str, Any], reason: str) -> Fitted:
         return Fitted(
-            state=FactorState(Pc, Qc, bu, bi),
+            state=state,
             user_map=self.user_map,
             item_map=self.item_map,
             seen=self.seen,
             global_mean=self.global_mean,
             rating_range=self.rating_range,
-            history=history,
+            history=self.history,
             stop_reason=reason,
-            extras={
-                "user_bias_samples": bu_s,
-                "item_bias_samples": bi_s,
-                "noise_precision_samples": alpha_s.copy(),
-                "noise_precision": float(np.mean(alpha_s)),
-                "n_samples": n,
-                "burn_in": int(self.params["burn_in"]),
-                "fold_in_regularization": [float(n * lam[0]), float(lam[1])],
-            },
+            extras=extras,
         )
+
+    def current(self) -> Fitted:
+        """The current sample as a one-sample model (views, no copies)."""
+        st = self.state
+        return self._fitted(
+            st,
+            {
+                "user_bias_samples": st.bu[None, :],
+                "item_bias_samples": st.bi[None, :],
+                "noise_precision_samples": np.array([self.alpha]),
+                "noise_precision": self.alpha,
+                "n_samples": 1,
+                "burn_in": int(self.params["burn_in"]),
+                "fold_in_regularization": [0.0, 0.0],
+            },
+            "epochs",
+        )
+
+    def fitted(self, reason: str, fallback: FactorState) -> Fitted:
+        """The fitted state from the samples kept so far (``fallback`` if none was)."""
+        if self.n_kept == 0:
+            self._keep(fallback, np.eye(self.k + 1) * self.alpha)
+        n, k, dtype = self.n_kept, self.k, self.dtype
+        if n < self.S:
+            Pc, Qc = self.Pc[:, : n * k].copy(), self.Qc[:, : n * k].copy()
+        else:
+            Pc, Qc = self.Pc, self.Qc
+        if n > 1:
+            Pc *= dtype.type(1.0 / n)
+        bu_s, bi_s, alpha_s = self.bu_s[:n].copy(), self.bi_s[:n].copy(), self.alpha_s[:n]
+        bu = np.mean(bu_s, axis=0, dtype=np.float64).astype(dtype)
+        bi = np.mean(bi_s, axis=0, dtype=np.float64).astype(dtype)
+        lam = self.lam_s[:n].mean(axis=0)
+        extras = {
+            "user_bias_samples": bu_s,
+            "item_bias_samples": bi_s,
+            "noise_precision_samples": alpha_s.copy(),
+            "noise_precision": float(np.mean(alpha_s)),
+            "n_samples": n,
+            "burn_in": int(self.params["burn_in"]),
+            "fold_in_regularization": [float(n * lam[0]), float(lam[1])],
+        }
+        return self._fitted(FactorState(Pc, Qc, bu, bi), extras, reason)
 
 
 __all__ = [
     "BAYES_HISTORY_KEYS",
     "BayesianMF",
+    "GibbsSampler",
     "normal_wishart_posterior",
     "sample_hyper",
     "sample_noise_precision",
