@@ -45,7 +45,7 @@ def test_readme_has_examples() -> None:
     assert len(python_blocks()) >= 2
 
 
-@pytest.mark.parametrize("index", [0, 1])
+@pytest.mark.parametrize("index", [0, 1, 2])
 def test_readme_python_example_runs(
     index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -61,6 +61,9 @@ def test_readme_python_example_runs(
     assert np.all(np.isfinite(model.user_factors))
     if index == 0:
         assert (tmp_path / "model.npz").is_file()
+    elif index == 2:
+        assert isinstance(model, mfkit.BayesianMF)
+        assert np.all(np.asarray(namespace["std"]) > 0)
     else:
         items = np.asarray(namespace["items"])
         assert items.shape == (2, 10)  # two folded-in users, ten items each
