@@ -353,6 +353,18 @@ def test_bad_calls_are_named() -> None:
             indptr, indices, values, np.zeros((4, 3)), np.zeros((5, 3)), prior_mean=np.zeros(3),
             prior_precision=np.eye(3), noise_precision=0.0, seed=0, sweep=0, side=0,
         )  # fmt: skip
+    with pytest.raises(TypeError, match="Y has dtype float32 but X has float64"):
+        sample_rows(
+            indptr, indices, values, np.zeros((4, 3), np.float32), np.zeros((5, 3)),
+            prior_mean=np.zeros(3), prior_precision=np.eye(3), noise_precision=1.0, seed=0,
+            sweep=0, side=0,
+        )  # fmt: skip
+    with pytest.raises(TypeError, match="indices must be a 1-d int32 array"):
+        sample_rows(
+            indptr, indices.astype(np.int64), values, np.zeros((4, 3)), np.zeros((5, 3)),
+            prior_mean=np.zeros(3), prior_precision=np.eye(3), noise_precision=1.0, seed=0,
+            sweep=0, side=0,
+        )  # fmt: skip
     with pytest.raises(ValueError, match="nu must be > K - 1"):
         sample_wishart(np.eye(3), 1.5, rng)
 

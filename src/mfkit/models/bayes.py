@@ -143,9 +143,22 @@ def sample_rows(
     set to zero. ``row_sse`` (float64, one per row) receives each row's sum of squared
     residuals under the new draw.
     """
+    for name, arr, want in (
+        ("indptr", indptr, np.int64),
+        ("indices", indices, np.int32),
+        ("values", values, np.float32),
+    ):
+        if not isinstance(arr, np.ndarray) or arr.dtype != want or arr.ndim != 1:
+            raise TypeError(
+                f"{name} must be a 1-d {np.dtype(want)} array like mfkit.Ratings.{name}; pass "
+                f"numpy.ascontiguousarray({name}, dtype=numpy.{np.dtype(want)})"
+            )
     dtype = X.dtype
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"X must be float32 or float64, got dtype {dtype}")
+    for name, a in (("Y", Y), ("ybias", ybias), ("xbias", xbias)):
+        if a is not None and a.dtype != dtype:
+            raise TypeError(f"{name} has dtype {a.dtype} but X has {dtype}: use one dtype")
     if (ybias is None) != (xbias is None):
         raise ValueError("pass both ybias and xbias (with biases) or neither (without)")
     K = X.shape[1] + (0 if ybias is None else 1)
