@@ -19,31 +19,21 @@ from mfkit._core.validation import resolve_n_threads
 from mfkit.data._csr import Duplicates, map_ids_to_indices
 from mfkit.data._ratings import Ratings, assemble_csr
 from mfkit.exceptions import BadLineWarning, RatingFileError
-from mfkit.io import _tokenize
+from mfkit.io import _lines, _tokenize
 from mfkit.io._common import LoadInfo, OnBadLine, logger
 from mfkit.io._sources import Progress, Source
 
+# tunables (tests shrink them to exercise every chunking on small files)
 _BLOCK = 64 << 20  # bytes parsed per block
 _MAP_WINDOW = 512 << 20  # bytes of a memory-mapped file parsed per window
-_PARALLEL_MIN = 1 << 20  # blocks smaller than this are parsed by one thread
+_PARALLEL_MIN = _lines.PARALLEL_MIN  # blocks smaller than this are parsed by one thread
 _FAST_PATH = True  # strictly formatted lines take the tokenizer's fast path (tests turn it off)
 _CHUNKS_PER_THREAD = 4  # chunks per thread in a block (balances uneven lines)
 
-_REASONS = {
-    1: "too few fields",
-    2: "too many fields",
-    3: "the user id is not an integer",
-    4: "the item id is not an integer",
-    5: "the rating is not a number",
-    6: "the rating is outside the rating scale",
-    7: "the timestamp/date is not valid",
-    8: "a malformed 'MovieID:' line",
-    9: "an empty id",
-    11: "the rating overflows float32 (rescale the ratings)",
-}
-_STR_ID_HINT = {
-    3: " (string user ids? pass id_type='str')",
-    4: " (string item ids? pass id_type='str')",
+_Reason = _tokenize.Reason
+_STR_ID_HINT: dict[int, str] = {
+    _Reason.BAD_USER: " (string user ids? pass id_type='str')",
+    _Reason.BAD_ITEM: " (string item ids? pass id_type='str')",
 }
 
 
@@ -140,7 +130,7 @@ class Engine:
         self.urange = [0, -1]
         self.irange = [0, -1]
         self.carry = -1
-        self.counts = np.zeros(16, dtype=np.int64)
+        self.counts = np.zeros(_tokenize.N_CODES, dtype=np.int64)
         self.progress: Progress | None = None
         # integer ids go to int32 columns unless one does not fit (then: _WideIds)
         self.narrow = narrow
@@ -205,8 +195,8 @@ class Engine:
             return 0
         view = np.frombuffer(buf, dtype=np.uint8)
         n_chunks = _CHUNKS_PER_THREAD * self.n_threads if end - start >= _PARALLEL_MIN else 1
-        cuts = _tokenize.split_points(view, start, end, n_chunks)
-        caps = _tokenize.count_chunks(view, cuts, self.n_threads)
+        cuts = _lines.split_points(view, start, end, n_chunks)
+        caps = _lines.count_chunks(view, cuts, self.n_threads)
         self.reserve(sum(caps), done_frac)
         res = _tokenize.parse_block(
             view, cuts, caps, self.spec_dict, self.cols, self.n, self.n_threads
@@ -251,7 +241,7 @@ class Engine:
         for ch in res:
             if ch["row0"] != dst:
                 for a in self.cols.values():
-                    _tokenize.move_rows(a, ch["row0"], dst, ch["n_rows"])
+                    _lines.move_rows(a, ch["row0"], dst, ch["n_rows"])
             dst += ch["n_rows"]
         first, self.n = self.n, dst
         # counts
@@ -264,7 +254,7 @@ class Engine:
             info.headers += ch["n_header"]
             self.counts[: len(ch["counts"])] += ch["counts"]
             for off, code in ch["bad"]:
-                if len(info.bad_lines) < 20:
+                if len(info.bad_lines) < _tokenize.MAX_BAD:
                     path, lineno = locate(off)
                     text = _line_at(buf, off, end)
                     info.bad_lines.append(
@@ -301,18 +291,33 @@ class Engine:
             rng[1] = max(rng[1], hi)
 
     def _reason(self, code: int, text: bytes) -> str:
-        msg = _REASONS.get(code, f"unreadable line (code {code})")
-        if code in (1, 2):
+        msg = _tokenize.REASONS.get(code, f"unreadable line (code {code})")
+        if code in (_Reason.TOO_FEW, _Reason.TOO_MANY):
             found = _count_fields(text, self.spec.delimiter)
             msg += f": expected {self.spec.n_fields}, found {found}"
-        if code == 6 and self.spec.scale is not None:
+        if code == _Reason.OUT_OF_SCALE and self.spec.scale is not None:
             lo, hi = self.spec.scale
             msg = (
                 f"the rating is outside the rating scale [{lo:g}, {hi:g}] "
                 f"(rating_scale=None accepts any rating)"
             )
+        if code in (3, 4):
+            col = self.spec.col_user if code == 3 else self.spec.col_item
+            field = _field(text, self.spec.delimiter, col)
+            if field is not None and field.lstrip(b"-+").isdigit():
+                which = "user" if code == 3 else "item"
+                return (
+                    f"the {which} id {field.decode()} is outside the int64 range "
+                    f"[-2**63, 2**63-1] of integer ids (load_delimited(id_type='str') keeps "
+                    f"such ids as strings)"
+                )
         if code in _STR_ID_HINT and not self.spec.netflix:
             msg += _STR_ID_HINT[code]
+        if code == 8 and self.on_bad_line != "error":
+            msg += (
+                f" (an error even with on_bad_line={self.on_bad_line!r}: the ratings below it "
+                f"would go to the movie before it; fix the line or remove it and its ratings)"
+            )
         return msg
 
     def finish(self, name: str) -> None:
@@ -321,7 +326,7 @@ class Engine:
         by_reason = {}
         for code, count in enumerate(self.counts.tolist()):
             if count:
-                by_reason[_REASONS.get(code, str(code))] = int(count)
+                by_reason[_tokenize.REASONS.get(code, str(code))] = int(count)
         skipped = int(self.counts.sum())
         info.skipped += skipped
         for k, v in by_reason.items():
@@ -342,6 +347,15 @@ class Engine:
         if len(a) > self.n * 1.05 + 1024:
             return a[: self.n].copy()
         return a[: self.n]
+
+
+def _field(text: bytes, delimiter: bytes, col: int) -> bytes | None:
+    """Field ``col`` of a line (stripped), or None."""
+    if col < 0:
+        return None
+    line = text.rstrip(b"\r\n")
+    parts = line.split() if delimiter == b"" else line.split(delimiter)
+    return parts[col].strip() if col < len(parts) else None
 
 
 def _count_fields(text: bytes, delimiter: bytes) -> int:
@@ -397,9 +411,18 @@ def _handle_header(
             engine.info.blank += 1
     engine.info.lines += skipped + 1
     engine.info.headers += 1
-    header(lines[skipped].rstrip(b"\r"))
+    try:
+        header(lines[skipped].rstrip(b"\r"))
+    except RatingFileError as exc:
+        if exc.line_number != 1 or skipped == 0:
+            raise
+        # the header is not on line 1 when blank or comment lines come before it
+        raise RatingFileError(exc.path, exc.reason, skipped + 1, exc.line) from None
     engine.respec()
     return start, skipped + 1
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 def _parse_window(
@@ -417,7 +440,7 @@ def _parse_window(
 
     def locate(off: int) -> tuple[str, int]:
         arr = np.frombuffer(buf, np.uint8)
-        return src.name, base_line + _tokenize.count_newlines(arr, start, off) + 1
+        return src.name, base_line + _lines.count_newlines(arr, start, off) + 1
 
     frac = (done_before + pos) / progress.total if progress.total else 0.0
     ends_nl = end == 0 or buf[end - 1] == 10
@@ -461,6 +484,8 @@ def _run_mapped(
         found = _handle_header(engine, src.name, mm, size, True, header)
         if found is not None:  # always found: the whole file is at hand
             start, base_line = found
+    elif mm[:3] == _BOM:
+        start = 3  # a UTF-8 byte order mark, as some editors write
     released = 0
     while start < size:
         _check_unchanged(src, size)
@@ -497,8 +522,10 @@ def _run_stream(
             except BufferError:  # an error's traceback still holds a view: closed with it
                 pass
         return
-    # a plain file smaller than a block is read whole into a buffer of its size
-    buf = bytearray(_BLOCK if src.kind else min(_BLOCK, src.size + 1))
+    # a plain file smaller than a block is read whole into a buffer of its size (a pipe's
+    # size is unknown: a whole block)
+    small = src.kind is None and src.regular
+    buf = bytearray(min(_BLOCK, src.size + 1) if small else _BLOCK)
     fill = 0
     base_line = 0  # lines before the unparsed part of buf
     first = True
@@ -520,6 +547,8 @@ def _run_stream(
                     buf.extend(bytearray(len(buf)))
                     continue
                 start, base_line = found
+            elif buf[:3] == _BOM:
+                start = 3  # a UTF-8 byte order mark, as some editors write
             first = False
         if eof:
             end = fill
@@ -559,7 +588,7 @@ def _count_mapped_lines(paths: Sequence[str], nt: int) -> int:
                     _check_unchanged(src, size)
                     b = min(size, a + _MAP_WINDOW)
                     arr = np.frombuffer(mm, np.uint8)
-                    total += _tokenize.count_newlines(arr, a, b, nt)
+                    total += _lines.count_newlines(arr, a, b, nt)
                     del arr
                     released = _release(mm, released, b)
                 total += mm[size - 1] != 10  # a last line without a newline
@@ -637,13 +666,25 @@ def text_load(
 
 
 # --------------------------------------------------------------------------- assembly
-def _map_strings(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _map_strings(parts: list[np.ndarray], name: str = "") -> tuple[np.ndarray, np.ndarray]:
     allv = parts[0] if len(parts) == 1 else np.concatenate(parts)
     uniq, idx = np.unique(allv, return_inverse=True)
     try:
         names = np.char.decode(uniq, "utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"ids are not valid UTF-8 text ({exc})") from exc
+        bad = next(u for u in uniq.tolist() if not _utf8(u))
+        raise RatingFileError(
+            name or "the input",
+            f"ids are not valid UTF-8 text (e.g. {bad!r}); re-encode the file as UTF-8",
+        ) from exc
     return names, idx.astype(np.int32).ravel()
 
 
@@ -676,7 +717,7 @@ def engine_to_ratings(engine: Engine, duplicates: Duplicates, name: str) -> Rati
         sys.stderr.flush()
     parts: dict[str, Any] = {}
     if engine.spec.user_str:
-        parts["user_ids"], parts["uidx"] = _map_strings(engine.user_strs)
+        parts["user_ids"], parts["uidx"] = _map_strings(engine.user_strs, name)
         engine.user_strs = []
     else:
         lo, hi = engine.urange
@@ -685,7 +726,7 @@ def engine_to_ratings(engine: Engine, duplicates: Duplicates, name: str) -> Rati
         )
         engine.cols.pop("user", None)
     if engine.spec.item_str:
-        parts["item_ids"], parts["iidx"] = _map_strings(engine.item_strs)
+        parts["item_ids"], parts["iidx"] = _map_strings(engine.item_strs, name)
         engine.item_strs = []
     else:
         lo, hi = engine.irange
