@@ -27,6 +27,7 @@ KERNELS = [
     "mfkit.metrics._metrics",
     "mfkit.models._sgd",
     "mfkit.models._als",
+    "mfkit.models._bayes",
 ]
 
 
