@@ -16,7 +16,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 from mfkit.exceptions import RatingFileError
 from mfkit.io._common import PathLike
@@ -78,7 +78,7 @@ class _Pipe:
         except BaseException:
             os.close(fd)
             raise
-        self.raw: IO[bytes] = open(fd, "rb", buffering=0)  # noqa: SIM115
+        self.raw: Any = open(fd, "rb", buffering=0)  # noqa: SIM115
         self.head = bytearray()
         self.read_to = 0  # bytes taken from the pipe so far
         self.kept_all = True  # head holds everything read so far
@@ -189,11 +189,11 @@ class Source:
         self.name = self.path
         # every input is opened once: the compression is told from the first bytes of the
         # stream that is then read (opening a pipe twice would lose what the first read)
-        self.raw: Any = (
-            open(self.path, "rb", buffering=0)  # noqa: SIM115
-            if self.regular
-            else _open_pipe(self.path, st)
-        )
+        self.raw: Any
+        if self.regular:
+            self.raw = open(self.path, "rb", buffering=0)  # noqa: SIM115
+        else:
+            self.raw = _open_pipe(self.path, st)
         try:
             head = b""
             while len(head) < 8:  # a pipe may deliver fewer bytes than asked
