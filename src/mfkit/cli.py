@@ -445,6 +445,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "--alpha", type=float, default=None, help="confidence slope (--model implicit-als)"
     )
     _add_implicit_threshold(p)
+    p.add_argument(
         "--burn-in", type=int, default=None, help="sweeps discarded (--model bayes; epochs // 4)"
     )
     p.add_argument(
