@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from mfkit._core.frames import is_frame, pairs_from_frame
 from mfkit._core.validation import (
     SeedLike,
     check_dtype,
@@ -462,7 +463,7 @@ class BayesianMF(FactorModel):
     def predict(
         self,
         users: Any,
-        items: Any,
+        items: Any = None,
         *,
         unknown: str = "error",
         clip: bool = False,
@@ -480,6 +481,8 @@ class BayesianMF(FactorModel):
         item contributes only its known parts' spread; NaN where the mean is NaN). ``clip``
         applies to the mean only.
         """
+        if is_frame(users) and items is None:
+            users, items = pairs_from_frame(users)
         mean = super().predict(users, items, unknown=unknown, clip=clip)
         if not isinstance(return_std, bool | np.bool_):
             raise TypeError(f"return_std must be True or False, got {return_std!r}")
