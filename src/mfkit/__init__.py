@@ -3,7 +3,7 @@
 This module only re-exports the public names; ``ARCHITECTURE.md`` says where each lives.
 """
 
-from mfkit import datasets, io, metrics, model_selection
+from mfkit import datasets, distributed, io, metrics, model_selection
 from mfkit._core._common import openmp_enabled
 from mfkit._core.version import __version__
 from mfkit.data import Ratings, as_ratings
@@ -25,6 +25,7 @@ __all__ = [
     "__version__",
     "as_ratings",
     "datasets",
+    "distributed",
     "io",
     "load",
     "load_ratings",

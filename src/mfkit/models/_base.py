@@ -17,11 +17,12 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from mfkit._core import _common
+from mfkit._core.exact import mean_f32
 from mfkit._core.validation import (
     check_choice,
     check_dtype,
@@ -29,16 +30,30 @@ from mfkit._core.validation import (
     check_random_state,
     resolve_n_threads,
 )
-from mfkit.data import Ratings, as_ratings
+from mfkit.data import IdMap, Ratings, as_ratings
 from mfkit.exceptions import DivergenceError, NotFittedError
 from mfkit.models._persistence import save_model
-from mfkit.models._registry import register
+from mfkit.models._registry import collection_fitter, register
 from mfkit.models._state import FactorState, Fitted
 from mfkit.recommend import fold_in, recommend, similar_items
 
 UNKNOWN_CHOICES = ("error", "baseline", "nan")
 #: the per-epoch record every model keeps in ``history_``
 HISTORY_KEYS = ("epoch", "train_rmse", "val_rmse", "val_mae", "seconds")
+
+
+class RatingShape(Protocol):
+    """What a fit needs to know of its ratings before training: their shape, id maps and
+    per-row counts (a :class:`Ratings` has them; so does a distributed fit's summary)."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+    @property
+    def user_map(self) -> IdMap: ...
+    @property
+    def item_map(self) -> IdMap: ...
+    def user_counts(self) -> np.ndarray: ...
+    def item_counts(self) -> np.ndarray: ...
 
 
 class Trainer:
@@ -266,14 +281,50 @@ class FactorModel:
         (``stop_reason_='interrupted'``, with a warning); a diverging epoch raises
         :class:`~mfkit.DivergenceError` and keeps the last good one.
         """
+        fitter = collection_fitter(data)
+        if fitter is not None:  # a cluster collection (Dask): its layer's fit
+            return fitter(self, data, validation, init=init, callback=callback)
         params = self._check_params()
         X = as_ratings(data)
         if X.nnz == 0:
             raise ValueError("data has no ratings: cannot fit an empty rating matrix")
         rng = check_random_state(self.random_state)
-        biases = bool(self.biases)
-        global_mean = float(np.mean(X.values, dtype=np.float64)) if biases else 0.0
-        val = None if validation is None else self._validation_arrays(validation, X)
+        val = (
+            None
+            if validation is None
+            else self._validation_arrays(validation, X.user_map, X.item_map)
+        )
+        fitted, prior = self._begin_fit(
+            X,
+            # the exactly rounded mean: the same bits when a cluster sums it shard by shard
+            global_mean=mean_f32(X.values) if self.biases else 0.0,
+            rating_range=(float(X.values.min()), float(X.values.max())),
+            # what each user rated in training, for recommend(exclude_seen=True): references
+            # to the (read-only) training arrays, not copies
+            seen=(X.indptr, X.indices),
+            init=init,
+            rng=rng,
+            params=params,
+        )
+        trainer = self._trainer(X, fitted, prior, rng, params)
+        return self._run_fit(fitted, trainer, val, params, callback)
+
+    def _begin_fit(
+        self,
+        X: RatingShape,
+        *,
+        global_mean: float,
+        rating_range: tuple[float, float],
+        seen: tuple[np.ndarray, np.ndarray] | None,
+        init: Any,
+        rng: np.random.Generator,
+        params: dict[str, Any],
+    ) -> tuple[Fitted, tuple[np.ndarray, np.ndarray] | None]:
+        """The starting state of a fit (initial or given factors, the id maps, an empty
+        history), already set on the model so that callbacks see it; and the prior factors.
+
+        ``X`` gives the shape, id maps and rating counts: a :class:`Ratings`, or the summary
+        a distributed fit computes without gathering the ratings."""
         state, prior = self._initial_state(X, init, rng, params)
         if params["prior_regularization"] > 0 and prior is None:
             raise ValueError(
@@ -284,17 +335,28 @@ class FactorModel:
             state=state,
             user_map=X.user_map,
             item_map=X.item_map,
-            # what each user rated in training, for recommend(exclude_seen=True): references
-            # to the (read-only) training arrays, not copies
-            seen=(X.indptr, X.indices),
+            seen=seen,
             global_mean=global_mean,
-            rating_range=(float(X.values.min()), float(X.values.max())),
+            rating_range=rating_range,
             history=history,
         )
         self._set_fitted(fitted, params)
-        trainer = self._trainer(X, fitted, prior, rng, params)
+        return fitted, prior
+
+    def _run_fit(
+        self,
+        fitted: Fitted,
+        trainer: Trainer,
+        val: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+        params: dict[str, Any],
+        callback: Callable[[FactorModel, dict[str, float]], Any] | None,
+    ) -> FactorModel:
+        """The epoch loop of every fit, on one machine or a cluster: ``trainer`` updates
+        ``fitted.state`` in place epoch by epoch; validation scores, early stopping,
+        divergence and Ctrl-C are handled here."""
         fitted.extras = trainer.fitted_attributes()
         self._set_fitted(fitted, params)
+        state, history = fitted.state, fitted.history
         patience = params["patience"]
         best: tuple[float, int, FactorState] | None = None
         wait = 0
@@ -339,7 +401,7 @@ class FactorModel:
                 f"training interrupted during epoch {epoch}; the model keeps the factors of "
                 f"epoch {done}",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             return self
         if best is not None:
@@ -371,7 +433,7 @@ class FactorModel:
             setattr(self, name + "_", value)
 
     def _initial_state(
-        self, X: Ratings, init: Any, rng: np.random.Generator, params: dict[str, Any]
+        self, X: RatingShape, init: Any, rng: np.random.Generator, params: dict[str, Any]
     ) -> tuple[FactorState, tuple[np.ndarray, np.ndarray] | None]:
         n_users, n_items = X.shape
         k, dtype = params["factors"], params["dtype"]
@@ -424,10 +486,9 @@ class FactorModel:
 
     @staticmethod
     def _validation_arrays(
-        validation: Any, X: Ratings
+        validation: Any, user_map: IdMap, item_map: IdMap
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validation ratings as (user index, item index, rating) in the training maps."""
-        user_map, item_map = X.user_map, X.item_map
         V = as_ratings(validation)
         users, items, ratings = V.to_triplets(original_ids=True)
         same_users = V.user_map.same_as(user_map)
