@@ -20,6 +20,7 @@ stopping, callbacks, divergence and Ctrl-C behave as on one machine.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import time
 from typing import Any
@@ -126,15 +127,21 @@ def _client(distributed: Any, client: Any) -> Any:
         ) from None
 
 
-def _wait(distributed: Any, futures: list[Any], timeout: float, what: str, client: Any) -> None:
+def _gather(futures: list[Any], timeout: float, what: str, client: Any) -> list[Any]:
+    """The futures' results, in order (the first failed one raises its task's error), or
+    ``TimeoutError`` once ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    out = []
     try:
-        distributed.wait(futures, timeout=timeout)
+        for future in futures:
+            out.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
     except TimeoutError:
         n = len(client.scheduler_info().get("workers", {}))
         raise TimeoutError(
             f"{what} did not finish within {timeout:g} s ({n} workers connected); start "
             f"workers or raise timeout="
         ) from None
+    return out
 
 
 class DaskALSTrainer(Trainer):
@@ -198,11 +205,18 @@ class DaskALSTrainer(Trainer):
         label = "user" if side == 0 else "item"
         for attempt in range(self.retries + 1):
             try:
-                fixed = client.scatter((Y, ybias if self.biases else None), broadcast=True)
+                # one key for the fixed side, replicated on every worker
+                fixed = client.scatter(
+                    [(Y, ybias if self.biases else None)], broadcast=True, hash=False
+                )[0]
                 starts: list[Any] = [None] * (len(edges) - 1)
                 if self.cg:
+                    # the conjugate-gradient solver starts from the current rows and biases
                     starts = client.scatter(
-                        [X[a:b].copy() for a, b in zip(edges[:-1], edges[1:], strict=True)],
+                        [
+                            (X[a:b].copy(), xbias[a:b].copy() if self.biases else None)
+                            for a, b in zip(edges[:-1], edges[1:], strict=True)
+                        ],
                         hash=False,
                     )
                 futures = [
@@ -218,10 +232,9 @@ class DaskALSTrainer(Trainer):
                     )
                     for s, shard in enumerate(self.shards[side])
                 ]
-                _wait(self.distributed, futures, self.timeout, f"the {label} half-step", client)
-                results = client.gather(futures)
+                results = _gather(futures, self.timeout, f"the {label} half-step", client)
                 break
-            except (self.distributed.comm.CommClosedError, OSError, self._lost_error()):
+            except self._lost_errors():
                 # a worker died under the half-step: its tasks' inputs are still on the
                 # client, so solve them again (Dask itself recomputes the lost shards)
                 if attempt == self.retries:
@@ -238,8 +251,16 @@ class DaskALSTrainer(Trainer):
                 sse[a:b] = row_sse
         return sse if sse is not None else np.zeros(0)
 
-    def _lost_error(self) -> type[BaseException]:
-        return self.distributed.KilledWorker  # type: ignore[no-any-return]
+    def _lost_errors(self) -> tuple[type[BaseException], ...]:
+        """What a worker lost under a half-step raises on the client."""
+        d = self.distributed
+        return (
+            d.KilledWorker,
+            d.comm.CommClosedError,
+            d.client.FutureCancelledError,
+            concurrent.futures.CancelledError,
+            OSError,
+        )
 
     def run_epoch(self, epoch: int) -> tuple[float, bool]:
         if self._half_step(0) is None:
@@ -350,8 +371,7 @@ def fit(
     futures = client.compute(
         [delayed(_tasks.partition_summary)(part, w, cols) for part, w in zip(parts, names)]
     )
-    _wait(distributed, futures, timeout, "summarising the partitions", client)
-    summaries = client.gather(futures)
+    summaries = _gather(futures, timeout, "summarising the partitions", client)
     del futures
     nnz = sum(s["n"] for s in summaries)
     if nnz == 0:
@@ -393,8 +413,7 @@ def fit(
         seen_arrays = None
         if seen:
             seen_futures = [client.submit(_tasks.seen_of, sh) for sh in user_shards]
-            _wait(distributed, seen_futures, timeout, "building the user shards", client)
-            parts_seen = client.gather(seen_futures)
+            parts_seen = _gather(seen_futures, timeout, "building the user shards", client)
             del seen_futures
             offsets = np.concatenate(([0], np.cumsum([p[0][-1] for p in parts_seen])))
             seen_arrays = (
@@ -405,7 +424,6 @@ def fit(
             )
             for arr in seen_arrays:
                 arr.flags.writeable = False
-        _wait(distributed, user_shards + item_shards, timeout, "building the shards", client)
 
         # 3. the epochs: the models' own loop over the cluster trainer
         fitted, prior = model._begin_fit(

@@ -160,20 +160,22 @@ def seen_of(shard: Shard) -> tuple[np.ndarray, np.ndarray]:
 def solve_shard(
     shard: Shard,
     fixed: tuple[np.ndarray, np.ndarray | None],
-    start: np.ndarray | None,
+    start: tuple[np.ndarray, np.ndarray | None] | None,
     prior: np.ndarray | None,
     options: dict[str, Any],
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str | None]:
     """One shard's part of an ALS half-step with the opposite side ``fixed`` = (factors,
     biases or None): ``mfkit.models.als.half_step`` on the shard's rows, exactly as one
     machine solves them. ``start``: the rows' current factors (read by the conjugate-
-    gradient solver only; zeros otherwise). Returns (factors, biases, per-row squared
+    gradient solver only; zeros otherwise) and biases. Returns (factors, biases, per-row squared
     error or None, None), or (.., message) when a row's system is not positive definite."""
     indptr, indices, values = shard
     Y, ybias = fixed
     n = len(indptr) - 1
-    X = np.zeros((n, Y.shape[1]), dtype=Y.dtype) if start is None else start.copy()
-    xbias = None if ybias is None else np.zeros(n, dtype=Y.dtype)
+    X = np.zeros((n, Y.shape[1]), dtype=Y.dtype) if start is None else start[0].copy()
+    xbias = None
+    if ybias is not None:
+        xbias = np.zeros(n, dtype=Y.dtype) if start is None else start[1].copy()
     sse = np.zeros(n, dtype=np.float64) if options["want_sse"] else None
     try:
         half_step(
