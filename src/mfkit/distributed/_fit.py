@@ -21,6 +21,7 @@ stopping, callbacks, divergence and Ctrl-C behave as on one machine.
 from __future__ import annotations
 
 import concurrent.futures
+import logging
 import math
 import time
 from typing import Any
@@ -33,6 +34,8 @@ from mfkit.data import IdMap
 from mfkit.distributed import _tasks
 from mfkit.models import ALS, FactorModel, Trainer
 from mfkit.models._state import Fitted
+
+logger = logging.getLogger("mfkit.distributed")
 
 #: what a fit waits for one half-step (or the preparation of the shards) before it fails
 DEFAULT_TIMEOUT = 600.0
@@ -236,9 +239,17 @@ class DaskALSTrainer(Trainer):
                 break
             except self._lost_errors():
                 # a worker died under the half-step: its tasks' inputs are still on the
-                # client, so solve them again (Dask itself recomputes the lost shards)
+                # client, so solve them again (Dask itself recomputes the lost shards) once
+                # the scheduler has noticed (a broadcast may have gone to the dead worker)
                 if attempt == self.retries:
                     raise
+                logger.warning(
+                    "a worker was lost during the %s half-step; solving it again (%d of %d)",
+                    label,
+                    attempt + 1,
+                    self.retries,
+                )
+                time.sleep(min(0.25 * 2**attempt, 5.0))
         for s, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
             rows, biases, row_sse, error = results[s]
             if error is not None:
@@ -294,7 +305,7 @@ def fit(
     rating_col: str = "rating",
     seen: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
-    retries: int = 3,
+    retries: int = 5,
 ) -> FactorModel:
     """Fit ``model`` (an :class:`mfkit.ALS`) to a Dask DataFrame of ratings on a cluster.
 
@@ -327,7 +338,7 @@ def fit(
     timeout : float, default 600
         Seconds to wait for one half-step (and for the shards to be built) before failing
         with ``TimeoutError``, for example when no worker is left.
-    retries : int, default 3
+    retries : int, default 5
         Times a half-step is solved again after a worker was lost under it.
 
     What a lost worker does: the shards it held are recomputed by Dask from the input
