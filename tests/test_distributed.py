@@ -216,9 +216,7 @@ def test_rating_files_read_by_the_workers(tmp_path: Path, three_thread_workers):
         paths.append(path)
     ddf = mfkit.distributed.read_ratings(paths, format="delimited", delimiter=",")
     p = dict(PARAMS, epochs=2)
-    m = mfkit.distributed.fit(
-        mfkit.ALS(**p), ddf, client=three_thread_workers, timeout=FIT_TIMEOUT
-    )
+    m = mfkit.distributed.fit(mfkit.ALS(**p), ddf, client=three_thread_workers, timeout=FIT_TIMEOUT)
     assert_same_fit(m, single(df, **p))
 
     # one malformed line in the second file: the loader's error, with file and line
@@ -227,9 +225,7 @@ def test_rating_files_read_by_the_workers(tmp_path: Path, three_thread_workers):
     paths[1].write_text("\n".join(lines) + "\n")
     ddf = mfkit.distributed.read_ratings(paths, format="delimited", delimiter=",")
     with pytest.raises(RatingFileError, match=r"ratings-1\.csv.*line 42"):
-        mfkit.distributed.fit(
-            mfkit.ALS(**p), ddf, client=three_thread_workers, timeout=FIT_TIMEOUT
-        )
+        mfkit.distributed.fit(mfkit.ALS(**p), ddf, client=three_thread_workers, timeout=FIT_TIMEOUT)
 
 
 def test_bad_ratings_are_reported_with_their_partition(three_thread_workers):
@@ -282,7 +278,7 @@ def test_balanced_bounds_cut_by_rating_count():
     counts = np.array([5, 1, 1, 1, 1, 1, 10, 0, 2])
     edges = mfkit.distributed.balanced_bounds(counts, 3)
     assert edges[0] == 0 and edges[-1] == len(counts) and np.all(np.diff(edges) > 0)
-    sums = [counts[a:b].sum() for a, b in zip(edges[:-1], edges[1:])]
+    sums = [counts[a:b].sum() for a, b in zip(edges[:-1], edges[1:], strict=True)]
     assert sum(sums) == counts.sum() and max(sums) <= 10 + 2
     assert np.array_equal(mfkit.distributed.balanced_bounds(np.ones(2), 5), [0, 1, 2])
 

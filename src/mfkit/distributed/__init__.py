@@ -35,9 +35,7 @@ def read_ratings(paths: Sequence[Any], **options: Any) -> Any:
             "rating": pd.Series(dtype="float64"),
         }
     )
-    parts = [
-        dask.delayed(_tasks.load_frame, pure=True)(str(p), dict(options)) for p in paths
-    ]
+    parts = [dask.delayed(_tasks.load_frame, pure=True)(str(p), dict(options)) for p in paths]
     return dd.from_delayed(parts, meta=meta, verify_meta=False)
 
 

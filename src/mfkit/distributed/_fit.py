@@ -86,24 +86,6 @@ def balanced_bounds(counts: np.ndarray, n_shards: int) -> np.ndarray:
     return edges.astype(np.int64)
 
 
-def _merge_ids(
-    ids: list[np.ndarray], counts: list[np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    kinds = {a.dtype.kind for a in ids if len(a)}
-    if len(kinds) > 1:
-        raise TypeError(
-            "the partitions hold ids of different kinds (integers in some, strings in "
-            "others); give every partition the same id type"
-        )
-    merged = np.unique(np.concatenate(ids))
-    if merged.dtype.kind in "iu":
-        merged = merged.astype(np.int64)
-    total = np.zeros(len(merged), dtype=np.int64)
-    for a, c in zip(ids, counts, strict=True):
-        np.add.at(total, np.searchsorted(merged, a), c)
-    return merged, total
-
-
 def _dask_modules() -> tuple[Any, Any]:
     try:
         import dask
@@ -131,20 +113,20 @@ def _client(distributed: Any, client: Any) -> Any:
 
 
 def _gather(futures: list[Any], timeout: float, what: str, client: Any) -> list[Any]:
-    """The futures' results, in order (the first failed one raises its task's error), or
-    ``TimeoutError`` once ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    out = []
+    """The futures' results in one transfer, in order (the first failed one raises its
+    task's error), or ``TimeoutError`` once ``timeout`` seconds have passed."""
+    import distributed
+
     try:
-        for future in futures:
-            out.append(future.result(timeout=max(0.0, deadline - time.monotonic())))
+        with client.as_current():
+            distributed.wait(futures, timeout=timeout)
     except TimeoutError:
         n = len(client.scheduler_info().get("workers", {}))
         raise TimeoutError(
             f"{what} did not finish within {timeout:g} s ({n} workers connected); start "
             f"workers or raise timeout="
         ) from None
-    return out
+    return client.gather(futures)
 
 
 class DaskALSTrainer(Trainer):
@@ -187,7 +169,7 @@ class DaskALSTrainer(Trainer):
         }
         self.priors: tuple[list[Any], list[Any]] | None = None
         if prior is not None and params["prior_regularization"] > 0:
-            self.priors = tuple(  # type: ignore[assignment]
+            self.priors = tuple(
                 client.scatter(
                     [np.ascontiguousarray(P0[a:b]) for a, b in zip(e[:-1], e[1:], strict=True)],
                     hash=False,
@@ -208,10 +190,9 @@ class DaskALSTrainer(Trainer):
         label = "user" if side == 0 else "item"
         for attempt in range(self.retries + 1):
             try:
-                # one key for the fixed side, replicated on every worker
-                fixed = client.scatter(
-                    [(Y, ybias if self.biases else None)], broadcast=True, hash=False
-                )[0]
+                # one key for the fixed side: the client sends it to one worker, and the
+                # others fetch it from there (Dask's worker-to-worker transfers)
+                fixed = client.scatter([(Y, ybias if self.biases else None)], hash=False)[0]
                 starts: list[Any] = [None] * (len(edges) - 1)
                 if self.cg:
                     # the conjugate-gradient solver starts from the current rows and biases
@@ -378,24 +359,20 @@ def fit(
     parts = data[list(cols)].to_delayed()
     names = [f"partition {p}" for p in range(len(parts))]
 
-    # 1. the id maps, the rating counts per user and item, the exact sum
-    futures = client.compute(
-        [delayed(_tasks.partition_summary)(part, w, cols) for part, w in zip(parts, names)]
-    )
-    summaries = _gather(futures, timeout, "summarising the partitions", client)
-    del futures
-    nnz = sum(s["n"] for s in summaries)
+    # 1. the id maps, the rating counts per user and item, the exact sum: merged on the
+    # cluster from per-partition summaries (kept there as the shards' input) and copied here
+    summaries = [
+        delayed(_tasks.partition_summary)(part, w, cols)
+        for part, w in zip(parts, names, strict=True)
+    ]
+    info_future = client.compute(delayed(_tasks.merge_summaries)(*summaries))
+    info = _gather([info_future], timeout, "summarising the partitions", client)[0]
+    nnz = info["n"]
     if nnz == 0:
         raise ValueError("data has no ratings: cannot fit an empty rating matrix")
-    user_ids, user_counts = _merge_ids(
-        [s["users"] for s in summaries], [s["user_counts"] for s in summaries]
-    )
-    item_ids, item_counts = _merge_ids(
-        [s["items"] for s in summaries], [s["item_counts"] for s in summaries]
-    )
-    total = sum(s["sum"] for s in summaries)
-    lo = min(s["min"] for s in summaries if s["n"])
-    hi = max(s["max"] for s in summaries if s["n"])
+    user_ids, item_ids = info["users"], info["items"]
+    user_counts, item_counts = info["user_counts"], info["item_counts"]
+    total, lo, hi = info["sum"], info["min"], info["max"]
     summary = ClusterRatings(user_ids, item_ids, user_counts, item_counts, nnz)
 
     # 2. the resident shards: every partition split once, each shard assembled on a worker
@@ -403,10 +380,11 @@ def fit(
         balanced_bounds(user_counts, min(n_shards, len(user_ids))),
         balanced_bounds(item_counts, min(n_shards, len(item_ids))),
     )
-    id_maps = client.scatter((user_ids, item_ids), broadcast=True, hash=False)
+    # a task of the graph (not scattered data), so a lost shard can always be rebuilt
+    id_maps = delayed(_tasks.id_maps_of)(info_future)
     splits = [
         delayed(_tasks.split_partition, pure=True)(part, w, cols, id_maps, edges)
-        for part, w in zip(parts, names)
+        for part, w in zip(parts, names, strict=True)
     ]
     shard_graphs: tuple[list[Any], list[Any]] = ([], [])
     for side, (e, n_opp) in enumerate(zip(edges, (len(item_ids), len(user_ids)), strict=True)):
@@ -418,8 +396,21 @@ def fit(
                     int(b - a), n_opp, f"{label} shard {s}", id_maps, side, int(a), *pieces
                 )
             )
-    user_shards = client.compute(shard_graphs[0])
-    item_shards = client.compute(shard_graphs[1])
+    # shard s of either side on worker s mod W, so that every worker solves its share of
+    # each half-step (the solve tasks run where their shard is); after a worker is lost, its
+    # shards may be rebuilt on any other
+    workers = sorted(client.scheduler_info().get("workers", {}))
+    user_shards, item_shards = (
+        [
+            client.compute(
+                g,
+                workers=[workers[s % len(workers)]] if workers else None,
+                allow_other_workers=True,
+            )
+            for s, g in enumerate(graphs)
+        ]
+        for graphs in shard_graphs
+    )
     try:
         seen_arrays = None
         if seen:
@@ -466,7 +457,7 @@ def fit(
         )
         return model._run_fit(fitted, trainer, val, params, callback)
     finally:
-        client.cancel(user_shards + item_shards)
+        client.cancel(user_shards + item_shards + [info_future])
 
 
 __all__ = ["DEFAULT_TIMEOUT", "ClusterRatings", "DaskALSTrainer", "balanced_bounds", "fit"]

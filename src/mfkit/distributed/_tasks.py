@@ -84,6 +84,49 @@ def partition_summary(df: Any, where: str, cols: tuple[str, str, str]) -> dict[s
     }
 
 
+def _merge_ids(ids: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    kinds = {a.dtype.kind for a in ids if len(a)}
+    if len(kinds) > 1:
+        raise TypeError(
+            "the partitions hold ids of different kinds (integers in some, strings in "
+            "others); give every partition the same id type"
+        )
+    merged = np.unique(np.concatenate(ids))
+    if merged.dtype.kind in "iu":
+        merged = merged.astype(np.int64)
+    total = np.zeros(len(merged), dtype=np.int64)
+    for a, c in zip(ids, counts, strict=True):
+        np.add.at(total, np.searchsorted(merged, a), c)
+    return merged, total
+
+
+def merge_summaries(*summaries: dict[str, Any]) -> dict[str, Any]:
+    """The whole data's summary from its partitions': sorted distinct ids with their rating
+    counts, the count, the exact sum, min and max (None without ratings)."""
+    users, user_counts = _merge_ids(
+        [s["users"] for s in summaries], [s["user_counts"] for s in summaries]
+    )
+    items, item_counts = _merge_ids(
+        [s["items"] for s in summaries], [s["item_counts"] for s in summaries]
+    )
+    rated = [s for s in summaries if s["n"]]
+    return {
+        "n": sum(s["n"] for s in summaries),
+        "sum": sum(s["sum"] for s in summaries),
+        "min": min(s["min"] for s in rated) if rated else None,
+        "max": max(s["max"] for s in rated) if rated else None,
+        "users": users,
+        "user_counts": user_counts,
+        "items": items,
+        "item_counts": item_counts,
+    }
+
+
+def id_maps_of(info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The (user ids, item ids) of a merged summary: what the shard tasks map ids with."""
+    return info["users"], info["items"]
+
+
 def _lookup(ids: np.ndarray, keys: np.ndarray) -> np.ndarray:
     # every key is one of the sorted ids (they were collected from these partitions)
     return np.searchsorted(ids, keys).astype(np.int32)
@@ -95,18 +138,18 @@ def split_partition(
     cols: tuple[str, str, str],
     id_maps: tuple[np.ndarray, np.ndarray],
     bounds: tuple[np.ndarray, np.ndarray],
-) -> tuple[list[tuple[np.ndarray, ...]], list[tuple[np.ndarray, ...]]]:
+) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], ...]:
     """One partition's ratings as indices, cut by user shard and by item shard: for each
     shard the (row index, opposite index, rating) of its ratings in partition order."""
     users, items, r = partition_columns(df, where, cols)
     u = _lookup(id_maps[0], users)
     i = _lookup(id_maps[1], items)
-    out: list[list[tuple[np.ndarray, ...]]] = []
+    out: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
     for rows, other, edges in ((u, i, bounds[0]), (i, u, bounds[1])):
         shard = np.searchsorted(edges, rows, side="right") - 1
         order = np.argsort(shard, kind="stable")
         starts = np.searchsorted(shard[order], np.arange(len(edges)))
-        pieces = []
+        pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for s in range(len(edges) - 1):
             sel = order[starts[s] : starts[s + 1]]
             pieces.append((rows[sel] - np.int32(edges[s]), other[sel], r[sel]))
@@ -175,7 +218,7 @@ def solve_shard(
     X = np.zeros((n, Y.shape[1]), dtype=Y.dtype) if start is None else start[0].copy()
     xbias = None
     if ybias is not None:
-        xbias = np.zeros(n, dtype=Y.dtype) if start is None else start[1].copy()
+        xbias = np.zeros(n, dtype=Y.dtype) if start is None or start[1] is None else start[1].copy()
     sse = np.zeros(n, dtype=np.float64) if options["want_sse"] else None
     try:
         half_step(
@@ -217,7 +260,9 @@ def load_frame(path: str, options: dict[str, Any]) -> Any:
 __all__ = [
     "Shard",
     "assemble_shard",
+    "id_maps_of",
     "load_frame",
+    "merge_summaries",
     "partition_columns",
     "partition_summary",
     "pick",
