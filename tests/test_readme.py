@@ -65,3 +65,15 @@ def test_readme_python_example_runs(
         items = np.asarray(namespace["items"])
         assert items.shape == (2, 10)  # two folded-in users, ten items each
         assert (tmp_path / "ratings.cache").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning")
+def test_readme_dask_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the block starts a LocalCluster of two worker processes, as a user would
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    code = python_blocks()[2]
+    assert "LocalCluster" in code
+    exec(compile(code, "README.md block 2", "exec"), namespace)
+    model = namespace["model"]
+    assert isinstance(model, mfkit.ALS) and model.history_["epoch"] == [1, 2, 3, 4, 5]
