@@ -140,6 +140,7 @@ class DaskALSTrainer(Trainer):
         client: Any,
         distributed: Any,
         shards: tuple[list[Any], list[Any]],
+        homes: tuple[list[Any], list[Any]],
         edges: tuple[np.ndarray, np.ndarray],
         fitted: Fitted,
         prior: tuple[np.ndarray, np.ndarray] | None,
@@ -151,6 +152,7 @@ class DaskALSTrainer(Trainer):
     ) -> None:
         self.client, self.distributed = client, distributed
         self.shards, self.edges = shards, edges
+        self.homes = homes
         self.state = fitted.state
         self.biases = bool(model.biases)
         self.cg = params["solver"] == "cg"
@@ -213,6 +215,10 @@ class DaskALSTrainer(Trainer):
                         opts,
                         pure=False,
                         key=f"mfkit-als-{label}-{s}-{time.monotonic_ns()}",
+                        # where the shard was built: no work stealing that would move the
+                        # shard; anywhere else once that worker is gone
+                        workers=self.homes[side][s],
+                        allow_other_workers=True,
                     )
                     for s, shard in enumerate(self.shards[side])
                 ]
@@ -400,16 +406,16 @@ def fit(
     # each half-step (the solve tasks run where their shard is); after a worker is lost, its
     # shards may be rebuilt on any other
     workers = sorted(client.scheduler_info().get("workers", {}))
+    homes = tuple(
+        [[workers[s % len(workers)]] if workers else None for s in range(len(graphs))]
+        for graphs in shard_graphs
+    )
     user_shards, item_shards = (
         [
-            client.compute(
-                g,
-                workers=[workers[s % len(workers)]] if workers else None,
-                allow_other_workers=True,
-            )
-            for s, g in enumerate(graphs)
+            client.compute(g, workers=home, allow_other_workers=True)
+            for g, home in zip(graphs, side_homes, strict=True)
         ]
-        for graphs in shard_graphs
+        for graphs, side_homes in zip(shard_graphs, homes, strict=True)
     )
     try:
         seen_arrays = None
@@ -446,6 +452,7 @@ def fit(
             client,
             distributed,
             (user_shards, item_shards),
+            (homes[0], homes[1]),
             edges,
             fitted,
             prior,
