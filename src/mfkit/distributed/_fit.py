@@ -462,7 +462,10 @@ def fit(
             timeout,
             retries,
         )
-        return model._run_fit(fitted, trainer, val, params, callback)
+        # the ratings' RMS (a float sum of the shards' sums of squares: it only sets the
+        # threshold of the divergence check)
+        scale = math.sqrt(info["sum_sq"] / nnz)
+        return model._run_fit(fitted, trainer, val, params, callback, scale)
     finally:
         client.cancel(user_shards + item_shards + [info_future])
 

@@ -8,6 +8,7 @@ pandas frames.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -75,6 +76,7 @@ def partition_summary(df: Any, where: str, cols: tuple[str, str, str]) -> dict[s
     return {
         "n": len(r),
         "sum": exact_sum_f32(r),
+        "sum_sq": float(np.sum(np.square(r, dtype=np.float64))),
         "min": float(r.min()) if len(r) else None,
         "max": float(r.max()) if len(r) else None,
         "users": uu,
@@ -113,6 +115,7 @@ def merge_summaries(*summaries: dict[str, Any]) -> dict[str, Any]:
     return {
         "n": sum(s["n"] for s in summaries),
         "sum": sum(s["sum"] for s in summaries),
+        "sum_sq": math.fsum(s["sum_sq"] for s in summaries),
         "min": min(s["min"] for s in rated) if rated else None,
         "max": max(s["max"] for s in rated) if rated else None,
         "users": users,

@@ -307,7 +307,10 @@ class FactorModel:
             params=params,
         )
         trainer = self._trainer(X, fitted, prior, rng, params)
-        return self._run_fit(fitted, trainer, val, params, callback)
+        # the training error of a sane model stays near the ratings' own size (predicting
+        # 0 everywhere has the RMS of the ratings as its error)
+        scale = float(np.sqrt(np.mean(np.square(X.values, dtype=np.float64))))
+        return self._run_fit(fitted, trainer, val, params, callback, scale)
 
     def _begin_fit(
         self,
@@ -332,9 +335,6 @@ class FactorModel:
                 f"{state.P.dtype}: lower init_std (now {params['init_std']:g}) or pass "
                 "smaller init= factors"
             )
-        # the training error of a sane model stays near the ratings' own size (predicting
-        # 0 everywhere has the RMS of the ratings as its error)
-        scale = float(np.sqrt(np.mean(np.square(X.values, dtype=np.float64))))
         if params["prior_regularization"] > 0 and prior is None:
             raise ValueError(
                 "prior_regularization > 0 needs prior factors: pass init=(P0, Q0) to fit"
@@ -359,13 +359,16 @@ class FactorModel:
         val: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
         params: dict[str, Any],
         callback: Callable[[FactorModel, dict[str, float]], Any] | None,
+        scale: float,
     ) -> FactorModel:
         """The epoch loop of every fit, on one machine or a cluster: ``trainer`` updates
         ``fitted.state`` in place epoch by epoch; validation scores, early stopping,
-        divergence and Ctrl-C are handled here."""
+        divergence and Ctrl-C are handled here. ``scale``: the root mean square of the
+        training ratings, against which a blow-up of the training error is judged."""
         fitted.extras = trainer.fitted_attributes()
         self._set_fitted(fitted, params)
         state, history = fitted.state, fitted.history
+        global_mean = fitted.global_mean
         patience = params["patience"]
         best: tuple[float, int, FactorState] | None = None
         wait = 0
