@@ -16,7 +16,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Callable
-from typing import IO, Any, cast
+from typing import Any
 
 from mfkit.exceptions import RatingFileError
 from mfkit.io._common import PathLike
@@ -78,7 +78,7 @@ class _Pipe:
         except BaseException:
             os.close(fd)
             raise
-        self.raw: io.FileIO = open(fd, "rb", buffering=0)  # noqa: SIM115
+        self.raw: Any = open(fd, "rb", buffering=0)  # noqa: SIM115
         self.head = bytearray()
         self.read_to = 0  # bytes taken from the pipe so far
         self.kept_all = True  # head holds everything read so far
@@ -189,11 +189,11 @@ class Source:
         self.name = self.path
         # every input is opened once: the compression is told from the first bytes of the
         # stream that is then read (opening a pipe twice would lose what the first read)
-        self.raw: io.FileIO | _Replay = (
-            open(self.path, "rb", buffering=0)  # noqa: SIM115
-            if self.regular
-            else _open_pipe(self.path, st)
-        )
+        self.raw: Any
+        if self.regular:
+            self.raw = open(self.path, "rb", buffering=0)  # noqa: SIM115
+        else:
+            self.raw = _open_pipe(self.path, st)
         try:
             head = b""
             while len(head) < 8:  # a pipe may deliver fewer bytes than asked
@@ -201,10 +201,10 @@ class Source:
                 if not more:
                     break
                 head += more
-            if isinstance(self.raw, _Replay):
-                self.raw.rewind()
-            else:
+            if self.regular:
                 self.raw.seek(0)
+            else:
+                self.raw.rewind()
             self.kind = _kind(head)
             if self.kind == "zip" and not self.regular:
                 raise ValueError(
@@ -216,7 +216,7 @@ class Source:
             elif self.kind == "bz2":
                 self.stream = bz2.BZ2File(self.raw, mode="rb")
             elif self.kind == "xz":
-                self.stream = lzma.LZMAFile(cast(IO[bytes], self.raw), mode="rb")
+                self.stream = lzma.LZMAFile(self.raw, mode="rb")
             elif self.kind == "zip":
                 try:
                     self._zip = zipfile.ZipFile(self.raw)
