@@ -31,6 +31,7 @@ from mfkit._core.validation import (
 )
 from mfkit.data import Ratings, as_ratings
 from mfkit.exceptions import DivergenceError, NotFittedError
+from mfkit.models._autoreg import select_regularization
 from mfkit.models._persistence import save_model
 from mfkit.models._registry import register
 from mfkit.models._state import FactorState, Fitted
@@ -94,11 +95,14 @@ class FactorModel:
 
     #: the model's own fitted attributes beyond the shared ones (see ``Fitted.extras``)
     _extra_attributes: ClassVar[tuple[str, ...]] = ()
+    #: whether ``regularization='auto'`` is offered (see :mod:`mfkit.models._autoreg`); such a
+    #: model lists ``regularization`` and ``regularization_scores`` in ``_extra_attributes``
+    _auto_regularization: ClassVar[bool] = False
 
     # constructor parameters every model has (set by the subclasses' __init__)
     factors: int
     epochs: int
-    regularization: float
+    regularization: float | str
     bias_regularization: float | None
     prior_regularization: float
     init_std: float
@@ -190,7 +194,7 @@ class FactorModel:
         p = {
             "factors": check_number(self.factors, "factors", low=1, integer=True),
             "epochs": check_number(self.epochs, "epochs", low=0, integer=True),
-            "regularization": check_number(self.regularization, "regularization", low=0),
+            "regularization": self._check_regularization(),
             "prior_regularization": check_number(
                 self.prior_regularization, "prior_regularization", low=0
             ),
@@ -211,6 +215,21 @@ class FactorModel:
             raise TypeError(f"biases must be True or False, got {self.biases!r}")
         check_random_state(self.random_state)  # type check only; fit draws from it later
         return p
+
+    def _check_regularization(self) -> float | str:
+        reg = self.regularization
+        if isinstance(reg, str):
+            if not self._auto_regularization:
+                raise TypeError(
+                    f"{type(self).__name__} regularization must be a number >= 0, got {reg!r}"
+                )
+            check_choice(reg, "regularization", ("auto",))
+            return "auto"
+        return float(check_number(reg, "regularization", low=0))
+
+    def _regularization_scale(self, X: Ratings, params: dict[str, Any]) -> float:
+        """What the ``'auto'`` grid is multiplied by (1: the grid is per rating)."""
+        return 1.0
 
     def _check_params(self) -> dict[str, Any]:
         """Validated, normalised parameters (subclasses extend)."""
@@ -279,6 +298,16 @@ class FactorModel:
             raise ValueError(
                 "prior_regularization > 0 needs prior factors: pass init=(P0, Q0) to fit"
             )
+        scores = None
+        if params["regularization"] == "auto":
+            # draws nothing from rng (the selection spawns its own generator), so the fit
+            # below is the fit given the chosen value
+            lam, scores = select_regularization(
+                self, X, rng, self._regularization_scale(X, params), init
+            )
+            params["regularization"] = lam
+            if self.bias_regularization is None:
+                params["bias_regularization"] = lam
         history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
         fitted = Fitted(
             state=state,
@@ -294,6 +323,9 @@ class FactorModel:
         self._set_fitted(fitted, params)
         trainer = self._trainer(X, fitted, prior, rng, params)
         fitted.extras = trainer.fitted_attributes()
+        if self._auto_regularization:
+            fitted.extras["regularization"] = params["regularization"]
+            fitted.extras["regularization_scores"] = scores
         self._set_fitted(fitted, params)
         patience = params["patience"]
         best: tuple[float, int, FactorState] | None = None
@@ -359,6 +391,12 @@ class FactorModel:
         ``fit`` (at its start, so callbacks see the model, and at its end) and by
         :func:`mfkit.load`. ``params``: the validated parameters (checked again if None)."""
         self._params = self._check_params() if params is None else params
+        if self._params["regularization"] == "auto":
+            # a loaded model: the value its fit chose
+            lam = float(fitted.extras["regularization"])
+            self._params["regularization"] = lam
+            if self.bias_regularization is None:
+                self._params["bias_regularization"] = lam
         self._fitted = fitted
         self.n_threads_ = int(self._params["n_threads"])
         unknown = set(fitted.extras) - set(self._extra_attributes)

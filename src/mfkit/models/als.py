@@ -204,11 +204,14 @@ class ALS(FactorModel):
     times its prior row (zero without a prior) and bias 0, so it predicts the baseline.
     """
 
+    _extra_attributes = ("regularization", "regularization_scores")
+    _auto_regularization = True
+
     def __init__(
         self,
         factors: int = 64,
         epochs: int = 15,
-        regularization: float = 0.05,
+        regularization: float | str = "auto",
         bias_regularization: float | None = None,
         prior_regularization: float = 0.0,
         weighted: bool = True,
@@ -248,13 +251,20 @@ class ALS(FactorModel):
             raise TypeError(f"solver must be 'cholesky' or 'cg', got {self.solver!r}")
         p["solver"] = check_choice(self.solver, "solver", SOLVERS)
         p["cg_steps"] = check_number(self.cg_steps, "cg_steps", low=1, integer=True)
-        if p["regularization"] + p["prior_regularization"] <= 0:
+        if p["regularization"] != "auto" and p["regularization"] + p["prior_regularization"] <= 0:
             raise ValueError(
                 "ALS needs regularization > 0 (or prior_regularization > 0): the normal "
                 "equations of a user or item with fewer ratings than factors are singular "
                 "without it; try regularization=0.05"
             )
         return p
+
+    def _regularization_scale(self, X: Ratings, params: dict[str, Any]) -> float:
+        """1 with ``weighted=True`` (the penalty is per rating, as the grid); without it
+        the mean number of ratings of a row, 2 nnz / (n_users + n_items)."""
+        if self.weighted:
+            return 1.0
+        return 2.0 * X.nnz / (X.n_users + X.n_items)
 
     def _trainer(
         self,

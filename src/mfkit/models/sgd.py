@@ -287,14 +287,15 @@ class SGD(FactorModel):
         offsets, AdaGrad accumulators), on top of the training data and the factors
     """
 
-    _extra_attributes = ("blocks", "fit_nbytes")
+    _extra_attributes = ("blocks", "fit_nbytes", "regularization", "regularization_scores")
+    _auto_regularization = True
 
     def __init__(
         self,
         factors: int = 100,
         epochs: int = 20,
         learning_rate: float | None = None,
-        regularization: float = 0.05,
+        regularization: float | str = "auto",
         bias_regularization: float | None = None,
         prior_regularization: float = 0.0,
         init_std: float = 0.1,
