@@ -126,7 +126,7 @@ def state_digest(m: mfkit.ALS) -> str:
 
 def data_bytes(train: Ratings) -> int:
     csr = train.indptr.nbytes + train.indices.nbytes + train.values.nbytes
-    csc = sum(a.nbytes for a in train.csc())
+    csc = sum(a.nbytes for a in train.csc_arrays())
     return csr + csc
 
 
@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         data = load_data(size, args.cache_dir)
         train, test = train_test_split(data, 0.1, random_state=0)
-        train.csc()
+        train.csc_arrays()
         print(
             f"# {size}: {data} ({time.perf_counter() - t0:.1f}s to build); "
             f"{train.nnz} training, {test.nnz} test ratings",

@@ -12,29 +12,9 @@ import pytest
 import mfkit
 from mfkit.als import half_step
 from mfkit.ratings import Ratings
+from tests.conftest import random_ratings
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-def random_ratings(
-    seed: int,
-    n_users: int = 40,
-    n_items: int = 30,
-    density: float = 0.25,
-    empty_users: tuple[int, ...] = (),
-    empty_items: tuple[int, ...] = (),
-) -> Ratings:
-    """Integer ratings 1..5 on a random sparsity pattern; the listed rows/columns are empty,
-    and user 1 has exactly one rating (fewer than any k used here)."""
-    rng = np.random.default_rng(seed)
-    mask = rng.random((n_users, n_items)) < density
-    mask[list(empty_users), :] = False
-    mask[:, list(empty_items)] = False
-    if 1 not in empty_users:
-        mask[1, :] = False
-        mask[1, [j for j in range(n_items) if j not in empty_items][0]] = True
-    dense = np.where(mask, rng.integers(1, 6, (n_users, n_items)).astype(float), np.nan)
-    return Ratings.from_dense(dense)
 
 
 def dense_of(X: Ratings) -> tuple[np.ndarray, np.ndarray]:

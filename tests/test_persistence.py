@@ -121,3 +121,52 @@ def test_save_into_a_missing_folder_names_the_path(fitted: mfkit.SGD, tmp_path: 
 def test_unfitted_model_cannot_be_saved(tmp_path: Path) -> None:
     with pytest.raises(mfkit.NotFittedError):
         mfkit.SGD().save(tmp_path / "x.npz")
+
+
+def _rewrite_meta(src: Path, dst: Path, drop: tuple[str, ...] = (), **changes: object) -> None:
+    """Copy a model file with some metadata fields changed or dropped (the array digests
+    still match)."""
+    with np.load(src, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes())
+    meta.update(changes)
+    for key in drop:
+        del meta[key]
+    blob = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(dst, __meta__=blob, **arrays)
+
+
+@pytest.mark.parametrize("version", [0, -1, True, 1.0, "1"])
+def test_format_versions_below_one_or_not_integers_are_refused(
+    fitted: mfkit.SGD, tmp_path: Path, version: object
+) -> None:
+    # a regression test: format_version <= 0 used to load
+    fitted.save(tmp_path / "m.npz")
+    _rewrite_meta(tmp_path / "m.npz", tmp_path / "v.npz", format_version=version)
+    with pytest.raises(ValueError, match="format version"):
+        mfkit.load(tmp_path / "v.npz")
+
+
+def test_loaded_model_has_the_fitted_attributes_and_file_of_0_1_loads(
+    fitted: mfkit.SGD, tmp_path: Path
+) -> None:
+    fitted.save(tmp_path / "m.npz")
+    m = mfkit.load(tmp_path / "m.npz")
+    assert (m.blocks_, m.fit_nbytes_) == (fitted.blocks_, fitted.fit_nbytes_)
+    assert (m.stop_reason_, m.best_epoch_) == ("epochs", None)
+    # a file written by mfkit 0.1.0 has no stop_reason, best_epoch or fitted entries
+    _rewrite_meta(
+        tmp_path / "m.npz", tmp_path / "old.npz", drop=("stop_reason", "best_epoch", "fitted")
+    )
+    m = mfkit.load(tmp_path / "old.npz")
+    assert m.stop_reason_ == "unknown" and m.best_epoch_ is None
+    assert m.predict(fitted.user_ids[:3], fitted.item_ids[:3]).tobytes() == (
+        fitted.predict(fitted.user_ids[:3], fitted.item_ids[:3]).tobytes()
+    )
+
+
+def test_a_file_cannot_set_other_attributes(fitted: mfkit.SGD, tmp_path: Path) -> None:
+    fitted.save(tmp_path / "m.npz")
+    _rewrite_meta(tmp_path / "m.npz", tmp_path / "x.npz", fitted={"predict": 1})
+    with pytest.raises(ValueError, match="not a valid mfkit model.*no fitted attributes"):
+        mfkit.load(tmp_path / "x.npz")

@@ -8,13 +8,7 @@ import scipy.sparse as sp
 
 import mfkit
 from mfkit import Ratings, as_ratings
-
-
-def dense_of(r: Ratings, fill: float = np.nan) -> np.ndarray:
-    out = np.full(r.shape, fill)
-    u, i, v = r.to_triplets()
-    out[u, i] = v
-    return out
+from tests.conftest import dense_of
 
 
 def test_from_dense_with_markers() -> None:
@@ -207,3 +201,27 @@ def test_dataframe_missing_timestamp_column_is_named() -> None:
     df = pd.DataFrame({"user": [1], "item": [2], "rating": [3.0]})
     with pytest.raises(ValueError, match=r"no column\(s\) \['when'\].*timestamp_col="):
         Ratings.from_dataframe(df, timestamp_col="when")
+
+
+def test_finite_float64_beyond_float32_is_a_value_error_not_a_warning() -> None:
+    # a regression test: the float32 cast ran outside np.errstate, so NumPy's RuntimeWarning
+    # (an error under this suite's filterwarnings) came before mfkit's message
+    with pytest.raises(ValueError, match="overflow float32"):
+        Ratings([0, 1], [0], np.array([1e300]), (1, 1))
+
+
+def test_csc_arrays_by_counting_sort_and_nothing_kept_per_rating() -> None:
+    r = mfkit.datasets.synthetic("ml-100k", random_state=1)
+    indptr, users, vals = r.csc_arrays()
+    assert r.csc_arrays()[1] is users  # cached
+    # an independent reference: scipy's CSC of the same matrix (sorted indices)
+    ref = r.to_scipy().tocsc()
+    ref.sort_indices()
+    np.testing.assert_array_equal(indptr, ref.indptr)
+    np.testing.assert_array_equal(users, ref.indices)
+    np.testing.assert_array_equal(vals, ref.data)
+    assert users.dtype == np.int32 and vals.dtype == np.float32 and indptr.dtype == np.int64
+    # only the three arrays are cached (the order array used to stay alive: 8 bytes/rating)
+    assert sum(a.nbytes for a in r._csc) == indptr.nbytes + users.nbytes + vals.nbytes
+    *_, pos = r.csc()
+    np.testing.assert_array_equal(r.values[pos], vals)

@@ -16,6 +16,7 @@ import mfkit
 from mfkit.model_selection import train_test_split
 from mfkit.models import _sgd
 from mfkit.models import sgd as sgd_mod
+from tests.conftest import awkward_ratings, hidden_low_rank
 
 M64 = (1 << 64) - 1
 
@@ -103,34 +104,6 @@ class Reference:
             self.bi[i] += lr * di
             self.P[u] = p + lr * dp
             self.Q[i] = q + lr * dq
-
-
-def awkward_ratings(seed: int, n_users: int = 37, n_items: int = 29) -> mfkit.Ratings:
-    """Sparse ratings with empty users and items, one user who rated every item and one item
-    rated by every (non-empty) user."""
-    rng = np.random.default_rng(seed)
-    A = np.where(rng.random((n_users, n_items)) < 0.12, rng.integers(1, 6, (n_users, n_items)), 0)
-    A = A.astype(np.float64)
-    A[3, :] = rng.integers(1, 6, n_items)  # a huge row
-    A[:, 5] = rng.integers(1, 6, n_users)  # a huge column
-    A[[8, 9], :] = 0  # empty users
-    A[:, [11, 20]] = 0  # empty items
-    A[A == 0] = np.nan
-    return mfkit.Ratings.from_dense(A)
-
-
-def hidden_low_rank(seed: int, n_users: int, n_items: int, n_ratings: int, noise: float = 0.3):
-    """A rank-5 biased model observed with noise at random cells (not rounded)."""
-    rng = np.random.default_rng(seed)
-    P = rng.normal(0, 0.5, (n_users, 5))
-    Q = rng.normal(0, 0.5, (n_items, 5))
-    bu = rng.normal(0, 0.3, n_users)
-    bi = rng.normal(0, 0.3, n_items)
-    cells = rng.choice(n_users * n_items, size=n_ratings, replace=False)
-    u, i = cells // n_items, cells % n_items
-    clean = 3.5 + bu[u] + bi[i] + np.einsum("ij,ij->i", P[u], Q[i])
-    r = clean + rng.normal(0, noise, n_ratings)
-    return u, i, r, clean
 
 
 def triplets(u, i, r, shape) -> mfkit.Ratings:

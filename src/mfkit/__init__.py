@@ -12,6 +12,9 @@ from mfkit.io import load_ratings
 from mfkit.models import ALS, SGD, load
 from mfkit.recommend import FoldedUsers
 
+# the module names of mfkit 0.1 (mfkit.als.half_step, mfkit.ratings.IdMap, ...) keep working
+from mfkit import als, persistence, ratings, recommend, sgd  # noqa: E402, F401  isort: skip
+
 __all__ = [
     "ALS",
     "SGD",

@@ -447,3 +447,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, OSError, ImportError) as exc:
         _log(f"mfkit {args.command}: error: {exc}")
         return 2
+
+
+__all__ = ["build_parser", "main"]

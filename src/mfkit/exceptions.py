@@ -35,3 +35,6 @@ class RatingFileError(ValueError):
 
 class BadLineWarning(UserWarning):
     """Emitted once per load with ``on_bad_line='warn'`` when lines were skipped."""
+
+
+__all__ = ["BadLineWarning", "DivergenceError", "NotFittedError", "RatingFileError"]

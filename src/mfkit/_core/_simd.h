@@ -3,18 +3,14 @@
  * Sums use eight explicit partial accumulators combined in a fixed order, so the
  * result does not depend on the vector width the compiler picks: the SSE2 and the
  * AVX2 clone (chosen at run time through gcc's target_clones) give the same bits.
- * The build uses -std=c11, which keeps floating-point contraction off, so no FMA
- * changes the rounding either.
+ * The build passes -ffp-contract=off, so no FMA changes the rounding either.
  */
 #ifndef MFKIT_SIMD_H
 #define MFKIT_SIMD_H
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-    && !defined(MFKIT_NO_DISPATCH) && !defined(__OPTIMIZE_SIZE__)
-#define MFKIT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define MFKIT_CLONES
-#endif
+#include "_platform.h"
+
+#define MFKIT_CLONES MFKIT_TARGET_CLONES("arch=x86-64-v3", "default")
 
 /* The body of every mfkit dot product: eight partial sums in a fixed order. Kept in one
  * place so that every kernel that scores a pair (SGD, ALS, prediction) rounds alike. */

@@ -13,6 +13,7 @@ import numpy as np
 
 from mfkit._core.validation import SeedLike, check_number, check_random_state
 from mfkit.data import Ratings
+from mfkit.data._csr import sorted_unique
 
 #: name -> (n_users, n_items, n_ratings), the shapes of well-known public sets
 PRESETS: dict[str, tuple[int, int, int]] = {
@@ -53,18 +54,6 @@ def _user_counts(
     return counts
 
 
-def _sorted_unique(a: np.ndarray) -> np.ndarray:
-    """``np.unique`` of an int64 array by an in-place sort (several times faster than the
-    hash-based ``np.unique`` of recent NumPy on millions of keys; same result)."""
-    a.sort()
-    if len(a) == 0:
-        return a
-    keep = np.empty(len(a), dtype=bool)
-    keep[0] = True
-    np.not_equal(a[1:], a[:-1], out=keep[1:])
-    return a[keep]
-
-
 def _sample_user_items(
     rng: np.random.Generator,
     counts: np.ndarray,
@@ -90,7 +79,9 @@ def _sample_user_items(
         u_new = np.repeat(np.arange(n), draw)
         i_new = np.searchsorted(cum_w, rng.random(len(u_new)) * cum_w[-1], side="right")
         i_new = np.minimum(i_new, n_items - 1)
-        keys = _sorted_unique(np.concatenate((have_u * n_items + have_i, u_new * n_items + i_new)))
+        keys = sorted_unique(
+            np.concatenate((have_u * n_items + have_i, u_new * n_items + i_new)), overwrite=True
+        )
         ku, ki = keys // n_items, keys % n_items
         # keep at most need[u] per user, chosen at random among the distinct draws
         prio = rng.random(len(keys))

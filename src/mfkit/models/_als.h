@@ -12,7 +12,7 @@
  * Every output element is a sum taken in a fixed order fixed by the source: loops are
  * vectorised across columns only (independent sums), dot products use eight partial
  * accumulators combined in a fixed order as in _simd.h, and the build keeps floating-point
- * contraction off (-std=c11), so the SSE2 and AVX2 clones give the same bits and a row's
+ * contraction off (-ffp-contract=off), so the SSE2 and AVX2 clones give the same bits and a row's
  * result never depends on which thread solves it.
  */
 #ifndef MFKIT_ALS_H

@@ -188,7 +188,10 @@ def load(path: Any) -> FactorModel:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _refuse(path, f"metadata is incomplete or malformed ({exc})") from exc
-    model._set_fitted(fitted)
+    try:
+        model._set_fitted(fitted)
+    except ValueError as exc:
+        raise _refuse(path, str(exc)) from exc
     return model
 
 

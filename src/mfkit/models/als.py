@@ -295,7 +295,7 @@ class ALSTrainer(Trainer):
         self.biases, self.weighted = bool(model.biases), bool(model.weighted)
         self.global_mean = fitted.global_mean
         self.prior = prior if params["prior_regularization"] > 0 else None
-        indptr_c, users_c, values_c, _ = X.csc()
+        indptr_c, users_c, values_c = X.csc_arrays()
         self.csr = (X.indptr, X.indices, X.values)
         self.csc = (indptr_c, users_c, values_c)
         self.nnz = X.nnz

@@ -6,26 +6,16 @@
  * mf_dot_* in _simd.h: eight partial sums over f = j (mod 8), each in increasing f,
  * combined as ((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7)). The scores are therefore
  * bit-identical to the ones predict() computes, on every instruction-set clone (the
- * build uses -std=c11, so no multiply-add is contracted into an FMA).
+ * build passes -ffp-contract=off, so no multiply-add is contracted into an FMA).
  */
 #ifndef MFKIT_RECOMMEND_H
 #define MFKIT_RECOMMEND_H
 
 #define MFKIT_PANEL 16
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-    && !defined(MFKIT_NO_DISPATCH) && !defined(__OPTIMIZE_SIZE__)
-#define MFKIT_TOPN_CLONES \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MFKIT_TOPN_CLONES
-#endif
+#include "_platform.h"
 
-#if defined(__GNUC__)
-#define MFKIT_INLINE inline __attribute__((always_inline))
-#else
-#define MFKIT_INLINE inline
-#endif
+#define MFKIT_TOPN_CLONES MFKIT_TARGET_CLONES("arch=x86-64-v4", "arch=x86-64-v3", "default")
 
 #if defined(__GNUC__)
 typedef float mf_v16f __attribute__((vector_size(16 * sizeof(float))));
