@@ -26,9 +26,11 @@ import mfkit
 from mfkit.models._autoreg import AUTO_GRID
 
 DATASETS: dict[str, dict[str, Any]] = {
+    "ml-100k shape, rank 10, noise 0.1": {"name": "ml-100k", "noise": 0.1},
     "ml-100k shape, rank 10, noise 0.5": {"name": "ml-100k"},
     "ml-100k shape, rank 10, noise 1.0": {"name": "ml-100k", "noise": 1.0},
     "ml-100k shape, rank 3, noise 0.8": {"name": "ml-100k", "rank": 3, "noise": 0.8},
+    "ml-100k shape, rank 10, noise 2.0": {"name": "ml-100k", "noise": 2.0},
     "5000 x 2000, 100k ratings (1%), rank 20": {
         "name": None,
         "n_users": 5000,
