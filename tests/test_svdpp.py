@@ -210,8 +210,10 @@ def test_model_epoch_is_the_reference_epoch() -> None:
     )
     counts = np.diff(X.indptr)
     z = np.stack(
-        [Y[X.indices[X.indptr[u] : X.indptr[u + 1]]].sum(axis=0) / np.sqrt(counts[u])
-         for u in range(X.n_users)]
+        [
+            Y[X.indices[X.indptr[u] : X.indptr[u + 1]]].sum(axis=0) / np.sqrt(counts[u])
+            for u in range(X.n_users)
+        ]
     )
     np.testing.assert_allclose(model.user_factors_, P + z, rtol=0, atol=1e-10)
     np.testing.assert_allclose(model.item_factors_, Q, rtol=0, atol=1e-10)
@@ -277,7 +279,9 @@ def test_implicit_term_lowers_error_on_data_that_needs_it() -> None:
         i_list += items.tolist()
         r_list += (Qt[items] @ pu + 0.1 * g.standard_normal(n)).tolist()
     X = mfkit.Ratings.from_triplets(
-        np.array(u_list), np.array(i_list), np.array(r_list, dtype=np.float32),
+        np.array(u_list),
+        np.array(i_list),
+        np.array(r_list, dtype=np.float32),
         shape=(n_users, n_items),
         map_ids=False,
     )
@@ -311,15 +315,17 @@ def test_kernel_refuses_bad_layout() -> None:
     P, Q, Y, bu, bi = start_state(X, 3, 0)
     order = np.arange(X.n_users, dtype=np.int64)
     with pytest.raises(ValueError, match="distinct user indices"):
-        _svdpp.svdpp_epoch(recs, X.indptr, np.zeros(3, dtype=np.int64), P, Q, Y, bu, bi,
-                           3.0, 0.01, 0.1, 0.1, True)
+        _svdpp.svdpp_epoch(
+            recs, X.indptr, np.zeros(3, dtype=np.int64), P, Q, Y, bu, bi, 3.0, 0.01, 0.1, 0.1, True
+        )
     bad = recs.copy()
     bad["i"][0] = X.n_items
     with pytest.raises(ValueError, match="grouped by user"):
         _svdpp.svdpp_epoch(bad, X.indptr, order, P, Q, Y, bu, bi, 3.0, 0.01, 0.1, 0.1, True)
     with pytest.raises(ValueError, match="same k"):
-        _svdpp.svdpp_epoch(recs, X.indptr, order, P, Q, Y[:, :2].copy(), bu, bi,
-                           3.0, 0.01, 0.1, 0.1, True)
+        _svdpp.svdpp_epoch(
+            recs, X.indptr, order, P, Q, Y[:, :2].copy(), bu, bi, 3.0, 0.01, 0.1, 0.1, True
+        )
 
 
 def test_save_load_round_trip(tmp_path) -> None:

@@ -152,9 +152,12 @@ class ALS(FactorModel):
         Number of latent factors k (multiples of 16 use the kernels' vector width fully).
     epochs : int, default 15
         Full iterations (a user half-step then an item half-step).
-    regularization : float, default 0.05
+    regularization : float or 'auto', default 'auto'
         L2 weight :math:`\lambda` on the factors (per rating with ``weighted=True``).
-        ``regularization + prior_regularization`` must be positive.
+        ``regularization + prior_regularization`` must be positive. ``'auto'`` chooses it
+        as for :class:`SGD` (with ``weighted=False`` the grid is multiplied by the mean
+        number of ratings per row); the value is in ``regularization_``. A number fixes it
+        (mfkit 0.1's default was 0.05).
     bias_regularization : float or None, default None
         L2 weight :math:`\lambda_b` on the biases; None means ``regularization``.
     prior_regularization : float, default 0.0
@@ -197,6 +200,9 @@ class ALS(FactorModel):
         terms), val_rmse, val_mae (NaN without validation data), seconds
     best_epoch_ : epoch restored by early stopping (None without it)
     stop_reason_ : 'epochs', 'early_stopping', 'callback', 'interrupted' or 'diverged'
+    regularization_ : the L2 weight the fit used (the choice of ``'auto'``)
+    regularization_scores_ : ``[(value, held-out rmse), ...]`` tried by ``'auto'`` (None
+        for a fixed value)
 
     Notes
     -----
