@@ -29,7 +29,7 @@ def rule_by_hand(cls, settings: dict, X: mfkit.Ratings, seed: int):
 
     def score(lam: float) -> float:
         if lam not in scores:
-            m = cls(**settings, regularization=lam, dtype="float64", random_state=sub_seed)
+            m = cls(**settings, regularization=lam, dtype="float32", random_state=sub_seed)
             m.fit(train)
             scores[lam] = float(np.sqrt(np.mean((m.predict(u, i, unknown="baseline") - r) ** 2)))
         return scores[lam]

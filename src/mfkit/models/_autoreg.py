@@ -15,7 +15,7 @@ The rule (the same for every model that offers it, SGD and ALS):
    given to ``fit``.
 3. Take the value with the lowest score; a fit that diverges scores infinity.
 
-The grid fits run in float64 whatever the model's ``dtype`` (with their own seed drawn from
+The grid fits run in float32 whatever the model's ``dtype`` (with their own seed drawn from
 the spawned generator), so the choice depends on the data, the parameters and the seed, not
 on the dtype or the thread count. Then the model is fitted as usual on all the ratings with
 that value; it is reported in ``regularization_`` and the scores in
@@ -72,9 +72,9 @@ def select_regularization(
         return float(AUTO_START * scale), []
     train, val = X.subset(~held), X.subset(held)
     seed = int(sel.integers(2**63))
-    # float64 whatever the model's dtype, so the choice does not depend on it
+    # float32 (the faster precision) whatever the model's dtype, so the choice does not depend on it
     params = model.get_params()
-    params.update(patience=None, verbose=False, random_state=seed, dtype="float64")
+    params.update(patience=None, verbose=False, random_state=seed, dtype="float32")
     scores: dict[int, float] = {}
     order: list[int] = []
 
