@@ -1,20 +1,22 @@
-from typing import Any
+# Type stub of the compiled shared kernels (_common.pyx).
+from typing import TypeVar
 
 import numpy as np
+import numpy.typing as npt
+
+_F = TypeVar("_F", np.float32, np.float64)
 
 def openmp_enabled() -> bool: ...
-def openmp_max_threads() -> int: ...
 def predict_pairs(
-    P: np.ndarray,
-    Q: np.ndarray,
-    bu: np.ndarray,
-    bi: np.ndarray,
+    P: npt.NDArray[_F],
+    Q: npt.NDArray[_F],
+    bu: npt.NDArray[_F],
+    bi: npt.NDArray[_F],
     mu: float,
-    users: np.ndarray,
-    items: np.ndarray,
-    out: np.ndarray,
+    users: npt.NDArray[np.int64],
+    items: npt.NDArray[np.int64],
+    out: npt.NDArray[np.float64],
     n_threads: int,
 ) -> None: ...
-def shuffle_inplace(a: np.ndarray, seed: int) -> None: ...
-def all_finite(A: np.ndarray) -> bool: ...
-def __getattr__(name: str) -> Any: ...
+def shuffle_inplace(a: npt.NDArray[np.int64], seed: int) -> None: ...
+def all_finite(A: npt.NDArray[_F]) -> bool: ...

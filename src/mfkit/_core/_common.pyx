@@ -5,18 +5,13 @@ from cython.parallel cimport prange
 from libc.math cimport fabs
 from libc.stdint cimport int64_t, uint64_t
 
-from mfkit._core._openmp cimport MFKIT_HAVE_OPENMP, omp_get_max_threads
+from mfkit._core._openmp cimport MFKIT_HAVE_OPENMP
 from mfkit._core._simd cimport mf_dot_f32, mf_dot_f64
 
 
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP."""
     return bool(MFKIT_HAVE_OPENMP)
-
-
-def openmp_max_threads():
-    """The OpenMP runtime's default thread count (1 without OpenMP)."""
-    return omp_get_max_threads()
 
 
 cdef inline floating _dot(const floating *a, const floating *b, int k) noexcept nogil:

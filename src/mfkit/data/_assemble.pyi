@@ -1,3 +1,37 @@
-from typing import Any
+# Type stub of the compiled CSR assembly kernels (_assemble.pyx).
+from typing import TypeVar
 
-def __getattr__(name: str) -> Any: ...
+import numpy as np
+import numpy.typing as npt
+
+_Id = TypeVar("_Id", np.int32, np.int64)
+_Pos = TypeVar("_Pos", np.int32, np.int64)
+_G = TypeVar("_G", np.float32, np.float64, np.int32, np.int64)
+
+def dense_map(
+    ids: npt.NDArray[_Id],
+    lo: int,
+    hi: int,
+    n_threads: int,
+    out: npt.NDArray[np.int32] | npt.NDArray[_Id] | None = None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]: ...
+def csr_order(
+    u: npt.NDArray[np.int32],
+    i: npt.NDArray[np.int32],
+    n_users: int,
+    n_items: int,
+    n_threads: int = 1,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32] | npt.NDArray[np.int64] | None]: ...
+def _stable_pass(
+    keys: npt.NDArray[np.int32],
+    src_a: npt.NDArray[np.int32] | npt.NDArray[np.int64] | None,
+    dst: npt.NDArray[_Pos],
+    n_keys: int,
+    nt: int,
+) -> None: ...
+def first_duplicate(
+    indptr: npt.NDArray[np.int64], indices: npt.NDArray[np.int32], n_threads: int = 1
+) -> tuple[int, int]: ...
+def take(
+    a: npt.NDArray[_G], perm: npt.NDArray[np.int32] | npt.NDArray[np.int64], n_threads: int
+) -> npt.NDArray[_G]: ...

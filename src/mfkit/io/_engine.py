@@ -19,31 +19,21 @@ from mfkit._core.validation import resolve_n_threads
 from mfkit.data._csr import Duplicates, map_ids_to_indices
 from mfkit.data._ratings import Ratings, assemble_csr
 from mfkit.exceptions import BadLineWarning, RatingFileError
-from mfkit.io import _tokenize
+from mfkit.io import _lines, _tokenize
 from mfkit.io._common import LoadInfo, OnBadLine, logger
 from mfkit.io._sources import Progress, Source
 
+# tunables (tests shrink them to exercise every chunking on small files)
 _BLOCK = 64 << 20  # bytes parsed per block
 _MAP_WINDOW = 512 << 20  # bytes of a memory-mapped file parsed per window
-_PARALLEL_MIN = 1 << 20  # blocks smaller than this are parsed by one thread
+_PARALLEL_MIN = _lines.PARALLEL_MIN  # blocks smaller than this are parsed by one thread
 _FAST_PATH = True  # strictly formatted lines take the tokenizer's fast path (tests turn it off)
 _CHUNKS_PER_THREAD = 4  # chunks per thread in a block (balances uneven lines)
 
-_REASONS = {
-    1: "too few fields",
-    2: "too many fields",
-    3: "the user id is not an integer",
-    4: "the item id is not an integer",
-    5: "the rating is not a number",
-    6: "the rating is outside the rating scale",
-    7: "the timestamp/date is not valid",
-    8: "a malformed 'MovieID:' line",
-    9: "an empty id",
-    11: "the rating overflows float32 (rescale the ratings)",
-}
-_STR_ID_HINT = {
-    3: " (string user ids? pass id_type='str')",
-    4: " (string item ids? pass id_type='str')",
+_Reason = _tokenize.Reason
+_STR_ID_HINT: dict[int, str] = {
+    _Reason.BAD_USER: " (string user ids? pass id_type='str')",
+    _Reason.BAD_ITEM: " (string item ids? pass id_type='str')",
 }
 
 
@@ -140,7 +130,7 @@ class Engine:
         self.urange = [0, -1]
         self.irange = [0, -1]
         self.carry = -1
-        self.counts = np.zeros(16, dtype=np.int64)
+        self.counts = np.zeros(_tokenize.N_CODES, dtype=np.int64)
         self.progress: Progress | None = None
         # integer ids go to int32 columns unless one does not fit (then: _WideIds)
         self.narrow = narrow
@@ -205,8 +195,8 @@ class Engine:
             return 0
         view = np.frombuffer(buf, dtype=np.uint8)
         n_chunks = _CHUNKS_PER_THREAD * self.n_threads if end - start >= _PARALLEL_MIN else 1
-        cuts = _tokenize.split_points(view, start, end, n_chunks)
-        caps = _tokenize.count_chunks(view, cuts, self.n_threads)
+        cuts = _lines.split_points(view, start, end, n_chunks)
+        caps = _lines.count_chunks(view, cuts, self.n_threads)
         self.reserve(sum(caps), done_frac)
         res = _tokenize.parse_block(
             view, cuts, caps, self.spec_dict, self.cols, self.n, self.n_threads
@@ -251,7 +241,7 @@ class Engine:
         for ch in res:
             if ch["row0"] != dst:
                 for a in self.cols.values():
-                    _tokenize.move_rows(a, ch["row0"], dst, ch["n_rows"])
+                    _lines.move_rows(a, ch["row0"], dst, ch["n_rows"])
             dst += ch["n_rows"]
         first, self.n = self.n, dst
         # counts
@@ -264,7 +254,7 @@ class Engine:
             info.headers += ch["n_header"]
             self.counts[: len(ch["counts"])] += ch["counts"]
             for off, code in ch["bad"]:
-                if len(info.bad_lines) < 20:
+                if len(info.bad_lines) < _tokenize.MAX_BAD:
                     path, lineno = locate(off)
                     text = _line_at(buf, off, end)
                     info.bad_lines.append(
@@ -301,11 +291,11 @@ class Engine:
             rng[1] = max(rng[1], hi)
 
     def _reason(self, code: int, text: bytes) -> str:
-        msg = _REASONS.get(code, f"unreadable line (code {code})")
-        if code in (1, 2):
+        msg = _tokenize.REASONS.get(code, f"unreadable line (code {code})")
+        if code in (_Reason.TOO_FEW, _Reason.TOO_MANY):
             found = _count_fields(text, self.spec.delimiter)
             msg += f": expected {self.spec.n_fields}, found {found}"
-        if code == 6 and self.spec.scale is not None:
+        if code == _Reason.OUT_OF_SCALE and self.spec.scale is not None:
             lo, hi = self.spec.scale
             msg = (
                 f"the rating is outside the rating scale [{lo:g}, {hi:g}] "
@@ -321,7 +311,7 @@ class Engine:
         by_reason = {}
         for code, count in enumerate(self.counts.tolist()):
             if count:
-                by_reason[_REASONS.get(code, str(code))] = int(count)
+                by_reason[_tokenize.REASONS.get(code, str(code))] = int(count)
         skipped = int(self.counts.sum())
         info.skipped += skipped
         for k, v in by_reason.items():
@@ -417,7 +407,7 @@ def _parse_window(
 
     def locate(off: int) -> tuple[str, int]:
         arr = np.frombuffer(buf, np.uint8)
-        return src.name, base_line + _tokenize.count_newlines(arr, start, off) + 1
+        return src.name, base_line + _lines.count_newlines(arr, start, off) + 1
 
     frac = (done_before + pos) / progress.total if progress.total else 0.0
     ends_nl = end == 0 or buf[end - 1] == 10
@@ -559,7 +549,7 @@ def _count_mapped_lines(paths: Sequence[str], nt: int) -> int:
                     _check_unchanged(src, size)
                     b = min(size, a + _MAP_WINDOW)
                     arr = np.frombuffer(mm, np.uint8)
-                    total += _tokenize.count_newlines(arr, a, b, nt)
+                    total += _lines.count_newlines(arr, a, b, nt)
                     del arr
                     released = _release(mm, released, b)
                 total += mm[size - 1] != 10  # a last line without a newline

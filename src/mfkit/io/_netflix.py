@@ -15,7 +15,7 @@ from mfkit._core.validation import resolve_n_threads
 from mfkit.data._csr import Duplicates
 from mfkit.data._ratings import Ratings
 from mfkit.exceptions import RatingFileError
-from mfkit.io import _engine, _tokenize
+from mfkit.io import _engine, _lines
 from mfkit.io._common import (
     NETFLIX_SCALE,
     LoadInfo,
@@ -111,7 +111,7 @@ def _run_per_movie(engine: Engine, files: list[str], progress: Progress) -> None
             off: int, starts: list[int] = starts, names: list[str] = names, arr: np.ndarray = arr
         ) -> tuple[str, int]:
             j = bisect.bisect_right(starts, off) - 1
-            return names[j], _tokenize.count_newlines(arr, starts[j], off) + 1
+            return names[j], _lines.count_newlines(arr, starts[j], off) + 1
 
         engine.carry = -1
         engine.parse(buf, 0, len(buf), locate, total_done / max(progress.total, 1))

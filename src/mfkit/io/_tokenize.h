@@ -1,8 +1,9 @@
 /* The tokenizer's fast path: runs of strictly formatted data lines.
  *
  * A line is accepted here only when every field is in its plainest form: unsigned integers
- * of at most 18 digits, decimals "digits.digits" or "digits" of at most 18 digits in all,
- * dates "YYYY-MM-DD", fields separated by exactly the delimiter (one or two bytes, no
+ * of at most 18 digits, decimals "digits.digits" or "digits" of at most 18 digits in all
+ * (and a mantissa of at most 2**53 when there is a fraction), valid calendar dates
+ * "YYYY-MM-DD", fields separated by exactly the delimiter (one or two bytes, no
  * padding), and the line ending in "\n" or "\r\n". At any other line (signs, exponents,
  * padding, blank, comment or header lines, wrong field counts, ids that int32 columns cannot
  * hold, ratings outside the scale) the run stops, and the caller parses that line with the
@@ -65,10 +66,13 @@ typedef struct {
     int64_t umin, umax, imin, imax;  /* ranges of the ids the run parsed */
 } mf_ranges;
 
-static const double mf_pow10[19] = {
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
-    1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+/* Powers of ten that are exact doubles (both parsers divide or multiply by them). */
+static const double mf_pow10[23] = {
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 };
+/* Integers up to this are exact doubles: mantissa / 10**k is then rounded once. */
+#define MF_EXACT_MANTISSA 9007199254740992ULL  /* 2**53 */
 
 static inline int mf_is_digit(unsigned char c) { return (unsigned char)(c - '0') < 10; }
 
@@ -128,6 +132,18 @@ MF_INLINE int mf_digits(const unsigned char *b, int64_t s, int64_t t, int64_t li
         v = v * 10 + (uint64_t)(b[k] - '0');
     *out = v;
     return 0;
+}
+
+/* Whether y-m-d is a date of the proleptic Gregorian calendar in years 1..9999 (the dates
+   Python's datetime.date accepts). */
+static inline int mf_valid_date(int64_t y, int64_t m, int64_t d)
+{
+    static const unsigned char mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap;
+    if (y < 1 || y > 9999 || m < 1 || m > 12 || d < 1)
+        return 0;
+    leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return d <= mdays[m - 1] + (m == 2 && leap);
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). */
@@ -283,8 +299,11 @@ MF_INLINE int64_t mf_line(const unsigned char *b, int64_t p, int64_t lim,
                 if (nf < 1 || e2 - s - 1 > 18 || mf_digits(b, s, e, lim, &v) ||
                     mf_digits(b, e + 1, e2, lim, &fr))
                     return -1;
-                /* the general parser's value: mantissa / 10**fraction digits, exact ops */
+                /* mantissa / 10**fraction digits: rounded once if the mantissa is exact;
+                   longer ones go to the general parser (strtod) */
                 v = v * (uint64_t)mf_pow10[nf] + fr;
+                if (v > MF_EXACT_MANTISSA)
+                    return -1;
                 r = (double)v / mf_pow10[nf];
                 e = e2;
             }
@@ -300,7 +319,7 @@ MF_INLINE int64_t mf_line(const unsigned char *b, int64_t p, int64_t lim,
                 (b[s + 3] - '0');
             m = (b[s + 5] - '0') * 10 + (b[s + 6] - '0');
             d = (b[s + 8] - '0') * 10 + (b[s + 9] - '0');
-            if (m < 1 || m > 12 || d < 1 || d > 31)
+            if (!mf_valid_date(y, m, d))
                 return -1;
             c->time[row] = mf_days_from_civil(y, m, d) * 86400;
             break;

@@ -1,10 +1,11 @@
 # cython: language_level=3
 """Tokenizer for numeric rating text: one nogil pass over a byte buffer, no Python objects.
 
-A block of text (whole lines) is cut into chunks (a few per thread) at line boundaries. Each
-chunk first counts its lines (an upper bound on its rows), then, in a second parallel pass,
-parses its lines into its own slice of the output columns. Python glues the slices together
-(``compact``) and carries the Netflix "current movie" across chunk borders.
+A block of text (whole lines) is cut into chunks (a few per thread) at line boundaries
+(``_lines``: cut points and line counts, an upper bound on each chunk's rows); the chunks
+are parsed in parallel, each into its own slice of the output columns. Python glues the
+slices together (``_lines.move_rows``) and carries the Netflix "current movie" across chunk
+borders.
 
 Every line is one of: blank (only whitespace), a comment (starts with the comment byte), a
 Netflix movie header (``123:``), or a data line with exactly ``n_fields`` fields. A data line
@@ -17,15 +18,22 @@ a run stops at comes here, so every value and every error is this parser's. Inte
 int32 columns when the caller passes int32 arrays; an id they cannot hold stops the chunk
 (``wide``) and the caller starts over with int64 columns.
 
-Integers and decimals are parsed by hand: a decimal with at most 18 significant digits and a
-power-of-ten exponent within +-22 is ``mantissa / 10**k`` in double precision, which is the
-correctly rounded value (both operands are exact doubles), i.e. the same double ``strtod`` or
-Python's ``float()`` return. Longer numbers fall back to ``strtod`` on a copy of the field.
+Integers, decimals and dates are parsed by hand (``_numbers.pxd``); a decimal is the
+correctly rounded double of its text (what Python's ``float()`` gives), and a rating is that
+double rounded once to float32. Dates must exist in the calendar.
 """
 from cython.parallel cimport prange
-from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t, uint64_t
-from libc.stdlib cimport calloc, free, strtod
-from libc.string cimport memchr, memcpy, memmove
+from libc.stdint cimport INT64_MAX, INT64_MIN, int32_t, int64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memchr
+
+from mfkit.io._numbers cimport (
+    is_digit,
+    mf_pow10,
+    parse_date,
+    parse_decimal,
+    parse_int,
+)
 
 
 import numpy as np
@@ -68,13 +76,13 @@ cdef extern from "_tokenize.h" nogil:
         int64_t imin
         int64_t imax
     bint mf_put_id(int64_t *wide, int32_t *narrow, int64_t row, int64_t v)
-    int64_t mf_days_from_civil(int64_t y, int64_t m, int64_t d)
     int64_t mf_fast_run(const unsigned char *b, int64_t p, int64_t fe, int64_t lim,
                         const mf_fast_spec *fs, const mf_fast_cols *c, int64_t *prow,
                         int64_t item_now, mf_ranges *rg)
 
-# reason codes, mirrored in mfkit.io._REASONS
-cdef enum:
+# Why a data line is bad (OK: it is not). The loaders show REASONS[code] for a bad line and
+# count skipped lines by code in arrays of N_CODES entries.
+cpdef enum Reason:
     OK = 0
     TOO_FEW = 1
     TOO_MANY = 2
@@ -87,12 +95,28 @@ cdef enum:
     EMPTY_ID = 9
     WIDE_ID = 10         # an id outside int32 while the id columns are int32: widen, start over
     FLOAT32_OVERFLOW = 11
-    N_CODES = 12
 
 cdef enum:
+    _N_CODES = 12
     # bad lines a chunk records: as many as LoadInfo keeps, so that the ones kept are the
     # first in the file for any chunking
-    MAX_BAD = 20
+    _MAX_BAD = 20
+
+N_CODES = _N_CODES
+MAX_BAD = _MAX_BAD
+REASONS = {
+    TOO_FEW: "too few fields",
+    TOO_MANY: "too many fields",
+    BAD_USER: "the user id is not an integer",
+    BAD_ITEM: "the item id is not an integer",
+    BAD_RATING: "the rating is not a number",
+    OUT_OF_SCALE: "the rating is outside the rating scale",
+    BAD_TIME: "the timestamp/date is not valid",
+    BAD_HEADER: "a malformed 'MovieID:' line",
+    EMPTY_ID: "an empty id",
+    FLOAT32_OVERFLOW: "the rating overflows float32 (rescale the ratings)",
+}
+
 
 cdef struct Spec:
     unsigned char delim[4]
@@ -140,9 +164,9 @@ cdef struct Chunk:
     int64_t n_header
     int64_t err_off      # first bad line (error mode), -1 if none
     int err_code
-    int64_t counts[N_CODES]
-    int64_t bad_off[MAX_BAD]
-    int bad_code[MAX_BAD]
+    int64_t counts[_N_CODES]
+    int64_t bad_off[_MAX_BAD]
+    int bad_code[_MAX_BAD]
     int n_bad_rec
     int64_t lead_rows    # netflix: rows before the chunk's first header
     int64_t lead_off
@@ -153,19 +177,8 @@ cdef struct Chunk:
     int64_t imin
     int64_t imax
 
-cdef double[23] POW10
-cdef int _j
-POW10[0] = 1.0
-for _j in range(1, 23):
-    POW10[_j] = POW10[_j - 1] * 10.0
-
-
 cdef inline int64_t get_id(const int64_t *wide, const int32_t *narrow, int64_t row) noexcept nogil:
     return narrow[row] if narrow != NULL else wide[row]
-
-
-cdef inline bint is_digit(unsigned char c) noexcept nogil:
-    return c >= 48 and c <= 57
 
 
 cdef inline bint is_ws(unsigned char c) noexcept nogil:
@@ -224,131 +237,6 @@ cdef inline int64_t find_delim(const unsigned char *b, int64_t x, int64_t q,
             return x
         x += 1
     return q
-
-
-cdef inline int parse_int(const unsigned char *b, int64_t *px, int64_t q,
-                          int64_t *out) noexcept nogil:
-    """Signed decimal integer at *px; advances *px. 0 on success, 1 if no digits or overflow."""
-    cdef int64_t x = px[0], s
-    cdef bint neg = False
-    cdef uint64_t v = 0, lim
-    cdef unsigned int d
-    if x < q and (b[x] == 45 or b[x] == 43):
-        neg = b[x] == 45
-        x += 1
-    s = x
-    # up to 18 digits cannot overflow: no check in the common case
-    while x < q and x - s < 18 and is_digit(b[x]):
-        v = v * 10 + (b[x] - 48)
-        x += 1
-    if x == s:
-        return 1
-    if x < q and is_digit(b[x]):
-        lim = <uint64_t>9223372036854775807ULL + (1 if neg else 0)
-        while x < q and is_digit(b[x]):
-            d = b[x] - 48
-            if v > (lim - d) // 10:
-                return 1
-            v = v * 10 + d
-            x += 1
-    px[0] = x
-    if neg:
-        out[0] = -(<int64_t>(v - 1)) - 1 if v > 0 else 0
-    else:
-        out[0] = <int64_t>v
-    return 0
-
-
-cdef inline int parse_decimal(const unsigned char *b, int64_t *px, int64_t q,
-                              double *out) noexcept nogil:
-    """[+-]digits[.digits][(e|E)[+-]digits]; 0 on success, 1 otherwise."""
-    cdef int64_t x = px[0], s = px[0], e10 = 0, ev = 0
-    cdef bint neg = False, eneg = False, any_digit = False, exact = True
-    cdef uint64_t mant = 0
-    cdef int nd = 0
-    cdef double v
-    cdef char tmp[80]
-    cdef char *endp
-    if x < q and (b[x] == 45 or b[x] == 43):
-        neg = b[x] == 45
-        x += 1
-    while x < q and is_digit(b[x]):
-        any_digit = True
-        if mant != 0 or b[x] != 48:
-            if nd < 18:
-                mant = mant * 10 + (b[x] - 48)
-                nd += 1
-            else:
-                exact = False
-        x += 1
-    if x < q and b[x] == 46:
-        x += 1
-        while x < q and is_digit(b[x]):
-            any_digit = True
-            if mant != 0 or b[x] != 48:
-                if nd < 18:
-                    mant = mant * 10 + (b[x] - 48)
-                    nd += 1
-                    e10 -= 1
-                else:
-                    exact = False
-            else:
-                e10 -= 1
-            x += 1
-    if not any_digit:
-        return 1
-    if x < q and (b[x] == 101 or b[x] == 69):
-        x += 1
-        if x < q and (b[x] == 45 or b[x] == 43):
-            eneg = b[x] == 45
-            x += 1
-        if x >= q or not is_digit(b[x]):
-            return 1
-        while x < q and is_digit(b[x]):
-            if ev < 100000:
-                ev = ev * 10 + (b[x] - 48)
-            x += 1
-        e10 += -ev if eneg else ev
-    px[0] = x
-    if exact and mant == 0:
-        out[0] = -0.0 if neg else 0.0
-        return 0
-    if exact and e10 >= -22 and e10 <= 22:
-        v = <double>mant
-        if e10 < 0:
-            v = v / POW10[-e10]
-        else:
-            v = v * POW10[e10]
-        out[0] = -v if neg else v
-        return 0
-    if x - s >= 79:
-        return 1
-    memcpy(tmp, b + s, <size_t>(x - s))
-    tmp[x - s] = 0
-    out[0] = strtod(tmp, &endp)
-    if endp != tmp + (x - s):
-        return 1
-    return 0
-
-
-cdef inline int parse_date(const unsigned char *b, int64_t *px, int64_t q,
-                           int64_t *out) noexcept nogil:
-    """YYYY-MM-DD -> seconds since 1970-01-01 00:00 UTC."""
-    cdef int64_t x = px[0], y, m, d
-    cdef int k
-    if x + 10 > q or b[x + 4] != 45 or b[x + 7] != 45:
-        return 1
-    for k in range(10):
-        if k != 4 and k != 7 and not is_digit(b[x + k]):
-            return 1
-    y = (b[x] - 48) * 1000 + (b[x + 1] - 48) * 100 + (b[x + 2] - 48) * 10 + (b[x + 3] - 48)
-    m = (b[x + 5] - 48) * 10 + (b[x + 6] - 48)
-    d = (b[x + 8] - 48) * 10 + (b[x + 9] - 48)
-    if m < 1 or m > 12 or d < 1 or d > 31:
-        return 1
-    px[0] = x + 10
-    out[0] = mf_days_from_civil(y, m, d) * 86400
-    return 0
 
 
 cdef inline int64_t value_start(const unsigned char *b, int64_t x, int64_t q,
@@ -598,7 +486,7 @@ cdef void parse_chunk(const unsigned char *b, int64_t lim, const Spec *sp, Cols 
             break
         else:
             ch.counts[code] += 1
-            if ch.n_bad_rec < MAX_BAD:
+            if ch.n_bad_rec < _MAX_BAD:
                 ch.bad_off[ch.n_bad_rec] = p
                 ch.bad_code[ch.n_bad_rec] = code
                 ch.n_bad_rec += 1
@@ -626,89 +514,8 @@ cdef void parse_chunk(const unsigned char *b, int64_t lim, const Spec *sp, Cols 
     ch.imax = imax
 
 
-cdef int64_t count_nl(const unsigned char *b, int64_t p, int64_t e) noexcept nogil:
-    """Number of newline bytes in [p, e); a branch-free loop the compiler vectorises."""
-    cdef int64_t n = 0, j, k, stop
-    cdef unsigned char acc
-    j = p
-    while j < e:
-        # a byte counter cannot overflow within 255 bytes
-        stop = j + 255 if e - j > 255 else e
-        acc = 0
-        for k in range(j, stop):
-            acc += b[k] == 10
-        n += acc
-        j = stop
-    return n
-
-
-cdef int64_t count_lines_c(const unsigned char *b, int64_t p, int64_t e) noexcept nogil:
-    """Lines in [p, e): newlines, plus one for a last line without a newline."""
-    if e <= p:
-        return 0
-    return count_nl(b, p, e) + (0 if b[e - 1] == 10 else 1)
-
-
-def count_newlines(const unsigned char[::1] buf, Py_ssize_t start, Py_ssize_t end,
-                   int n_threads=1):
-    """Number of b'\\n' bytes in buf[start:end]."""
-    cdef int64_t n = 0
-    cdef const unsigned char *b = &buf[0] if buf.shape[0] > 0 else NULL
-    cdef int nt = max(1, min(n_threads, 64)) if end - start >= 1 << 20 else 1, th
-    cdef int64_t span = end - start
-    if start < 0 or end > buf.shape[0] or start > end:
-        raise ValueError("count_newlines: range outside the buffer")
-    with nogil:
-        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
-            n += count_nl(b, start + span * th // nt, start + span * (th + 1) // nt)
-    return n
-
-
-def count_chunks(const unsigned char[::1] buf, list cuts, int n_threads):
-    """Lines in each chunk buf[cuts[k]:cuts[k+1]] (the row capacity each chunk needs)."""
-    cdef Py_ssize_t n_chunks = len(cuts) - 1, k
-    cdef const unsigned char *b = &buf[0] if buf.shape[0] > 0 else NULL
-    if n_chunks < 1:
-        return []
-    if cuts[0] < 0 or cuts[n_chunks] > buf.shape[0]:
-        raise ValueError("count_chunks: cuts outside the buffer")
-    starts_a = np.asarray(cuts[:n_chunks], dtype=np.int64)
-    ends_a = np.asarray(cuts[1:], dtype=np.int64)
-    out_a = np.zeros(n_chunks, dtype=np.int64)
-    cdef int64_t[::1] starts = starts_a
-    cdef int64_t[::1] ends = ends_a
-    cdef int64_t[::1] out = out_a
-    with nogil:
-        for k in prange(n_chunks, schedule="static", chunksize=1, num_threads=n_threads):
-            out[k] = count_lines_c(b, starts[k], ends[k])
-    return out_a.tolist()
-
-
 cdef inline int64_t* _p64(int64_t[::1] a) noexcept nogil:
     return &a[0] if a.shape[0] > 0 else NULL
-
-
-def split_points(const unsigned char[::1] buf, Py_ssize_t start, Py_ssize_t end, int n):
-    """Up to n + 1 cut points start = c0 < c1 < ... = end, each just after a newline."""
-    cdef list cuts = [start]
-    cdef Py_ssize_t j, pos, last = start
-    cdef const unsigned char *nl
-    cdef const unsigned char *b = &buf[0] if buf.shape[0] > 0 else NULL
-    for j in range(1, n):
-        pos = start + (end - start) * j // n
-        if pos <= last:
-            continue
-        nl = <const unsigned char *>memchr(b + pos, 10, <size_t>(end - pos))
-        if nl == NULL:
-            break
-        pos = (nl - b) + 1
-        if pos >= end:
-            break
-        if pos > last:
-            cuts.append(pos)
-            last = pos
-    cuts.append(end)
-    return cuts
 
 
 def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, dict out,
@@ -814,7 +621,7 @@ def parse_block(const unsigned char[::1] buf, list cuts, list caps, dict spec, d
                 "start": ch.start, "end": ch.end,
                 "n_lines": ch.n_lines, "n_comment": ch.n_comment, "n_blank": ch.n_blank,
                 "n_header": ch.n_header, "err_off": ch.err_off, "err_code": ch.err_code,
-                "counts": [ch.counts[j] for j in range(N_CODES)],
+                "counts": [ch.counts[j] for j in range(_N_CODES)],
                 "bad": [(ch.bad_off[j], ch.bad_code[j]) for j in range(ch.n_bad_rec)],
                 "lead_rows": ch.lead_rows, "lead_off": ch.lead_off,
                 "last_item": ch.last_item,
@@ -861,7 +668,7 @@ cdef void _fast_spec(Spec *sp, bint allow) noexcept:
         sp.fs.rtab1[j] = <float>r
         sp.fs.rok1[j] = not sp.check_scale or (r >= sp.lo and r <= sp.hi)
     for j in range(100):
-        r = <double>j / POW10[1]
+        r = <double>j / mf_pow10[1]
         sp.fs.rtab3[j] = <float>r
         sp.fs.rok3[j] = not sp.check_scale or (r >= sp.lo and r <= sp.hi)
     for f in range(sp.n_fields):
@@ -899,17 +706,3 @@ cdef _check_room(Spec sp, a_user, a_item, float[::1] a_rating,
         raise ValueError("parse_block: no room for ratings")
     if sp.col_time >= 0 and a_time.shape[0] < need:
         raise ValueError("parse_block: no room for timestamps")
-
-
-def move_rows(a, Py_ssize_t src, Py_ssize_t dst, Py_ssize_t n):
-    """a[dst:dst+n] = a[src:src+n] for a 1-d contiguous array, overlap allowed."""
-    cdef unsigned char[::1] raw
-    cdef Py_ssize_t w
-    if n <= 0 or src == dst:
-        return
-    w = a.itemsize
-    if src < 0 or dst < 0 or src + n > a.shape[0] or dst + n > a.shape[0]:
-        raise ValueError("move_rows: range outside the array")
-    raw = a.view(np.uint8)
-    with nogil:
-        memmove(&raw[dst * w], &raw[src * w], <size_t>(n * w))

@@ -23,13 +23,13 @@ def ranking_per_user(const int64_t[:, ::1] rec, Py_ssize_t k,
                      double[:, ::1] out, int n_threads):
     """For each row u, with the first ``k`` entries of ``rec[u]`` (item indices, -1 for no
     item) and the relevant items ``rel_indices[rel_indptr[u]:rel_indptr[u + 1]]`` (sorted,
-    distinct), write into ``out[u]``: hits, precision@k, recall@k, AP@k, NDCG@k, hit
-    (binary relevance; see mfkit.metrics for the definitions)."""
+    distinct), write into ``out[u]``: precision@k, recall@k, AP@k, NDCG@k, hit (binary
+    relevance; see mfkit.metrics for the definitions)."""
     cdef Py_ssize_t n_rows = rec.shape[0], u, j, lo, hi, n_rel, m
     cdef double hits, ap, dcg, idcg
     if k < 1 or k > rec.shape[1]:
         raise ValueError(f"k must be between 1 and {rec.shape[1]}, got {k}")
-    if rel_indptr.shape[0] != n_rows + 1 or out.shape[0] != n_rows or out.shape[1] != 6:
+    if rel_indptr.shape[0] != n_rows + 1 or out.shape[0] != n_rows or out.shape[1] != 5:
         raise ValueError("rel_indptr / out do not match the rows of rec")
     if rel_indptr[0] != 0 or rel_indptr[n_rows] != rel_indices.shape[0]:
         raise ValueError("malformed relevant-item CSR")
@@ -49,14 +49,13 @@ def ranking_per_user(const int64_t[:, ::1] rec, Py_ssize_t k,
             idcg = 0.0
             for m in range(min(k, n_rel)):
                 idcg = idcg + 1.0 / log2(m + 2.0)
-            out[u, 0] = hits
-            out[u, 1] = hits / k
+            out[u, 0] = hits / k
             if n_rel > 0:
-                out[u, 2] = hits / n_rel
-                out[u, 3] = ap / min(k, n_rel)
-                out[u, 4] = dcg / idcg
+                out[u, 1] = hits / n_rel
+                out[u, 2] = ap / min(k, n_rel)
+                out[u, 3] = dcg / idcg
             else:
+                out[u, 1] = 0.0
                 out[u, 2] = 0.0
                 out[u, 3] = 0.0
-                out[u, 4] = 0.0
-            out[u, 5] = 1.0 if hits > 0 else 0.0
+            out[u, 4] = 1.0 if hits > 0 else 0.0

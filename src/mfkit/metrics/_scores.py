@@ -237,7 +237,7 @@ def ranking_metrics(
 def per_user_metrics(
     rec_codes: np.ndarray, indptr: np.ndarray, rel_codes: np.ndarray, k: int, n_threads: Any
 ) -> np.ndarray:
-    out = np.empty((rec_codes.shape[0], 6), dtype=np.float64)
+    out = np.empty((rec_codes.shape[0], 5), dtype=np.float64)
     _metrics.ranking_per_user(
         np.ascontiguousarray(rec_codes, dtype=np.int64),
         k,
@@ -257,11 +257,11 @@ def average_metrics(out: np.ndarray, scored: np.ndarray, k: int) -> dict[str, fl
         )
     m = out[scored].mean(axis=0)
     return {
-        f"precision@{k}": float(m[1]),
-        f"recall@{k}": float(m[2]),
-        f"map@{k}": float(m[3]),
-        f"ndcg@{k}": float(m[4]),
-        f"hit_rate@{k}": float(m[5]),
+        f"precision@{k}": float(m[0]),
+        f"recall@{k}": float(m[1]),
+        f"map@{k}": float(m[2]),
+        f"ndcg@{k}": float(m[3]),
+        f"hit_rate@{k}": float(m[4]),
         "users": float(n),
     }
 

@@ -1,38 +1,44 @@
-# Type stub of the compiled ALS kernels (_als.pyx).
+# Type stub of the compiled ALS kernels (_als.pyx). Empty ybias/xbias: no biases; an empty
+# X0: no prior; an empty row_sse: no per-row residual sums.
+from typing import TypeVar
+
 import numpy as np
+import numpy.typing as npt
+
+_F = TypeVar("_F", np.float32, np.float64)
 
 def cholesky_half_step(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    values: np.ndarray,
-    Y: np.ndarray,
-    ybias: np.ndarray,
-    X: np.ndarray,
-    xbias: np.ndarray,
-    X0: np.ndarray,
+    indptr: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int32],
+    values: npt.NDArray[np.float32],
+    Y: npt.NDArray[_F],
+    ybias: npt.NDArray[_F],
+    X: npt.NDArray[_F],
+    xbias: npt.NDArray[_F],
+    X0: npt.NDArray[_F],
     mu: float,
     reg: float,
     reg_bias: float,
     prior: float,
     weighted: bool,
-    row_sse: np.ndarray,
+    row_sse: npt.NDArray[np.float64],
     n_threads: int,
 ) -> tuple[int, int]: ...
 def cg_half_step(
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    values: np.ndarray,
-    Y: np.ndarray,
-    ybias: np.ndarray,
-    X: np.ndarray,
-    xbias: np.ndarray,
-    X0: np.ndarray,
+    indptr: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int32],
+    values: npt.NDArray[np.float32],
+    Y: npt.NDArray[_F],
+    ybias: npt.NDArray[_F],
+    X: npt.NDArray[_F],
+    xbias: npt.NDArray[_F],
+    X0: npt.NDArray[_F],
     mu: float,
     reg: float,
     reg_bias: float,
     prior: float,
     weighted: bool,
     cg_steps: int,
-    row_sse: np.ndarray,
+    row_sse: npt.NDArray[np.float64],
     n_threads: int,
 ) -> tuple[int, int]: ...

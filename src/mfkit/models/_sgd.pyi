@@ -1,21 +1,92 @@
-from typing import Any
+# Type stub of the compiled SGD kernels (_sgd.pyx). `recs` arrays have the record dtype
+# mfkit.models.sgd.RATING_DTYPE (int32 u, int32 i, float32 r).
+from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
+_F = TypeVar("_F", np.float32, np.float64)
+_Records = np.ndarray[Any, np.dtype[np.void]]
+
+LOSS_SQUARED: int
+LOSS_HUBER: int
+LOSS_ABSOLUTE: int
+
+def _check_state(
+    P: npt.NDArray[_F],
+    Q: npt.NDArray[_F],
+    bu: npt.NDArray[_F],
+    bi: npt.NDArray[_F],
+    biases: bool,
+    P0: npt.NDArray[_F] | None,
+    Q0: npt.NDArray[_F] | None,
+    loss: int,
+    delta: float,
+    Gp: npt.NDArray[_F] | None,
+    Gq: npt.NDArray[_F] | None,
+    Gbu: npt.NDArray[_F] | None,
+    Gbi: npt.NDArray[_F] | None,
+) -> None: ...
 def sgd_epoch(
-    recs: np.ndarray,
-    P: np.ndarray,
-    Q: np.ndarray,
-    bu: np.ndarray,
-    bi: np.ndarray,
+    recs: _Records,
+    P: npt.NDArray[_F],
+    Q: npt.NDArray[_F],
+    bu: npt.NDArray[_F],
+    bi: npt.NDArray[_F],
     mu: float,
     lr: float,
     reg: float,
     reg_bias: float,
     biases: bool,
-    P0: np.ndarray | None = ...,
-    Q0: np.ndarray | None = ...,
-    prior: float = ...,
+    P0: npt.NDArray[_F] | None = None,
+    Q0: npt.NDArray[_F] | None = None,
+    prior: float = 0.0,
+    *,
+    loss: int = 0,
+    delta: float = 1.0,
+    Gp: npt.NDArray[_F] | None = None,
+    Gq: npt.NDArray[_F] | None = None,
+    Gbu: npt.NDArray[_F] | None = None,
+    Gbi: npt.NDArray[_F] | None = None,
 ) -> tuple[float, int]: ...
-def shuffle_records(recs: np.ndarray, seed: int) -> None: ...
-def __getattr__(name: str) -> Any: ...
+def shuffle_records(recs: _Records, seed: int) -> None: ...
+def epoch_schedule(
+    seed: int | np.unsignedinteger[Any], B: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]: ...
+def build_blocks(
+    indptr: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int32],
+    values: npt.NDArray[np.float32],
+    user_group: npt.NDArray[np.int32],
+    item_group: npt.NDArray[np.int32],
+    B: int,
+    out: _Records,
+    offsets: npt.NDArray[np.int64],
+) -> None: ...
+def sgd_block_epoch(
+    recs: _Records,
+    offsets: npt.NDArray[np.int64],
+    strata: npt.NDArray[np.int64],
+    block_seeds: npt.NDArray[np.uint64],
+    shuffle: bool,
+    n_threads: int,
+    P: npt.NDArray[_F],
+    Q: npt.NDArray[_F],
+    bu: npt.NDArray[_F],
+    bi: npt.NDArray[_F],
+    mu: float,
+    lr: float,
+    reg: float,
+    reg_bias: float,
+    biases: bool,
+    P0: npt.NDArray[_F] | None = None,
+    Q0: npt.NDArray[_F] | None = None,
+    prior: float = 0.0,
+    *,
+    loss: int = 0,
+    delta: float = 1.0,
+    Gp: npt.NDArray[_F] | None = None,
+    Gq: npt.NDArray[_F] | None = None,
+    Gbu: npt.NDArray[_F] | None = None,
+    Gbi: npt.NDArray[_F] | None = None,
+) -> tuple[float, int]: ...
