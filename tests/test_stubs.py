@@ -26,6 +26,7 @@ KERNELS = [
     "mfkit.recommend._foldin",
     "mfkit.metrics._metrics",
     "mfkit.models._sgd",
+    "mfkit.models._svdpp",
     "mfkit.models._als",
 ]
 

@@ -218,7 +218,7 @@ cdef void _check_layout(const Rating[::1] recs, const int64_t[::1] indptr,
 def svdpp_epoch(const Rating[::1] recs, const int64_t[::1] indptr, const int64_t[::1] order,
                 floating[:, ::1] P, floating[:, ::1] Q, floating[:, ::1] Y,
                 floating[::1] bu, floating[::1] bi, double mu, double lr, double reg,
-                double reg_bias, bint biases, *, int loss=0, double delta=1.0,
+                double reg_bias, bint biases, int loss=0, double delta=1.0,
                 floating[::1] Gp=None, floating[::1] Gq=None, floating[::1] Gy=None,
                 floating[::1] Gbu=None, floating[::1] Gbi=None):
     """One SVD++ pass: the users in `order` (each at most once), each user's records
