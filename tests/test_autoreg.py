@@ -130,3 +130,22 @@ def test_bad_values_named(cls) -> None:
 def test_grid_constants_are_documented_values() -> None:
     assert _autoreg.AUTO_GRID == tuple(sorted(_autoreg.AUTO_GRID))
     assert 0.05 in _autoreg.AUTO_GRID  # the old fixed default stays a candidate
+
+
+def test_float32_and_float64_fits_start_from_the_same_draws() -> None:
+    """The initial factors are float64 normal draws (in blocks of rows, one stream) cast to
+    the dtype: checked against NumPy's own draw, over more rows than one block."""
+    from mfkit.models import _base
+
+    X = ratings(8, n_users=_base._DRAW_ROWS + 5, n_items=30, n=_base._DRAW_ROWS + 5)
+    starts = [
+        mfkit.SGD(factors=3, epochs=0, regularization=0.05, random_state=4, dtype=dt).fit(X)
+        for dt in ("float32", "float64")
+    ]
+    g = np.random.default_rng(4)
+    P = g.standard_normal((X.n_users, 3)) * 0.1
+    P[np.diff(X.indptr) == 0] = 0
+    np.testing.assert_array_equal(starts[1].user_factors_, P)
+    np.testing.assert_array_equal(
+        starts[0].user_factors_, (P / 0.1).astype(np.float32) * np.float32(0.1)
+    )

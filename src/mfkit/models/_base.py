@@ -390,21 +390,27 @@ class FactorModel:
         """Make ``fitted`` the model's learned state: the one place that sets it, used by
         ``fit`` (at its start, so callbacks see the model, and at its end) and by
         :func:`mfkit.load`. ``params``: the validated parameters (checked again if None)."""
-        self._params = self._check_params() if params is None else params
-        if self._params["regularization"] == "auto":
-            # a loaded model: the value its fit chose
-            lam = float(fitted.extras["regularization"])
-            self._params["regularization"] = lam
-            if self.bias_regularization is None:
-                self._params["bias_regularization"] = lam
-        self._fitted = fitted
-        self.n_threads_ = int(self._params["n_threads"])
+        params = self._check_params() if params is None else params
         unknown = set(fitted.extras) - set(self._extra_attributes)
         if unknown:
             raise ValueError(
                 f"{type(self).__name__} has no fitted attributes {sorted(unknown)}; it has "
                 f"{list(self._extra_attributes)}"
             )
+        if params["regularization"] == "auto":
+            # a loaded model: the value its fit chose
+            if "regularization" not in fitted.extras:
+                raise ValueError(
+                    "its parameters say regularization='auto' but it does not record the "
+                    "value that fit chose (regularization_)"
+                )
+            lam = float(fitted.extras["regularization"])
+            params["regularization"] = lam
+            if self.bias_regularization is None:
+                params["bias_regularization"] = lam
+        self._params = params
+        self._fitted = fitted
+        self.n_threads_ = int(self._params["n_threads"])
         for name, value in fitted.extras.items():
             setattr(self, name + "_", value)
 
@@ -417,9 +423,9 @@ class FactorModel:
         bi = np.zeros(n_items, dtype=dtype)
         if init is None:
             std = params["init_std"]
-            P = rng.standard_normal((n_users, k), dtype=dtype)
+            P = _normal_rows(rng, n_users, k, dtype)
             P *= dtype.type(std)
-            Q = rng.standard_normal((n_items, k), dtype=dtype)
+            Q = _normal_rows(rng, n_items, k, dtype)
             Q *= dtype.type(std)
             # A user or item without training ratings gets zero factors, so its predictions
             # are the baseline rather than noise from the random start.
@@ -653,6 +659,21 @@ class FactorModel:
     def n_items(self) -> int:
         self._check_fitted()
         return int(self._fitted.state.Q.shape[0])
+
+
+#: rows of float64 normal draws converted at a time (bounds the scratch of a float32 start)
+_DRAW_ROWS = 1 << 15
+
+
+def _normal_rows(rng: np.random.Generator, n: int, k: int, dtype: np.dtype) -> np.ndarray:
+    """An (n, k) standard normal array of ``dtype`` from float64 draws (drawn in blocks of
+    rows, the same stream as one draw), so a float32 and a float64 fit with the same seed
+    start from the same factors up to rounding."""
+    out = np.empty((n, k), dtype=dtype)
+    for a in range(0, n, _DRAW_ROWS):
+        b = min(n, a + _DRAW_ROWS)
+        out[a:b] = rng.standard_normal((b - a, k))
+    return out
 
 
 def _checked_init(a: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
