@@ -602,7 +602,7 @@ def test_cache_refuses_foreign_or_damaged(tmp_path: Path) -> None:
         Ratings.load(tmp_path / "c")
     (tmp_path / "c" / "meta.json").write_text(json.dumps(meta))
     # flipped bytes: found by the checksum
-    vals = tmp_path / "c" / "values.npy"
+    vals = tmp_path / "c" / meta["data"] / "values.npy"
     data = bytearray(vals.read_bytes())
     data[-3] ^= 0x40
     vals.write_bytes(bytes(data))

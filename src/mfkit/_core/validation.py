@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -61,22 +63,73 @@ def usable_cores() -> int:
     return max(1, n)
 
 
+#: thread counts above this are refused as a mistake rather than capped
+MAX_THREADS = 4096
+_proven_threads = 1  # the most threads this process has been seen to start
+
+
+def startable_threads(n: int) -> int:
+    """How many of ``n`` threads this process can run at once (``n`` or fewer).
+
+    OpenMP (libgomp) ends the whole process when it cannot create a thread (a small
+    ``ulimit -v``, ``RLIMIT_NPROC``, a container's pids limit), so before a parallel kernel
+    first runs with more threads than ever before, mfkit starts that many threads itself
+    and, if some cannot be started, uses the number that could (with a warning)."""
+    global _proven_threads
+    if n <= _proven_threads:
+        return n
+    release = threading.Event()
+    started: list[threading.Thread] = []
+    try:
+        for _ in range(n - 1):
+            t = threading.Thread(target=release.wait, daemon=True)
+            try:
+                t.start()
+            except (RuntimeError, MemoryError, OSError):
+                break
+            started.append(t)
+    finally:
+        release.set()
+        for t in started:
+            t.join()
+    k = len(started) + 1
+    if k < n:
+        warnings.warn(
+            f"could start only {k} of {n} threads (a memory, process or thread limit); "
+            f"running with n_threads={k}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return k
+    _proven_threads = n
+    return n
+
+
 def resolve_n_threads(n_threads: int | None) -> int:
-    """``None`` means all usable cores (or ``OMP_NUM_THREADS`` when set); positive ints as is;
-    negative ints count back from the usable cores (-1 = all). Zero is an error."""
+    """The number of threads a kernel runs with.
+
+    ``None`` means all usable cores (or ``OMP_NUM_THREADS`` when set); positive ints as is;
+    negative ints count back from the usable cores (-1 = all). Zero, and counts beyond
+    ``MAX_THREADS`` either way, are errors. The result is capped at the usable cores (CPU
+    affinity and cgroup quota aware: more threads than cores only add overhead, and results
+    do not depend on the count) and at the threads this process can start."""
     if n_threads is None:
         env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-        if env.isdigit() and int(env) > 0:
-            return int(env)
-        return usable_cores()
-    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
-        raise TypeError(f"n_threads must be None or an int, got {type(n_threads).__name__}")
-    n = int(n_threads)
-    if n == 0:
-        raise ValueError("n_threads must not be 0: use None for all cores or a positive count")
-    if n < 0:
-        n = max(1, usable_cores() + 1 + n)
-    return n
+        n = int(env) if env.isdigit() and 0 < int(env) <= MAX_THREADS else usable_cores()
+    else:
+        if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
+            raise TypeError(f"n_threads must be None or an int, got {type(n_threads).__name__}")
+        n = int(n_threads)
+        if n == 0:
+            raise ValueError("n_threads must not be 0: use None for all cores or a positive count")
+        if abs(n) > MAX_THREADS:
+            raise ValueError(
+                f"n_threads={n} is not a usable thread count (at most {MAX_THREADS}, and mfkit "
+                f"runs at most one thread per usable core); use None for all usable cores"
+            )
+        if n < 0:
+            n = max(1, usable_cores() + 1 + n)
+    return startable_threads(min(n, usable_cores()))
 
 
 def check_dtype(dtype: Any) -> np.dtype:

@@ -35,3 +35,10 @@ def first_duplicate(
 def take(
     a: npt.NDArray[_G], perm: npt.NDArray[np.int32] | npt.NDArray[np.int64], n_threads: int
 ) -> npt.NDArray[_G]: ...
+def check_csr(
+    indptr: npt.NDArray[np.int64],
+    indices: npt.NDArray[np.int32],
+    values: npt.NDArray[np.float32] | None,
+    n_cols: int,
+    n_threads: int = 1,
+) -> tuple[int, int]: ...

@@ -9,6 +9,7 @@
   already in item order (Netflix files) needs one pass.
 """
 from cython.parallel cimport prange
+from libc.math cimport fabsf, isfinite
 from libc.stdint cimport int32_t, int64_t, uint32_t
 
 import numpy as np
@@ -290,3 +291,87 @@ def take(const gathered[::1] a, const pos_t[::1] perm, int n_threads):
         for j in prange(n, schedule="static", num_threads=n_threads):
             out[j] = a[perm[j]]
     return out_a
+
+
+cdef int _row_fault(const int64_t[::1] indptr, const int32_t[::1] indices,
+                    const float[::1] values, bint with_values, Py_ssize_t r, int64_t n_cols,
+                    int64_t *where) noexcept nogil:
+    """The fault of row r and its position (the slow path, run on a faulty row only)."""
+    cdef int64_t j
+    cdef int32_t c, prev = -1
+    for j in range(indptr[r], indptr[r + 1]):
+        c = indices[j]
+        if c < 0 or c >= n_cols:
+            where[0] = j
+            return 1
+        if c <= prev:
+            where[0] = j
+            return 2
+        prev = c
+    if with_values:
+        for j in range(indptr[r], indptr[r + 1]):
+            if not isfinite(values[j]):
+                where[0] = j
+                return 3
+    return 0
+
+
+cdef int _check_rows(const int64_t[::1] indptr, const int32_t[::1] indices,
+                     const float[::1] values, bint with_values, Py_ssize_t r0, Py_ssize_t r1,
+                     int64_t n_cols, int64_t *where) noexcept nogil:
+    """The first fault among rows [r0, r1): 1 a column index outside [0, n_cols), 2 columns
+    not strictly increasing within a row (unsorted or repeated), 3 a value not finite; 0
+    when there is none. ``where[0]`` gets the CSR position of the fault. Each row is
+    scanned without branches (the loops vectorise); a faulty row is scanned again."""
+    cdef Py_ssize_t r
+    cdef int64_t j, a, b
+    cdef int bad
+    # 32-bit unsigned compares: a negative index wraps above any bound
+    cdef uint32_t nc = <uint32_t>(n_cols if n_cols < (<int64_t>1 << 31) else (<int64_t>1 << 31))
+    cdef float big = 3.4028234663852886e38  # FLT_MAX: |v| <= big fails for NaN and inf
+    for r in range(r0, r1):
+        a = indptr[r]
+        b = indptr[r + 1]
+        if b <= a:
+            continue
+        bad = <uint32_t>indices[a] >= nc
+        for j in range(a + 1, b):
+            bad |= (<uint32_t>indices[j] >= nc) | (indices[j] <= indices[j - 1])
+        if with_values:
+            for j in range(a, b):
+                bad |= not (fabsf(values[j]) <= big)
+        if bad:
+            return _row_fault(indptr, indices, values, with_values, r, n_cols, where)
+    return 0
+
+
+def check_csr(const int64_t[::1] indptr, const int32_t[::1] indices, values, int64_t n_cols,
+              int n_threads=1):
+    """``(fault, position)`` of a CSR structure whose row pointer is already known to be
+    valid (starts at 0, never decreases, ends at ``len(indices)``): fault 0 none, 1 a column
+    index out of range, 2 columns not strictly increasing within a row, 3 a non-finite value
+    (``values``: float32 of the same length, or None to skip that check). Parallel over rows;
+    the fault reported is the first row's with one, whatever the thread count."""
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, r0, r1
+    cdef int nt = _share_threads(indices.shape[0], 0, n_threads), th
+    cdef bint with_values = values is not None
+    cdef const float[::1] vals = (np.zeros(1, dtype=np.float32) if values is None
+                                  else values)
+    if n_rows < 0 or indptr[n_rows] != indices.shape[0]:
+        raise ValueError("check_csr: indptr does not end at len(indices)")
+    if with_values and vals.shape[0] != indices.shape[0]:
+        raise ValueError("check_csr: values and indices differ in length")
+    faults_a = np.zeros(nt, dtype=np.int32)
+    where_a = np.zeros(nt, dtype=np.int64)
+    cdef int32_t[::1] faults = faults_a
+    cdef int64_t[::1] where = where_a
+    with nogil:
+        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+            r0 = n_rows * th // nt
+            r1 = n_rows * (th + 1) // nt
+            faults[th] = _check_rows(indptr, indices, vals, with_values, r0, r1, n_cols,
+                                     &where[th])
+    for th in range(nt):  # shares are in row order: the first faulty share has the first fault
+        if faults_a[th]:
+            return int(faults_a[th]), int(where_a[th])
+    return 0, -1

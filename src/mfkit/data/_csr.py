@@ -141,3 +141,31 @@ def sorted_unique(a: np.ndarray, overwrite: bool = False) -> np.ndarray:
     keep[0] = True
     np.not_equal(s[1:], s[:-1], out=keep[1:])
     return s[keep]
+
+
+_FAULTS = {
+    1: "item index out of range",
+    2: "item indices not sorted and distinct within a user",
+    3: "a rating is NaN or infinite",
+}
+
+
+def check_csr_structure(
+    indptr: np.ndarray, indices: np.ndarray, values: np.ndarray | None, n_cols: int
+) -> str | None:
+    """What is wrong with a CSR structure (row pointer, column range, sorted distinct
+    columns per row, finite values when given), or None. O(nnz), in a parallel kernel."""
+    if len(indptr) == 0 or indptr[0] != 0 or indptr[-1] != len(indices):
+        return "indptr does not run from 0 to the number of ratings"
+    if np.any(indptr[1:] < indptr[:-1]):
+        return "indptr decreases"
+    fault, pos = _assemble.check_csr(
+        np.ascontiguousarray(indptr, dtype=np.int64),
+        np.ascontiguousarray(indices, dtype=np.int32),
+        None if values is None else np.ascontiguousarray(values, dtype=np.float32),
+        int(n_cols),
+        resolve_n_threads(None),
+    )
+    if fault:
+        return f"{_FAULTS[fault]} (at rating {pos})"
+    return None

@@ -10,18 +10,44 @@ import numpy as np
 
 def as_id_array(ids: Any, name: str) -> np.ndarray:
     """Original ids as a 1-d array of ints or strings (never objects)."""
-    arr = np.asarray(ids)
+    if isinstance(ids, list | tuple):
+        # NumPy turns [1, 'a'] into strings ('1', 'a') and [2**70] into objects: look first
+        kinds = {type(x) for x in ids}
+        if len(kinds) > 1 and any(issubclass(t, str) for t in kinds):
+            names = ", ".join(sorted(t.__name__ for t in kinds))
+            raise TypeError(
+                f"{name} mixes strings and other values ({names}); ids must be all integers "
+                f"or all strings (convert them with str() first if strings are meant)"
+            )
+        arr = np.asarray(ids, dtype=object if kinds <= {int} and ids else None)
+    else:
+        arr = np.asarray(ids)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
     if arr.dtype == object:
-        kinds = {type(x) for x in arr.tolist()}
+        values = arr.tolist()
+        kinds = {type(x) for x in values}
         if kinds <= {str}:
             arr = arr.astype(str)
         elif all(issubclass(t, numbers.Integral) and t is not bool for t in kinds):
-            arr = arr.astype(np.int64)
+            if values and (min(values) < -(2**63) or max(values) > 2**63 - 1):
+                raise ValueError(
+                    f"{name} has ids outside the int64 range [-2**63, 2**63-1] (e.g. "
+                    f"{max(values, key=abs)}), which mfkit cannot store; map them to smaller "
+                    f"integers or pass them as strings"
+                )
+            arr = np.asarray(values, dtype=np.int64)
         else:
             names = ", ".join(sorted(t.__name__ for t in kinds))
-            raise TypeError(f"{name} must hold integers or strings, found {names}")
+            raise TypeError(
+                f"{name} must hold integers or strings, found {names}"
+                + (
+                    "; ids must be all integers or all strings (a column mixing 1 and '1' "
+                    "would merge them)"
+                    if str in kinds
+                    else ""
+                )
+            )
     if arr.dtype.kind == "b":
         raise TypeError(f"{name} must hold integers or strings, not booleans")
     if arr.dtype.kind == "f":
@@ -29,6 +55,12 @@ def as_id_array(ids: Any, name: str) -> np.ndarray:
             raise ValueError(f"{name} contains NaN or inf; ids must be integers or strings")
         if arr.size and not np.all(arr == np.round(arr)):
             raise TypeError(f"{name} holds non-integer floats; ids must be integers or strings")
+        if arr.size and (arr.min() < -(2.0**63) or arr.max() >= 2.0**63):
+            raise ValueError(
+                f"{name} has float ids outside the int64 range (e.g. "
+                f"{arr[np.argmax(np.abs(arr))]:g}), which would merge into one id; pass them "
+                f"as integers in range or as strings"
+            )
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iuU":
         raise TypeError(f"{name} must hold integers or strings, got dtype {arr.dtype}")
@@ -121,3 +153,13 @@ def int_keys(arr: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray | None]
     if arr.size == 0:
         return np.empty(0, dtype=np.int64), None
     raise TypeError(f"{name} must be integer ids or indices, got dtype {arr.dtype}")
+
+
+def check_unique_ids(ids: np.ndarray | None, name: str) -> None:
+    """An id map must name each row once, or lookups would be ambiguous."""
+    if ids is None or len(ids) < 2 or np.all(ids[1:] > ids[:-1]):
+        return
+    s = np.sort(ids)
+    dup = np.flatnonzero(s[1:] == s[:-1])
+    if len(dup):
+        raise ValueError(f"{name} must be distinct; {s[dup[0]].item()!r} appears more than once")

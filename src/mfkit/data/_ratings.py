@@ -16,6 +16,7 @@ The arrays are read-only; a CSC view (``csc()``) and the per-rating user index
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from mfkit._core.validation import resolve_n_threads
 from mfkit.data import _assemble
 from mfkit.data._cache import read_cache, write_cache
 from mfkit.data._csr import DUPLICATE_CHOICES, Duplicates, assemble_csr_arrays, map_ids_to_indices
-from mfkit.data._idmap import IdMap, as_id_array
+from mfkit.data._idmap import IdMap, as_id_array, check_unique_ids
 
 _INT32_MAX = np.iinfo(np.int32).max
 
@@ -125,8 +126,8 @@ class Ratings:
         if self.item_ids is not None and len(self.item_ids) != n_items:
             raise ValueError(f"item_ids has {len(self.item_ids)} entries for {n_items} items")
         if check:
-            _check_unique_ids(self.user_ids, "user_ids")
-            _check_unique_ids(self.item_ids, "item_ids")
+            check_unique_ids(self.user_ids, "user_ids")
+            check_unique_ids(self.item_ids, "item_ids")
         if timestamps is not None:
             ts = _as_timestamps(timestamps, values.shape) if check else timestamps
             ts = np.ascontiguousarray(ts, dtype=np.int64)
@@ -161,9 +162,16 @@ class Ratings:
             raise ValueError(f"a dense rating matrix must be 2-d, got shape {arr.shape}")
         if arr.dtype.kind not in "iuf":
             raise TypeError(f"a dense rating matrix must hold numbers, got dtype {arr.dtype}")
+        if missing is not None and (
+            isinstance(missing, bool | np.bool_) or not isinstance(missing, numbers.Real)
+        ):
+            raise TypeError(
+                f"missing must be None or a number (the marker of cells without a rating, "
+                f"e.g. np.nan, 0 or -1), got {missing!r}"
+            )
         if missing is None:
             mask = np.ones(arr.shape, dtype=bool)
-        elif isinstance(missing, float) and np.isnan(missing):
+        elif np.isnan(missing):
             mask = ~np.isnan(arr) if arr.dtype.kind == "f" else np.ones(arr.shape, dtype=bool)
         else:
             mask = arr != missing
@@ -218,8 +226,9 @@ class Ratings:
         ts = None if timestamps is None else _as_timestamps(timestamps, r.shape)
         user_ids = item_ids = None
         if map_ids:
-            user_ids, u_idx = map_ids_to_indices(as_id_array(u, "users"))
-            item_ids, i_idx = map_ids_to_indices(as_id_array(i, "items"))
+            # lists go to as_id_array as given: np.asarray would turn [1, 'a'] into strings
+            user_ids, u_idx = map_ids_to_indices(as_id_array(_raw(users, u), "users"))
+            item_ids, i_idx = map_ids_to_indices(as_id_array(_raw(items, i), "items"))
             n_users, n_items = len(user_ids), len(item_ids)
             if shape is not None and tuple(shape) != (n_users, n_items):
                 raise ValueError("shape cannot be combined with map_ids=True")
@@ -263,7 +272,7 @@ class Ratings:
         return cls.from_triplets(
             users,
             items,
-            df[rating_col].to_numpy(dtype=np.float64),
+            _rating_column(df[rating_col], rating_col),
             duplicates=duplicates,
             timestamps=ts,
         )
@@ -273,12 +282,14 @@ class Ratings:
         """Write the ratings to the folder ``path`` as a binary cache that :meth:`load` opens
         (memory-mapped) in a fraction of a second.
 
-        Layout (version 1, no pickle): one ``.npy`` file per array (``indptr``, ``indices``,
+        Layout (version 2, no pickle): one ``.npy`` file per array (``indptr``, ``indices``,
         ``values`` and, when present, ``user_ids``, ``item_ids``, ``timestamps``) and
         ``meta.json`` (format name and version, shape, nnz, each array's dtype, shape and
-        CRC-32). The folder is written under a temporary name and renamed into place, so
-        ``path`` is never half written; an existing cache at ``path`` is replaced, anything
-        else there is refused.
+        CRC-32); since version 2 the arrays sit in a subfolder that ``meta.json`` names. A
+        new cache is written under a temporary name and renamed into place; an existing
+        cache at ``path`` is replaced atomically for readers (a reader opens the old version
+        or the new one, never a mix or nothing); anything else there is refused. Leftovers
+        of saves that were killed are removed by the next save.
         """
         arrays = {
             "indptr": self.indptr,
@@ -294,11 +305,14 @@ class Ratings:
     def load(cls, path: Any, mmap: bool = True, verify: bool | None = None) -> Ratings:
         """Open a cache folder written by :meth:`save`.
 
-        ``mmap=True`` (default) memory-maps the arrays (read-only; opening is near instant
-        at any size). ``verify``: check every array's CRC-32 and the index range; default
-        ``True`` without mmap and ``False`` with it (then only the layout, dtypes, lengths
-        and the row pointer are checked). A foreign, damaged or newer-version folder raises
-        ``ValueError``.
+        ``mmap=True`` (default) memory-maps the arrays (read-only). Every load checks the
+        structure, whoever wrote the folder: the layout, dtypes and lengths, the row pointer,
+        that item indices are in range, sorted and distinct within each user, that ratings
+        are finite and that ids are distinct int64 or strings (O(nnz), in a parallel
+        kernel), so a damaged or crafted cache raises ``ValueError`` rather than reaching a
+        kernel. ``verify=True`` also checks every array's CRC-32 (catches a flipped bit that
+        leaves the structure valid, e.g. in a rating); default ``True`` without mmap and
+        ``False`` with it. A foreign or newer-version folder raises ``ValueError``.
         """
         shape, arrays = read_cache(path, mmap=mmap, verify=verify)
         return cls(
@@ -436,13 +450,39 @@ class Ratings:
         )
 
 
+def _raw(given: Any, arr: np.ndarray) -> Any:
+    return given if isinstance(given, list | tuple) else arr
+
+
 def _column(col: Any, name: str) -> np.ndarray:
-    arr = col.to_numpy()
-    if arr.dtype == object or str(col.dtype) in ("string", "category"):
-        arr = col.astype(str).to_numpy(dtype=str)
     if col.isna().any():
         raise ValueError(f"column {name!r} has missing ids (NaN/None); drop those rows first")
+    arr = col.to_numpy()
+    if arr.dtype == object or str(col.dtype) in ("string", "category"):
+        values = arr.tolist() if arr.dtype == object else None
+        kinds = {type(x) for x in values} if values is not None else {str}
+        if len(kinds) > 1 and str in kinds:
+            names = ", ".join(sorted(t.__name__ for t in kinds))
+            raise TypeError(
+                f"column {name!r} mixes strings and other values ({names}), so 1 and '1' "
+                f"would be one id; make the column all integers or all strings "
+                f"(df[{name!r}].astype(str))"
+            )
+        if kinds <= {str}:
+            arr = col.astype(str).to_numpy(dtype=str)
+        else:
+            arr = as_id_array(arr, f"column {name!r}")
     return arr
+
+
+def _rating_column(col: Any, name: str) -> np.ndarray:
+    # pandas' nullable dtypes (Int64, Float64, boolean) have a NumPy-like kind too
+    if getattr(col.dtype, "kind", "O") not in "iuf":
+        raise TypeError(
+            f"column {name!r} must hold numbers (ratings), got dtype {col.dtype}; convert it "
+            f"first, e.g. pandas.to_numeric(df[{name!r}])"
+        )
+    return np.asarray(col.to_numpy(dtype=np.float64, na_value=np.nan))
 
 
 def _as_timestamps(timestamps: Any, shape: tuple[int, ...]) -> np.ndarray:
@@ -452,22 +492,18 @@ def _as_timestamps(timestamps: Any, shape: tuple[int, ...]) -> np.ndarray:
         raise ValueError("timestamps must have one entry per rating")
     if ts.dtype.kind not in "iu":
         if np.issubdtype(ts.dtype, np.datetime64):
+            nat = np.isnat(ts)
+            if nat.any():
+                raise ValueError(
+                    f"timestamps contain {int(nat.sum())} missing value(s) (NaT), first at "
+                    f"position {int(np.flatnonzero(nat)[0])}; drop those rows or fill them"
+                )
             return ts.astype("datetime64[s]").astype(np.int64)
         raise TypeError(
             f"timestamps must be integers (e.g. Unix seconds) or numpy.datetime64, got dtype "
             f"{ts.dtype}"
         )
     return ts
-
-
-def _check_unique_ids(ids: np.ndarray | None, name: str) -> None:
-    """An id map must name each row once, or lookups would be ambiguous."""
-    if ids is None or len(ids) < 2 or np.all(ids[1:] > ids[:-1]):
-        return
-    s = np.sort(ids)
-    dup = np.flatnonzero(s[1:] == s[:-1])
-    if len(dup):
-        raise ValueError(f"{name} must be distinct; {s[dup[0]].item()!r} appears more than once")
 
 
 def _check_finite_ratings(r: np.ndarray, name: str) -> None:

@@ -25,20 +25,23 @@ format                            loader
 :func:`load_ratings` picks the format from the file name and its first lines and says what it
 chose. Text may be compressed (``.gz``, ``.bz2``, ``.xz``, ``.zip``; recognised by content).
 
-Text is parsed by a compiled tokenizer (``mfkit._tokenize``), with no Python object per line.
+Text is parsed by a compiled tokenizer (``mfkit.io._tokenize``), with no Python object per line.
 Plain files are memory-mapped and parsed in windows of up to 512 MiB (compressed input is
 decompressed in blocks of 64 MiB); each window is split across threads at line boundaries.
 Strictly formatted lines take a fast path; any other line is parsed by the general parser,
 which decides every value and every error. Integer ids are kept in int32 columns (a file with
 an id beyond int32 is read again with int64 ones) and mapped through a lookup table when
-their range allows (``mfkit._assemble``); other ids (strings, wide integer ranges) by a sort.
+their range allows (``mfkit.data._assemble``); other ids (strings, wide integer ranges) by a sort.
 The CSR container is built by a stable counting sort. A file must not change while it is
 read: one that shrinks between windows is refused, one cut short inside a window can crash
 the process (as with any memory map).
 
+**Values.** A rating is the float32 nearest to the double Python's ``float()`` reads from
+its text (``numpy.float32(float(text))``); a date ``YYYY-MM-DD`` must exist in the calendar.
+
 **Bad lines.** A line with the wrong number of fields, a non-numeric id, rating or timestamp,
-a rating outside ``rating_scale`` or beyond float32, or (Netflix) a malformed ``MovieID:``
-line is a bad line.
+an impossible date, a rating outside ``rating_scale`` or beyond float32, or (Netflix) a
+malformed ``MovieID:`` line is a bad line.
 ``on_bad_line='error'`` (default) raises :class:`RatingFileError` naming the file, the line
 number and the line; ``'skip'`` drops such lines and counts them (pass ``info=LoadInfo()`` to
 read the counts); ``'warn'`` does the same and emits one :class:`BadLineWarning` listing the

@@ -121,7 +121,10 @@ def load_delimited(
     if not lines:
         raise RatingFileError(p, "no data lines at the start of the file (only comments/blank)")
     if delimiter == "auto":
-        delim = _sniff_delimiter(lines[1:] if len(lines) > 1 else lines)
+        try:
+            delim = _sniff_delimiter(lines[1:] if len(lines) > 1 else lines)
+        except ValueError as exc:
+            raise RatingFileError(p, str(exc)) from None
     elif delimiter is None:
         delim = b""
     else:

@@ -301,8 +301,23 @@ class Engine:
                 f"the rating is outside the rating scale [{lo:g}, {hi:g}] "
                 f"(rating_scale=None accepts any rating)"
             )
+        if code in (3, 4):
+            col = self.spec.col_user if code == 3 else self.spec.col_item
+            field = _field(text, self.spec.delimiter, col)
+            if field is not None and field.lstrip(b"-+").isdigit():
+                which = "user" if code == 3 else "item"
+                return (
+                    f"the {which} id {field.decode()} is outside the int64 range "
+                    f"[-2**63, 2**63-1] of integer ids (load_delimited(id_type='str') keeps "
+                    f"such ids as strings)"
+                )
         if code in _STR_ID_HINT and not self.spec.netflix:
             msg += _STR_ID_HINT[code]
+        if code == 8 and self.on_bad_line != "error":
+            msg += (
+                f" (an error even with on_bad_line={self.on_bad_line!r}: the ratings below it "
+                f"would go to the movie before it; fix the line or remove it and its ratings)"
+            )
         return msg
 
     def finish(self, name: str) -> None:
@@ -332,6 +347,15 @@ class Engine:
         if len(a) > self.n * 1.05 + 1024:
             return a[: self.n].copy()
         return a[: self.n]
+
+
+def _field(text: bytes, delimiter: bytes, col: int) -> bytes | None:
+    """Field ``col`` of a line (stripped), or None."""
+    if col < 0:
+        return None
+    line = text.rstrip(b"\r\n")
+    parts = line.split() if delimiter == b"" else line.split(delimiter)
+    return parts[col].strip() if col < len(parts) else None
 
 
 def _count_fields(text: bytes, delimiter: bytes) -> int:
@@ -387,9 +411,18 @@ def _handle_header(
             engine.info.blank += 1
     engine.info.lines += skipped + 1
     engine.info.headers += 1
-    header(lines[skipped].rstrip(b"\r"))
+    try:
+        header(lines[skipped].rstrip(b"\r"))
+    except RatingFileError as exc:
+        if exc.line_number != 1 or skipped == 0:
+            raise
+        # the header is not on line 1 when blank or comment lines come before it
+        raise RatingFileError(exc.path, exc.reason, skipped + 1, exc.line) from None
     engine.respec()
     return start, skipped + 1
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 def _parse_window(
@@ -451,6 +484,8 @@ def _run_mapped(
         found = _handle_header(engine, src.name, mm, size, True, header)
         if found is not None:  # always found: the whole file is at hand
             start, base_line = found
+    elif mm[:3] == _BOM:
+        start = 3  # a UTF-8 byte order mark, as some editors write
     released = 0
     while start < size:
         _check_unchanged(src, size)
@@ -487,8 +522,10 @@ def _run_stream(
             except BufferError:  # an error's traceback still holds a view: closed with it
                 pass
         return
-    # a plain file smaller than a block is read whole into a buffer of its size
-    buf = bytearray(_BLOCK if src.kind else min(_BLOCK, src.size + 1))
+    # a plain file smaller than a block is read whole into a buffer of its size (a pipe's
+    # size is unknown: a whole block)
+    small = src.kind is None and src.regular
+    buf = bytearray(min(_BLOCK, src.size + 1) if small else _BLOCK)
     fill = 0
     base_line = 0  # lines before the unparsed part of buf
     first = True
@@ -510,6 +547,8 @@ def _run_stream(
                     buf.extend(bytearray(len(buf)))
                     continue
                 start, base_line = found
+            elif buf[:3] == _BOM:
+                start = 3  # a UTF-8 byte order mark, as some editors write
             first = False
         if eof:
             end = fill
@@ -627,13 +666,25 @@ def text_load(
 
 
 # --------------------------------------------------------------------------- assembly
-def _map_strings(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _map_strings(parts: list[np.ndarray], name: str = "") -> tuple[np.ndarray, np.ndarray]:
     allv = parts[0] if len(parts) == 1 else np.concatenate(parts)
     uniq, idx = np.unique(allv, return_inverse=True)
     try:
         names = np.char.decode(uniq, "utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"ids are not valid UTF-8 text ({exc})") from exc
+        bad = next(u for u in uniq.tolist() if not _utf8(u))
+        raise RatingFileError(
+            name or "the input",
+            f"ids are not valid UTF-8 text (e.g. {bad!r}); re-encode the file as UTF-8",
+        ) from exc
     return names, idx.astype(np.int32).ravel()
 
 
@@ -666,7 +717,7 @@ def engine_to_ratings(engine: Engine, duplicates: Duplicates, name: str) -> Rati
         sys.stderr.flush()
     parts: dict[str, Any] = {}
     if engine.spec.user_str:
-        parts["user_ids"], parts["uidx"] = _map_strings(engine.user_strs)
+        parts["user_ids"], parts["uidx"] = _map_strings(engine.user_strs, name)
         engine.user_strs = []
     else:
         lo, hi = engine.urange
@@ -675,7 +726,7 @@ def engine_to_ratings(engine: Engine, duplicates: Duplicates, name: str) -> Rati
         )
         engine.cols.pop("user", None)
     if engine.spec.item_str:
-        parts["item_ids"], parts["iidx"] = _map_strings(engine.item_strs)
+        parts["item_ids"], parts["iidx"] = _map_strings(engine.item_strs, name)
         engine.item_strs = []
     else:
         lo, hi = engine.irange

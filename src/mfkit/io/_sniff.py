@@ -23,14 +23,6 @@ from mfkit.io._sources import Source
 
 
 # --------------------------------------------------------------------------- sniffing
-def _first_lines(path: str, n: int = 20) -> tuple[str, list[bytes]]:
-    with Source(path) as src:
-        head = src.head(1 << 16)
-        inner = src.inner_name
-    lines = [ln.rstrip(b"\r") for ln in head.split(b"\n")]
-    return inner, [ln for ln in lines if ln.strip()][:n]
-
-
 def sniff_format(path: PathLike | Sequence[PathLike]) -> tuple[str, str]:
     """``(format, reason)``: what :func:`load_ratings` would read ``path`` as, and why.
 
@@ -53,13 +45,20 @@ def sniff_format(path: PathLike | Sequence[PathLike]) -> tuple[str, str]:
             f"{p!r} is a folder but neither an mfkit cache nor a Netflix data folder; pass a file"
         )
     base = os.path.basename(p).lower()
-    with open(p, "rb") as fh:
-        magic = fh.read(8)
-    if base.endswith((".parquet", ".pq")) or magic.startswith(b"PAR1"):
-        return "parquet", "Parquet file (name or PAR1 magic)"
-    if base.endswith((".arrow", ".feather", ".ipc", ".arrows")) or magic.startswith(b"ARROW1"):
-        return "arrow", "Arrow/Feather file (name or ARROW1 magic)"
-    inner, lines = _first_lines(p)
+    if base.endswith((".parquet", ".pq")):
+        return "parquet", "Parquet file (name)"
+    if base.endswith((".arrow", ".feather", ".ipc", ".arrows")):
+        return "arrow", "Arrow/Feather file (name)"
+    # one open for the magic and the first lines (a pipe opened twice would lose data)
+    with Source(p) as src:
+        head = src.head(1 << 16)
+        inner = src.inner_name
+    if src.kind is None and head.startswith(b"PAR1"):
+        return "parquet", "Parquet file (PAR1 magic)"
+    if src.kind is None and head.startswith(b"ARROW1"):
+        return "arrow", "Arrow/Feather file (ARROW1 magic)"
+    lines = [ln.rstrip(b"\r") for ln in head.split(b"\n")]
+    lines = [ln for ln in lines if ln.strip()][:20]
     if not lines:
         raise RatingFileError(p, "the file is empty (or has only blank lines)")
     first = lines[0]

@@ -5,18 +5,35 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import mmap
 import os
+import select
+import stat
 import sys
 import time
 import zipfile
+import zlib
 from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
+from mfkit.exceptions import RatingFileError
 from mfkit.io._common import PathLike
 
 # --------------------------------------------------------------------------- sources
+#: what the decompressors raise on damaged or truncated data (zip: encrypted members raise
+#: RuntimeError, unknown methods NotImplementedError)
+_DAMAGED = (
+    EOFError,
+    gzip.BadGzipFile,
+    lzma.LZMAError,
+    zlib.error,
+    zipfile.BadZipFile,
+    RuntimeError,
+    NotImplementedError,
+    OSError,
+)
 _MAGIC = {
     b"\x1f\x8b": "gzip",
     b"BZh": "bz2",
@@ -26,13 +43,116 @@ _MAGIC = {
 _KNOWN_MEMBERS = ("ratings.csv", "ratings.dat", "u.data")
 
 
-def _compression(path: str) -> str | None:
-    with open(path, "rb") as fh:
-        head = fh.read(8)
+def _kind(head: bytes) -> str | None:
     for magic, kind in _MAGIC.items():
         if head.startswith(magic):
             return kind
     return None
+
+
+#: how long opening a FIFO waits for a writer's first bytes before giving up
+FIFO_TIMEOUT = 60.0
+#: bytes of a pipe kept so that a later open of the same pipe (sniffing the format, then
+#: loading) sees them again
+PIPE_REPLAY = 64 << 20
+
+
+class _Pipe:
+    """A non-seekable input (FIFO, pipe, character device) opened once per process: the
+    first bytes read are kept, so every :class:`Source` on it starts from byte 0."""
+
+    def __init__(self, path: str, key: tuple[int, int]) -> None:
+        self.path, self.key = path, key
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                # without a writer, a blocking open (and read) of a FIFO waits forever
+                poll = select.poll()
+                poll.register(fd, select.POLLIN | select.POLLHUP)
+                if not poll.poll(int(FIFO_TIMEOUT * 1000)):
+                    raise TimeoutError(
+                        f"{path}: no data arrived on this FIFO within {FIFO_TIMEOUT:g} s; "
+                        f"start the process that writes to it first"
+                    )
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.raw: Any = open(fd, "rb", buffering=0)  # noqa: SIM115
+        self.head = bytearray()
+        self.read_to = 0  # bytes taken from the pipe so far
+        self.kept_all = True  # head holds everything read so far
+        self.users = 0
+        self.eof = False
+
+
+_PIPES: dict[tuple[int, int], _Pipe] = {}
+
+
+class _Replay(io.RawIOBase):
+    """Reads a :class:`_Pipe` from byte 0: the kept bytes, then the pipe itself."""
+
+    def __init__(self, pipe: _Pipe) -> None:
+        self.pipe = pipe
+        self.off = 0
+        self.peek = False  # only the head was read (sniffing): keep the pipe for the loader
+        pipe.users += 1
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        p = self.pipe
+        view = memoryview(b).cast("B")
+        if self.off < len(p.head):
+            k = min(len(view), len(p.head) - self.off)
+            view[:k] = p.head[self.off : self.off + k]
+            self.off += k
+            return k
+        if self.off != p.read_to:
+            raise RatingFileError(
+                p.path,
+                f"this pipe was already read past the part mfkit keeps "
+                f"({PIPE_REPLAY >> 20} MiB) and cannot be read again; save it to a file",
+            )
+        k = p.raw.readinto(view) or 0
+        if k == 0:
+            p.eof = True
+        elif p.kept_all and len(p.head) + k <= PIPE_REPLAY:
+            p.head += view[:k]
+        else:
+            p.kept_all = False
+        p.read_to += k
+        self.off += k
+        return k
+
+    def rewind(self) -> None:
+        if self.off > len(self.pipe.head):
+            raise OSError(f"{self.pipe.path}: cannot rewind a pipe")
+        self.off = 0
+
+    def tell(self) -> int:
+        return self.off
+
+    def close(self) -> None:
+        if not self.closed:
+            p = self.pipe
+            p.users -= 1
+            # once read to the end or past what is kept, a pipe is done with: the next
+            # open reads it afresh (and finds it empty, as the shell would)
+            if p.users == 0 and not self.peek and (p.eof or not p.kept_all):
+                _PIPES.pop(p.key, None)
+                p.raw.close()
+        super().close()
+
+
+def _open_pipe(path: str, st: os.stat_result) -> _Replay:
+    key = (st.st_dev, st.st_ino)
+    pipe = _PIPES.get(key)
+    if pipe is None or pipe.raw.closed:
+        pipe = _Pipe(path, key)
+        _PIPES[key] = pipe
+    return _Replay(pipe)
 
 
 def _zip_member(zf: zipfile.ZipFile, path: str, member: str | None) -> str:
@@ -61,13 +181,36 @@ class Source:
             raise FileNotFoundError(f"no such rating file: {self.path!r}")
         if os.path.isdir(self.path):
             raise IsADirectoryError(f"{self.path!r} is a folder, not a rating file")
-        self.size = os.path.getsize(self.path)
-        self.kind = _compression(self.path)
-        self.raw: IO[bytes] = open(self.path, "rb", buffering=0)  # noqa: SIM115
+        st = os.stat(self.path)
+        self.regular = stat.S_ISREG(st.st_mode)
+        self.size = st.st_size if self.regular else 0
         self.stream: Any
         self._zip: zipfile.ZipFile | None = None
         self.name = self.path
+        # every input is opened once: the compression is told from the first bytes of the
+        # stream that is then read (opening a pipe twice would lose what the first read)
+        self.raw: Any
+        if self.regular:
+            self.raw = open(self.path, "rb", buffering=0)  # noqa: SIM115
+        else:
+            self.raw = _open_pipe(self.path, st)
         try:
+            head = b""
+            while len(head) < 8:  # a pipe may deliver fewer bytes than asked
+                more = self.raw.read(8 - len(head))
+                if not more:
+                    break
+                head += more
+            if self.regular:
+                self.raw.seek(0)
+            else:
+                self.raw.rewind()
+            self.kind = _kind(head)
+            if self.kind == "zip" and not self.regular:
+                raise ValueError(
+                    f"{self.path}: a zip archive cannot be read from a pipe (its index is at "
+                    f"the end); save it to a file first"
+                )
             if self.kind == "gzip":
                 self.stream = gzip.GzipFile(fileobj=self.raw, mode="rb")
             elif self.kind == "bz2":
@@ -75,13 +218,16 @@ class Source:
             elif self.kind == "xz":
                 self.stream = lzma.LZMAFile(self.raw, mode="rb")
             elif self.kind == "zip":
-                self._zip = zipfile.ZipFile(self.raw)
-                name = _zip_member(self._zip, self.path, member)
-                self.name = f"{self.path}[{name}]"
-                self.stream = self._zip.open(name)
+                try:
+                    self._zip = zipfile.ZipFile(self.raw)
+                    name = _zip_member(self._zip, self.path, member)
+                    self.name = f"{self.path}[{name}]"
+                    self.stream = self._zip.open(name)
+                except _DAMAGED as exc:
+                    raise self.damaged(exc) from exc
             else:
                 self.stream = self.raw
-        except Exception:
+        except BaseException:
             self.close()
             raise
 
@@ -106,7 +252,7 @@ class Source:
     def mapped(self) -> mmap.mmap | None:
         """A read-only memory map of a plain, non-empty regular file (None otherwise: the
         file is then read block by block)."""
-        if self.kind is not None or self.size == 0 or not os.path.isfile(self.path):
+        if self.kind is not None or self.size == 0 or not self.regular:
             return None
         try:
             mm = mmap.mmap(self.raw.fileno(), 0, access=mmap.ACCESS_READ)
@@ -117,17 +263,36 @@ class Source:
         return mm
 
     def readinto(self, view: memoryview) -> int:
-        """Fill ``view`` as far as the stream allows; 0 only at the end."""
+        """Fill ``view`` as far as the stream allows; 0 only at the end. Damaged compressed
+        data raises :class:`~mfkit.RatingFileError` naming the file."""
         got = 0
         n = len(view)
-        while got < n:
-            k = self.stream.readinto(view[got:])
-            if not k:
-                break
-            got += k
+        try:
+            while got < n:
+                k = self.stream.readinto(view[got:])
+                if not k:
+                    break
+                got += k
+        except _DAMAGED as exc:
+            raise self.damaged(exc) from exc
         return got
 
+    def damaged(self, exc: BaseException) -> RatingFileError:
+        what = f"{self.kind} data" if self.kind else "the file"
+        if isinstance(exc, RuntimeError) and "encrypted" in str(exc).lower():
+            why = "the zip member is encrypted; extract it with its password first"
+        elif isinstance(exc, NotImplementedError):
+            why = f"the zip member uses a compression method Python cannot read ({exc})"
+        elif isinstance(exc, EOFError):
+            why = f"{what} ends early (truncated download or copy?)"
+        else:
+            why = f"{what} is damaged ({type(exc).__name__}: {exc})"
+        return RatingFileError(self.name, f"{why}; check or fetch the file again")
+
     def head(self, n: int = 65536) -> bytes:
+        """The first ``n`` bytes, for sniffing (a pipe stays open for the next reader)."""
+        if isinstance(self.raw, _Replay) and self.raw.off == 0:
+            self.raw.peek = True
         data = bytearray(n)
         k = self.readinto(memoryview(data))
         return bytes(data[:k])

@@ -138,12 +138,14 @@ MF_INLINE int mf_digits(const unsigned char *b, int64_t s, int64_t t, int64_t li
    Python's datetime.date accepts). */
 static inline int mf_valid_date(int64_t y, int64_t m, int64_t d)
 {
-    static const unsigned char mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int leap;
+    static const unsigned char mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (y < 1 || y > 9999 || m < 1 || m > 12 || d < 1)
         return 0;
-    leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return d <= mdays[m - 1] + (m == 2 && leap);
+    if (d <= 28)  /* every month has these days: no look-up in the common case */
+        return 1;
+    if (m == 2 && d == 29)
+        return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    return d <= mdays[m - 1];
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). */

@@ -490,7 +490,8 @@ cdef void parse_chunk(const unsigned char *b, int64_t lim, const Spec *sp, Cols 
                 ch.bad_off[ch.n_bad_rec] = p
                 ch.bad_code[ch.n_bad_rec] = code
                 ch.n_bad_rec += 1
-            if not sp.skip_bad:
+            # a skipped movie header would hand its ratings to the movie before it
+            if not sp.skip_bad or code == BAD_HEADER:
                 ch.err_off = p
                 ch.err_code = code
                 break

@@ -294,6 +294,15 @@ class FactorModel:
         global_mean = float(np.mean(X.values, dtype=np.float64)) if biases else 0.0
         val = None if validation is None else self._validation_arrays(validation, X)
         state, prior = self._initial_state(X, init, rng, params)
+        if _prediction_bound(state, global_mean) >= _SAFE_PREDICTION[state.P.dtype.char]:
+            raise ValueError(
+                "the starting factors are so large that predictions overflow "
+                f"{state.P.dtype}: lower init_std (now {params['init_std']:g}) or pass "
+                "smaller init= factors"
+            )
+        # the training error of a sane model stays near the ratings' own size (predicting
+        # 0 everywhere has the RMS of the ratings as its error)
+        scale = float(np.sqrt(np.mean(np.square(X.values, dtype=np.float64))))
         if params["prior_regularization"] > 0 and prior is None:
             raise ValueError(
                 "prior_regularization > 0 needs prior factors: pass init=(P0, Q0) to fit"
@@ -340,6 +349,11 @@ class FactorModel:
                 if not ok or not math.isfinite(train_rmse) or not state.finite():
                     self._end(fitted, params, kept[1], "diverged")
                     raise DivergenceError(trainer.divergence_message(epoch))
+                blowup = _blowup(train_rmse, scale, state, global_mean)
+                if blowup:
+                    self._end(fitted, params, kept[1], "diverged")
+                    raise DivergenceError(_blowup_message(trainer.name, epoch, blowup, scale))
+                scale = max(scale, train_rmse) if epoch == 1 else scale
                 record = {"epoch": float(epoch), "train_rmse": train_rmse, "seconds": seconds}
                 if val is not None:
                     record["val_rmse"], record["val_mae"] = self._score_arrays(*val)
@@ -674,6 +688,50 @@ def _normal_rows(rng: np.random.Generator, n: int, k: int, dtype: np.dtype) -> n
         b = min(n, a + _DRAW_ROWS)
         out[a:b] = rng.standard_normal((b - a, k))
     return out
+
+
+#: a training RMSE this many times the ratings' scale (their RMS, or the first epoch's
+#: error if larger) is a blow-up, not training
+BLOWUP_FACTOR = 10.0
+#: predictions bounded by this stay finite in the kernels' dtype (a margin below the max)
+_SAFE_PREDICTION = {"f": 1e37, "d": 1e307}
+
+
+def _prediction_bound(state: FactorState, global_mean: float) -> float:
+    """An upper bound on |prediction| over all (user, item) pairs:
+    ``k max|P| max|Q| + max|b_u| + max|b_i| + |mu|`` (no array is allocated)."""
+
+    def top(a: np.ndarray) -> float:
+        return max(abs(float(a.max())), abs(float(a.min()))) if a.size else 0.0
+
+    k = state.P.shape[1]
+    with np.errstate(over="ignore"):
+        return k * top(state.P) * top(state.Q) + top(state.bu) + top(state.bi) + abs(global_mean)
+
+
+def _blowup(rmse: float, scale: float, state: FactorState, global_mean: float) -> str:
+    """Why the epoch that gave ``rmse`` and ``state`` is a blow-up ('' if it is not)."""
+    if rmse > BLOWUP_FACTOR * max(scale, 1e-12):
+        return (
+            f"the training RMSE grew to {rmse:.3g}, over {BLOWUP_FACTOR:g} times the "
+            f"ratings' scale ({scale:.3g})"
+        )
+    if _prediction_bound(state, global_mean) >= _SAFE_PREDICTION[state.P.dtype.char]:
+        return f"the factors grew so large that predictions overflow {state.P.dtype}"
+    return ""
+
+
+def _blowup_message(name: str, epoch: int, why: str, scale: float) -> str:
+    hint = "lower learning_rate or raise regularization"
+    if scale > 1e3:
+        hint = (
+            f"the ratings are large (RMS {scale:.3g}): rescale them (e.g. to 1..5, then scale "
+            f"predictions back) or {hint}"
+        )
+    return (
+        f"{name} diverged in epoch {epoch}: {why}; {hint}. The model keeps the factors of "
+        f"epoch {epoch - 1}."
+    )
 
 
 def _checked_init(a: Any, shape: tuple[int, ...], name: str) -> np.ndarray:

@@ -13,8 +13,10 @@ every digest, shape and dtype, and refuses anything else with a ``ValueError``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
+import zlib
 from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any
 
@@ -23,6 +25,8 @@ import numpy as np
 from mfkit._core.files import atomic_write, digest
 from mfkit._core.version import __version__
 from mfkit.data import IdMap
+from mfkit.data._csr import check_csr_structure
+from mfkit.data._idmap import check_unique_ids
 from mfkit.models._registry import model_class
 from mfkit.models._state import FactorState, Fitted
 
@@ -96,8 +100,46 @@ def _refuse(path: Any, why: str) -> ValueError:
     return ValueError(f"{os.fspath(path)!s} is not a valid mfkit model file: {why}")
 
 
+def _prescan(path: Any) -> None:
+    """Refuse an archive whose members are not plain ``.npy`` arrays or declare more data
+    than they hold (a crafted header could ask for 2**40 elements), before any is read."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise _refuse(path, f"damaged or not an .npz archive ({exc})") from exc
+    with zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                raise _refuse(path, f"member {info.filename!r} is not a NumPy array")
+            try:
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                    else:
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+                raise _refuse(path, f"member {info.filename!r} is damaged ({exc})") from exc
+            except NotImplementedError as exc:
+                raise _refuse(path, f"member {info.filename!r} is damaged ({exc})") from exc
+            if dtype.hasobject:
+                raise _refuse(path, f"member {info.filename!r} needs pickle (object dtype)")
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes > info.file_size:
+                raise _refuse(
+                    path,
+                    f"member {info.filename!r} declares shape {shape} ({nbytes} bytes) but "
+                    f"holds {info.file_size} bytes",
+                )
+
+
 def read_npz(path: Any, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read and verify an mfkit ``.npz``: metadata and arrays, digests checked."""
+    if os.path.isdir(path):
+        raise _refuse(path, f"it is a folder; an mfkit {kind} file is one .npz file")
+    _prescan(path)
     try:
         with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
             names = list(npz.files)
@@ -113,10 +155,22 @@ def read_npz(path: Any, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray
         if "not a valid mfkit" in str(exc):
             raise
         raise _refuse(path, f"cannot be read without pickle ({exc})") from exc
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+    except (
+        OSError,
+        zipfile.BadZipFile,
+        EOFError,
+        KeyError,
+        MemoryError,
+        RuntimeError,
+        NotImplementedError,
+        zlib.error,
+    ) as exc:
         raise _refuse(path, f"damaged or not an .npz archive ({exc})") from exc
+    meta_blob = arrays.pop("__meta__")
+    if meta_blob.dtype != np.uint8 or meta_blob.ndim != 1:
+        raise _refuse(path, "metadata is damaged")
     try:
-        meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+        meta = json.loads(meta_blob.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _refuse(path, "metadata is damaged") from exc
     if not isinstance(meta, Mapping):
@@ -128,6 +182,19 @@ def read_npz(path: Any, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray
         if digest(a) != digests[name]:
             raise _refuse(path, f"array {name!r} was altered or damaged (checksum mismatch)")
     return dict(meta), arrays
+
+
+def _check_ids(path: Any, ids: np.ndarray | None, n: int, name: str) -> None:
+    if ids is None:
+        return
+    if ids.shape != (n,):
+        raise _refuse(path, f"{name} do not match the factors ({ids.shape} for {n} rows)")
+    if ids.dtype != np.int64 and ids.dtype.kind != "U":
+        raise _refuse(path, f"{name} have dtype {ids.dtype}; ids are int64 or strings")
+    try:
+        check_unique_ids(ids, name)
+    except ValueError as exc:
+        raise _refuse(path, str(exc)) from None
 
 
 def load(path: Any) -> FactorModel:
@@ -160,12 +227,15 @@ def load(path: Any) -> FactorModel:
         raise _refuse(path, "factor arrays must share a float32 or float64 dtype")
     if bu.shape != (P.shape[0],) or bi.shape != (Q.shape[0],):
         raise _refuse(path, "bias arrays do not match the factor matrices")
+    for name, a in (("user_factors", P), ("item_factors", Q), ("user_biases", bu)):
+        if not np.all(np.isfinite(a)):
+            raise _refuse(path, f"{name} contain NaN or inf")
+    if not np.all(np.isfinite(bi)):
+        raise _refuse(path, "item_biases contain NaN or inf")
     user_ids = arrays.get("user_ids")
     item_ids = arrays.get("item_ids")
-    if user_ids is not None and user_ids.shape != (P.shape[0],):
-        raise _refuse(path, "user_ids do not match the user factors")
-    if item_ids is not None and item_ids.shape != (Q.shape[0],):
-        raise _refuse(path, "item_ids do not match the item factors")
+    _check_ids(path, user_ids, P.shape[0], "user_ids")
+    _check_ids(path, item_ids, Q.shape[0], "item_ids")
     state = FactorState(
         np.ascontiguousarray(P), np.ascontiguousarray(Q), np.array(bu), np.array(bi)
     )
@@ -188,10 +258,14 @@ def load(path: Any) -> FactorModel:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _refuse(path, f"metadata is incomplete or malformed ({exc})") from exc
+    if not (math.isfinite(fitted.global_mean) and math.isfinite(lo) and math.isfinite(hi)):
+        raise _refuse(path, "global_mean or rating_range is not finite")
+    if lo > hi:
+        raise _refuse(path, f"rating_range ({lo}, {hi}) is reversed")
     try:
         model._set_fitted(fitted)
-    except ValueError as exc:
-        raise _refuse(path, str(exc)) from exc
+    except (TypeError, ValueError) as exc:
+        raise _refuse(path, f"its parameters are invalid ({exc})") from exc
     return model
 
 
@@ -209,10 +283,9 @@ def _read_seen(
         raise _refuse(path, "seen_indptr / seen_indices have the wrong dtypes")
     if indptr.shape != (n_users + 1,) or indices.ndim != 1:
         raise _refuse(path, "seen_indptr does not match the user factors")
-    if indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0):
-        raise _refuse(path, "seen_indptr is malformed")
-    if len(indices) and (indices.min() < 0 or indices.max() >= n_items):
-        raise _refuse(path, "seen_indices name items outside the model")
+    why = check_csr_structure(indptr, indices, None, n_items)
+    if why is not None:
+        raise _refuse(path, f"seen_indptr / seen_indices are malformed: {why}")
     indptr.flags.writeable = False
     indices.flags.writeable = False
     return indptr, indices

@@ -34,7 +34,7 @@ import numpy as np
 
 from mfkit._core.validation import check_number
 from mfkit.data import IdMap, as_ratings
-from mfkit.data._csr import pairs_to_csr, sorted_unique
+from mfkit.data._csr import check_csr_structure, pairs_to_csr, sorted_unique
 from mfkit.recommend import _recommend
 from mfkit.recommend._fold import FoldedUsers
 
@@ -183,6 +183,15 @@ def recommend_indices(
         bu = users.user_biases
         if exclude_seen:
             seen_csr = (users.seen_indptr, users.seen_indices)
+            why = check_csr_structure(
+                np.asarray(seen_csr[0]), np.asarray(seen_csr[1]), None, model.n_items
+            )
+            if why is not None or len(seen_csr[0]) != len(users) + 1:
+                raise ValueError(
+                    f"the folded users' seen_indptr / seen_indices are not CSR rows of "
+                    f"sorted distinct item indices of this model ({why or 'wrong length'}); "
+                    f"build FoldedUsers with model.fold_in"
+                )
             seen_row = rows
         if seen is not None:
             seen_csr = _seen_for_rows(model, seen, users.user_ids)
