@@ -149,3 +149,25 @@ def test_float32_and_float64_fits_start_from_the_same_draws() -> None:
     np.testing.assert_array_equal(
         starts[0].user_factors_, (P / 0.1).astype(np.float32) * np.float32(0.1)
     )
+
+
+def test_ctrl_c_during_the_choice_stops_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    X = ratings(9)
+    real = mfkit.ALS._score_arrays
+    calls = {"n": 0}
+
+    def score(self, *a):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, *a)
+
+    monkeypatch.setattr(mfkit.ALS, "_score_arrays", score)
+    m = mfkit.ALS(factors=3, epochs=3, random_state=0)
+    with pytest.warns(UserWarning, match="interrupted"), pytest.raises(KeyboardInterrupt):
+        m.fit(X)
+    with pytest.raises(mfkit.NotFittedError):
+        m.predict(0, 0)

@@ -13,7 +13,8 @@ The rule (the same for every model that offers it, SGD and ALS):
    unimodal in the weight, so this finds the best grid value in 3 or 4 fits in the usual
    case instead of 7.) With ``prior_regularization > 0`` every fit starts from the ``init``
    given to ``fit``.
-3. Take the value with the lowest score; a fit that diverges scores infinity.
+3. Take the value with the lowest score; a fit that diverges scores infinity. Ctrl-C during
+   these fits raises ``KeyboardInterrupt`` out of ``fit`` (the model stays as it was).
 
 The grid fits run in float32 whatever the model's ``dtype`` (with their own seed drawn from
 the spawned generator), so the choice depends on the data, the parameters and the seed, not
@@ -88,6 +89,9 @@ def select_regularization(
                 rmse = float(hist[-1]) if hist else math.inf
             except DivergenceError:
                 rmse = math.inf
+            if sub.stop_reason_ == "interrupted":
+                # Ctrl-C during the choice: nothing is fitted on all the ratings yet
+                raise KeyboardInterrupt
             scores[j] = rmse if math.isfinite(rmse) else math.inf
             order.append(j)
         return scores[j]
