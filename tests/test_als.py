@@ -632,3 +632,21 @@ def test_fold_in_equals_the_als_user_half_step(biases: bool, weighted: bool) -> 
     np.testing.assert_allclose(folded.user_factors, X, rtol=1e-8, atol=1e-10)
     if biases:
         np.testing.assert_allclose(folded.user_biases, xb, rtol=1e-8, atol=1e-10)
+
+
+def test_half_step_refuses_bad_arrays_by_name() -> None:
+    # regression tests: a list raised AttributeError, a NaN rating gave NaN factors silently
+    X = random_ratings(31, n_users=12, n_items=9)
+    P = np.zeros((X.n_users, 3), dtype=np.float32)
+    Q = np.ones((X.n_items, 3), dtype=np.float32)
+    args = (X.indptr, X.indices, X.values)
+    with pytest.raises(TypeError, match="Y must be a numpy array"):
+        half_step(*args, Q.tolist(), P, regularization=0.1)
+    with pytest.raises(TypeError, match="X must be a numpy array"):
+        half_step(*args, Q, P.tolist(), regularization=0.1)
+    bad = X.values.copy()
+    bad[3] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        half_step(X.indptr, X.indices, bad, Q, P, regularization=0.1)
+    half_step(*args, Q, P, regularization=0.1)  # and the good call works
+    assert np.all(np.isfinite(P)) and np.any(P != 0)

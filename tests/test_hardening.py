@@ -841,3 +841,28 @@ def test_id_beyond_int64_in_a_file_is_named_as_such(tmp_path: Path) -> None:
     p.write_bytes(b"1\t1\t3\t4\n1\tx1\t3\t4\n")
     with pytest.raises(RatingFileError, match="line 2: the item id is not an integer"):
         mfkit.io.load_movielens_100k(p)
+
+
+def test_sigint_before_the_first_epoch_leaves_the_model_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    R = small()
+    real = mfkit.SGD._trainer
+
+    def interrupted(self: Any, *a: Any) -> Any:
+        raise KeyboardInterrupt
+
+    m = mfkit.SGD(factors=3, epochs=2, n_threads=1, random_state=0)
+    monkeypatch.setattr(mfkit.SGD, "_trainer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(R)
+    with pytest.raises(mfkit.NotFittedError):
+        m.predict([0], [0])
+    monkeypatch.setattr(mfkit.SGD, "_trainer", real)
+    m.fit(R)
+    P = m.user_factors_.copy()
+    monkeypatch.setattr(mfkit.SGD, "_trainer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(small(1))
+    np.testing.assert_array_equal(m.user_factors_, P)
+    assert m.stop_reason_ == "epochs"

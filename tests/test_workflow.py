@@ -347,3 +347,11 @@ def test_cli_plot_without_matplotlib(
     with pytest.raises(SystemExit, match="--plot needs matplotlib"):
         main(["train", "--preset", "toy", "--epochs", "1", "--plot", str(tmp_path / "c.png")])
     assert not (tmp_path / "c.png").exists()
+
+
+def test_cross_validate_names_a_bad_cv() -> None:
+    # a regression test: cv="x" failed inside str.split
+    X = mfkit.datasets.synthetic("toy", random_state=1)
+    for cv in ("x", 2.5, None):
+        with pytest.raises(TypeError, match="cv must be an int"):
+            cross_validate(SGD(epochs=1), X, cv=cv)

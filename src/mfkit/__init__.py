@@ -1,15 +1,16 @@
-"""mfkit: fast, reproducible matrix-factorization recommenders for explicit ratings.
+"""mfkit: fast, reproducible matrix-factorization recommenders for explicit ratings and for
+implicit feedback.
 
 This module only re-exports the public names; ``ARCHITECTURE.md`` says where each lives.
 """
 
-from mfkit import datasets, io, metrics, model_selection
+from mfkit import datasets, io, metrics, model_selection, plot
 from mfkit._core._common import openmp_enabled
 from mfkit._core.version import __version__
-from mfkit.data import Ratings, as_ratings
+from mfkit.data import Ratings, as_ratings, to_implicit
 from mfkit.exceptions import DivergenceError, NotFittedError
 from mfkit.io import load_ratings
-from mfkit.models import ALS, SGD, load
+from mfkit.models import ALS, BPR, SGD, ImplicitALS, load
 from mfkit.recommend import FoldedUsers
 
 # the module names of mfkit 0.1 (mfkit.als.half_step, mfkit.ratings.IdMap, ...) keep working
@@ -17,9 +18,11 @@ from mfkit import als, persistence, ratings, recommend, sgd  # noqa: E402, F401 
 
 __all__ = [
     "ALS",
+    "BPR",
     "SGD",
     "DivergenceError",
     "FoldedUsers",
+    "ImplicitALS",
     "NotFittedError",
     "Ratings",
     "__version__",
@@ -31,4 +34,6 @@ __all__ = [
     "metrics",
     "model_selection",
     "openmp_enabled",
+    "plot",
+    "to_implicit",
 ]

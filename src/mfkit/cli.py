@@ -2,7 +2,13 @@
 
 ``mfkit train`` fits a model on the built-in synthetic set (or, with the loaders, on a rating
 file), holds out a seeded test split, shows per-epoch progress on stderr and prints the final
-test RMSE and MAE on stdout (``--plot FILE`` draws the per-epoch curves).
+test RMSE and MAE on stdout (``--plot FILE`` draws the per-epoch curves); ``--dataset ml-100k``
+(or another MovieLens name) trains on the public set instead, downloaded on first use.
+``mfkit datasets list`` shows the public sets and what is on disk, ``mfkit datasets fetch NAME``
+downloads, verifies and caches one.
+``--model implicit-als`` (or ``bpr``) fits ImplicitALS (BPR) on the data as implicit
+feedback (the ratings ``>= --implicit-threshold`` as interactions, or the values as
+interaction strengths) and reports ranking metrics instead.
 ``mfkit evaluate MODEL [DATA]`` prints rating and ranking metrics of a saved model,
 ``mfkit recommend MODEL --user ID -n 10`` a user's top-N list, and ``mfkit cv [FILE]`` a
 k-fold cross-validation table.
@@ -19,20 +25,42 @@ from typing import Any
 
 import numpy as np
 
-from mfkit._core.files import atomic_write
+from mfkit import plot
 from mfkit._core.version import __version__
-from mfkit.data import Ratings
+from mfkit.data import Ratings, to_implicit
 from mfkit.data._cache import is_cache
-from mfkit.datasets import PRESETS, synthetic
+from mfkit.datasets import ARCHIVES, PRESETS, TERMS, data_home, movielens, synthetic
 from mfkit.exceptions import DivergenceError
 from mfkit.io import FORMATS, LoadInfo, load_ratings
 from mfkit.metrics import evaluate, metric_key, parse_metric
 from mfkit.model_selection import KFold, cross_validate, train_test_split
-from mfkit.models import ALS, SGD, FactorModel, load
+from mfkit.models import ALS, BPR, SGD, FactorModel, ImplicitALS, load
+
+#: what ``mfkit train`` reports for a model that ranks rather than predicts ratings
+RANKING_REPORT = ("precision@10", "recall@10", "ndcg@10", "map@10")
 
 
 def _models() -> dict[str, type[FactorModel]]:
-    return {"als": ALS, "sgd": SGD}
+    return {"als": ALS, "sgd": SGD, "implicit-als": ImplicitALS, "bpr": BPR}
+
+
+def _as_feedback(data: Ratings, args: argparse.Namespace, implicit: bool) -> Ratings:
+    """The data as the model reads it: implicit feedback for a model that predicts
+    preferences (the ratings >= --implicit-threshold, value 1; without a threshold the
+    values themselves are the interaction strengths)."""
+    threshold = getattr(args, "implicit_threshold", None)
+    if not implicit:
+        if threshold is not None:
+            raise ValueError(
+                "--implicit-threshold applies to the implicit-feedback models only "
+                "(--model implicit-als or bpr)"
+            )
+        return data
+    if threshold is None:
+        return data
+    out = to_implicit(data, threshold)
+    _log(f"implicit feedback: {out.nnz} of {data.nnz} ratings are >= {threshold:g}")
+    return out
 
 
 def _log(msg: str) -> None:
@@ -60,9 +88,16 @@ def _read_file(path: str, args: argparse.Namespace) -> Ratings:
 
 
 def _load_data(args: argparse.Namespace) -> Ratings:
+    dataset = getattr(args, "dataset", None)
+    if args.file is not None and dataset is not None:
+        raise ValueError("give a rating file or --dataset, not both")
     if args.file is not None:
         return _read_file(args.file, args)
     t0 = time.perf_counter()
+    if dataset is not None:
+        ds = movielens(dataset, args.data_home, download=not args.no_download)
+        _log(f"data: {ds.name} {ds.ratings} from {ds.source} in {time.perf_counter() - t0:.2f}s")
+        return ds.ratings
     data = synthetic(args.preset, random_state=args.seed)
     _log(f"data: synthetic '{args.preset}' {data} in {time.perf_counter() - t0:.2f}s")
     return data
@@ -74,6 +109,36 @@ def cmd_convert(args: argparse.Namespace) -> int:
     data.save(args.output)
     _log(f"saved: {args.output} in {time.perf_counter() - t0:.2f}s")
     print(f"{args.output}: {data}")
+    return 0
+
+
+def cmd_datasets_list(args: argparse.Namespace) -> int:
+    home = data_home(args.data_home)
+    print(f"data folder: {home}")
+    print(f"{'name':<17}{'file':<22}{'MB':>8}  {'on disk':<16}description")
+    for key, a in ARCHIVES.items():
+        stem = a.filename.removesuffix(".zip")
+        here = []
+        if os.path.isfile(os.path.join(home, a.filename)):
+            here.append("archive")
+        if os.path.isdir(os.path.join(home, stem + ".mfkit")):
+            here.append("parsed")
+        size = f"{a.size / 1e6:.1f}" if a.size else "?"
+        print(f"{'ml-' + key:<17}{a.filename:<22}{size:>8}  {'+'.join(here) or '-':<16}"
+              f"{a.description}")  # fmt: skip
+    print(f"\n{TERMS}")
+    return 0
+
+
+def cmd_datasets_fetch(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    ds = movielens(args.name, args.data_home, timeout=args.timeout)
+    print(f"{ds.name}: {ds.ratings}")
+    if ds.items is not None:
+        print(f"items: {len(ds.items)} movies with titles and genres")
+    print(f"archive: {ds.source}")
+    _log(f"ready in {time.perf_counter() - t0:.2f}s")
+    print(f"\n{TERMS}")
     return 0
 
 
@@ -117,8 +182,10 @@ def _build_model(args: argparse.Namespace) -> FactorModel:
             )
         params["learning_rate"] = args.learning_rate
     if args.solver is not None:
-        if args.model != "als":
-            raise ValueError(f"--solver applies to --model als only, not --model {args.model}")
+        if args.model not in ("als", "implicit-als"):
+            raise ValueError(
+                f"--solver applies to --model als and implicit-als only, not --model {args.model}"
+            )
         params["solver"] = args.solver
     if args.implicit_feedback:
         if args.model != "sgd":
@@ -126,12 +193,22 @@ def _build_model(args: argparse.Namespace) -> FactorModel:
                 f"--implicit-feedback applies to --model sgd only, not --model {args.model}"
             )
         params["implicit_feedback"] = True
+    if args.alpha is not None:
+        if args.model != "implicit-als":
+            raise ValueError(
+                f"--alpha applies to --model implicit-als only, not --model {args.model}"
+            )
+        params["alpha"] = args.alpha
     if args.model == "sgd":
         params["blocks"] = args.blocks
         if args.schedule is not None:
             params["learning_rate_schedule"] = args.schedule
-    elif args.schedule is not None or args.blocks != "auto":
-        raise ValueError(f"--blocks and --schedule apply to --model sgd only, not {args.model}")
+    elif args.schedule is not None:
+        raise ValueError(f"--schedule applies to --model sgd only, not {args.model}")
+    elif args.model == "bpr":
+        params["blocks"] = args.blocks
+    elif args.blocks != "auto":
+        raise ValueError(f"--blocks applies to --model sgd and bpr only, not {args.model}")
     model = cls(**params)
     model._check_params()  # bad options fail before a long read, not after
     return model
@@ -149,18 +226,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_output(args.out, "--out")
     _check_output(args.plot, "--plot")
     model = _build_model(args)
-    data = _load_data(args)
+    ratings = model.predicts_ratings
+    data = _as_feedback(_load_data(args), args, not ratings)
     train, test = train_test_split(data, args.test_size, random_state=args.seed)
     _log(f"split: {train.nnz} training and {test.nnz} test ratings (seed {args.seed})")
     _log(f"model: {model!r}")
 
     def progress(m: FactorModel, rec: dict[str, float]) -> None:
-        if not args.quiet:
-            _log(
-                f"epoch {int(rec['epoch']):3d}/{args.epochs}  train_rmse {rec['train_rmse']:.4f}"
-                f"  val_rmse {rec['val_rmse']:.4f}  val_mae {rec['val_mae']:.4f}"
-                f"  {rec['seconds']:.2f}s"
+        if args.quiet:
+            return
+        if ratings:
+            scores = (
+                f"train_rmse {rec['train_rmse']:.4f}  val_rmse {rec['val_rmse']:.4f}  "
+                f"val_mae {rec['val_mae']:.4f}"
             )
+        else:
+            val = ", ".join(f"{k[4:]} {v:.4f}" for k, v in rec.items() if k.startswith("val_"))
+            scores = f"train_loss {rec[m._train_key]:.6g}  {val}"
+        _log(f"epoch {int(rec['epoch']):3d}/{args.epochs}  {scores}  {rec['seconds']:.2f}s")
 
     t0 = time.perf_counter()
     try:
@@ -169,17 +252,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         _log(f"mfkit train: {exc}")
         return 1
     fit_seconds = time.perf_counter() - t0
+    epochs = len(model.history_["epoch"])
+    rate = train.nnz * epochs / max(fit_seconds, 1e-9) / 1e6
+    if not ratings:
+        res = evaluate(model, test, RANKING_REPORT)
+        print(f"model        {type(model).__name__} k={args.factors} epochs={epochs}")
+        print(f"fit time     {fit_seconds:.2f} s ({rate:.1f} M interactions x epochs/s)")
+        for key in RANKING_REPORT:
+            print(f"test {key:<13}{res[key]:.4f}")
+        print(f"test users        {int(res['ranking_users'])}")
+        return _save_outputs(model, args)
     u, i, r = test.to_triplets(original_ids=True)
     pred = model.predict(u, i, clip=True)
     rmse = float(np.sqrt(np.mean((pred - r) ** 2)))
     mae = float(np.mean(np.abs(pred - r)))
     baseline = float(np.sqrt(np.mean((float(train.values.mean()) - r) ** 2)))
-    epochs = len(model.history_["epoch"])
-    rate = train.nnz * epochs / max(fit_seconds, 1e-9) / 1e6
     print(f"model        {type(model).__name__} k={args.factors} epochs={epochs}")
     print(f"fit time     {fit_seconds:.2f} s ({rate:.1f} M rating updates/s)")
     print(f"test RMSE    {rmse:.4f}   (global-mean baseline {baseline:.4f})")
     print(f"test MAE     {mae:.4f}")
+    return _save_outputs(model, args)
+
+
+def _save_outputs(model: FactorModel, args: argparse.Namespace) -> int:
     if args.out:
         model.save(args.out)
         print(f"saved        {args.out}")
@@ -193,41 +288,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _require_matplotlib() -> Any:
     try:
         import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
     except ImportError:
         raise SystemExit(
             "mfkit: --plot needs matplotlib, which is not installed; install it with "
             "'pip install matplotlib' (or mfkit[plot])"
         ) from None
-    return plt
+    return matplotlib
 
 
 def _plot_history(model: FactorModel, path: str) -> None:
-    """Per-epoch training and validation RMSE (and validation MAE) as an image; the format
-    follows the file extension (png, pdf, svg, ...). Written atomically."""
-
-    plt = _require_matplotlib()
-    h = model.history_
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    ax.plot(h["epoch"], h["train_rmse"], marker="o", ms=3, label="train RMSE")
-    if any(np.isfinite(h["val_rmse"])):
-        ax.plot(h["epoch"], h["val_rmse"], marker="o", ms=3, label="validation RMSE")
-        ax.plot(h["epoch"], h["val_mae"], ls="--", label="validation MAE")
-    if model.best_epoch_ is not None:
-        ax.axvline(model.best_epoch_, color="grey", lw=0.8, ls=":", label="best epoch")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("error")
+    """Per-epoch training and validation RMSE as an image (:func:`mfkit.plot.learning_curves`);
+    the format follows the file extension (png, pdf, svg, ...). Written atomically."""
+    ax = plot.learning_curves(model)
     ax.set_title(f"{type(model).__name__} k={model.get_params().get('factors')}")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    try:
-        atomic_write(path, lambda fh: fig.savefig(fh, format=fmt))
-    finally:
-        plt.close(fig)
+    plot.save(ax, path)
 
 
 # ---------------------------------------------------------------------- evaluate / recommend / cv
@@ -250,12 +324,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     model = _load_model(args.model)
     args.file = args.data
-    data = _load_data(args)
+    data = _as_feedback(_load_data(args), args, not model.predicts_ratings)
     if args.data is None:
         # the held-out part of the same seeded split `mfkit train` made
         _, data = train_test_split(data, args.test_size, random_state=args.seed)
         _log(f"evaluating on the test split (test size {args.test_size}, seed {args.seed})")
     metrics = _metric_list(args.metrics)
+    if not model.predicts_ratings:
+        rating = [m for m in metrics if parse_metric(m)[1] is None]
+        if rating:
+            _log(
+                f"{type(model).__name__} scores preferences, not ratings: skipping "
+                f"{', '.join(rating)}"
+            )
+            metrics = [m for m in metrics if m not in rating]
+        if not metrics:
+            raise ValueError("no ranking metric left to compute: pass --metrics ndcg@10,...")
     t0 = time.perf_counter()
     res = evaluate(
         model, data, metrics, threshold=args.threshold, exclude_seen=not args.include_seen
@@ -295,9 +379,14 @@ def cmd_cv(args: argparse.Namespace) -> int:
 
     model = _build_model(args)
     metrics = _metric_list(args.metrics)
+    if not model.predicts_ratings and any(parse_metric(m)[1] is None for m in metrics):
+        raise ValueError(
+            f"--model {args.model} scores preferences, not ratings: pass ranking metrics, "
+            f"e.g. --metrics precision@10,ndcg@10"
+        )
     if args.folds < 2:
         raise ValueError(f"--folds must be at least 2, got {args.folds}")
-    data = _load_data(args)
+    data = _as_feedback(_load_data(args), args, not model.predicts_ratings)
     _log(f"model: {model!r}; {args.folds}-fold cross-validation (seed {args.seed})")
     res = cross_validate(
         model,
@@ -361,8 +450,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         help="SVD++: add the implicit term of the items each user rated (--model sgd)",
     )
     p.add_argument(
-        "--solver", default=None, choices=["cholesky", "cg"], help="ALS row solver (--model als)"
+        "--solver",
+        default=None,
+        choices=["cholesky", "cg"],
+        help="ALS row solver (--model als or implicit-als)",
     )
+    p.add_argument(
+        "--alpha", type=float, default=None, help="confidence slope (--model implicit-als)"
+    )
+    _add_implicit_threshold(p)
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument(
@@ -380,6 +476,16 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_implicit_threshold(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--implicit-threshold",
+        type=float,
+        default=None,
+        help="--model implicit-als: ratings >= this are the interactions (value 1); "
+        "default: every rating, its value the interaction strength",
+    )
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--preset",
@@ -387,12 +493,29 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         choices=sorted(PRESETS),
         help="synthetic data set shape when no file is given (default: ml-1m)",
     )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        metavar="NAME",
+        help="a public MovieLens set instead of a file or synthetic data: "
+        + ", ".join(f"ml-{k}" for k in ARCHIVES)
+        + " (downloaded on first use; see 'mfkit datasets list')",
+    )
+    p.add_argument(
+        "--data-home",
+        default=None,
+        metavar="DIR",
+        help="folder of downloaded data sets (default: $MFKIT_DATA or the user cache folder)",
+    )
+    p.add_argument("--no-download", action="store_true", help="never download; use what is on disk")
     p.add_argument("--seed", type=int, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mfkit", description="Fast, reproducible matrix factorization for explicit ratings."
+        prog="mfkit",
+        description="Fast, reproducible matrix factorization for explicit ratings and "
+        "implicit feedback.",
     )
     parser.add_argument("--version", action="version", version=f"mfkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -435,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--threshold", type=float, default=None, help="relevance threshold (>=)")
     e.add_argument("--include-seen", action="store_true", help="do not exclude training items")
+    _add_implicit_threshold(e)
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("recommend", help="top-N items for a user from a saved model")
@@ -454,6 +578,17 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threshold", type=float, default=None, help="relevance threshold (>=)")
     c.add_argument("--quiet", action="store_true", help="no per-fold progress")
     c.set_defaults(func=cmd_cv)
+
+    d = sub.add_parser("datasets", help="list or fetch the public MovieLens data sets")
+    dsub = d.add_subparsers(dest="action", required=True)
+    dl = dsub.add_parser("list", help="the public sets, their files and what is on disk")
+    dl.add_argument("--data-home", default=None, metavar="DIR")
+    dl.set_defaults(func=cmd_datasets_list)
+    df = dsub.add_parser("fetch", help="download, verify, parse and cache a set")
+    df.add_argument("name", help="e.g. ml-100k, ml-1m, ml-25m, ml-latest-small")
+    df.add_argument("--data-home", default=None, metavar="DIR")
+    df.add_argument("--timeout", type=float, default=None, help="seconds (default 10 / 30)")
+    df.set_defaults(func=cmd_datasets_fetch)
 
     conv = sub.add_parser(
         "convert", help="read a rating file and write it as a binary cache folder"

@@ -37,4 +37,22 @@ class BadLineWarning(UserWarning):
     """Emitted once per load with ``on_bad_line='warn'`` when lines were skipped."""
 
 
-__all__ = ["BadLineWarning", "DivergenceError", "NotFittedError", "RatingFileError"]
+class DatasetDownloadError(OSError):
+    """A public data set's archive is not on disk and could not be downloaded (``download=False``,
+    no network, a timeout, an HTTP error, or the optional downloader missing). The message names
+    the URL, the folder and how to place the file there by hand."""
+
+
+class ChecksumError(ValueError):
+    """An archive's size or checksum is not the pinned one: the file is damaged, truncated or
+    another file. The message names the path; a file already on disk is left in place."""
+
+
+__all__ = [
+    "BadLineWarning",
+    "ChecksumError",
+    "DatasetDownloadError",
+    "DivergenceError",
+    "NotFittedError",
+    "RatingFileError",
+]

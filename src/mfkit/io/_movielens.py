@@ -58,6 +58,7 @@ def load_movielens_100k(
     n_threads: int | None = None,
     progress: bool | Callable[[int, int, float], None] = False,
     info: LoadInfo | None = None,
+    member: str | None = None,
 ) -> Ratings:
     """MovieLens 100K ``u.data``: ``user<TAB>item<TAB>rating<TAB>timestamp`` per line.
 
@@ -73,6 +74,8 @@ def load_movielens_100k(
     progress : ``True`` shows bytes read, rate and ETA on stderr for files that take more than
         a second; a callable ``f(bytes_done, bytes_total, seconds)`` is called per block.
     info : a :class:`LoadInfo` to fill in with line counts and skipped lines.
+    member : the file to read inside a ``.zip`` archive (e.g. ``'ml-100k/u.data'`` in the
+        official ``ml-100k.zip``; default: the archive's only or only known rating file).
     """
     spec = Spec(
         b"\t", 4, 0, 1, 2, 3, comment=comment_byte(comment),
@@ -80,7 +83,7 @@ def load_movielens_100k(
     )  # fmt: skip
     return _fixed_text(
         path, spec, on_bad_line=on_bad_line, duplicates=duplicates, n_threads=n_threads,
-        progress=progress, info=info,
+        progress=progress, info=info, member=member,
     )  # fmt: skip
 
 
@@ -94,10 +97,12 @@ def load_movielens_dat(
     n_threads: int | None = None,
     progress: bool | Callable[[int, int, float], None] = False,
     info: LoadInfo | None = None,
+    member: str | None = None,
 ) -> Ratings:
     """MovieLens 1M / 10M ``ratings.dat``: ``UserID::MovieID::Rating::Timestamp`` per line.
 
-    Parameters as in :func:`load_movielens_100k`; the default scale is 0.5..5.
+    Parameters (``member`` included) as in :func:`load_movielens_100k`; the default scale
+    is 0.5..5.
     """
     spec = Spec(
         b"::", 4, 0, 1, 2, 3, comment=comment_byte(comment),
@@ -105,7 +110,7 @@ def load_movielens_dat(
     )  # fmt: skip
     return _fixed_text(
         path, spec, on_bad_line=on_bad_line, duplicates=duplicates, n_threads=n_threads,
-        progress=progress, info=info,
+        progress=progress, info=info, member=member,
     )  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mfkit._core.frames import table_frame
 from mfkit.data import as_ratings
 from mfkit.data._csr import pairs_to_csr
 from mfkit.metrics._scores import (
@@ -62,7 +63,8 @@ def evaluate(
     *,
     threshold: float | None = None,
     exclude_seen: bool = True,
-) -> dict[str, float]:
+    as_frame: bool = False,
+) -> Any:
     """Score a fitted model on held-out ratings.
 
     Rating metrics use ``model.predict(..., unknown='baseline')`` on every test rating.
@@ -73,8 +75,22 @@ def evaluate(
     recall's denominator). Coverage is over the model's items.
 
     Returns a dict keyed by the metric names (``'rmse'``, ``'ndcg@10'``, ...) plus
-    ``'ranking_users'`` when ranking metrics were asked for.
+    ``'ranking_users'`` when ranking metrics were asked for; with ``as_frame=True`` a
+    one-row pandas DataFrame with those columns (rows of several models concatenate).
     """
+    if not isinstance(as_frame, bool | np.bool_):
+        raise TypeError(f"as_frame must be True or False, got {as_frame!r}")
+    res = _evaluate(model, test, metrics, threshold, exclude_seen)
+    return table_frame([res]) if as_frame else res
+
+
+def _evaluate(
+    model: FactorModel,
+    test: Any,
+    metrics: Sequence[str],
+    threshold: float | None,
+    exclude_seen: bool,
+) -> dict[str, float]:
     T = as_ratings(test)
     names = [parse_metric(m) for m in metrics]
     if not names:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mfkit._core.frames import table_frame
 from mfkit._core.validation import SeedLike
 from mfkit.data import Ratings, as_ratings
 from mfkit.metrics import evaluate, metric_key, parse_metric
@@ -28,6 +29,11 @@ def clone(model: Any) -> Any:
 def _splits(cv: Any, X: Ratings, random_state: SeedLike) -> list[tuple[Ratings, Ratings]]:
     if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
         return list(KFold(int(cv), random_state=random_state).split(X))
+    if isinstance(cv, str | bytes) or not (hasattr(cv, "split") or hasattr(cv, "__iter__")):
+        raise TypeError(
+            "cv must be an int (folds), an object with split(data) such as "
+            f"mfkit.model_selection.KFold, or an iterable of (train, test) pairs; got {cv!r}"
+        )
     if hasattr(cv, "split"):
         return list(cv.split(X))
     try:
@@ -56,7 +62,8 @@ def cross_validate(
     random_state: SeedLike = None,
     return_models: bool = False,
     verbose: bool = False,
-) -> dict[str, Any]:
+    as_frame: bool = False,
+) -> Any:
     """Fit a fresh copy of ``model`` on each training part and score it on the test part.
 
     Parameters
@@ -81,11 +88,18 @@ def cross_validate(
     return_models : bool, default False
         Also return the fitted models under ``'models'``.
 
+    as_frame : bool, default False
+        Return a pandas DataFrame instead: one row per fold, a ``fold`` column (from 0),
+        then the same columns as the dict (``'model'`` holding the fitted models when
+        asked).
+
     Returns
     -------
     dict with ``'test_<metric>'`` arrays (one value per fold), ``'fit_time'`` and
     ``'score_time'`` arrays (seconds), and ``'models'`` when asked.
     """
+    if not isinstance(as_frame, bool | np.bool_):
+        raise TypeError(f"as_frame must be True or False, got {as_frame!r}")
     X = as_ratings(data)
     names = list(metrics)
     keys = [metric_key(m) for m in names]
@@ -115,6 +129,15 @@ def cross_validate(
             )
             print(f"fold {j + 1}/{len(folds)}  {shown}  fit {t1 - t0:.2f}s", file=sys.stderr)
     out: dict[str, Any] = {key: np.asarray(vals, dtype=np.float64) for key, vals in result.items()}
+    if as_frame:
+        rows = []
+        for j in range(len(folds)):
+            row: dict[str, Any] = {"fold": j}
+            row.update({key: float(vals[j]) for key, vals in out.items()})
+            if return_models:
+                row["model"] = models[j]
+            rows.append(row)
+        return table_frame(rows)
     if return_models:
         out["models"] = models
     return out

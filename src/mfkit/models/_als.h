@@ -7,7 +7,9 @@
  *   mf_als_rhs       Y^T t, the column sums of Y and sum t in one pass;
  *   mf_als_residual  e = t - Y x - b, returning Y^T e, sum e and sum e^2;
  *   mf_als_matvec    s = Y d + db, returning Y^T s and sum s (the CG product);
- *   mf_als_cholesky  in-place Cholesky A = U^T U and the two triangular solves.
+ *   mf_als_cholesky  in-place Cholesky A = U^T U and the two triangular solves;
+ *   mf_als_sweep     s = Y v (or t - Y v) and Y^T s in one sweep over Y (same bits as the
+ *                    residual and matvec kernels; the implicit-feedback half-step's product).
  *
  * Every output element is a sum taken in a fixed order fixed by the source: loops are
  * vectorised across columns only (independent sums), dot products use eight partial
@@ -326,6 +328,56 @@ MFKIT_ALS_KERNELS(double, f64, mf_v4df, 4)
 /* one-lane "vectors": the same loops, element by element */
 MFKIT_ALS_KERNELS(float, f32, float, 1)
 MFKIT_ALS_KERNELS(double, f64, double, 1)
+#endif
+
+/* ---------------------------------------------------------------- one-sweep products
+ * s_i = Y[i] . v (minus from t_i when t != NULL: s_i = t_i - Y[i] . v) and out = Y^T s, in
+ * one sweep over Y: each block of MFKIT_ALS_SWEEP rows is dotted and then accumulated while
+ * it is still in L1, where mf_als_matvec / mf_als_residual read a long Y twice. The sums are
+ * those of mf_als_dots and mf_als_ytv (out[c] summed over i in order), so the bits are
+ * theirs. Used by the implicit-feedback half-step, whose rows can be long. */
+#define MFKIT_ALS_SWEEP 32
+#define MFKIT_ALS_SWEEP_KERNEL(T, SUF, VT, VN)                                              \
+MFKIT_CLONES static void mf_als_sweep_##SUF(const T *restrict Y, int n, int ld,              \
+                                            const T *restrict v, const T *restrict t,        \
+                                            T *restrict s, T *restrict out)                  \
+{                                                                                            \
+    for (int c = 0; c < ld; c++) out[c] = 0;                                                 \
+    for (int i0 = 0; i0 < n; i0 += MFKIT_ALS_SWEEP) {                                        \
+        int m = n - i0 < MFKIT_ALS_SWEEP ? n - i0 : MFKIT_ALS_SWEEP;                         \
+        const T *Yb = Y + (size_t)i0 * ld;                                                   \
+        T *sb = s + i0;                                                                      \
+        mf_als_dots_##SUF(Yb, m, ld, v, 0, sb);                                              \
+        if (t != NULL)                                                                       \
+            for (int i = 0; i < m; i++) sb[i] = t[i0 + i] - sb[i];                           \
+        int i = 0;                                                                           \
+        for (; i + 4 <= m; i += 4) {                                                         \
+            const T *y0 = Yb + (size_t)i * ld, *y1 = y0 + ld, *y2 = y1 + ld, *y3 = y2 + ld;  \
+            T s0 = sb[i], s1 = sb[i + 1], s2 = sb[i + 2], s3 = sb[i + 3];                    \
+            for (int c = 0; c < ld; c += VN) {                                               \
+                VT o, b;                                                                     \
+                memcpy(&o, out + c, sizeof(VT));                                             \
+                memcpy(&b, y0 + c, sizeof(VT)); o += s0 * b;                                 \
+                memcpy(&b, y1 + c, sizeof(VT)); o += s1 * b;                                 \
+                memcpy(&b, y2 + c, sizeof(VT)); o += s2 * b;                                 \
+                memcpy(&b, y3 + c, sizeof(VT)); o += s3 * b;                                 \
+                memcpy(out + c, &o, sizeof(VT));                                             \
+            }                                                                                \
+        }                                                                                    \
+        for (; i < m; i++) {                                                                 \
+            const T *y0 = Yb + (size_t)i * ld;                                               \
+            T s0 = sb[i];                                                                    \
+            for (int c = 0; c < ld; c++) out[c] += s0 * y0[c];                               \
+        }                                                                                    \
+    }                                                                                        \
+}
+
+#if MFKIT_HAVE_VEC
+MFKIT_ALS_SWEEP_KERNEL(float, f32, mf_v8sf, 8)
+MFKIT_ALS_SWEEP_KERNEL(double, f64, mf_v4df, 4)
+#else
+MFKIT_ALS_SWEEP_KERNEL(float, f32, float, 1)
+MFKIT_ALS_SWEEP_KERNEL(double, f64, double, 1)
 #endif
 
 #endif /* MFKIT_ALS_H */

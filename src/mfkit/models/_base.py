@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mfkit._core import _common
+from mfkit._core.frames import is_frame, pairs_from_frame, recommendations_frame
 from mfkit._core.validation import (
     check_choice,
     check_dtype,
@@ -35,11 +36,13 @@ from mfkit.models._autoreg import select_regularization
 from mfkit.models._persistence import save_model
 from mfkit.models._registry import register
 from mfkit.models._state import FactorState, Fitted
-from mfkit.recommend import fold_in, recommend, similar_items
+from mfkit.recommend import FoldedUsers, fold_in, recommend, similar_items
 
 UNKNOWN_CHOICES = ("error", "baseline", "nan")
 #: the per-epoch record every model keeps in ``history_``
 HISTORY_KEYS = ("epoch", "train_rmse", "val_rmse", "val_mae", "seconds")
+#: what fit sets on the model before its first epoch (restored if Ctrl-C comes first)
+_FIT_STATE = ("_fitted", "_params", "n_threads_")
 
 
 class Trainer:
@@ -55,6 +58,10 @@ class Trainer:
     def run_epoch(self, epoch: int) -> tuple[float, bool]:
         """One pass; returns (training RMSE, whether all residuals stayed finite)."""
         raise NotImplementedError
+
+    def epoch_extras(self) -> dict[str, float]:
+        """The model's own per-epoch values (keys: the model's ``_trainer_keys``)."""
+        return {}
 
     def divergence_message(self, epoch: int) -> str:
         """What ``DivergenceError`` says when epoch ``epoch`` failed."""
@@ -98,6 +105,13 @@ class FactorModel:
     #: whether ``regularization='auto'`` is offered (see :mod:`mfkit.models._autoreg`); such a
     #: model lists ``regularization`` and ``regularization_scores`` in ``_extra_attributes``
     _auto_regularization: ClassVar[bool] = False
+    #: the ``history_`` key of the value ``Trainer.run_epoch`` returns
+    _train_key: ClassVar[str] = "train_rmse"
+    #: further ``history_`` keys the trainer fills each epoch (``Trainer.epoch_extras``)
+    _trainer_keys: ClassVar[tuple[str, ...]] = ()
+    #: whether ``predict`` estimates ratings (False: scores such as implicit preferences,
+    #: which rating metrics such as RMSE do not apply to)
+    predicts_ratings: ClassVar[bool] = True
 
     # constructor parameters every model has (set by the subclasses' __init__)
     factors: int
@@ -282,8 +296,9 @@ class FactorModel:
         With ``validation`` and ``patience``, the model ends holding the epoch with the best
         validation RMSE (``best_epoch_``), whether training stopped early, ran out of epochs
         or was stopped by the callback. Ctrl-C at any moment keeps the last completed epoch
-        (``stop_reason_='interrupted'``, with a warning); a diverging epoch raises
-        :class:`~mfkit.DivergenceError` and keeps the last good one.
+        (``stop_reason_='interrupted'``, with a warning; before the first epoch completes,
+        the ``KeyboardInterrupt`` propagates and the model is left as it was); a diverging
+        epoch raises :class:`~mfkit.DivergenceError` and keeps the last good one.
         """
         params = self._check_params()
         X = as_ratings(data)
@@ -292,7 +307,10 @@ class FactorModel:
         rng = check_random_state(self.random_state)
         biases = bool(self.biases)
         global_mean = float(np.mean(X.values, dtype=np.float64)) if biases else 0.0
-        val = None if validation is None else self._validation_arrays(validation, X)
+        val = None if validation is None else self._validation_scorer(validation, X, params)
+        val_keys = self._validation_keys(params)
+        monitor, higher_is_better = self._monitor(params)
+        history_keys = ("epoch", self._train_key, *self._trainer_keys, *val_keys, "seconds")
         state, prior = self._initial_state(X, init, rng, params)
         if _prediction_bound(state, global_mean) >= _SAFE_PREDICTION[state.P.dtype.char]:
             raise ValueError(
@@ -317,7 +335,7 @@ class FactorModel:
             params["regularization"] = lam
             if self.bias_regularization is None:
                 params["bias_regularization"] = lam
-        history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+        history: dict[str, list[float]] = {key: [] for key in history_keys}
         fitted = Fitted(
             state=state,
             user_map=X.user_map,
@@ -329,17 +347,25 @@ class FactorModel:
             rating_range=(float(X.values.min()), float(X.values.max())),
             history=history,
         )
-        self._set_fitted(fitted, params)
-        trainer = self._trainer(X, fitted, prior, rng, params)
-        fitted.extras = trainer.fitted_attributes()
-        if self._auto_regularization:
-            fitted.extras["regularization"] = params["regularization"]
-            fitted.extras["regularization_scores"] = scores
-        self._set_fitted(fitted, params)
+        before = {k: self.__dict__[k] for k in _FIT_STATE if k in self.__dict__}
+        try:
+            self._set_fitted(fitted, params)
+            trainer = self._trainer(X, fitted, prior, rng, params)
+            fitted.extras = trainer.fitted_attributes()
+            if self._auto_regularization:
+                fitted.extras["regularization"] = params["regularization"]
+                fitted.extras["regularization_scores"] = scores
+            self._set_fitted(fitted, params)
+            kept = (0, state.copy())  # the last completed epoch and its state
+        except KeyboardInterrupt:
+            # Ctrl-C before any epoch: nothing to keep, so the model stays as it was
+            for key in _FIT_STATE:
+                self.__dict__.pop(key, None)
+            self.__dict__.update(before)
+            raise
         patience = params["patience"]
         best: tuple[float, int, FactorState] | None = None
         wait = 0
-        kept = (0, state.copy())  # the last completed epoch and its state
         epoch = 0
         try:
             for epoch in range(1, params["epochs"] + 1):
@@ -349,24 +375,31 @@ class FactorModel:
                 if not ok or not math.isfinite(train_rmse) or not state.finite():
                     self._end(fitted, params, kept[1], "diverged")
                     raise DivergenceError(trainer.divergence_message(epoch))
-                blowup = _blowup(train_rmse, scale, state, global_mean)
+                # the RMSE test applies to a training RMSE; a model reporting another loss
+                # (ImplicitALS, BPR) gets the prediction-bound test only
+                rmse = train_rmse if self._train_key == "train_rmse" else None
+                blowup = _blowup(rmse, scale, state, global_mean)
                 if blowup:
                     self._end(fitted, params, kept[1], "diverged")
                     raise DivergenceError(_blowup_message(trainer.name, epoch, blowup, scale))
-                scale = max(scale, train_rmse) if epoch == 1 else scale
-                record = {"epoch": float(epoch), "train_rmse": train_rmse, "seconds": seconds}
+                if rmse is not None and epoch == 1:
+                    scale = max(scale, rmse)
+                record = {"epoch": float(epoch), self._train_key: train_rmse, "seconds": seconds}
+                record.update(trainer.epoch_extras())
                 if val is not None:
-                    record["val_rmse"], record["val_mae"] = self._score_arrays(*val)
+                    record.update(val())
                 else:
-                    record["val_rmse"] = record["val_mae"] = float("nan")
-                for key in HISTORY_KEYS:
+                    record.update({key: float("nan") for key in val_keys})
+                for key in history_keys:
                     history[key].append(record[key])
                 kept = (epoch, state.copy())
                 if self.verbose:
-                    _print_record(record)
+                    _print_record(record, self._train_key)
                 if val is not None and patience is not None:
-                    if best is None or record["val_rmse"] < best[0] - params["tol"]:
-                        best = (record["val_rmse"], epoch, kept[1])
+                    # compared as "lower is better"
+                    score = -record[monitor] if higher_is_better else record[monitor]
+                    if best is None or score < best[0] - params["tol"]:
+                        best = (score, epoch, kept[1])
                         wait = 0
                     else:
                         wait += 1
@@ -378,7 +411,7 @@ class FactorModel:
                     break
         except KeyboardInterrupt:
             done = kept[0]
-            for key in HISTORY_KEYS:
+            for key in history_keys:
                 del history[key][done:]
             self._end(fitted, params, kept[1], "interrupted")
             warnings.warn(
@@ -394,6 +427,26 @@ class FactorModel:
         else:
             self._end(fitted, params, state, fitted.stop_reason)
         return self
+
+    def _validation_keys(self, params: dict[str, Any]) -> tuple[str, ...]:
+        """The ``history_`` keys of the validation scores (NaN without validation)."""
+        return ("val_rmse", "val_mae")
+
+    def _monitor(self, params: dict[str, Any]) -> tuple[str, bool]:
+        """The validation key early stopping watches, and whether higher is better."""
+        return ("val_rmse", False)
+
+    def _validation_scorer(
+        self, validation: Any, X: Ratings, params: dict[str, Any]
+    ) -> Callable[[], dict[str, float]]:
+        """A function scoring the current state on ``validation`` after an epoch."""
+        arrays = self._validation_arrays(validation, X)
+
+        def score() -> dict[str, float]:
+            val_rmse, val_mae = self._score_arrays(*arrays)
+            return {"val_rmse": val_rmse, "val_mae": val_mae}
+
+        return score
 
     def _end(self, fitted: Fitted, params: dict[str, Any], state: FactorState, reason: str) -> None:
         fitted.state = state
@@ -524,11 +577,13 @@ class FactorModel:
         return float(np.sqrt(np.mean(err * err))), float(np.mean(np.abs(err)))
 
     def predict(
-        self, users: Any, items: Any, *, unknown: str = "error", clip: bool = False
+        self, users: Any, items: Any = None, *, unknown: str = "error", clip: bool = False
     ) -> np.ndarray:
         """Predicted ratings for the pairs ``(users[j], items[j])`` (float64 array).
 
-        Ids are the original ids of the training data (indices when it had none).
+        Ids are the original ids of the training data (indices when it had none). A pandas
+        DataFrame with ``user`` and ``item`` columns may be passed as ``users`` (``items``
+        left out): the result has one prediction per row, in row order.
 
         ``unknown`` says what to do with an id not seen in training:
 
@@ -545,6 +600,14 @@ class FactorModel:
         """
         self._check_fitted()
         check_choice(unknown, "unknown", UNKNOWN_CHOICES)
+        if is_frame(users):
+            if items is not None:
+                raise TypeError(
+                    "pass either a DataFrame of (user, item) pairs or users and items, not both"
+                )
+            users, items = pairs_from_frame(users)
+        elif items is None:
+            raise TypeError("predict needs items (or a DataFrame with user and item columns)")
         scalar = np.ndim(users) == 0 and np.ndim(items) == 0
         u_arr = np.atleast_1d(np.asarray(users))
         i_arr = np.atleast_1d(np.asarray(items))
@@ -579,7 +642,8 @@ class FactorModel:
         items: Any = None,
         *,
         seen: Any = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
+        as_frame: bool = False,
+    ) -> Any:
         """The ``n`` highest-scoring items for one user or a batch of users.
 
         Parameters
@@ -596,6 +660,12 @@ class FactorModel:
             Restrict the candidates to these items (default: all items).
         seen : ratings, optional
             Items to exclude instead of the training ratings (same ids as the model).
+        as_frame : bool, default False
+            Return a pandas DataFrame instead (needs pandas): columns ``user``, ``rank``
+            (1 = best), ``item``, ``score``, one row per recommended item, in the original
+            ids (the folded users' ids for :class:`FoldedUsers`), so it joins to an item
+            table such as ``mfkit.datasets.movielens(...).items.to_frame()``; empty places
+            are left out.
 
         Returns
         -------
@@ -609,7 +679,13 @@ class FactorModel:
         Scoring runs in a parallel kernel (``n_threads``) over blocks of users, with a
         partial selection: memory use is O(len(users) * n), not users x items.
         """
-        return recommend(self, users, n, exclude_seen, items, seen=seen)
+        if not isinstance(as_frame, bool | np.bool_):
+            raise TypeError(f"as_frame must be True or False, got {as_frame!r}")
+        ids, scores = recommend(self, users, n, exclude_seen, items, seen=seen)
+        if not as_frame:
+            return ids, scores
+        who = users.user_ids if isinstance(users, FoldedUsers) else users
+        return recommendations_frame(who, ids, scores)
 
     def similar_items(self, items: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` items most similar to each of ``items`` by the cosine of their factors
@@ -709,9 +785,10 @@ def _prediction_bound(state: FactorState, global_mean: float) -> float:
         return k * top(state.P) * top(state.Q) + top(state.bu) + top(state.bi) + abs(global_mean)
 
 
-def _blowup(rmse: float, scale: float, state: FactorState, global_mean: float) -> str:
-    """Why the epoch that gave ``rmse`` and ``state`` is a blow-up ('' if it is not)."""
-    if rmse > BLOWUP_FACTOR * max(scale, 1e-12):
+def _blowup(rmse: float | None, scale: float, state: FactorState, global_mean: float) -> str:
+    """Why the epoch that gave ``rmse`` (None: not an RMSE) and ``state`` is a blow-up ('' if
+    it is not)."""
+    if rmse is not None and rmse > BLOWUP_FACTOR * max(scale, 1e-12):
         return (
             f"the training RMSE grew to {rmse:.3g}, over {BLOWUP_FACTOR:g} times the "
             f"ratings' scale ({scale:.3g})"
@@ -745,9 +822,15 @@ def _checked_init(a: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
     return arr
 
 
-def _print_record(record: dict[str, float]) -> None:
-    line = f"epoch {int(record['epoch']):4d}  train_rmse {record['train_rmse']:.4f}"
-    if not math.isnan(record["val_rmse"]):
-        line += f"  val_rmse {record['val_rmse']:.4f}  val_mae {record['val_mae']:.4f}"
+def _print_record(record: dict[str, float], train_key: str = "train_rmse") -> None:
+    if train_key == "train_rmse":
+        line = f"epoch {int(record['epoch']):4d}  train_rmse {record['train_rmse']:.4f}"
+        if not math.isnan(record["val_rmse"]):
+            line += f"  val_rmse {record['val_rmse']:.4f}  val_mae {record['val_mae']:.4f}"
+    else:
+        line = f"epoch {int(record['epoch']):4d}  {train_key} {record[train_key]:.6g}"
+        for key, value in record.items():
+            if key not in ("epoch", train_key, "seconds") and not math.isnan(value):
+                line += f"  {key} {value:.4f}"
     line += f"  {record['seconds']:.2f}s"
     print(line, file=sys.stderr, flush=True)

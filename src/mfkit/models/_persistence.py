@@ -215,7 +215,9 @@ def load(path: Any) -> FactorModel:
             raise _refuse(path, f"array {name!r} is missing")
     try:
         cls = model_class(str(meta["model"]))
-        params = dict(meta["params"])
+        # JSON has no tuples: a sequence parameter (such as ImplicitALS.validation_metrics)
+        # comes back in the immutable form the defaults use
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}
         model = cls(**params)
     except (KeyError, TypeError, ValueError) as exc:
         raise _refuse(path, f"unknown model or parameters ({exc})") from exc

@@ -83,6 +83,16 @@ def half_step(
             raise ValueError(f"{name} must be contiguous: pass numpy.ascontiguousarray({name})")
     if (ybias is None) != (xbias is None):
         raise ValueError("pass both ybias and xbias (with biases) or neither (without)")
+    for name, a in (("Y", Y), ("X", X), ("ybias", ybias), ("xbias", xbias), ("prior", prior)):
+        if a is not None and not isinstance(a, np.ndarray):
+            raise TypeError(
+                f"{name} must be a numpy array (float32 or float64), got {type(a).__name__}; "
+                f"pass numpy.ascontiguousarray({name}, dtype=numpy.float32)"
+            )
+    # shapes, index ranges and the row pointer are checked by the kernel; finiteness here
+    # (a NaN rating would silently give NaN rows)
+    if not np.isfinite(values).all():
+        raise ValueError("values contain NaN or inf; drop those ratings first")
     dtype = X.dtype
     if dtype not in (np.float32, np.float64):
         raise TypeError(f"X must be float32 or float64, got dtype {dtype}")

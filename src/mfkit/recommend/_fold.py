@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mfkit._core.validation import check_choice
-from mfkit.data import as_ratings
+from mfkit.data import Ratings, as_ratings
 from mfkit.data._csr import pairs_to_csr, sorted_unique
 from mfkit.recommend import _foldin
 
@@ -68,33 +68,9 @@ def fold_in(
         weighted = bool(w) if isinstance(w, bool | np.bool_) else False
     elif not isinstance(weighted, bool | np.bool_):
         raise TypeError(f"weighted must be None, True or False, got {weighted!r}")
-    X = as_ratings(data)
+    X, indptr, indices, vals = fold_in_rows(model, data, unknown_items)
     state = model._fitted.state
     Q = state.Q
-    n_items = Q.shape[0]
-    if X.item_ids is None:
-        if X.n_items > n_items:
-            raise ValueError(
-                f"the fold-in data has {X.n_items} item columns but the model has {n_items} "
-                f"items; columns are taken as the model's item indices (give item ids to map)"
-            )
-        col = np.arange(X.n_items, dtype=np.int64)
-    else:
-        col = model._fitted.item_map.lookup(X.item_ids, "items")
-    items = col[X.indices]
-    keep = items >= 0
-    if not keep.all():
-        if unknown_items == "error":
-            bad = X.item_map.original(sorted_unique(X.indices[~keep])[:5])
-            raise ValueError(
-                f"the fold-in ratings name items the model does not know (e.g. {bad.tolist()}); "
-                f"pass unknown_items='ignore' to drop those ratings"
-            )
-    rows = X.user_index().astype(np.int64)[keep]
-    it = items[keep]
-    order = np.lexsort((it, rows))
-    vals = np.ascontiguousarray(np.asarray(X.values)[keep][order], dtype=np.float32)
-    indptr, indices = pairs_to_csr(rows, it, X.n_users)
     params = model._params
     lam = float(params["regularization"])
     lam_b = float(params["bias_regularization"])
@@ -124,3 +100,39 @@ def fold_in(
         )
     user_ids = X.user_map.original(np.arange(X.n_users))
     return FoldedUsers(P_out, bu_out, np.asarray(user_ids), indptr, indices)
+
+
+def fold_in_rows(
+    model: FactorModel, data: Any, unknown_items: str = "error"
+) -> tuple[Ratings, np.ndarray, np.ndarray, np.ndarray]:
+    """The fold-in ratings as CSR rows over the model's item indices: ``(X, indptr,
+    indices, values)`` with ``X`` the container read from ``data`` (its users are the
+    rows), ``values`` float32. Items the model does not know raise ``ValueError`` or,
+    with ``unknown_items='ignore'``, are dropped."""
+    check_choice(unknown_items, "unknown_items", ("error", "ignore"))
+    X = as_ratings(data)
+    n_items = model._fitted.state.Q.shape[0]
+    if X.item_ids is None:
+        if X.n_items > n_items:
+            raise ValueError(
+                f"the fold-in data has {X.n_items} item columns but the model has {n_items} "
+                f"items; columns are taken as the model's item indices (give item ids to map)"
+            )
+        col = np.arange(X.n_items, dtype=np.int64)
+    else:
+        col = model._fitted.item_map.lookup(X.item_ids, "items")
+    items = col[X.indices]
+    keep = items >= 0
+    if not keep.all():
+        if unknown_items == "error":
+            bad = X.item_map.original(sorted_unique(X.indices[~keep])[:5])
+            raise ValueError(
+                f"the fold-in ratings name items the model does not know (e.g. {bad.tolist()}); "
+                f"pass unknown_items='ignore' to drop those ratings"
+            )
+    rows = X.user_index().astype(np.int64)[keep]
+    it = items[keep]
+    order = np.lexsort((it, rows))
+    vals = np.ascontiguousarray(np.asarray(X.values)[keep][order], dtype=np.float32)
+    indptr, indices = pairs_to_csr(rows, it, X.n_users)
+    return X, indptr, indices, vals
