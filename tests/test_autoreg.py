@@ -135,9 +135,9 @@ def test_grid_constants_are_documented_values() -> None:
 def test_float32_and_float64_fits_start_from_the_same_draws() -> None:
     """The initial factors are float64 normal draws (in blocks of rows, one stream) cast to
     the dtype: checked against NumPy's own draw, over more rows than one block."""
-    from mfkit.models import _base
+    from mfkit.models import _state
 
-    X = ratings(8, n_users=_base._DRAW_ROWS + 5, n_items=30, n=_base._DRAW_ROWS + 5)
+    X = ratings(8, n_users=_state.DRAW_ROWS + 5, n_items=30, n=_state.DRAW_ROWS + 5)
     starts = [
         mfkit.SGD(factors=3, epochs=0, regularization=0.05, random_state=4, dtype=dt).fit(X)
         for dt in ("float32", "float64")

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from mfkit._core.validation import check_choice, check_number
 from mfkit.data import Ratings
 from mfkit.exceptions import DivergenceError
 
@@ -50,6 +51,49 @@ AUTO_GRID = (0.0125, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8)
 AUTO_START = 0.05
 #: share of the training ratings held out to score the grid
 AUTO_VALIDATION_FRACTION = 0.1
+
+
+def check_regularization(model: Any) -> float | str:
+    """A model's ``regularization`` validated: a number >= 0, or ``'auto'`` where offered."""
+    reg = model.regularization
+    if isinstance(reg, str):
+        if not model._auto_regularization:
+            raise TypeError(
+                f"{type(model).__name__} regularization must be a number >= 0, got {reg!r}"
+            )
+        return check_choice(reg, "regularization", ("auto",))
+    return float(check_number(reg, "regularization", low=0))
+
+
+def _set_choice(model: Any, params: dict[str, Any], lam: float) -> None:
+    params["regularization"] = lam
+    if model.bias_regularization is None:
+        params["bias_regularization"] = lam
+
+
+def resolve_auto(
+    model: Any, X: Ratings, rng: np.random.Generator, params: dict[str, Any], init: Any
+) -> list[tuple[float, float]] | None:
+    """For ``regularization='auto'``, run the rule and put the choice into ``params``;
+    returns the scores (None for a fixed value). Draws nothing from ``rng``."""
+    if params["regularization"] != "auto":
+        return None
+    lam, scores = select_regularization(model, X, rng, model._regularization_scale(X, params), init)
+    _set_choice(model, params, lam)
+    return scores
+
+
+def restore_choice(model: Any, params: dict[str, Any], extras: dict[str, Any]) -> None:
+    """A loaded ``'auto'`` model: put the value its fit chose (in ``extras``) into
+    ``params``; ``ValueError`` if the file does not record it."""
+    if params["regularization"] != "auto":
+        return
+    if "regularization" not in extras:
+        raise ValueError(
+            "its parameters say regularization='auto' but it does not record the value "
+            "that fit chose (regularization_)"
+        )
+    _set_choice(model, params, float(extras["regularization"]))
 
 
 def selection_generator(rng: np.random.Generator) -> np.random.Generator:
@@ -111,6 +155,9 @@ def select_regularization(
 
 __all__ = [
     "AUTO_GRID",
+    "check_regularization",
+    "resolve_auto",
+    "restore_choice",
     "AUTO_START",
     "AUTO_VALIDATION_FRACTION",
     "select_regularization",

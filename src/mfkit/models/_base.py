@@ -32,10 +32,10 @@ from mfkit._core.validation import (
 )
 from mfkit.data import Ratings, as_ratings
 from mfkit.exceptions import DivergenceError, NotFittedError
-from mfkit.models._autoreg import select_regularization
+from mfkit.models._autoreg import check_regularization, resolve_auto, restore_choice
 from mfkit.models._persistence import save_model
 from mfkit.models._registry import register
-from mfkit.models._state import FactorState, Fitted
+from mfkit.models._state import FactorState, Fitted, normal_rows
 from mfkit.recommend import FoldedUsers, fold_in, recommend, similar_items
 
 UNKNOWN_CHOICES = ("error", "baseline", "nan")
@@ -208,7 +208,7 @@ class FactorModel:
         p = {
             "factors": check_number(self.factors, "factors", low=1, integer=True),
             "epochs": check_number(self.epochs, "epochs", low=0, integer=True),
-            "regularization": self._check_regularization(),
+            "regularization": check_regularization(self),
             "prior_regularization": check_number(
                 self.prior_regularization, "prior_regularization", low=0
             ),
@@ -229,17 +229,6 @@ class FactorModel:
             raise TypeError(f"biases must be True or False, got {self.biases!r}")
         check_random_state(self.random_state)  # type check only; fit draws from it later
         return p
-
-    def _check_regularization(self) -> float | str:
-        reg = self.regularization
-        if isinstance(reg, str):
-            if not self._auto_regularization:
-                raise TypeError(
-                    f"{type(self).__name__} regularization must be a number >= 0, got {reg!r}"
-                )
-            check_choice(reg, "regularization", ("auto",))
-            return "auto"
-        return float(check_number(reg, "regularization", low=0))
 
     def _regularization_scale(self, X: Ratings, params: dict[str, Any]) -> float:
         """What the ``'auto'`` grid is multiplied by (1: the grid is per rating)."""
@@ -325,16 +314,8 @@ class FactorModel:
             raise ValueError(
                 "prior_regularization > 0 needs prior factors: pass init=(P0, Q0) to fit"
             )
-        scores = None
-        if params["regularization"] == "auto":
-            # draws nothing from rng (the selection spawns its own generator), so the fit
-            # below is the fit given the chosen value
-            lam, scores = select_regularization(
-                self, X, rng, self._regularization_scale(X, params), init
-            )
-            params["regularization"] = lam
-            if self.bias_regularization is None:
-                params["bias_regularization"] = lam
+        # draws nothing from rng, so the fit below is the fit given the chosen value
+        scores = resolve_auto(self, X, rng, params, init)
         history: dict[str, list[float]] = {key: [] for key in history_keys}
         fitted = Fitted(
             state=state,
@@ -464,17 +445,7 @@ class FactorModel:
                 f"{type(self).__name__} has no fitted attributes {sorted(unknown)}; it has "
                 f"{list(self._extra_attributes)}"
             )
-        if params["regularization"] == "auto":
-            # a loaded model: the value its fit chose
-            if "regularization" not in fitted.extras:
-                raise ValueError(
-                    "its parameters say regularization='auto' but it does not record the "
-                    "value that fit chose (regularization_)"
-                )
-            lam = float(fitted.extras["regularization"])
-            params["regularization"] = lam
-            if self.bias_regularization is None:
-                params["bias_regularization"] = lam
+        restore_choice(self, params, fitted.extras)  # a loaded 'auto' model: its choice
         self._params = params
         self._fitted = fitted
         self.n_threads_ = int(self._params["n_threads"])
@@ -490,9 +461,9 @@ class FactorModel:
         bi = np.zeros(n_items, dtype=dtype)
         if init is None:
             std = params["init_std"]
-            P = _normal_rows(rng, n_users, k, dtype)
+            P = normal_rows(rng, n_users, k, dtype)
             P *= dtype.type(std)
-            Q = _normal_rows(rng, n_items, k, dtype)
+            Q = normal_rows(rng, n_items, k, dtype)
             Q *= dtype.type(std)
             # A user or item without training ratings gets zero factors, so its predictions
             # are the baseline rather than noise from the random start.
@@ -749,21 +720,6 @@ class FactorModel:
     def n_items(self) -> int:
         self._check_fitted()
         return int(self._fitted.state.Q.shape[0])
-
-
-#: rows of float64 normal draws converted at a time (bounds the scratch of a float32 start)
-_DRAW_ROWS = 1 << 15
-
-
-def _normal_rows(rng: np.random.Generator, n: int, k: int, dtype: np.dtype) -> np.ndarray:
-    """An (n, k) standard normal array of ``dtype`` from float64 draws (drawn in blocks of
-    rows, the same stream as one draw), so a float32 and a float64 fit with the same seed
-    start from the same factors up to rounding."""
-    out = np.empty((n, k), dtype=dtype)
-    for a in range(0, n, _DRAW_ROWS):
-        b = min(n, a + _DRAW_ROWS)
-        out[a:b] = rng.standard_normal((b - a, k))
-    return out
 
 
 #: a training RMSE this many times the ratings' scale (their RMS, or the first epoch's
