@@ -45,10 +45,10 @@ def write_example_files(root: Path) -> dict[str, object]:
 
 
 def test_readme_has_examples() -> None:
-    assert len(python_blocks()) >= 4
+    assert len(python_blocks()) >= 5
 
 
-@pytest.mark.parametrize("index", [0, 1, 3])  # block 2 (a download) has its own test below
+@pytest.mark.parametrize("index", [0, 1, 3, 4])  # block 2 (a download) has its own test
 def test_readme_python_example_runs(
     index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -64,7 +64,10 @@ def test_readme_python_example_runs(
     assert np.all(np.isfinite(model.user_factors))
     if index == 0:
         assert (tmp_path / "model.npz").is_file()
-    elif index == 3:  # implicit feedback
+    elif index == 3:
+        assert isinstance(model, mfkit.BayesianMF)
+        assert np.all(np.asarray(namespace["std"]) > 0)
+    elif index == 4:  # implicit feedback
         assert isinstance(model, mfkit.ImplicitALS)
         assert np.asarray(namespace["items"]).shape == (2, 10)
         assert np.all(np.isfinite(model.history_["val_ndcg@10"]))

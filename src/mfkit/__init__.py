@@ -10,7 +10,7 @@ from mfkit._core.version import __version__
 from mfkit.data import Ratings, as_ratings, to_implicit
 from mfkit.exceptions import DivergenceError, NotFittedError
 from mfkit.io import load_ratings
-from mfkit.models import ALS, BPR, SGD, ImplicitALS, load
+from mfkit.models import ALS, BPR, SGD, BayesianMF, ImplicitALS, load
 from mfkit.recommend import FoldedUsers
 
 # the module names of mfkit 0.1 (mfkit.als.half_step, mfkit.ratings.IdMap, ...) keep working
@@ -20,6 +20,7 @@ __all__ = [
     "ALS",
     "BPR",
     "SGD",
+    "BayesianMF",
     "DivergenceError",
     "FoldedUsers",
     "ImplicitALS",
