@@ -76,7 +76,8 @@ def objective(X: Ratings, m: mfkit.ALS, P0=None, Q0=None) -> float:
 
 
 def objective_arrays(R, M, P, Q, bu, bi, m, P0=None, Q0=None) -> float:
-    reg = m.regularization
+    # a fitted regularization='auto' model says in regularization_ which weight it used
+    reg = m.regularization_ if isinstance(m.regularization, str) else m.regularization
     reg_b = reg if m.bias_regularization is None else m.bias_regularization
     prior = m.prior_regularization
     pred = P @ Q.T
@@ -481,9 +482,10 @@ def test_early_stopping_and_save_load(tmp_path):
 
 def test_warm_start_from_a_fitted_model():
     X = random_ratings(19)
-    a = mfkit.ALS(factors=4, epochs=2, random_state=0, dtype="float64").fit(X)
-    b = mfkit.ALS(factors=4, epochs=1, random_state=0, dtype="float64").fit(X, init=a)
-    c = mfkit.ALS(factors=4, epochs=3, random_state=0, dtype="float64").fit(X)
+    kw = dict(factors=4, random_state=0, dtype="float64", regularization=0.05)
+    a = mfkit.ALS(epochs=2, **kw).fit(X)
+    b = mfkit.ALS(epochs=1, **kw).fit(X, init=a)
+    c = mfkit.ALS(epochs=3, **kw).fit(X)
     # two epochs, then one more from that state, equal three epochs at once
     np.testing.assert_allclose(b.user_factors, c.user_factors, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(b.item_biases, c.item_biases, rtol=1e-10, atol=1e-12)

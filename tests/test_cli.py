@@ -22,6 +22,16 @@ def test_train_on_synthetic_and_save(tmp_path: Path, capsys) -> None:  # type: i
     assert model.user_factors.shape == (943, 8)
 
 
+def test_train_svdpp_with_fixed_and_auto_regularization(tmp_path: Path) -> None:
+    out = tmp_path / "svdpp.npz"
+    base = ["train", "--preset", "toy", "--epochs", "2", "--factors", "4", "--quiet"]
+    assert main([*base, "--implicit-feedback", "--regularization", "0.1", "--out", str(out)]) == 0
+    model = mfkit.load(out)
+    assert model.implicit_feedback is True and model.regularization_ == 0.1
+    assert main([*base, "--regularization", "auto", "--out", str(out)]) == 0
+    assert mfkit.load(out).regularization_scores_
+
+
 def test_python_dash_m_entry_point() -> None:
     res = subprocess.run(
         [sys.executable, "-m", "mfkit", "train", "--preset", "toy", "--epochs", "2", "--quiet"],
@@ -46,6 +56,7 @@ def test_bad_options_fail_before_reading_or_training(tmp_path: Path, capsys) -> 
         (["cv", missing, "--threads", "0"], "n_threads"),
         (["cv", missing, "--folds", "1"], "--folds"),
         (["train", missing, "--out", str(tmp_path / "no-dir" / "m.npz")], "--out"),
+        (["train", missing, "--model", "als", "--implicit-feedback"], "--implicit-feedback"),
     ]
     for argv, needle in cases:
         assert main(argv) == 2

@@ -26,6 +26,9 @@ MODELS: list[tuple[type[FactorModel], dict[str, Any]]] = [
     (mfkit.SGD, {"factors": 4, "epochs": 4, "blocks": 4}),  # the block-parallel path
     (mfkit.ALS, {"factors": 4, "epochs": 3}),
     (mfkit.ALS, {"factors": 4, "epochs": 3, "solver": "cg"}),
+    (mfkit.SGD, {"factors": 4, "epochs": 4, "implicit_feedback": True}),  # SVD++
+    (mfkit.SGD, {"factors": 4, "epochs": 4, "regularization": 0.05}),  # a fixed weight
+    (mfkit.ALS, {"factors": 4, "epochs": 3, "regularization": 0.05}),
     (mfkit.ImplicitALS, {"factors": 4, "epochs": 3}),
     (mfkit.ImplicitALS, {"factors": 4, "epochs": 3, "solver": "cholesky"}),
     (mfkit.BPR, {"factors": 4, "epochs": 3}),

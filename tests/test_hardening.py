@@ -238,8 +238,13 @@ def _interrupt() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+# a fixed weight: regularization='auto' would choose per number of epochs, and its grid
+# fits would run through the patched functions first
+_FIXED = {"factors": 3, "n_threads": 1, "random_state": 0, "regularization": 0.05}
+
+
 def _reference(epochs: int) -> mfkit.SGD:
-    return mfkit.SGD(factors=3, epochs=epochs, n_threads=1, random_state=0).fit(small())
+    return mfkit.SGD(epochs=epochs, **_FIXED).fit(small())
 
 
 def _assert_holds(m: mfkit.SGD, epochs: int) -> None:
@@ -256,7 +261,7 @@ def test_sigint_from_callback_keeps_epoch() -> None:
         if record["epoch"] == 3:
             _interrupt()
 
-    m = mfkit.SGD(factors=3, epochs=6, n_threads=1, random_state=0)
+    m = mfkit.SGD(epochs=6, **_FIXED)
     with pytest.warns(UserWarning, match="keeps the factors of epoch 3"):
         m.fit(small(), callback=callback)
     _assert_holds(m, 3)
@@ -273,7 +278,7 @@ def test_sigint_during_validation_scoring(monkeypatch: pytest.MonkeyPatch) -> No
         return real(self, *a)
 
     monkeypatch.setattr(mfkit.SGD, "_score_arrays", score)
-    m = mfkit.SGD(factors=3, epochs=6, n_threads=1, random_state=0)
+    m = mfkit.SGD(epochs=6, **_FIXED)
     with pytest.warns(UserWarning, match="keeps the factors of epoch 2"):
         m.fit(small(), validation=small())
     _assert_holds(m, 2)
@@ -290,7 +295,7 @@ def test_sigint_during_state_copy(monkeypatch: pytest.MonkeyPatch) -> None:
         return real(self)
 
     monkeypatch.setattr(FactorState, "copy", copy)
-    m = mfkit.SGD(factors=3, epochs=6, n_threads=1, random_state=0)
+    m = mfkit.SGD(epochs=6, **_FIXED)
     with pytest.warns(UserWarning, match="keeps the factors of epoch 2"):
         m.fit(small())
     monkeypatch.undo()

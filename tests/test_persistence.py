@@ -20,7 +20,8 @@ def fitted() -> mfkit.SGD:
     g = np.random.default_rng(0)
     r = g.integers(1, 6, 400).astype(float)
     data = mfkit.Ratings.from_triplets(users, items, r, duplicates="last")
-    return mfkit.SGD(factors=6, epochs=4, random_state=0).fit(data)
+    # a fixed weight, as every model of mfkit 0.1 had (files of 0.1 are simulated from it)
+    return mfkit.SGD(factors=6, epochs=4, random_state=0, regularization=0.05).fit(data)
 
 
 def test_round_trip_identical_predictions(fitted: mfkit.SGD, tmp_path: Path) -> None:
@@ -163,6 +164,14 @@ def test_loaded_model_has_the_fitted_attributes_and_file_of_0_1_loads(
     assert m.predict(fitted.user_ids[:3], fitted.item_ids[:3]).tobytes() == (
         fitted.predict(fitted.user_ids[:3], fitted.item_ids[:3]).tobytes()
     )
+
+
+def test_auto_model_file_without_its_chosen_value_is_refused(tmp_path: Path) -> None:
+    data = mfkit.datasets.synthetic("toy", random_state=0)
+    mfkit.ALS(factors=3, epochs=2, random_state=0).fit(data).save(tmp_path / "m.npz")
+    _rewrite_meta(tmp_path / "m.npz", tmp_path / "x.npz", drop=("fitted",))
+    with pytest.raises(ValueError, match="not a valid mfkit model.*regularization_"):
+        mfkit.load(tmp_path / "x.npz")
 
 
 def test_a_file_cannot_set_other_attributes(fitted: mfkit.SGD, tmp_path: Path) -> None:

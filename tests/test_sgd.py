@@ -278,7 +278,8 @@ def test_callback_can_stop_and_interrupt_keeps_last_epoch(monkeypatch) -> None: 
         return original(*args, **kwargs)
 
     monkeypatch.setattr(_sgd, "sgd_epoch", interrupting)
-    m2 = mfkit.SGD(factors=4, epochs=10, random_state=0)
+    # a fixed weight: regularization='auto' would run grid fits through the same kernel first
+    m2 = mfkit.SGD(factors=4, epochs=10, random_state=0, regularization=0.05)
     with pytest.warns(UserWarning, match="interrupted during epoch 4"):
         m2.fit(data, callback=lambda model, rec: snapshots.append(model.user_factors.copy()))
     assert m2.stop_reason_ == "interrupted" and len(m2.history_["epoch"]) == 3

@@ -200,6 +200,12 @@ def _build_model(args: argparse.Namespace) -> FactorModel:
                 f"--solver applies to --model als and implicit-als only, not --model {args.model}"
             )
         params["solver"] = args.solver
+    if args.implicit_feedback:
+        if args.model != "sgd":
+            raise ValueError(
+                f"--implicit-feedback applies to --model sgd only, not --model {args.model}"
+            )
+        params["implicit_feedback"] = True
     if args.alpha is not None:
         if args.model != "implicit-als":
             raise ValueError(
@@ -429,12 +435,33 @@ def _blocks_arg(text: str) -> int | str:
         ) from None
 
 
+def _regularization_arg(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--regularization must be 'auto' or a number, got {text!r}"
+        ) from None
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="sgd", choices=sorted(_models()))
     p.add_argument("--factors", type=int, default=64)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--learning-rate", type=float, default=None)
-    p.add_argument("--regularization", type=float, default=None)
+    p.add_argument(
+        "--regularization",
+        type=_regularization_arg,
+        default=None,
+        help="L2 weight, or 'auto' (the models' default: chosen on a held-out split)",
+    )
+    p.add_argument(
+        "--implicit-feedback",
+        action="store_true",
+        help="SVD++: add the implicit term of the items each user rated (--model sgd)",
+    )
     p.add_argument(
         "--solver",
         default=None,

@@ -52,3 +52,18 @@ class Fitted:
     best_epoch: int | None = None
     stop_reason: str = "epochs"
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+#: rows of float64 normal draws converted at a time (bounds the scratch of a float32 start)
+DRAW_ROWS = 1 << 15
+
+
+def normal_rows(rng: np.random.Generator, n: int, k: int, dtype: np.dtype) -> np.ndarray:
+    """An (n, k) standard normal array of ``dtype`` from float64 draws (drawn in blocks of
+    rows, the same stream as one draw), so a float32 and a float64 fit with the same seed
+    start from the same factors up to rounding."""
+    out = np.empty((n, k), dtype=dtype)
+    for a in range(0, n, DRAW_ROWS):
+        b = min(n, a + DRAW_ROWS)
+        out[a:b] = rng.standard_normal((b - a, k))
+    return out

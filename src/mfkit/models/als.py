@@ -162,9 +162,12 @@ class ALS(FactorModel):
         Number of latent factors k (multiples of 16 use the kernels' vector width fully).
     epochs : int, default 15
         Full iterations (a user half-step then an item half-step).
-    regularization : float, default 0.05
+    regularization : float or 'auto', default 'auto'
         L2 weight :math:`\lambda` on the factors (per rating with ``weighted=True``).
-        ``regularization + prior_regularization`` must be positive.
+        ``regularization + prior_regularization`` must be positive. ``'auto'`` chooses it
+        as for :class:`SGD` (with ``weighted=False`` the grid is multiplied by the mean
+        number of ratings per row); the value is in ``regularization_``. A number fixes it
+        (mfkit 0.1's default was 0.05).
     bias_regularization : float or None, default None
         L2 weight :math:`\lambda_b` on the biases; None means ``regularization``.
     prior_regularization : float, default 0.0
@@ -207,6 +210,9 @@ class ALS(FactorModel):
         terms), val_rmse, val_mae (NaN without validation data), seconds
     best_epoch_ : epoch restored by early stopping (None without it)
     stop_reason_ : 'epochs', 'early_stopping', 'callback', 'interrupted' or 'diverged'
+    regularization_ : the L2 weight the fit used (the choice of ``'auto'``)
+    regularization_scores_ : ``[(value, held-out rmse), ...]`` tried by ``'auto'`` (None
+        for a fixed value)
 
     Notes
     -----
@@ -214,11 +220,14 @@ class ALS(FactorModel):
     times its prior row (zero without a prior) and bias 0, so it predicts the baseline.
     """
 
+    _extra_attributes = ("regularization", "regularization_scores")
+    _auto_regularization = True
+
     def __init__(
         self,
         factors: int = 64,
         epochs: int = 15,
-        regularization: float = 0.05,
+        regularization: float | str = "auto",
         bias_regularization: float | None = None,
         prior_regularization: float = 0.0,
         weighted: bool = True,
@@ -258,13 +267,20 @@ class ALS(FactorModel):
             raise TypeError(f"solver must be 'cholesky' or 'cg', got {self.solver!r}")
         p["solver"] = check_choice(self.solver, "solver", SOLVERS)
         p["cg_steps"] = check_number(self.cg_steps, "cg_steps", low=1, integer=True)
-        if p["regularization"] + p["prior_regularization"] <= 0:
+        if p["regularization"] != "auto" and p["regularization"] + p["prior_regularization"] <= 0:
             raise ValueError(
                 "ALS needs regularization > 0 (or prior_regularization > 0): the normal "
                 "equations of a user or item with fewer ratings than factors are singular "
                 "without it; try regularization=0.05"
             )
         return p
+
+    def _regularization_scale(self, X: Ratings, params: dict[str, Any]) -> float:
+        """1 with ``weighted=True`` (the penalty is per rating, as the grid); without it
+        the mean number of ratings of a row, 2 nnz / (n_users + n_items)."""
+        if self.weighted:
+            return 1.0
+        return 2.0 * X.nnz / (X.n_users + X.n_items)
 
     def _trainer(
         self,

@@ -10,7 +10,7 @@ import numpy as np
 from mfkit._core import _common
 from mfkit._core.validation import SeedLike, check_choice, check_number
 from mfkit.data import Ratings
-from mfkit.models import _sgd
+from mfkit.models import _sgd, _svdpp
 from mfkit.models._base import FactorModel, Trainer
 from mfkit.models._state import Fitted
 
@@ -225,9 +225,12 @@ class SGD(FactorModel):
         Passes over the training ratings.
     learning_rate : float or None, default None
         Base step size :math:`\eta_0`; None picks the schedule's default (see above).
-    regularization : float, default 0.05
+    regularization : float or 'auto', default 'auto'
         L2 weight :math:`\lambda` on the factors (applied at every step of a row, so rows
-        with many ratings are regularised more).
+        with many ratings are regularised more). ``'auto'`` chooses it from the grid
+        0.0125 .. 0.8 by held-out RMSE on a seeded internal 10% split, then fits with it
+        (:mod:`mfkit.models._autoreg` states the rule); the value is in
+        ``regularization_``. A number fixes it (mfkit 0.1's default was 0.05).
     bias_regularization : float or None, default None
         L2 weight :math:`\lambda_b` on the biases; None means ``regularization``.
     prior_regularization : float, default 0.0
@@ -271,6 +274,19 @@ class SGD(FactorModel):
         Residual size where the Huber loss turns from quadratic to linear.
     blocks : int or 'auto', default 'auto'
         Number B of user and item groups (B x B blocks) of the parallel epoch, 1..1024.
+    implicit_feedback : bool, default False
+        Fit SVD++ (Koren, "Factorization meets the neighborhood", KDD 2008):
+        :math:`\hat r_{ui} = \mu + b_u + b_i + q_i^\top (p_u + |N(u)|^{-1/2}
+        \sum_{j \in N(u)} y_j)` with N(u) the items u rated in training and one more
+        factor row :math:`y_j` per item, regularised by :math:`\lambda` at every rating of
+        a user who rated j. The ratings are visited user by user (the users and each user's
+        ratings in a seeded order): the implicit term is summed once per user, and the
+        user's accumulated gradient on the :math:`y_j` is applied once at the end of the
+        user's turn, L2 part implicit, so an epoch costs O(ratings k) (see
+        :mod:`mfkit.models._svdpp`). The sweep is serial (``blocks`` must be 1 or 'auto'),
+        the effective user factors are computed in parallel; no result depends on
+        ``n_threads``. ``user_factors_`` holds the effective factors
+        :math:`p_u + |N(u)|^{-1/2} \sum y_j`. Not with ``prior_regularization``.
 
     Attributes
     ----------
@@ -284,17 +300,22 @@ class SGD(FactorModel):
     stop_reason_ : 'epochs', 'early_stopping', 'callback', 'interrupted' or 'diverged'
     blocks_ : the B the last fit used
     fit_nbytes_ : bytes of the per-fit scratch of the last fit (rating records, block
-        offsets, AdaGrad accumulators), on top of the training data and the factors
+        offsets, AdaGrad accumulators; with SVD++ also the own user factors and the
+        implicit item factors), on top of the training data and the factors
+    regularization_ : the L2 weight the fit used (the choice of ``'auto'``)
+    regularization_scores_ : ``[(value, held-out rmse), ...]`` tried by ``'auto'`` (None
+        for a fixed value)
     """
 
-    _extra_attributes = ("blocks", "fit_nbytes")
+    _extra_attributes = ("blocks", "fit_nbytes", "regularization", "regularization_scores")
+    _auto_regularization = True
 
     def __init__(
         self,
         factors: int = 100,
         epochs: int = 20,
         learning_rate: float | None = None,
-        regularization: float = 0.05,
+        regularization: float | str = "auto",
         bias_regularization: float | None = None,
         prior_regularization: float = 0.0,
         init_std: float = 0.1,
@@ -311,6 +332,7 @@ class SGD(FactorModel):
         loss: str = "squared",
         huber_delta: float = 1.0,
         blocks: int | str = "auto",
+        implicit_feedback: bool = False,
     ) -> None:
         self.factors = factors
         self.epochs = epochs
@@ -332,6 +354,7 @@ class SGD(FactorModel):
         self.loss = loss
         self.huber_delta = huber_delta
         self.blocks = blocks
+        self.implicit_feedback = implicit_feedback
 
     def _check_params(self) -> dict[str, Any]:
         p = self._check_common_params()
@@ -354,6 +377,21 @@ class SGD(FactorModel):
             check_number(self.blocks, "blocks", low=1, high=MAX_BLOCKS, integer=True)
         if not isinstance(self.shuffle, bool | np.bool_):
             raise TypeError(f"shuffle must be True or False, got {self.shuffle!r}")
+        if not isinstance(self.implicit_feedback, bool | np.bool_):
+            raise TypeError(
+                f"implicit_feedback must be True or False, got {self.implicit_feedback!r}"
+            )
+        if self.implicit_feedback:
+            if not (self.blocks == "auto" or self.blocks == 1):
+                raise ValueError(
+                    f"implicit_feedback=True (SVD++) sweeps the users serially, so blocks must "
+                    f"be 'auto' or 1, got {self.blocks!r}"
+                )
+            if p["prior_regularization"] > 0:
+                raise ValueError(
+                    "implicit_feedback=True (SVD++) does not support prior_regularization; "
+                    "set prior_regularization=0 (init= still warm-starts the factors)"
+                )
         return p
 
     def _trainer(
@@ -363,7 +401,9 @@ class SGD(FactorModel):
         prior: tuple[np.ndarray, np.ndarray] | None,
         rng: np.random.Generator,
         params: dict[str, Any],
-    ) -> SGDTrainer:
+    ) -> Trainer:
+        if self.implicit_feedback:
+            return SVDppTrainer(self, X, fitted, rng, params)
         return SGDTrainer(self, X, fitted, prior, rng, params)
 
 
@@ -470,13 +510,103 @@ class SGDTrainer(Trainer):
         return math.sqrt(sse / self.nnz), bad < 0
 
     def divergence_message(self, epoch: int) -> str:
-        lr = self.params["learning_rate"]
-        return (
-            f"SGD diverged in epoch {epoch}: a residual or factor became NaN or inf; lower "
-            f"learning_rate (now {lr:g} with the {self.params['schedule']!r} schedule, try "
-            f"{lr / 4:g}) or raise regularization. The model keeps the factors of epoch "
-            f"{epoch - 1}."
+        return _divergence_message(self.params, epoch)
+
+
+def _divergence_message(p: dict[str, Any], epoch: int) -> str:
+    lr = p["learning_rate"]
+    return (
+        f"SGD diverged in epoch {epoch}: a residual or factor became NaN or inf; lower "
+        f"learning_rate (now {lr:g} with the {p['schedule']!r} schedule, try "
+        f"{lr / 4:g}) or raise regularization. The model keeps the factors of epoch "
+        f"{epoch - 1}."
+    )
+
+
+class SVDppTrainer(Trainer):
+    """One SVD++ fit (``implicit_feedback=True``): the ratings as records grouped by user,
+    the users' own factors p_u and the implicit item factors y_j (the model's
+    ``user_factors_`` are the effective p_u + |N(u)|^-1/2 sum y_j, rewritten after every
+    epoch), the AdaGrad accumulators and the generator of each epoch's visiting order."""
+
+    name = "SGD"
+
+    def __init__(
+        self,
+        model: SGD,
+        X: Ratings,
+        fitted: Fitted,
+        rng: np.random.Generator,
+        params: dict[str, Any],
+    ) -> None:
+        p = params
+        self.params, self.state, self.rng = p, fitted.state, rng
+        self.biases, self.shuffle = bool(model.biases), bool(model.shuffle)
+        self.global_mean = fitted.global_mean
+        self.nnz = X.nnz
+        self.records = rating_records(X)
+        self.indptr = np.ascontiguousarray(X.indptr, dtype=np.int64)
+        self.order = np.arange(X.n_users, dtype=np.int64)
+        dt = p["dtype"]
+        # the start (random, or init=) is the effective factor with y = 0: p_u = P[u]
+        self.own = self.state.P.copy()
+        self.implicit = np.zeros_like(self.state.Q)
+        self.grad_sq: tuple[np.ndarray, ...] | None = None
+        if p["schedule"] == "adagrad":
+            self.grad_sq = (
+                np.ones(X.n_users, dtype=dt),
+                np.ones(X.n_items, dtype=dt),
+                np.ones(X.n_items, dtype=dt),
+                np.ones(X.n_users, dtype=dt),
+                np.ones(X.n_items, dtype=dt),
+            )
+
+    def fitted_attributes(self) -> dict[str, Any]:
+        nbytes = (
+            self.records.nbytes
+            + self.order.nbytes
+            + self.own.nbytes
+            + self.implicit.nbytes
+            + (0 if self.grad_sq is None else sum(a.nbytes for a in self.grad_sq))
         )
+        return {"blocks": 1, "fit_nbytes": int(nbytes)}
+
+    def run_epoch(self, epoch: int) -> tuple[float, bool]:
+        p = self.params
+        state = self.state
+        lr = p["learning_rate"]
+        if p["schedule"] == "decay":
+            lr = decayed_learning_rate(lr, p["learning_rate_decay"], epoch)
+        kw: dict[str, Any] = {"loss": _LOSS_CODES[p["loss"]], "delta": p["huber_delta"]}
+        if self.grad_sq is not None:
+            kw["Gp"], kw["Gq"], kw["Gy"], kw["Gbu"], kw["Gbi"] = self.grad_sq
+        if self.shuffle:
+            _svdpp.shuffle_users(
+                self.records, self.indptr, self.order, int(self.rng.integers(2**63))
+            )
+        sse, bad = _svdpp.svdpp_epoch(
+            self.records,
+            self.indptr,
+            self.order,
+            self.own,
+            state.Q,
+            self.implicit,
+            state.bu,
+            state.bi,
+            self.global_mean,
+            lr,
+            p["regularization"],
+            p["bias_regularization"],
+            self.biases,
+            **kw,
+        )
+        _svdpp.effective_user_factors(
+            self.records, self.indptr, self.own, self.implicit, state.P, p["n_threads"]
+        )
+        return math.sqrt(sse / self.nnz), bad < 0
+
+    def divergence_message(self, epoch: int) -> str:
+        return _divergence_message(self.params, epoch)
 
 
 __all__ = [
@@ -493,6 +623,7 @@ __all__ = [
     "SGD",
     "BlockLayout",
     "SGDTrainer",
+    "SVDppTrainer",
     "balanced_groups",
     "block_layout",
     "decayed_learning_rate",
