@@ -385,27 +385,33 @@ class FactorModel:
         monitor, higher_is_better = self._monitor(params)
         global_mean = fitted.global_mean
         patience = params["patience"]
-        best: tuple[float, int, FactorState] | None = None
+        best: tuple[float, int] | None = None  # (score, epoch) of the best epoch so far
+        best_state: FactorState | None = None
         wait = 0
         epoch = 0
-        kept: tuple[int, FactorState] | None = None
+        # ``snapshot`` holds epoch ``kept`` (the last completed one), rewritten in place after
+        # each epoch, so a fit holds the factors twice, not three times; ``kept`` is None
+        # while it is being rewritten (the live state is then the completed epoch)
+        snapshot: FactorState | None = None
+        kept: int | None = -1
         try:
             fitted.extras = {**fitted.extras, **trainer.fitted_attributes()}
             self._set_fitted(fitted, params)
-            kept = (0, state.copy())  # the last completed epoch and its state
+            snapshot = state.copy()
+            kept = 0
             for epoch in range(1, params["epochs"] + 1):
                 t0 = time.perf_counter()
                 train_loss, ok = trainer.run_epoch(epoch)
                 seconds = time.perf_counter() - t0
                 if not ok or not math.isfinite(train_loss) or not state.finite():
-                    self._end(fitted, params, kept[1], "diverged")
+                    self._end(fitted, params, snapshot, "diverged")
                     raise DivergenceError(trainer.divergence_message(epoch))
                 # the RMSE test applies to a training RMSE; a model reporting another loss
                 # (ImplicitALS, BPR) gets the prediction-bound test only
                 rmse = train_loss if self._train_key == "train_rmse" else None
                 blowup = blowup_reason(rmse, scale, state, global_mean)
                 if blowup:
-                    self._end(fitted, params, kept[1], "diverged")
+                    self._end(fitted, params, snapshot, "diverged")
                     raise DivergenceError(blowup_message(trainer.name, epoch, blowup, scale))
                 if rmse is not None and epoch == 1:
                     scale = max(scale, rmse)
@@ -417,14 +423,21 @@ class FactorModel:
                     record.update({key: float("nan") for key in val_keys})
                 for key in history_keys:
                     history[key].append(record[key])
-                kept = (epoch, state.copy())
+                kept = None
+                snapshot.copy_from(state)
+                kept = epoch
                 if self.verbose:
                     print_record(record, self._train_key)
                 if val is not None and patience is not None:
                     # compared as "lower is better"
                     score = -record[monitor] if higher_is_better else record[monitor]
                     if best is None or score < best[0] - params["tol"]:
-                        best = (score, epoch, kept[1])
+                        best = None  # best_state is being rewritten
+                        if best_state is None:
+                            best_state = state.copy()
+                        else:
+                            best_state.copy_from(state)
+                        best = (score, epoch)
                         wait = 0
                     else:
                         wait += 1
@@ -435,14 +448,17 @@ class FactorModel:
                     fitted.stop_reason = "callback"
                     break
         except KeyboardInterrupt:
-            done = 0 if kept is None else kept[0]
-            if kept is None or done == 0:
+            if kept is None:  # during the snapshot: the live state is the completed epoch
+                done, keep = epoch, state
+            elif kept <= 0 or snapshot is None:
                 # nothing completed: the model stays as it was (a random start is no model)
                 self._restore_snapshot(before)
                 raise
+            else:
+                done, keep = kept, snapshot
             for key in history_keys:
                 del history[key][done:]
-            self._end(fitted, params, kept[1], "interrupted")
+            self._end(fitted, params, keep, "interrupted")
             warnings.warn(
                 f"training interrupted during epoch {epoch}; the model keeps the factors of "
                 f"epoch {done}",
@@ -450,9 +466,9 @@ class FactorModel:
                 stacklevel=3,
             )
             return self
-        if best is not None:
+        if best is not None and best_state is not None:
             fitted.best_epoch = best[1]
-            self._end(fitted, params, best[2], fitted.stop_reason)
+            self._end(fitted, params, best_state, fitted.stop_reason)
         else:
             self._end(fitted, params, state, fitted.stop_reason)
         return self

@@ -26,6 +26,14 @@ class FactorState:
     def copy(self) -> FactorState:
         return FactorState(self.P.copy(), self.Q.copy(), self.bu.copy(), self.bi.copy())
 
+    def copy_from(self, other: FactorState) -> None:
+        """Overwrite these arrays with ``other``'s (same shapes): a snapshot without a new
+        allocation."""
+        for mine, theirs in zip(
+            (self.P, self.Q, self.bu, self.bi), (other.P, other.Q, other.bu, other.bi), strict=True
+        ):
+            np.copyto(mine, theirs)
+
     def finite(self) -> bool:
         return bool(
             _common.all_finite(self.P)
