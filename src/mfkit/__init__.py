@@ -4,13 +4,13 @@ implicit feedback.
 This module only re-exports the public names; ``ARCHITECTURE.md`` says where each lives.
 """
 
-from mfkit import datasets, io, metrics, model_selection, plot
+from mfkit import datasets, distributed, io, metrics, model_selection, plot
 from mfkit._core._common import openmp_enabled
 from mfkit._core.version import __version__
 from mfkit.data import Ratings, as_ratings, to_implicit
 from mfkit.exceptions import DivergenceError, NotFittedError
 from mfkit.io import load_ratings
-from mfkit.models import ALS, BPR, SGD, ImplicitALS, load
+from mfkit.models import ALS, BPR, SGD, BayesianMF, ImplicitALS, load
 from mfkit.recommend import FoldedUsers
 
 # the module names of mfkit 0.1 (mfkit.als.half_step, mfkit.ratings.IdMap, ...) keep working
@@ -20,6 +20,7 @@ __all__ = [
     "ALS",
     "BPR",
     "SGD",
+    "BayesianMF",
     "DivergenceError",
     "FoldedUsers",
     "ImplicitALS",
@@ -28,6 +29,7 @@ __all__ = [
     "__version__",
     "as_ratings",
     "datasets",
+    "distributed",
     "io",
     "load",
     "load_ratings",

@@ -34,14 +34,14 @@ from mfkit.exceptions import DivergenceError
 from mfkit.io import FORMATS, LoadInfo, load_ratings
 from mfkit.metrics import evaluate, metric_key, parse_metric
 from mfkit.model_selection import KFold, cross_validate, train_test_split
-from mfkit.models import ALS, BPR, SGD, FactorModel, ImplicitALS, load
+from mfkit.models import ALS, BPR, SGD, BayesianMF, FactorModel, ImplicitALS, load
 
 #: what ``mfkit train`` reports for a model that ranks rather than predicts ratings
 RANKING_REPORT = ("precision@10", "recall@10", "ndcg@10", "map@10")
 
 
 def _models() -> dict[str, type[FactorModel]]:
-    return {"als": ALS, "sgd": SGD, "implicit-als": ImplicitALS, "bpr": BPR}
+    return {"als": ALS, "bayes": BayesianMF, "sgd": SGD, "implicit-als": ImplicitALS, "bpr": BPR}
 
 
 def _as_feedback(data: Ratings, args: argparse.Namespace, implicit: bool) -> Ratings:
@@ -174,7 +174,20 @@ def _build_model(args: argparse.Namespace) -> FactorModel:
         "dtype": args.dtype,
     }
     if args.regularization is not None:
+        if "regularization" not in cls._get_param_names():
+            raise ValueError(
+                f"--regularization applies to --model sgd and als, not --model {args.model} "
+                f"(it learns its priors from the data)"
+            )
         params["regularization"] = args.regularization
+    for option, name in (("--burn-in", "burn_in"), ("--keep", "keep")):
+        value = getattr(args, name)
+        if value is not None:
+            if args.model != "bayes":
+                raise ValueError(
+                    f"{option} applies to --model bayes only, not --model {args.model}"
+                )
+            params[name] = value
     if args.learning_rate is not None:
         if "learning_rate" not in cls._get_param_names():
             raise ValueError(
@@ -432,6 +445,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "--alpha", type=float, default=None, help="confidence slope (--model implicit-als)"
     )
     _add_implicit_threshold(p)
+    p.add_argument(
+        "--burn-in", type=int, default=None, help="sweeps discarded (--model bayes; epochs // 4)"
+    )
+    p.add_argument(
+        "--keep", type=int, default=None, help="samples kept for prediction (--model bayes)"
+    )
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument(

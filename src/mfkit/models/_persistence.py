@@ -2,7 +2,8 @@
 
 Layout (format version 1): one ``.npz`` archive holding ``user_factors``, ``item_factors``,
 ``user_biases``, ``item_biases``, optionally ``user_ids`` / ``item_ids`` and ``seen_indptr`` /
-``seen_indices`` (the training ratings' CSR structure, for excluding seen items), and
+``seen_indices`` (the training ratings' CSR structure, for excluding seen items), a model's
+own fitted arrays as ``fitted_<name>`` (listed in the metadata's ``fitted_arrays``), and
 ``__meta__``: a
 UTF-8 JSON document (stored as a uint8 array) with the format name and version, the mfkit
 version, the model class, its parameters, the global mean, rating range, training history and
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 FORMAT_NAME = "mfkit-model"
 FORMAT_VERSION = 1
 _ARRAYS = ("user_factors", "item_factors", "user_biases", "item_biases")
+_EXTRA_PREFIX = "fitted_"
 
 
 def _jsonable(value: Any) -> Any:
@@ -70,6 +72,10 @@ def save_model(model: FactorModel, path: Any, *, seen: bool = True) -> None:
         arrays["user_ids"] = fitted.user_map.ids
     if fitted.item_map.ids is not None:
         arrays["item_ids"] = fitted.item_map.ids
+    # a model's own fitted arrays (BayesianMF's bias samples, ...) as "fitted_<name>"
+    extra_arrays = sorted(k for k, v in fitted.extras.items() if isinstance(v, np.ndarray))
+    for name in extra_arrays:
+        arrays[_EXTRA_PREFIX + name] = fitted.extras[name]
     seen_arrays = fitted.seen
     if seen and seen_arrays is not None:
         arrays["seen_indptr"] = np.asarray(seen_arrays[0])
@@ -85,7 +91,8 @@ def save_model(model: FactorModel, path: Any, *, seen: bool = True) -> None:
         "history": {k: [float(x) for x in v] for k, v in fitted.history.items()},
         "best_epoch": fitted.best_epoch,
         "stop_reason": fitted.stop_reason,
-        "fitted": {k: _jsonable(v) for k, v in fitted.extras.items()},
+        "fitted": {k: _jsonable(v) for k, v in fitted.extras.items() if k not in extra_arrays},
+        "fitted_arrays": extra_arrays,
         "digests": {name: digest(a) for name, a in arrays.items()},
     }
     blob = np.frombuffer(json.dumps(meta, allow_nan=True).encode("utf-8"), dtype=np.uint8)
@@ -238,6 +245,14 @@ def load(path: Any) -> FactorModel:
     item_ids = arrays.get("item_ids")
     _check_ids(path, user_ids, P.shape[0], "user_ids")
     _check_ids(path, item_ids, Q.shape[0], "item_ids")
+    extras: dict[str, Any] = {}
+    names = meta.get("fitted_arrays", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _refuse(path, "metadata 'fitted_arrays' is malformed")
+    for name in names:
+        if _EXTRA_PREFIX + name not in arrays:
+            raise _refuse(path, f"array {_EXTRA_PREFIX + name!r} is missing")
+        extras[name] = np.array(arrays[_EXTRA_PREFIX + name])
     state = FactorState(
         np.ascontiguousarray(P), np.ascontiguousarray(Q), np.array(bu), np.array(bi)
     )
@@ -256,7 +271,7 @@ def load(path: Any) -> FactorModel:
             best_epoch=None if best is None else int(best),
             # files of mfkit 0.1.0 did not record why training stopped
             stop_reason=str(meta.get("stop_reason", "unknown")),
-            extras=dict(meta.get("fitted", {})),
+            extras={**dict(meta.get("fitted", {})), **extras},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _refuse(path, f"metadata is incomplete or malformed ({exc})") from exc

@@ -1,0 +1,739 @@
+"""Bayesian matrix factorization sampled by Gibbs (BPMF with biases and a learned noise
+precision)."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mfkit._core.frames import is_frame, pairs_from_frame
+from mfkit._core.validation import (
+    SeedLike,
+    check_dtype,
+    check_number,
+    check_random_state,
+    resolve_n_threads,
+)
+from mfkit.data import Ratings, as_ratings
+from mfkit.exceptions import DivergenceError
+from mfkit.models import _bayes
+from mfkit.models._base import HISTORY_KEYS, FactorModel, _print_record
+from mfkit.models._state import FactorState, Fitted
+
+#: the per-sweep record of ``BayesianMF.history_``
+BAYES_HISTORY_KEYS = (*HISTORY_KEYS, "noise_precision")
+#: hyperprior constants (Salakhutdinov and Mnih 2008): mu0 = 0, beta0, W0 = I, nu0 = K
+BETA0 = 2.0
+#: Gamma(shape, rate) prior on the noise precision
+NOISE_SHAPE0 = 1.0
+NOISE_RATE0 = 1.0
+#: standard deviation of the random starting factors
+INIT_STD = 0.1
+#: default number of kept samples (at most the sweeps after burn-in)
+DEFAULT_KEEP = 75
+#: pairs per block when ``predict(return_std=True)`` expands the samples
+_STD_BLOCK = 4096
+
+
+# --------------------------------------------------------------------------- hyperparameters
+def sample_wishart(W: np.ndarray, nu: float, rng: np.random.Generator) -> np.ndarray:
+    """One draw of a Wishart(W, nu) matrix (mean ``nu W``) by Bartlett's decomposition:
+    ``L A A^T L^T`` with ``W = L L^T``, ``A`` lower triangular, ``A_ii^2 ~ chi^2(nu - i)``
+    and ``A_ij ~ N(0, 1)`` below the diagonal (float64)."""
+    W = np.asarray(W, dtype=np.float64)
+    K = W.shape[0]
+    if W.shape != (K, K):
+        raise ValueError(f"W must be a square matrix, got shape {W.shape}")
+    if not nu > K - 1:
+        raise ValueError(f"nu must be > K - 1 = {K - 1}, got {nu}")
+    L = np.linalg.cholesky(W)
+    A = np.zeros((K, K))
+    A[np.diag_indices(K)] = np.sqrt(rng.chisquare(nu - np.arange(K)))
+    rows, cols = np.tril_indices(K, -1)
+    A[rows, cols] = rng.standard_normal(len(rows))
+    LA = L @ A
+    return LA @ LA.T
+
+
+def normal_wishart_posterior(
+    X: np.ndarray, beta0: float = BETA0
+) -> tuple[np.ndarray, float, np.ndarray, float]:
+    """Posterior ``(mu*, beta*, W*, nu*)`` of a Normal-Wishart prior (mu0 = 0, ``beta0``,
+    W0 = I, nu0 = K) given the rows of ``X`` (n x K) as draws of N(mu, Lam^-1):
+
+    ``beta* = beta0 + n``, ``nu* = K + n``, ``mu* = n xbar / (beta0 + n)``,
+    ``W*^-1 = I + n S + beta0 n / (beta0 + n) xbar xbar^T`` with ``S`` the (biased) sample
+    covariance."""
+    X = np.asarray(X, dtype=np.float64)
+    n, K = X.shape
+    xbar = X.mean(axis=0) if n else np.zeros(K)
+    D = X - xbar
+    # einsum rather than D.T @ D: a tall-thin product that threaded BLAS runs slowly beside
+    # the sampler's own threads, and whose bits would depend on the BLAS thread count
+    Winv = (
+        np.eye(K) + np.einsum("ij,ik->jk", D, D) + (beta0 * n / (beta0 + n)) * np.outer(xbar, xbar)
+    )
+    W = np.linalg.inv(Winv)
+    W = (W + W.T) / 2
+    return n * xbar / (beta0 + n), beta0 + n, W, float(K + n)
+
+
+def sample_hyper(
+    X: np.ndarray, rng: np.random.Generator, beta0: float = BETA0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``(mu, Lam)`` from the Normal-Wishart posterior given rows ``X``:
+    ``Lam ~ Wishart(W*, nu*)``, then ``mu ~ N(mu*, (beta* Lam)^-1)`` (float64)."""
+    mu_s, beta_s, W, nu = normal_wishart_posterior(X, beta0)
+    Lam = sample_wishart(W, nu, rng)
+    U = np.linalg.cholesky(beta_s * Lam)  # (beta Lam) = U U^T; U^-T z has covariance (beta Lam)^-1
+    z = rng.standard_normal(len(mu_s))
+    mu = mu_s + np.linalg.solve(U.T, z)
+    return mu, Lam
+
+
+def sample_noise_precision(
+    sse: float,
+    n: int,
+    rng: np.random.Generator,
+    shape0: float = NOISE_SHAPE0,
+    rate0: float = NOISE_RATE0,
+) -> float:
+    """Draw the noise precision from its Gamma conditional
+    ``Gamma(shape0 + n / 2, rate0 + sse / 2)`` (shape, rate)."""
+    return float(rng.gamma(shape0 + n / 2.0, 1.0 / (rate0 + sse / 2.0)))
+
+
+# --------------------------------------------------------------------------- rows
+def sample_rows(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    values: np.ndarray,
+    Y: np.ndarray,
+    X: np.ndarray,
+    *,
+    ybias: np.ndarray | None = None,
+    xbias: np.ndarray | None = None,
+    mu: float = 0.0,
+    prior_mean: np.ndarray,
+    prior_precision: np.ndarray,
+    noise_precision: float,
+    seed: int,
+    sweep: int,
+    side: int,
+    row_sse: np.ndarray | None = None,
+    n_threads: int = 1,
+) -> None:
+    r"""Draw every row of ``X`` (and ``xbias``) from its Gaussian conditional given ``Y``.
+
+    Row u (the augmented row :math:`x_u = [p_u, b_u]` against :math:`a_j = [y_j, 1]` with
+    biases, :math:`x_u = p_u` against :math:`a_j = y_j` without) with ratings
+    :math:`r_{uj}` in CSR form (as for :func:`mfkit.models.als.half_step`) gets
+
+    .. math:: x_u = A^{-1} b + U^{-1} z, \quad A = \alpha \sum_j a_j a_j^\top + \Lambda
+              = U^\top U, \quad b = \alpha \sum_j a_j t_{uj} + \Lambda m
+
+    with :math:`t_{uj} = r_{uj} - \mu - b_j` (``r_uj`` without biases), :math:`\alpha`
+    ``noise_precision``, :math:`m, \Lambda` the prior mean and precision (K = k + 1 with
+    biases, the bias last) and :math:`z` the standard normals
+    ``mfkit.models._bayes.normal_draws(seed, sweep, side, u, K)``. A row without ratings is
+    set to zero. ``row_sse`` (float64, one per row) receives each row's sum of squared
+    residuals under the new draw.
+    """
+    for name, arr, want in (
+        ("indptr", indptr, np.int64),
+        ("indices", indices, np.int32),
+        ("values", values, np.float32),
+    ):
+        if not isinstance(arr, np.ndarray) or arr.dtype != want or arr.ndim != 1:
+            raise TypeError(
+                f"{name} must be a 1-d {np.dtype(want)} array like mfkit.Ratings.{name}; pass "
+                f"numpy.ascontiguousarray({name}, dtype=numpy.{np.dtype(want)})"
+            )
+    dtype = X.dtype
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"X must be float32 or float64, got dtype {dtype}")
+    for name, a in (("Y", Y), ("ybias", ybias), ("xbias", xbias)):
+        if a is not None and a.dtype != dtype:
+            raise TypeError(f"{name} has dtype {a.dtype} but X has {dtype}: use one dtype")
+    if (ybias is None) != (xbias is None):
+        raise ValueError("pass both ybias and xbias (with biases) or neither (without)")
+    K = X.shape[1] + (0 if ybias is None else 1)
+    Lam = np.ascontiguousarray(prior_precision, dtype=np.float64)
+    m = np.ascontiguousarray(prior_mean, dtype=np.float64)
+    if Lam.shape != (K, K) or m.shape != (K,):
+        raise ValueError(f"prior_precision must be {K} x {K} and prior_mean of length {K}")
+    empty = np.empty(0, dtype=dtype)
+    first, code = _bayes.sample_half(
+        indptr,
+        indices,
+        values,
+        Y,
+        empty if ybias is None else ybias,
+        X,
+        empty if xbias is None else xbias,
+        Lam.astype(dtype),
+        (Lam @ m).astype(dtype),
+        float(noise_precision),
+        float(mu),
+        int(seed),
+        int(sweep),
+        int(side),
+        np.empty(0, dtype=np.float64) if row_sse is None else row_sse,
+        int(n_threads),
+    )
+    if first >= 0:
+        raise np.linalg.LinAlgError(
+            f"the conditional precision of row {first} is not positive definite in {dtype}; "
+            f"use dtype='float64'"
+        )
+
+
+# --------------------------------------------------------------------------- the model
+class BayesianMF(FactorModel):
+    r"""Bayesian biased matrix factorization, sampled by Gibbs (BPMF), parallel over rows
+    and bit-identical at any thread count. No learning rate and no regularization to tune.
+
+    Model (Salakhutdinov and Mnih, "Bayesian Probabilistic Matrix Factorization using
+    Markov Chain Monte Carlo", ICML 2008, with biases and a learned noise precision):
+
+    .. math:: r_{ui} \sim N(\mu + b_u + b_i + p_u^\top q_i,\ \alpha^{-1}), \quad
+              [p_u, b_u] \sim N(m_U, \Lambda_U^{-1}), \quad [q_i, b_i] \sim N(m_V, \Lambda_V^{-1})
+
+    with Normal-Wishart hyperpriors :math:`m \sim N(0, (\beta_0\Lambda)^{-1})`,
+    :math:`\Lambda \sim W(I, K)` (:math:`\beta_0 = 2`, K = k + 1) on each side and
+    :math:`\alpha \sim \mathrm{Gamma}(1, 1)` (shape, rate); :math:`\mu` is the mean
+    training rating, held fixed. The bias rides in the factor row as one more dimension, so
+    its prior mean, precision and correlation with the factors are learned like theirs and
+    a row's conditional is one (k + 1)-dimensional Gaussian: the augmented normal equations
+    of the ALS row kernel. A full Wishart (rather than Rendle's per-dimension
+    Normal-Gamma) is cheap here, a k x k draw per side and sweep, and lets the factors'
+    prior covariance be learned whole.
+
+    Each sweep draws :math:`(m_U, \Lambda_U)` given the user rows, every user row given the
+    items (in parallel; see :func:`sample_rows`), then the same for the items, then
+    :math:`\alpha \sim \mathrm{Gamma}(1 + N/2, 1 + \mathrm{SSE}/2)`. The first ``burn_in``
+    sweeps are discarded; ``keep`` samples evenly spaced over the rest, ending with the last
+    sweep, are kept, and predictions average over them.
+
+    Parameters
+    ----------
+    factors : int, default 10
+        Number of latent factors k. Sampling the posterior keeps a larger k from
+        overfitting, but on MovieLens-100K k = 10 is as accurate as k = 32 at a third of
+        the time (``benchmarks/bench_accuracy.py``).
+    epochs : int, default 100
+        Gibbs sweeps (a user half-sweep then an item half-sweep each).
+    burn_in : int or None, default None
+        Sweeps discarded before samples are kept, ``0 <= burn_in < epochs``; None means
+        ``epochs // 4``.
+    keep : int or None, default None
+        Samples kept for prediction, ``1 <= keep <= epochs - burn_in``; None means
+        ``min(75, epochs - burn_in)`` (every sweep after the default burn-in). The fitted
+        model holds ``keep * (n_users + n_items) * (k + 1)`` numbers of ``dtype`` (plus one
+        float64 per kept sample); a fit needs two more single-sample sets of factors (the
+        current sample and the last good one) on top of the CSR and CSC ratings.
+    biases : bool, default True
+        Learn a global mean and sampled user and item biases.
+    dtype : float32 or float64, default float32
+        Factor precision (each row's system is formed and solved in this precision).
+    random_state : None, int or numpy.random.Generator, default None
+        Seed of the starting factors, the hyperparameter draws and the row draws. The same
+        seed, data and parameters give bit-identical samples for every ``n_threads``.
+    n_threads : int or None, default None
+        Threads for the row draws, prediction and scoring (None: all usable cores).
+    verbose : bool, default False
+        Print one line per sweep on stderr.
+
+    Attributes
+    ----------
+    user_factors_, item_factors_ : ndarray (n_users, S k), (n_items, S k)
+        The S = ``n_samples_`` kept samples side by side (sample s in columns
+        ``s k .. (s + 1) k - 1``), the user side divided by S, so that
+        ``user_factors_[u] @ item_factors_[i]`` is the average of :math:`p_u^\top q_i` over
+        the samples: ``predict``, ``recommend`` and ``similar_items`` use them as they
+        are (``similar_items`` is the cosine over all samples' factors at once).
+    user_biases_, item_biases_ : ndarray; the average bias over the kept samples
+    user_bias_samples_, item_bias_samples_ : ndarray (S, n_users), (S, n_items)
+    noise_precision_samples_ : ndarray (S,), float64; the sampled :math:`\alpha`
+    noise_precision_ : float, their mean
+    n_samples_ : int, S
+    burn_in_ : int, the resolved ``burn_in``
+    fold_in_regularization_ : [lambda, lambda_b] used by :meth:`fold_in`: S times the mean
+        over samples of :math:`\mathrm{tr}(\Lambda_U)_{1..k} / (k\alpha)`, and the mean of
+        :math:`(\Lambda_U)_{k+1,k+1}/\alpha` (a ridge fold-in against the concatenated
+        samples that matches each sample's prior strength)
+    history_ : dict of lists per sweep: epoch, train_rmse (of the current sample),
+        val_rmse and val_mae (of the running posterior mean over the samples kept so far,
+        of the current sample before the first; NaN without validation data),
+        noise_precision (the sampled :math:`\alpha`), seconds
+    stop_reason_ : 'epochs', 'callback', 'interrupted' or 'diverged'
+
+    Notes
+    -----
+    A user or item without training ratings keeps zero factors and bias, so it predicts
+    the baseline. Ctrl-C keeps the samples kept so far (the current state if none) with a
+    warning; a sweep that produces NaN or inf raises :class:`~mfkit.DivergenceError` and
+    keeps the samples kept before it. While ``fit`` runs (as a ``callback`` sees it), the
+    model holds the current sample as a one-sample model.
+    """
+
+    _extra_attributes = (
+        "user_bias_samples",
+        "item_bias_samples",
+        "noise_precision_samples",
+        "noise_precision",
+        "n_samples",
+        "burn_in",
+        "fold_in_regularization",
+    )
+
+    user_bias_samples_: np.ndarray
+    item_bias_samples_: np.ndarray
+    noise_precision_samples_: np.ndarray
+    noise_precision_: float
+    n_samples_: int
+    burn_in_: int
+    fold_in_regularization_: list[float]
+
+    def __init__(
+        self,
+        factors: int = 10,
+        epochs: int = 100,
+        burn_in: int | None = None,
+        keep: int | None = None,
+        biases: bool = True,
+        dtype: Any = "float32",
+        random_state: SeedLike = None,
+        n_threads: int | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.factors = factors
+        self.epochs = epochs
+        self.burn_in = burn_in
+        self.keep = keep
+        self.biases = biases
+        self.dtype = dtype
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self.verbose = verbose
+
+    def _check_params(self) -> dict[str, Any]:
+        p: dict[str, Any] = {
+            "factors": check_number(self.factors, "factors", low=1, integer=True),
+            "epochs": check_number(self.epochs, "epochs", low=1, integer=True),
+            "dtype": check_dtype(self.dtype),
+            "n_threads": resolve_n_threads(self.n_threads),
+        }
+        E = p["epochs"]
+        if self.burn_in is None:
+            p["burn_in"] = E // 4
+        else:
+            p["burn_in"] = check_number(self.burn_in, "burn_in", low=0, integer=True)
+            if p["burn_in"] >= E:
+                raise ValueError(
+                    f"burn_in must be < epochs so that samples are kept, got burn_in="
+                    f"{self.burn_in} with epochs={E}; lower burn_in or raise epochs"
+                )
+        if self.keep is None:
+            p["keep"] = min(DEFAULT_KEEP, E - p["burn_in"])
+        else:
+            p["keep"] = check_number(self.keep, "keep", low=1, integer=True)
+            if p["keep"] > E - p["burn_in"]:
+                raise ValueError(
+                    f"keep must be between 1 and epochs - burn_in = {E - p['burn_in']}, got "
+                    f"keep={self.keep}; lower keep or raise epochs"
+                )
+        for name in ("biases", "verbose"):
+            if not isinstance(getattr(self, name), bool | np.bool_):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_random_state(self.random_state)
+        # fold_in reads these; a fitted model sets them from its samples
+        p["regularization"] = p["bias_regularization"] = 0.0
+        return p
+
+    def _set_fitted(self, fitted: Fitted, params: dict[str, Any] | None = None) -> None:
+        super()._set_fitted(fitted, params)
+        lam = fitted.extras.get("fold_in_regularization")
+        if lam is not None:
+            self._params = dict(self._params)
+            self._params["regularization"], self._params["bias_regularization"] = (
+                float(lam[0]),
+                float(lam[1]),
+            )
+
+    # ------------------------------------------------------------------ fitting
+    def fit(
+        self,
+        data: Any,
+        validation: Any = None,
+        *,
+        init: Any = None,
+        callback: Callable[[FactorModel, dict[str, float]], Any] | None = None,
+    ) -> BayesianMF:
+        """Sample the posterior given ``data`` (anything :func:`mfkit.as_ratings` accepts).
+
+        ``validation``: held-out ratings in the same ids; the RMSE and MAE of the running
+        posterior mean on them are recorded per sweep. ``callback(model, record)`` is called
+        after every sweep (returning ``False`` stops). ``init`` is not supported (the chain
+        starts from small random factors) and must be None.
+        """
+        params = self._check_params()
+        if init is not None:
+            raise ValueError(
+                "BayesianMF does not take init: the sampler starts from small random "
+                "factors and forgets its start during burn_in"
+            )
+        X = as_ratings(data)
+        if X.nnz == 0:
+            raise ValueError("data has no ratings: cannot fit an empty rating matrix")
+        rng = check_random_state(self.random_state)
+        val = None if validation is None else self._validation_arrays(validation, X)
+        history: dict[str, list[float]] = {key: [] for key in BAYES_HISTORY_KEYS}
+        trainer = self._trainer(X, history, rng, params)
+        # while sampling, the model (as a callback sees it) holds the current sample
+        self._set_fitted(trainer.current(), params)
+        stop = "epochs"
+        val_sum = None if val is None else np.zeros(len(val[2]))
+        last_good = trainer.state.copy()
+        sweep = 0
+        try:
+            for sweep in range(1, params["epochs"] + 1):
+                t0 = time.perf_counter()
+                train_rmse, ok = trainer.run_epoch(sweep)
+                seconds = time.perf_counter() - t0
+                if not ok or not math.isfinite(train_rmse) or not trainer.state.finite():
+                    self._set_fitted(trainer.fitted("diverged", last_good), params)
+                    raise DivergenceError(trainer.divergence_message(sweep))
+                trainer.keep_if_due(sweep)
+                record = {
+                    "epoch": float(sweep),
+                    "train_rmse": train_rmse,
+                    "noise_precision": trainer.alpha,
+                    "seconds": seconds,
+                    "val_rmse": math.nan,
+                    "val_mae": math.nan,
+                }
+                if val is not None and val_sum is not None:
+                    pred = trainer.predict_current(val[0], val[1])
+                    if trainer.kept_now:
+                        val_sum += pred
+                    if trainer.n_kept:
+                        pred = val_sum / trainer.n_kept
+                    err = pred - val[2]
+                    record["val_rmse"] = float(np.sqrt(np.mean(err * err)))
+                    record["val_mae"] = float(np.mean(np.abs(err)))
+                for key in BAYES_HISTORY_KEYS:
+                    history[key].append(record[key])
+                last_good = trainer.state.copy()
+                if self.verbose:
+                    _print_record(record)
+                if callback is not None and callback(self, record) is False:
+                    stop = "callback"
+                    break
+        except KeyboardInterrupt:
+            done = len(history["epoch"])
+            for key in BAYES_HISTORY_KEYS:
+                del history[key][done:]
+            self._set_fitted(trainer.fitted("interrupted", last_good), params)
+            warnings.warn(
+                f"sampling interrupted during sweep {sweep}; the model averages over the "
+                f"{max(trainer.n_kept, 1)} sample(s) kept so far",
+                UserWarning,
+                stacklevel=2,
+            )
+            return self
+        self._set_fitted(trainer.fitted(stop, trainer.state), params)
+        return self
+
+    def _trainer(  # type: ignore[override]
+        self,
+        X: Ratings,
+        history: dict[str, list[float]],
+        rng: np.random.Generator,
+        params: dict[str, Any],
+    ) -> GibbsSampler:
+        return GibbsSampler(self, X, history, rng, params)
+
+    # ------------------------------------------------------------------ prediction
+    def predict(
+        self,
+        users: Any,
+        items: Any = None,
+        *,
+        unknown: str = "error",
+        clip: bool = False,
+        return_std: bool = False,
+    ) -> Any:
+        r"""The posterior predictive mean of the ratings of ``(users[j], items[j])``: the
+        average over the kept samples of :math:`\mu + b_u + b_i + p_u^\top q_i` (never a
+        prediction from averaged factors). ``unknown`` and ``clip`` are as in
+        :meth:`FactorModel.predict <mfkit.models.FactorModel.predict>`.
+
+        With ``return_std=True`` returns ``(mean, std)``, ``std`` the standard deviation of
+        the posterior predictive distribution of a new rating,
+        :math:`\sqrt{\mathrm{Var}_s[\hat r^{(s)}_{ui}] + E_s[1/\alpha^{(s)}]}`: the spread of
+        the per-sample predictions plus the learned noise variance (an unknown user or
+        item contributes only its known parts' spread; NaN where the mean is NaN). ``clip``
+        applies to the mean only.
+        """
+        if is_frame(users) and items is None:
+            users, items = pairs_from_frame(users)
+        mean = super().predict(users, items, unknown=unknown, clip=clip)
+        if not isinstance(return_std, bool | np.bool_):
+            raise TypeError(f"return_std must be True or False, got {return_std!r}")
+        if not return_std:
+            return mean
+        u_arr = np.atleast_1d(np.asarray(users))
+        i_arr = np.atleast_1d(np.asarray(items))
+        u = self._fitted.user_map.lookup(u_arr, "users")
+        i = self._fitted.item_map.lookup(i_arr, "items")
+        std = self._predict_std(u, i)
+        std[np.isnan(np.atleast_1d(mean))] = np.nan
+        if np.ndim(users) == 0 and np.ndim(items) == 0:
+            return mean, std[0]
+        return mean, std
+
+    def _predict_std(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        state = self._fitted.state
+        S = int(self.n_samples_)
+        k = state.P.shape[1] // S
+        P = state.P.reshape(state.P.shape[0], S, k)
+        Q = state.Q.reshape(state.Q.shape[0], S, k)
+        noise = float(np.mean(1.0 / np.asarray(self.noise_precision_samples_)))
+        out = np.empty(len(u), dtype=np.float64)
+        bus = np.asarray(self.user_bias_samples_, dtype=np.float64)
+        bis = np.asarray(self.item_bias_samples_, dtype=np.float64)
+        for a in range(0, len(u), _STD_BLOCK):
+            uu, ii = u[a : a + _STD_BLOCK], i[a : a + _STD_BLOCK]
+            f = np.zeros((len(uu), S))
+            both = (uu >= 0) & (ii >= 0)
+            pu = P[uu[both]].astype(np.float64) * S  # undo the 1/S the user side carries
+            f[both] = np.einsum("msk,msk->ms", pu, Q[ii[both]].astype(np.float64))
+            if self.biases:
+                f[uu >= 0] += bus[:, uu[uu >= 0]].T
+                f[ii >= 0] += bis[:, ii[ii >= 0]].T
+            out[a : a + _STD_BLOCK] = np.sqrt(f.var(axis=1) + noise)
+        return out
+
+
+class GibbsSampler:
+    """One Gibbs run: the ratings by user and by item, the current sample (``state``), and
+    the kept samples (written into the arrays the fitted model will hold)."""
+
+    def __init__(
+        self,
+        model: BayesianMF,
+        X: Ratings,
+        history: dict[str, list[float]],
+        rng: np.random.Generator,
+        params: dict[str, Any],
+    ) -> None:
+        self.history = history
+        self.params = params
+        self.rng = rng
+        self.biases = bool(model.biases)
+        k, dtype = params["factors"], params["dtype"]
+        self.k, self.dtype = k, dtype
+        n_users, n_items = X.shape
+        indptr_c, users_c, values_c = X.csc_arrays()
+        self.csr = (X.indptr, X.indices, X.values)
+        self.csc = (indptr_c, users_c, values_c)
+        self.nnz = X.nnz
+        self.global_mean = float(np.mean(X.values, dtype=np.float64)) if self.biases else 0.0
+        self.rating_range = (float(X.values.min()), float(X.values.max()))
+        self.user_map, self.item_map = X.user_map, X.item_map
+        self.seen = (X.indptr, X.indices)
+        self.rated_users = X.user_counts() > 0
+        self.rated_items = X.item_counts() > 0
+        P = rng.standard_normal((n_users, k), dtype=dtype) * dtype.type(INIT_STD)
+        Q = rng.standard_normal((n_items, k), dtype=dtype) * dtype.type(INIT_STD)
+        P[~self.rated_users] = 0
+        Q[~self.rated_items] = 0
+        self.state = FactorState(
+            P, Q, np.zeros(n_users, dtype=dtype), np.zeros(n_items, dtype=dtype)
+        )
+        self.seed = int(rng.integers(0, 2**63))
+        # start the noise precision at 1 / (mean squared residual of the baseline mu),
+        # summed in blocks so that no float64 copy of the ratings is made
+        sq = 0.0
+        for a in range(0, self.nnz, _STD_BLOCK * 256):
+            block = X.values[a : a + _STD_BLOCK * 256].astype(np.float64) - self.global_mean
+            sq += float(np.sum(block * block))
+        self.alpha = 1.0 / max(sq / self.nnz, 1e-12)
+        self.item_sse = np.zeros(n_items, dtype=np.float64)
+        E, B, S = params["epochs"], params["burn_in"], params["keep"]
+        self.kept_sweeps = {E - (j * (E - B)) // S for j in range(S)}
+        self.S = S
+        self.Pc = np.zeros((n_users, S * k), dtype=dtype)
+        self.Qc = np.zeros((n_items, S * k), dtype=dtype)
+        self.bu_s = np.zeros((S, n_users), dtype=dtype)
+        self.bi_s = np.zeros((S, n_items), dtype=dtype)
+        self.alpha_s = np.zeros(S, dtype=np.float64)
+        self.lam_s = np.zeros((S, 2), dtype=np.float64)
+        self.n_kept = 0
+        self.kept_now = False
+        self.lam_u = np.eye(k + 1)
+        self.failure: str | None = None
+
+    def _rows(self, users: bool) -> np.ndarray:
+        st = self.state
+        if users:
+            X, b, rated = st.P, st.bu, self.rated_users
+        else:
+            X, b, rated = st.Q, st.bi, self.rated_items
+        R = X[rated].astype(np.float64)
+        if self.biases:
+            R = np.column_stack([R, b[rated].astype(np.float64)])
+        return R
+
+    def _half(self, users: bool, sweep: int) -> tuple[np.ndarray, bool]:
+        m, Lam = sample_hyper(self._rows(users), self.rng)
+        st = self.state
+        if users:
+            csr, Y, X, ybias, xbias = self.csr, st.Q, st.P, st.bi, st.bu
+        else:
+            csr, Y, X, ybias, xbias = self.csc, st.P, st.Q, st.bu, st.bi
+        try:
+            sample_rows(
+                *csr,
+                Y,
+                X,
+                ybias=ybias if self.biases else None,
+                xbias=xbias if self.biases else None,
+                mu=self.global_mean,
+                prior_mean=m,
+                prior_precision=Lam,
+                noise_precision=self.alpha,
+                seed=self.seed,
+                sweep=sweep,
+                side=0 if users else 1,
+                row_sse=None if users else self.item_sse,
+                n_threads=self.params["n_threads"],
+            )
+        except np.linalg.LinAlgError as exc:
+            self.failure = f"{'user' if users else 'item'} half-sweep: {exc}"
+            return Lam, False
+        return Lam, True
+
+    def run_epoch(self, sweep: int) -> tuple[float, bool]:
+        """One sweep; returns (RMSE of the new sample on the training ratings, success)."""
+        self.kept_now = False
+        self.lam_u, ok = self._half(True, sweep)
+        if not ok or not self._half(False, sweep)[1]:
+            return math.nan, False
+        sse = float(np.sum(self.item_sse))  # fixed-order sum: the same bits for any n_threads
+        if not math.isfinite(sse):
+            self.failure = "a residual became NaN or inf"
+            return math.nan, False
+        self.alpha = sample_noise_precision(sse, self.nnz, self.rng)
+        return math.sqrt(sse / self.nnz), True
+
+    def keep_if_due(self, sweep: int) -> None:
+        if sweep in self.kept_sweeps:
+            self._keep(self.state, self.lam_u)
+
+    def _keep(self, state: FactorState, lam_u: np.ndarray) -> None:
+        j, k = self.n_kept, self.k
+        self.Pc[:, j * k : (j + 1) * k] = state.P
+        self.Qc[:, j * k : (j + 1) * k] = state.Q
+        self.bu_s[j] = state.bu
+        self.bi_s[j] = state.bi
+        self.alpha_s[j] = self.alpha
+        lam_b = lam_u[k, k] / self.alpha if self.biases else 0.0
+        self.lam_s[j] = (np.trace(lam_u[:k, :k]) / (k * self.alpha), lam_b)
+        self.n_kept += 1
+        self.kept_now = True
+
+    def predict_current(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        """Predictions of the current sample for index pairs (unknown: -1, baseline)."""
+        out = np.full(len(u), self.global_mean)
+        ku, ki = u >= 0, i >= 0
+        st = self.state
+        if self.biases:
+            out[ku] += st.bu[u[ku]]
+            out[ki] += st.bi[i[ki]]
+        both = ku & ki
+        out[both] += np.einsum(
+            "mk,mk->m", st.P[u[both]].astype(np.float64), st.Q[i[both]].astype(np.float64)
+        )
+        return out
+
+    def divergence_message(self, sweep: int) -> str:
+        return (
+            f"BayesianMF diverged in epoch {sweep} (Gibbs sweep {sweep}): "
+            f"{self.failure or 'a factor or residual became NaN or inf'}. The model keeps "
+            f"the samples kept before it (or the state of sweep {sweep - 1} if none was)."
+        )
+
+    def _fitted(self, state: FactorState, extras: dict[str, Any], reason: str) -> Fitted:
+        return Fitted(
+            state=state,
+            user_map=self.user_map,
+            item_map=self.item_map,
+            seen=self.seen,
+            global_mean=self.global_mean,
+            rating_range=self.rating_range,
+            history=self.history,
+            stop_reason=reason,
+            extras=extras,
+        )
+
+    def current(self) -> Fitted:
+        """The current sample as a one-sample model (views, no copies)."""
+        st = self.state
+        return self._fitted(
+            st,
+            {
+                "user_bias_samples": st.bu[None, :],
+                "item_bias_samples": st.bi[None, :],
+                "noise_precision_samples": np.array([self.alpha]),
+                "noise_precision": self.alpha,
+                "n_samples": 1,
+                "burn_in": int(self.params["burn_in"]),
+                "fold_in_regularization": [0.0, 0.0],
+            },
+            "epochs",
+        )
+
+    def fitted(self, reason: str, fallback: FactorState) -> Fitted:
+        """The fitted state from the samples kept so far (``fallback`` if none was)."""
+        if self.n_kept == 0:
+            self._keep(fallback, np.eye(self.k + 1) * self.alpha)
+        n, k, dtype = self.n_kept, self.k, self.dtype
+        if n < self.S:
+            Pc, Qc = self.Pc[:, : n * k].copy(), self.Qc[:, : n * k].copy()
+        else:
+            Pc, Qc = self.Pc, self.Qc
+        if n > 1:
+            Pc *= dtype.type(1.0 / n)
+        bu_s, bi_s, alpha_s = self.bu_s[:n].copy(), self.bi_s[:n].copy(), self.alpha_s[:n]
+        bu = np.mean(bu_s, axis=0, dtype=np.float64).astype(dtype)
+        bi = np.mean(bi_s, axis=0, dtype=np.float64).astype(dtype)
+        lam = self.lam_s[:n].mean(axis=0)
+        extras = {
+            "user_bias_samples": bu_s,
+            "item_bias_samples": bi_s,
+            "noise_precision_samples": alpha_s.copy(),
+            "noise_precision": float(np.mean(alpha_s)),
+            "n_samples": n,
+            "burn_in": int(self.params["burn_in"]),
+            "fold_in_regularization": [float(n * lam[0]), float(lam[1])],
+        }
+        return self._fitted(FactorState(Pc, Qc, bu, bi), extras, reason)
+
+
+__all__ = [
+    "BAYES_HISTORY_KEYS",
+    "BayesianMF",
+    "GibbsSampler",
+    "normal_wishart_posterior",
+    "sample_hyper",
+    "sample_noise_precision",
+    "sample_rows",
+    "sample_wishart",
+]
