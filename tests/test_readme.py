@@ -44,11 +44,18 @@ def write_example_files(root: Path) -> dict[str, object]:
     return {"new_user_ratings": new}
 
 
+def block_with(marker: str) -> int:
+    """The index of the README's one Python block containing ``marker``."""
+    found = [j for j, code in enumerate(python_blocks()) if marker in code]
+    assert len(found) == 1, (marker, found)
+    return found[0]
+
+
 def test_readme_has_examples() -> None:
-    assert len(python_blocks()) >= 5
+    assert len(python_blocks()) >= 6
 
 
-@pytest.mark.parametrize("index", [0, 1, 3, 4])  # block 2 (a download) has its own test
+@pytest.mark.parametrize("index", [0, 1, block_with("BayesianMF("), block_with("ImplicitALS(")])
 def test_readme_python_example_runs(
     index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -64,10 +71,10 @@ def test_readme_python_example_runs(
     assert np.all(np.isfinite(model.user_factors))
     if index == 0:
         assert (tmp_path / "model.npz").is_file()
-    elif index == 3:
+    elif index == block_with("BayesianMF("):
         assert isinstance(model, mfkit.BayesianMF)
         assert np.all(np.asarray(namespace["std"]) > 0)
-    elif index == 4:  # implicit feedback
+    elif index == block_with("ImplicitALS("):  # implicit feedback
         assert isinstance(model, mfkit.ImplicitALS)
         assert np.asarray(namespace["items"]).shape == (2, 10)
         assert np.all(np.isfinite(model.history_["val_ndcg@10"]))
@@ -117,8 +124,7 @@ def place_ml100k_by_hand(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_readme_dataset_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     place_ml100k_by_hand(tmp_path / "data", monkeypatch)
     monkeypatch.chdir(tmp_path)
-    code = python_blocks()[2]
-    assert "mfkit.datasets.movielens(" in code
+    code = python_blocks()[block_with("mfkit.datasets.movielens(")]
     namespace: dict[str, object] = {"mfkit": mfkit}
     exec(compile(code, "README.md block 2", "exec"), namespace)
     top = namespace["top"]
@@ -129,3 +135,14 @@ def test_readme_dataset_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert (tmp_path / "curves.png").stat().st_size > 2000
     assert (tmp_path / "parity.png").stat().st_size > 2000
     assert (tmp_path / "data" / "ml-100k.mfkit").is_dir()  # parsed once, cached
+
+
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use:UserWarning")
+def test_readme_dask_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the block starts a LocalCluster of two worker processes, as a user would
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    code = python_blocks()[block_with("LocalCluster")]
+    exec(compile(code, "README.md block 2", "exec"), namespace)
+    model = namespace["model"]
+    assert isinstance(model, mfkit.ALS) and model.history_["epoch"] == [1, 2, 3, 4, 5]

@@ -4,7 +4,7 @@ implicit feedback.
 This module only re-exports the public names; ``ARCHITECTURE.md`` says where each lives.
 """
 
-from mfkit import datasets, io, metrics, model_selection, plot
+from mfkit import datasets, distributed, io, metrics, model_selection, plot
 from mfkit._core._common import openmp_enabled
 from mfkit._core.version import __version__
 from mfkit.data import Ratings, as_ratings, to_implicit
@@ -29,6 +29,7 @@ __all__ = [
     "__version__",
     "as_ratings",
     "datasets",
+    "distributed",
     "io",
     "load",
     "load_ratings",

@@ -17,11 +17,12 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from mfkit._core import _common
+from mfkit._core.exact import mean_f32
 from mfkit._core.frames import is_frame, pairs_from_frame, recommendations_frame
 from mfkit._core.validation import (
     check_choice,
@@ -30,11 +31,11 @@ from mfkit._core.validation import (
     check_random_state,
     resolve_n_threads,
 )
-from mfkit.data import Ratings, as_ratings
+from mfkit.data import IdMap, Ratings, as_ratings
 from mfkit.exceptions import DivergenceError, NotFittedError
 from mfkit.models._autoreg import check_regularization, resolve_auto, restore_choice
 from mfkit.models._persistence import save_model
-from mfkit.models._registry import register
+from mfkit.models._registry import collection_fitter, register
 from mfkit.models._state import FactorState, Fitted, normal_rows
 from mfkit.recommend import FoldedUsers, fold_in, recommend, similar_items
 
@@ -43,6 +44,20 @@ UNKNOWN_CHOICES = ("error", "baseline", "nan")
 HISTORY_KEYS = ("epoch", "train_rmse", "val_rmse", "val_mae", "seconds")
 #: what fit sets on the model before its first epoch (restored if Ctrl-C comes first)
 _FIT_STATE = ("_fitted", "_params", "n_threads_")
+
+
+class RatingShape(Protocol):
+    """What a fit needs to know of its ratings before training: their shape, id maps and
+    per-row counts (a :class:`Ratings` has them; so does a distributed fit's summary)."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+    @property
+    def user_map(self) -> IdMap: ...
+    @property
+    def item_map(self) -> IdMap: ...
+    def user_counts(self) -> np.ndarray: ...
+    def item_counts(self) -> np.ndarray: ...
 
 
 class Trainer:
@@ -289,17 +304,66 @@ class FactorModel:
         the ``KeyboardInterrupt`` propagates and the model is left as it was); a diverging
         epoch raises :class:`~mfkit.DivergenceError` and keeps the last good one.
         """
+        fitter = collection_fitter(data)
+        if fitter is not None:  # a cluster collection (Dask): its layer's fit
+            return fitter(self, data, validation, init=init, callback=callback)
         params = self._check_params()
         X = as_ratings(data)
         if X.nnz == 0:
             raise ValueError("data has no ratings: cannot fit an empty rating matrix")
         rng = check_random_state(self.random_state)
-        biases = bool(self.biases)
-        global_mean = float(np.mean(X.values, dtype=np.float64)) if biases else 0.0
         val = None if validation is None else self._validation_scorer(validation, X, params)
-        val_keys = self._validation_keys(params)
-        monitor, higher_is_better = self._monitor(params)
-        history_keys = ("epoch", self._train_key, *self._trainer_keys, *val_keys, "seconds")
+        # draws nothing from rng, so the fit below is the fit given the chosen value
+        params["regularization_scores"] = resolve_auto(self, X, rng, params, init)
+        before = self._fit_snapshot()
+        try:
+            fitted, prior = self._begin_fit(
+                X,
+                # the exactly rounded mean: the same bits when a cluster sums it by shards
+                global_mean=mean_f32(X.values) if self.biases else 0.0,
+                rating_range=(float(X.values.min()), float(X.values.max())),
+                # what each user rated in training, for recommend(exclude_seen=True):
+                # references to the (read-only) training arrays, not copies
+                seen=(X.indptr, X.indices),
+                init=init,
+                rng=rng,
+                params=params,
+            )
+            trainer = self._trainer(X, fitted, prior, rng, params)
+        except KeyboardInterrupt:
+            self._restore_snapshot(before)  # Ctrl-C before any epoch: the model as it was
+            raise
+        # the training error of a sane model stays near the ratings' own size (predicting
+        # 0 everywhere has the RMS of the ratings as its error)
+        scale = float(np.sqrt(np.mean(np.square(X.values, dtype=np.float64))))
+        return self._run_fit(fitted, trainer, val, params, callback, scale, before)
+
+    def _fit_snapshot(self) -> dict[str, Any]:
+        """The model's fitted state before a fit starts (what Ctrl-C before the first epoch
+        puts back)."""
+        return {k: self.__dict__[k] for k in _FIT_STATE if k in self.__dict__}
+
+    def _restore_snapshot(self, before: dict[str, Any]) -> None:
+        for key in _FIT_STATE:
+            self.__dict__.pop(key, None)
+        self.__dict__.update(before)
+
+    def _begin_fit(
+        self,
+        X: RatingShape,
+        *,
+        global_mean: float,
+        rating_range: tuple[float, float],
+        seen: tuple[np.ndarray, np.ndarray] | None,
+        init: Any,
+        rng: np.random.Generator,
+        params: dict[str, Any],
+    ) -> tuple[Fitted, tuple[np.ndarray, np.ndarray] | None]:
+        """The starting state of a fit (initial or given factors, the id maps, an empty
+        history), already set on the model so that callbacks see it; and the prior factors.
+
+        ``X`` gives the shape, id maps and rating counts: a :class:`Ratings`, or the summary
+        a distributed fit computes without gathering the ratings."""
         state, prior = self._initial_state(X, init, rng, params)
         if _prediction_bound(state, global_mean) >= _SAFE_PREDICTION[state.P.dtype.char]:
             raise ValueError(
@@ -307,65 +371,82 @@ class FactorModel:
                 f"{state.P.dtype}: lower init_std (now {params['init_std']:g}) or pass "
                 "smaller init= factors"
             )
-        # the training error of a sane model stays near the ratings' own size (predicting
-        # 0 everywhere has the RMS of the ratings as its error)
-        scale = float(np.sqrt(np.mean(np.square(X.values, dtype=np.float64))))
         if params["prior_regularization"] > 0 and prior is None:
             raise ValueError(
                 "prior_regularization > 0 needs prior factors: pass init=(P0, Q0) to fit"
             )
-        # draws nothing from rng, so the fit below is the fit given the chosen value
-        scores = resolve_auto(self, X, rng, params, init)
-        history: dict[str, list[float]] = {key: [] for key in history_keys}
+        if params["regularization"] == "auto":
+            raise ValueError("this fit cannot choose regularization='auto'; give a number")
+        history: dict[str, list[float]] = {key: [] for key in self._history_keys(params)}
         fitted = Fitted(
             state=state,
             user_map=X.user_map,
             item_map=X.item_map,
-            # what each user rated in training, for recommend(exclude_seen=True): references
-            # to the (read-only) training arrays, not copies
-            seen=(X.indptr, X.indices),
+            seen=seen,
             global_mean=global_mean,
-            rating_range=(float(X.values.min()), float(X.values.max())),
+            rating_range=rating_range,
             history=history,
         )
-        before = {k: self.__dict__[k] for k in _FIT_STATE if k in self.__dict__}
-        try:
-            self._set_fitted(fitted, params)
-            trainer = self._trainer(X, fitted, prior, rng, params)
-            fitted.extras = trainer.fitted_attributes()
-            if self._auto_regularization:
-                fitted.extras["regularization"] = params["regularization"]
-                fitted.extras["regularization_scores"] = scores
-            self._set_fitted(fitted, params)
-            kept = (0, state.copy())  # the last completed epoch and its state
-        except KeyboardInterrupt:
-            # Ctrl-C before any epoch: nothing to keep, so the model stays as it was
-            for key in _FIT_STATE:
-                self.__dict__.pop(key, None)
-            self.__dict__.update(before)
-            raise
+        self._set_fitted(fitted, params)
+        return fitted, prior
+
+    def _history_keys(self, params: dict[str, Any]) -> tuple[str, ...]:
+        """The keys of ``history_``: the epoch, the model's training loss and extras, its
+        validation scores, the seconds."""
+        keys = (self._train_key, *self._trainer_keys, *self._validation_keys(params))
+        return ("epoch", *keys, "seconds")
+
+    def _run_fit(
+        self,
+        fitted: Fitted,
+        trainer: Trainer,
+        val: Callable[[], dict[str, float]] | None,
+        params: dict[str, Any],
+        callback: Callable[[FactorModel, dict[str, float]], Any] | None,
+        scale: float,
+        before: dict[str, Any] | None = None,
+    ) -> FactorModel:
+        """The epoch loop of every fit, on one machine or a cluster: ``trainer`` updates
+        ``fitted.state`` in place epoch by epoch; validation scores (``val``), early
+        stopping, divergence and Ctrl-C are handled here. ``scale``: the root mean square of
+        the training ratings, against which a blow-up of the training error is judged.
+        ``before``: the model's state before the fit (:meth:`_fit_snapshot`), put back when
+        Ctrl-C comes before the first epoch has finished."""
+        before = {} if before is None else before
+        state, history = fitted.state, fitted.history
+        history_keys = tuple(history)
+        val_keys = self._validation_keys(params)
+        monitor, higher_is_better = self._monitor(params)
+        global_mean = fitted.global_mean
         patience = params["patience"]
         best: tuple[float, int, FactorState] | None = None
         wait = 0
         epoch = 0
+        kept: tuple[int, FactorState] | None = None
         try:
+            fitted.extras = trainer.fitted_attributes()
+            if self._auto_regularization:
+                fitted.extras["regularization"] = params["regularization"]
+                fitted.extras["regularization_scores"] = params.get("regularization_scores")
+            self._set_fitted(fitted, params)
+            kept = (0, state.copy())  # the last completed epoch and its state
             for epoch in range(1, params["epochs"] + 1):
                 t0 = time.perf_counter()
-                train_rmse, ok = trainer.run_epoch(epoch)
+                train_loss, ok = trainer.run_epoch(epoch)
                 seconds = time.perf_counter() - t0
-                if not ok or not math.isfinite(train_rmse) or not state.finite():
+                if not ok or not math.isfinite(train_loss) or not state.finite():
                     self._end(fitted, params, kept[1], "diverged")
                     raise DivergenceError(trainer.divergence_message(epoch))
                 # the RMSE test applies to a training RMSE; a model reporting another loss
                 # (ImplicitALS, BPR) gets the prediction-bound test only
-                rmse = train_rmse if self._train_key == "train_rmse" else None
+                rmse = train_loss if self._train_key == "train_rmse" else None
                 blowup = _blowup(rmse, scale, state, global_mean)
                 if blowup:
                     self._end(fitted, params, kept[1], "diverged")
                     raise DivergenceError(_blowup_message(trainer.name, epoch, blowup, scale))
                 if rmse is not None and epoch == 1:
                     scale = max(scale, rmse)
-                record = {"epoch": float(epoch), self._train_key: train_rmse, "seconds": seconds}
+                record = {"epoch": float(epoch), self._train_key: train_loss, "seconds": seconds}
                 record.update(trainer.epoch_extras())
                 if val is not None:
                     record.update(val())
@@ -391,7 +472,11 @@ class FactorModel:
                     fitted.stop_reason = "callback"
                     break
         except KeyboardInterrupt:
-            done = kept[0]
+            done = 0 if kept is None else kept[0]
+            if kept is None or done == 0:
+                # nothing completed: the model stays as it was (a random start is no model)
+                self._restore_snapshot(before)
+                raise
             for key in history_keys:
                 del history[key][done:]
             self._end(fitted, params, kept[1], "interrupted")
@@ -399,7 +484,7 @@ class FactorModel:
                 f"training interrupted during epoch {epoch}; the model keeps the factors of "
                 f"epoch {done}",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             return self
         if best is not None:
@@ -418,7 +503,7 @@ class FactorModel:
         return ("val_rmse", False)
 
     def _validation_scorer(
-        self, validation: Any, X: Ratings, params: dict[str, Any]
+        self, validation: Any, X: RatingShape, params: dict[str, Any]
     ) -> Callable[[], dict[str, float]]:
         """A function scoring the current state on ``validation`` after an epoch."""
         arrays = self._validation_arrays(validation, X)
@@ -453,7 +538,7 @@ class FactorModel:
             setattr(self, name + "_", value)
 
     def _initial_state(
-        self, X: Ratings, init: Any, rng: np.random.Generator, params: dict[str, Any]
+        self, X: RatingShape, init: Any, rng: np.random.Generator, params: dict[str, Any]
     ) -> tuple[FactorState, tuple[np.ndarray, np.ndarray] | None]:
         n_users, n_items = X.shape
         k, dtype = params["factors"], params["dtype"]
@@ -506,7 +591,7 @@ class FactorModel:
 
     @staticmethod
     def _validation_arrays(
-        validation: Any, X: Ratings
+        validation: Any, X: RatingShape
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Validation ratings as (user index, item index, rating) in the training maps."""
         user_map, item_map = X.user_map, X.item_map

@@ -8,9 +8,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mfkit.data import Ratings
 from mfkit.metrics import RANKING_METRICS, evaluate, parse_metric
-from mfkit.models._base import FactorModel
+from mfkit.models._base import FactorModel, RatingShape
 
 #: what ``validation=`` records by default
 DEFAULT_VALIDATION_METRICS = ("precision@10", "recall@10", "map@10", "ndcg@10")
@@ -77,7 +76,7 @@ class PreferenceModel(FactorModel):
         return ("val_" + params["monitor"], True)
 
     def _validation_scorer(
-        self, validation: Any, X: Ratings, params: dict[str, Any]
+        self, validation: Any, X: RatingShape, params: dict[str, Any]
     ) -> Callable[[], dict[str, float]]:
         metrics = params["validation_metrics"]
 

@@ -1,0 +1,474 @@
+"""ALS on a Dask cluster: the same half-step kernel on shards resident on the workers.
+
+How a fit runs (Spark MLlib's block ALS, with mfkit's kernel):
+
+1. Each input partition is summarised on its worker (distinct ids with their rating counts,
+   the exact rating sum, min and max); the client merges the summaries into the sorted id
+   maps, so ids get the same indices as :meth:`mfkit.Ratings.from_dataframe` gives them.
+2. Users and items are cut into contiguous shards of about equal rating counts; every
+   partition is split by shard once and each shard assembled into CSR (users) or CSC (items)
+   on a worker, where it stays for the whole fit: exactly the rows of the single-machine
+   matrices, in the same order.
+3. Each half-step broadcasts the fixed side's factors and biases to the workers and solves
+   every shard's rows with :func:`mfkit.models.als.half_step`; the client assembles the new
+   rows. A row's result depends only on its own ratings and the fixed side, so the factors
+   are byte-identical to a fit on one machine for any number of workers, shards and threads.
+
+The epoch loop is the models' own (``FactorModel._run_fit``): validation scores, early
+stopping, callbacks, divergence and Ctrl-C behave as on one machine.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from mfkit._core.exact import exact_mean
+from mfkit._core.validation import check_number, check_random_state
+from mfkit.data import IdMap
+from mfkit.distributed import _tasks
+from mfkit.models import ALS, FactorModel, Trainer
+from mfkit.models._state import Fitted
+
+logger = logging.getLogger("mfkit.distributed")
+
+#: what a fit waits for one half-step (or the preparation of the shards) before it fails
+DEFAULT_TIMEOUT = 600.0
+
+
+class ClusterRatings:
+    """The shape, id maps and per-row rating counts of ratings that stay on a cluster."""
+
+    def __init__(
+        self,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        user_counts: np.ndarray,
+        item_counts: np.ndarray,
+        nnz: int,
+    ) -> None:
+        self.user_ids, self.item_ids = user_ids, item_ids
+        self._user_counts, self._item_counts = user_counts, item_counts
+        self.nnz = nnz
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.user_ids), len(self.item_ids))
+
+    @property
+    def user_map(self) -> IdMap:
+        return IdMap(self.user_ids, len(self.user_ids))
+
+    @property
+    def item_map(self) -> IdMap:
+        return IdMap(self.item_ids, len(self.item_ids))
+
+    def user_counts(self) -> np.ndarray:
+        return self._user_counts
+
+    def item_counts(self) -> np.ndarray:
+        return self._item_counts
+
+
+def balanced_bounds(counts: np.ndarray, n_shards: int) -> np.ndarray:
+    """Shard edges ``0 = e_0 < e_1 < ... = len(counts)`` cutting the rows into at most
+    ``n_shards`` contiguous runs of about equal total count (no empty shard)."""
+    n = len(counts)
+    total = np.cumsum(counts, dtype=np.int64)
+    targets = (total[-1] * np.arange(1, n_shards)) // n_shards
+    cuts = np.searchsorted(total, targets, side="right")
+    edges = np.unique(np.concatenate(([0], cuts, [n])))
+    return edges.astype(np.int64)
+
+
+def _dask_modules() -> tuple[Any, Any]:
+    try:
+        import dask
+        import distributed
+    except ImportError as exc:  # pragma: no cover - the extra is installed in the tests
+        raise ImportError(
+            f"fitting a Dask collection needs dask and distributed ({exc}); install them "
+            f"with pip install 'mfkit[dask]'"
+        ) from None
+    return dask, distributed
+
+
+def _client(distributed: Any, client: Any) -> Any:
+    if client is not None:
+        if not isinstance(client, distributed.Client):
+            raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
+        return client
+    try:
+        return distributed.get_client()
+    except ValueError:
+        raise ValueError(
+            "fitting a Dask collection needs a Dask cluster: start one (for example "
+            "distributed.Client(distributed.LocalCluster())) or pass client="
+        ) from None
+
+
+def _gather(futures: list[Any], timeout: float, what: str, client: Any) -> list[Any]:
+    """The futures' results in one transfer, in order (the first failed one raises its
+    task's error), or ``TimeoutError`` once ``timeout`` seconds have passed."""
+    import distributed
+
+    try:
+        with client.as_current():
+            distributed.wait(futures, timeout=timeout)
+    except TimeoutError:
+        n = len(client.scheduler_info().get("workers", {}))
+        raise TimeoutError(
+            f"{what} did not finish within {timeout:g} s ({n} workers connected); start "
+            f"workers or raise timeout="
+        ) from None
+    return client.gather(futures)
+
+
+class DaskALSTrainer(Trainer):
+    """One ALS fit on a cluster: the futures of the resident user and item shards, and the
+    half-steps that broadcast one side and solve the other shard by shard."""
+
+    name = "ALS"
+
+    def __init__(
+        self,
+        client: Any,
+        distributed: Any,
+        shards: tuple[list[Any], list[Any]],
+        homes: tuple[list[Any], list[Any]],
+        edges: tuple[np.ndarray, np.ndarray],
+        fitted: Fitted,
+        prior: tuple[np.ndarray, np.ndarray] | None,
+        model: ALS,
+        params: dict[str, Any],
+        nnz: int,
+        timeout: float,
+        retries: int,
+    ) -> None:
+        self.client, self.distributed = client, distributed
+        self.shards, self.edges = shards, edges
+        self.homes = homes
+        self.state = fitted.state
+        self.biases = bool(model.biases)
+        self.cg = params["solver"] == "cg"
+        self.nnz, self.timeout, self.retries = nnz, timeout, retries
+        self.failure: str | None = None
+        self.options = {
+            "mu": fitted.global_mean,
+            "regularization": params["regularization"],
+            "bias_regularization": params["bias_regularization"],
+            "weighted": bool(model.weighted),
+            "solver": params["solver"],
+            "cg_steps": params["cg_steps"],
+            "prior_regularization": params["prior_regularization"],
+            # Dask runs one task per worker thread: one kernel thread each unless asked
+            "n_threads": 1 if model.n_threads is None else params["n_threads"],
+        }
+        self.priors: tuple[list[Any], list[Any]] | None = None
+        if prior is not None and params["prior_regularization"] > 0:
+            self.priors = tuple(
+                client.scatter(
+                    [np.ascontiguousarray(P0[a:b]) for a, b in zip(e[:-1], e[1:], strict=True)],
+                    hash=False,
+                )
+                for P0, e in zip(prior, edges, strict=True)
+            )
+
+    def _half_step(self, side: int) -> np.ndarray | None:
+        state, client = self.state, self.client
+        X, xbias, Y, ybias = (
+            (state.P, state.bu, state.Q, state.bi)
+            if side == 0
+            else (state.Q, state.bi, state.P, state.bu)
+        )
+        edges = self.edges[side]
+        opts = dict(self.options, want_sse=side == 1)
+        sse = np.zeros(len(X), dtype=np.float64) if side == 1 else None
+        label = "user" if side == 0 else "item"
+        for attempt in range(self.retries + 1):
+            try:
+                # one key for the fixed side: the client sends it to one worker, and the
+                # others fetch it from there (Dask's worker-to-worker transfers)
+                fixed = client.scatter([(Y, ybias if self.biases else None)], hash=False)[0]
+                starts: list[Any] = [None] * (len(edges) - 1)
+                if self.cg:
+                    # the conjugate-gradient solver starts from the current rows and biases
+                    starts = client.scatter(
+                        [
+                            (X[a:b].copy(), xbias[a:b].copy() if self.biases else None)
+                            for a, b in zip(edges[:-1], edges[1:], strict=True)
+                        ],
+                        hash=False,
+                    )
+                futures = [
+                    client.submit(
+                        _tasks.solve_shard,
+                        shard,
+                        fixed,
+                        starts[s],
+                        None if self.priors is None else self.priors[side][s],
+                        opts,
+                        pure=False,
+                        key=f"mfkit-als-{label}-{s}-{time.monotonic_ns()}",
+                        # where the shard was built: no work stealing that would move the
+                        # shard; anywhere else once that worker is gone
+                        workers=self.homes[side][s],
+                        allow_other_workers=True,
+                    )
+                    for s, shard in enumerate(self.shards[side])
+                ]
+                results = _gather(futures, self.timeout, f"the {label} half-step", client)
+                break
+            except self._lost_errors():
+                # a worker died under the half-step: its tasks' inputs are still on the
+                # client, so solve them again (Dask itself recomputes the lost shards) once
+                # the scheduler has noticed (a broadcast may have gone to the dead worker)
+                if attempt == self.retries:
+                    raise
+                logger.warning(
+                    "a worker was lost during the %s half-step; solving it again (%d of %d)",
+                    label,
+                    attempt + 1,
+                    self.retries,
+                )
+                time.sleep(min(0.25 * 2**attempt, 5.0))
+        for s, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+            rows, biases, row_sse, error = results[s]
+            if error is not None:
+                self.failure = f"{label} half-step, {label}s {a} to {b - 1}: {error}"
+                return None
+            X[a:b] = rows
+            if self.biases:
+                xbias[a:b] = biases
+            if sse is not None:
+                sse[a:b] = row_sse
+        return sse if sse is not None else np.zeros(0)
+
+    def _lost_errors(self) -> tuple[type[BaseException], ...]:
+        """What a worker lost under a half-step raises on the client."""
+        d = self.distributed
+        return (
+            d.KilledWorker,
+            d.comm.CommClosedError,
+            d.client.FutureCancelledError,
+            concurrent.futures.CancelledError,
+            OSError,
+        )
+
+    def run_epoch(self, epoch: int) -> tuple[float, bool]:
+        if self._half_step(0) is None:
+            return math.nan, False
+        item_sse = self._half_step(1)
+        if item_sse is None:
+            return math.nan, False
+        # the same fixed-order sum over all items as one machine takes
+        return math.sqrt(float(np.sum(item_sse)) / self.nnz), True
+
+    def divergence_message(self, epoch: int) -> str:
+        if self.failure is None:
+            return super().divergence_message(epoch)
+        return (
+            f"ALS failed in epoch {epoch}: {self.failure}. The model keeps the factors of "
+            f"epoch {epoch - 1}."
+        )
+
+
+def fit(
+    model: FactorModel,
+    data: Any,
+    validation: Any = None,
+    *,
+    init: Any = None,
+    callback: Any = None,
+    client: Any = None,
+    shards: int | None = None,
+    user_col: str = "user",
+    item_col: str = "item",
+    rating_col: str = "rating",
+    seen: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = 5,
+) -> FactorModel:
+    """Fit ``model`` (an :class:`mfkit.ALS`) to a Dask DataFrame of ratings on a cluster.
+
+    ``model.fit(ddf)`` calls this with the defaults; call it directly for the options. The
+    ratings stay on the workers: the client holds the id maps, the factors and (with
+    ``seen=True``) which items each user rated. The fitted model is an ordinary mfkit model,
+    byte-identical to ``model.fit(ddf.compute())`` on one machine.
+
+    Parameters
+    ----------
+    model : ALS
+        The estimator; its parameters apply unchanged.
+    data : dask.dataframe.DataFrame
+        Ratings with columns ``user_col``, ``item_col``, ``rating_col`` (integer or string
+        ids; any number of partitions). :func:`read_ratings` makes one from rating files.
+    validation : Dask or pandas DataFrame, or anything ``ALS.fit`` accepts, optional
+        Held-out ratings, gathered to the client (they are small) and scored every epoch.
+    init, callback
+        As for :meth:`mfkit.ALS.fit`.
+    client : distributed.Client, optional
+        The cluster to use (default: the current client, ``distributed.get_client()``).
+    shards : int, optional
+        Shards per side (default: two per worker); each holds contiguous users (items) of
+        about equal rating count. The result does not depend on it.
+    user_col, item_col, rating_col : str
+        Column names (the defaults are those of :meth:`mfkit.Ratings.from_dataframe`).
+    seen : bool, default True
+        Gather which items each user rated (4 bytes per rating) so that
+        ``recommend(exclude_seen=True)`` works as after a single-machine fit.
+    timeout : float, default 600
+        Seconds to wait for one half-step (and for the shards to be built) before failing
+        with ``TimeoutError``, for example when no worker is left.
+    retries : int, default 5
+        Times a half-step is solved again after a worker was lost under it.
+
+    What a lost worker does: the shards it held are recomputed by Dask from the input
+    partitions (read again from the files or the graph) and its half-step tasks run again
+    elsewhere, with the same bits. A fit survives any worker (its nanny restarting it or
+    not) as long as one worker remains; it does not survive the loss of the scheduler or of
+    the client, which holds the factors.
+    """
+    dask, distributed = _dask_modules()
+    if not isinstance(model, ALS):
+        raise TypeError(
+            f"{type(model).__name__} cannot be fitted on a Dask cluster yet; use mfkit.ALS "
+            f"(or compute the DataFrame and fit it in memory)"
+        )
+    if not (hasattr(data, "to_delayed") and hasattr(data, "columns")):
+        raise TypeError(
+            f"data must be a dask.dataframe.DataFrame, got {type(data).__name__}; make one "
+            f"from files with mfkit.distributed.read_ratings"
+        )
+    cols = (user_col, item_col, rating_col)
+    missing = [c for c in cols if c not in data.columns]
+    if missing:
+        raise ValueError(
+            f"DataFrame has no column(s) {missing}; it has {list(data.columns)}. Name them "
+            f"with user_col=, item_col=, rating_col="
+        )
+    timeout = check_number(timeout, "timeout", low=0, low_inclusive=False)
+    retries = check_number(retries, "retries", low=0, integer=True)
+    params = model._check_params()
+    rng = check_random_state(model.random_state)
+    client = _client(distributed, client)
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    n_shards = (
+        2 * n_workers if shards is None else check_number(shards, "shards", low=1, integer=True)
+    )
+    delayed = dask.delayed
+    parts = data[list(cols)].to_delayed()
+    names = [f"partition {p}" for p in range(len(parts))]
+
+    # 1. the id maps, the rating counts per user and item, the exact sum: merged on the
+    # cluster from per-partition summaries (kept there as the shards' input) and copied here
+    summaries = [
+        delayed(_tasks.partition_summary)(part, w, cols)
+        for part, w in zip(parts, names, strict=True)
+    ]
+    info_future = client.compute(delayed(_tasks.merge_summaries)(*summaries))
+    info = _gather([info_future], timeout, "summarising the partitions", client)[0]
+    nnz = info["n"]
+    if nnz == 0:
+        raise ValueError("data has no ratings: cannot fit an empty rating matrix")
+    user_ids, item_ids = info["users"], info["items"]
+    user_counts, item_counts = info["user_counts"], info["item_counts"]
+    total, lo, hi = info["sum"], info["min"], info["max"]
+    summary = ClusterRatings(user_ids, item_ids, user_counts, item_counts, nnz)
+
+    # 2. the resident shards: every partition split once, each shard assembled on a worker
+    edges = (
+        balanced_bounds(user_counts, min(n_shards, len(user_ids))),
+        balanced_bounds(item_counts, min(n_shards, len(item_ids))),
+    )
+    # a task of the graph (not scattered data), so a lost shard can always be rebuilt
+    id_maps = delayed(_tasks.id_maps_of)(info_future)
+    splits = [
+        delayed(_tasks.split_partition, pure=True)(part, w, cols, id_maps, edges)
+        for part, w in zip(parts, names, strict=True)
+    ]
+    shard_graphs: tuple[list[Any], list[Any]] = ([], [])
+    for side, (e, n_opp) in enumerate(zip(edges, (len(item_ids), len(user_ids)), strict=True)):
+        label = "user" if side == 0 else "item"
+        for s, (a, b) in enumerate(zip(e[:-1], e[1:], strict=True)):
+            pieces = [delayed(_tasks.pick, pure=True)(sp, side, s) for sp in splits]
+            shard_graphs[side].append(
+                delayed(_tasks.assemble_shard, pure=True)(
+                    int(b - a), n_opp, f"{label} shard {s}", id_maps, side, int(a), *pieces
+                )
+            )
+    # shard s of either side on worker s mod W, so that every worker solves its share of
+    # each half-step (the solve tasks run where their shard is); after a worker is lost, its
+    # shards may be rebuilt on any other
+    workers = sorted(client.scheduler_info().get("workers", {}))
+    homes = tuple(
+        [[workers[s % len(workers)]] if workers else None for s in range(len(graphs))]
+        for graphs in shard_graphs
+    )
+    user_shards, item_shards = (
+        [
+            client.compute(g, workers=home, allow_other_workers=True)
+            for g, home in zip(graphs, side_homes, strict=True)
+        ]
+        for graphs, side_homes in zip(shard_graphs, homes, strict=True)
+    )
+    try:
+        seen_arrays = None
+        if seen:
+            seen_futures = [client.submit(_tasks.seen_of, sh) for sh in user_shards]
+            parts_seen = _gather(seen_futures, timeout, "building the user shards", client)
+            del seen_futures
+            offsets = np.concatenate(([0], np.cumsum([p[0][-1] for p in parts_seen])))
+            seen_arrays = (
+                np.concatenate(
+                    [[0]] + [p[0][1:] + off for p, off in zip(parts_seen, offsets, strict=False)]
+                ).astype(np.int64),
+                np.concatenate([p[1] for p in parts_seen]).astype(np.int32),
+            )
+            for arr in seen_arrays:
+                arr.flags.writeable = False
+
+        # 3. the epochs: the models' own loop over the cluster trainer
+        before = model._fit_snapshot()
+        fitted, prior = model._begin_fit(
+            summary,
+            global_mean=exact_mean(total, nnz) if model.biases else 0.0,
+            rating_range=(lo, hi),
+            seen=seen_arrays,
+            init=init,
+            rng=rng,
+            params=params,
+        )
+        val = None
+        if validation is not None:
+            if hasattr(validation, "compute") and hasattr(validation, "to_delayed"):
+                validation = validation.compute()
+            val = model._validation_scorer(validation, summary, params)
+        trainer = DaskALSTrainer(
+            client,
+            distributed,
+            (user_shards, item_shards),
+            (homes[0], homes[1]),
+            edges,
+            fitted,
+            prior,
+            model,
+            params,
+            nnz,
+            timeout,
+            retries,
+        )
+        # the ratings' RMS (a float sum of the shards' sums of squares: it only sets the
+        # threshold of the divergence check)
+        scale = math.sqrt(info["sum_sq"] / nnz)
+        return model._run_fit(fitted, trainer, val, params, callback, scale, before)
+    finally:
+        client.cancel(user_shards + item_shards + [info_future])
+
+
+__all__ = ["DEFAULT_TIMEOUT", "ClusterRatings", "DaskALSTrainer", "balanced_bounds", "fit"]

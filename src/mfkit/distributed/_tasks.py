@@ -1,0 +1,275 @@
+"""The tasks a distributed fit runs on the workers: pure functions of their arguments.
+
+Each returns the same bits wherever and however often it runs, so Dask may recompute any of
+them after a worker is lost (from the input partitions or files, which it can read again)
+without changing the fit. None of them imports Dask: they take and return NumPy arrays and
+pandas frames.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from mfkit._core.exact import exact_sum_f32
+from mfkit.data._csr import assemble_csr_arrays
+from mfkit.data._idmap import as_id_array
+from mfkit.io import load_ratings
+from mfkit.models.als import half_step
+
+#: (indptr int64 starting at 0, opposite indices int32, ratings float32) of one shard's rows
+Shard = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _id_column(df: Any, col: str, where: str) -> np.ndarray:
+    series = df[col]
+    if series.isna().any():
+        j = int(np.flatnonzero(series.isna().to_numpy())[0])
+        raise ValueError(f"{where}: column {col!r} has a missing id at row {j}; drop such rows")
+    arr = series.to_numpy()
+    if arr.dtype == object or str(series.dtype) in ("string", "str", "category"):
+        arr = series.astype(str).to_numpy(dtype=str)
+    return as_id_array(arr, f"{where}: column {col!r}")
+
+
+def partition_columns(
+    df: Any, where: str, cols: tuple[str, str, str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user ids, item ids, float32 ratings) of one partition, checked as
+    :meth:`mfkit.Ratings.from_dataframe` checks a whole frame; errors name ``where``."""
+    user_col, item_col, rating_col = cols
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{where} has no column(s) {missing}; it has {list(df.columns)}. Name them with "
+            f"user_col=, item_col=, rating_col="
+        )
+    users = _id_column(df, user_col, where)
+    items = _id_column(df, item_col, where)
+    try:
+        r64 = df[rating_col].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{where}: column {rating_col!r} must hold numbers ({exc})") from None
+    bad = ~np.isfinite(r64)
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{where}: rating {r64[j]} at row {j} (user {users[j].item()!r}, item "
+            f"{items[j].item()!r}) is not a finite number; drop or fix such rows"
+        )
+    with np.errstate(over="ignore"):
+        r32 = r64.astype(np.float32)
+    if not np.all(np.isfinite(r32)):
+        j = int(np.flatnonzero(~np.isfinite(r32))[0])
+        raise ValueError(f"{where}: rating {r64[j]} at row {j} overflows float32; rescale")
+    return users, items, r32
+
+
+def partition_summary(df: Any, where: str, cols: tuple[str, str, str]) -> dict[str, Any]:
+    """What the client needs to map ids and size shards: each column's distinct ids with
+    their rating counts, the exact rating sum (in units of 2**-149), the count, min, max."""
+    users, items, r = partition_columns(df, where, cols)
+    uu, uc = np.unique(users, return_counts=True)
+    iu, ic = np.unique(items, return_counts=True)
+    return {
+        "n": len(r),
+        "sum": exact_sum_f32(r),
+        "sum_sq": float(np.sum(np.square(r, dtype=np.float64))),
+        "min": float(r.min()) if len(r) else None,
+        "max": float(r.max()) if len(r) else None,
+        "users": uu,
+        "user_counts": uc.astype(np.int64),
+        "items": iu,
+        "item_counts": ic.astype(np.int64),
+    }
+
+
+def _merge_ids(ids: list[np.ndarray], counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    kinds = {a.dtype.kind for a in ids if len(a)}
+    if len(kinds) > 1:
+        raise TypeError(
+            "the partitions hold ids of different kinds (integers in some, strings in "
+            "others); give every partition the same id type"
+        )
+    merged = np.unique(np.concatenate(ids))
+    if merged.dtype.kind in "iu":
+        merged = merged.astype(np.int64)
+    total = np.zeros(len(merged), dtype=np.int64)
+    for a, c in zip(ids, counts, strict=True):
+        np.add.at(total, np.searchsorted(merged, a), c)
+    return merged, total
+
+
+def merge_summaries(*summaries: dict[str, Any]) -> dict[str, Any]:
+    """The whole data's summary from its partitions': sorted distinct ids with their rating
+    counts, the count, the exact sum, min and max (None without ratings)."""
+    users, user_counts = _merge_ids(
+        [s["users"] for s in summaries], [s["user_counts"] for s in summaries]
+    )
+    items, item_counts = _merge_ids(
+        [s["items"] for s in summaries], [s["item_counts"] for s in summaries]
+    )
+    rated = [s for s in summaries if s["n"]]
+    return {
+        "n": sum(s["n"] for s in summaries),
+        "sum": sum(s["sum"] for s in summaries),
+        "sum_sq": math.fsum(s["sum_sq"] for s in summaries),
+        "min": min(s["min"] for s in rated) if rated else None,
+        "max": max(s["max"] for s in rated) if rated else None,
+        "users": users,
+        "user_counts": user_counts,
+        "items": items,
+        "item_counts": item_counts,
+    }
+
+
+def id_maps_of(info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The (user ids, item ids) of a merged summary: what the shard tasks map ids with."""
+    return info["users"], info["items"]
+
+
+def _lookup(ids: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    # every key is one of the sorted ids (they were collected from these partitions)
+    return np.searchsorted(ids, keys).astype(np.int32)
+
+
+def split_partition(
+    df: Any,
+    where: str,
+    cols: tuple[str, str, str],
+    id_maps: tuple[np.ndarray, np.ndarray],
+    bounds: tuple[np.ndarray, np.ndarray],
+) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], ...]:
+    """One partition's ratings as indices, cut by user shard and by item shard: for each
+    shard the (row index, opposite index, rating) of its ratings in partition order."""
+    users, items, r = partition_columns(df, where, cols)
+    u = _lookup(id_maps[0], users)
+    i = _lookup(id_maps[1], items)
+    out: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
+    for rows, other, edges in ((u, i, bounds[0]), (i, u, bounds[1])):
+        shard = np.searchsorted(edges, rows, side="right") - 1
+        order = np.argsort(shard, kind="stable")
+        starts = np.searchsorted(shard[order], np.arange(len(edges)))
+        pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for s in range(len(edges) - 1):
+            sel = order[starts[s] : starts[s + 1]]
+            pieces.append((rows[sel] - np.int32(edges[s]), other[sel], r[sel]))
+        out.append(pieces)
+    return out[0], out[1]
+
+
+def pick(split: tuple[list[Any], list[Any]], side: int, shard: int) -> tuple[np.ndarray, ...]:
+    """One shard's piece of a split partition (so a shard task receives only its pieces)."""
+    return split[side][shard]
+
+
+def assemble_shard(
+    n_rows: int,
+    n_opposite: int,
+    where: str,
+    id_maps: tuple[np.ndarray, np.ndarray],
+    side: int,
+    first_row: int,
+    *pieces: tuple[np.ndarray, ...],
+) -> Shard:
+    """A shard's ratings in CSR form (rows ascending, opposite indices ascending within a
+    row), from its pieces in partition order: exactly the rows ``first_row:first_row +
+    n_rows`` of the single-machine CSR (users) or CSC (items) matrix."""
+    rows = np.concatenate([p[0] for p in pieces]) if pieces else np.empty(0, np.int32)
+    other = np.concatenate([p[1] for p in pieces]) if pieces else np.empty(0, np.int32)
+    vals = np.concatenate([p[2] for p in pieces]) if pieces else np.empty(0, np.float32)
+    indptr, indices, values, _ = assemble_csr_arrays(
+        rows,
+        other,
+        vals,
+        None,
+        (n_rows, n_opposite),
+        # a repeated (user, item) pair is refused by the user shards, which name it; the
+        # item shards hold the same pairs (and the fit stops at the user shards' error)
+        duplicates="error" if side == 0 else "sum",
+        user_ids=id_maps[0][first_row : first_row + n_rows] if side == 0 else None,
+        item_ids=id_maps[1] if side == 0 else None,
+        n_threads=1,
+        where=where,
+        finite=True,
+    )
+    return indptr, indices, values
+
+
+def seen_of(shard: Shard) -> tuple[np.ndarray, np.ndarray]:
+    """The (indptr, indices) of a user shard: what ``recommend(exclude_seen=True)`` reads."""
+    return shard[0], shard[1]
+
+
+def solve_shard(
+    shard: Shard,
+    fixed: tuple[np.ndarray, np.ndarray | None],
+    start: tuple[np.ndarray, np.ndarray | None] | None,
+    prior: np.ndarray | None,
+    options: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str | None]:
+    """One shard's part of an ALS half-step with the opposite side ``fixed`` = (factors,
+    biases or None): ``mfkit.models.als.half_step`` on the shard's rows, exactly as one
+    machine solves them. ``start``: the rows' current factors (read by the conjugate-
+    gradient solver only; zeros otherwise) and biases. Returns (factors, biases, per-row squared
+    error or None, None), or (.., message) when a row's system is not positive definite."""
+    indptr, indices, values = shard
+    Y, ybias = fixed
+    n = len(indptr) - 1
+    X = np.zeros((n, Y.shape[1]), dtype=Y.dtype) if start is None else start[0].copy()
+    xbias = None
+    if ybias is not None:
+        xbias = np.zeros(n, dtype=Y.dtype) if start is None or start[1] is None else start[1].copy()
+    sse = np.zeros(n, dtype=np.float64) if options["want_sse"] else None
+    try:
+        half_step(
+            indptr,
+            indices,
+            values,
+            Y,
+            X,
+            ybias=ybias,
+            xbias=xbias,
+            mu=options["mu"],
+            regularization=options["regularization"],
+            bias_regularization=options["bias_regularization"],
+            weighted=options["weighted"],
+            solver=options["solver"],
+            cg_steps=options["cg_steps"],
+            prior=prior,
+            prior_regularization=options["prior_regularization"],
+            row_sse=sse,
+            n_threads=options["n_threads"],
+        )
+    except np.linalg.LinAlgError as exc:
+        return X, xbias, sse, str(exc)
+    return X, xbias, sse, None
+
+
+def load_frame(path: str, options: dict[str, Any]) -> Any:
+    """One rating file read by a worker (any format :func:`mfkit.load_ratings` reads), as a
+    pandas frame of original user and item ids and float64 ratings."""
+    import pandas as pd
+
+    R = load_ratings(path, **options)
+    users, items, ratings = R.to_triplets(original_ids=True)
+    return pd.DataFrame(
+        {"user": users, "item": items, "rating": np.asarray(ratings, dtype=np.float64)}
+    )
+
+
+__all__ = [
+    "Shard",
+    "assemble_shard",
+    "id_maps_of",
+    "load_frame",
+    "merge_summaries",
+    "partition_columns",
+    "partition_summary",
+    "pick",
+    "seen_of",
+    "solve_shard",
+    "split_partition",
+]

@@ -1,0 +1,293 @@
+"""ALS on a Dask cluster (mfkit.distributed): the same bytes as one machine, for any number
+of workers, shards and partitions, after a worker is killed, with errors named on the client.
+
+The clusters are real LocalClusters on loopback: in-process workers (threads) and worker
+processes with nannies; each test is bounded by ``timeout=`` on the fit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mfkit
+from mfkit.exceptions import RatingFileError
+
+dd = pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("distributed")
+
+FIT_TIMEOUT = 60.0
+
+
+def rating_frame(seed: int, n: int = 100_000, string_items: bool = True) -> pd.DataFrame:
+    """Synthetic ratings with non-contiguous integer user ids and string (or sparse
+    integer) item ids, each pair once, in no particular order."""
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, 4000, n) * 7 + 1000
+    items = rng.integers(0, 900, n)
+    df = pd.DataFrame({"user": users, "item": items})
+    df = df.drop_duplicates(["user", "item"]).reset_index(drop=True)
+    # ratings from a low-rank model plus noise, on half stars
+    pu = rng.standard_normal((4000, 3))
+    qi = rng.standard_normal((900, 3))
+    score = np.sum(pu[(df.user.to_numpy() - 1000) // 7] * qi[df.item.to_numpy()], axis=1)
+    df["rating"] = np.clip(np.round((3 + score + rng.normal(0, 0.5, len(df))) * 2) / 2, 0.5, 5)
+    if string_items:
+        df["item"] = np.array([f"movie-{x:05d}" for x in df.item.to_numpy() * 13])
+    else:
+        df["item"] = df.item * 13 + 5
+    return df
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return rating_frame(0)
+
+
+def make_client(n_workers: int, processes: bool) -> tuple[object, object]:
+    cluster = distributed.LocalCluster(
+        n_workers=n_workers,
+        processes=processes,
+        threads_per_worker=1,
+        dashboard_address=":0",
+        protocol="tcp://",  # real connections over loopback, threads or processes
+        host="127.0.0.1",
+        silence_logs=40,
+    )
+    return cluster, distributed.Client(cluster, set_as_default=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread_worker():
+    cluster, client = make_client(1, False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def three_thread_workers():
+    cluster, client = make_client(3, False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def two_processes():
+    cluster, client = make_client(2, True)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def assert_same_fit(a: mfkit.ALS, b: mfkit.ALS) -> None:
+    for name in ("user_factors_", "item_factors_", "user_biases_", "item_biases_"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        assert x.tobytes() == y.tobytes(), name
+    assert np.array_equal(a.user_ids_, b.user_ids_) and a.user_ids_.dtype == b.user_ids_.dtype
+    assert np.array_equal(a.item_ids_, b.item_ids_) and a.item_ids_.dtype == b.item_ids_.dtype
+    assert a.global_mean_ == b.global_mean_
+    assert a.rating_range_ == b.rating_range_
+    assert a.history_["train_rmse"] == b.history_["train_rmse"]
+    assert a.stop_reason_ == b.stop_reason_
+
+
+def single(df: pd.DataFrame, **params) -> mfkit.ALS:
+    return mfkit.ALS(**params).fit(df)
+
+
+PARAMS = dict(factors=8, epochs=2, regularization=0.05, random_state=7, n_threads=2)
+
+
+@pytest.mark.parametrize(
+    "cluster,partitions,shards",
+    [("one_thread_worker", 3, None), ("two_processes", 4, None), ("two_processes", 7, 5),
+     ("three_thread_workers", 5, None), ("three_thread_workers", 2, 11)],
+)  # fmt: skip
+def test_fit_is_byte_identical_to_one_machine(frame, cluster, partitions, shards, request):
+    client = request.getfixturevalue(cluster)
+    ref = single(frame, **PARAMS)
+    ddf = dd.from_pandas(frame, npartitions=partitions)
+    m = mfkit.distributed.fit(
+        mfkit.ALS(**PARAMS), ddf, client=client, shards=shards, timeout=FIT_TIMEOUT
+    )
+    assert_same_fit(m, ref)
+    # the fitted model is an ordinary one: seen items, prediction, top-N
+    assert np.array_equal(m._fitted.seen[0], ref._fitted.seen[0])
+    assert np.array_equal(m._fitted.seen[1], ref._fitted.seen[1])
+    users = ref.user_ids_[::97]
+    ids, scores = m.recommend(users, n=5)
+    ref_ids, ref_scores = ref.recommend(users, n=5)
+    assert np.array_equal(ids, ref_ids) and scores.tobytes() == ref_scores.tobytes()
+    pairs = frame.iloc[::501]
+    assert np.array_equal(m.predict(pairs.user, pairs.item), ref.predict(pairs.user, pairs.item))
+
+
+def test_model_fit_uses_the_current_client(frame, three_thread_workers):
+    ref = single(frame, **PARAMS)
+    ddf = dd.from_pandas(frame, npartitions=3)
+    with three_thread_workers.as_current():
+        m = mfkit.ALS(**PARAMS).fit(ddf)
+    assert_same_fit(m, ref)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(solver="cg", cg_steps=2),
+        dict(biases=False, weighted=False, dtype="float64"),
+        dict(regularization=0.1, bias_regularization=0.01, init_std=0.3),
+    ],
+)
+def test_solver_and_options_match_one_machine(params, three_thread_workers):
+    df = rating_frame(3, n=40_000, string_items=False)
+    p = dict(PARAMS, epochs=3, **params)
+    ref = single(df, **p)
+    m = mfkit.distributed.fit(
+        mfkit.ALS(**p), dd.from_pandas(df, npartitions=4), client=three_thread_workers,
+        timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert_same_fit(m, ref)
+
+
+def test_prior_and_validation_match_one_machine(three_thread_workers):
+    df = rating_frame(4, n=40_000)
+    train, val = df.iloc[:35_000], df.iloc[35_000:]
+    ref0 = single(train, **PARAMS)
+    P0, Q0 = ref0.user_factors_ * 2, ref0.item_factors_ * 2
+    p = dict(PARAMS, epochs=4, prior_regularization=0.2, patience=1, tol=0.5)
+    ref = mfkit.ALS(**p).fit(train, val, init=(P0, Q0))
+    m = mfkit.distributed.fit(
+        mfkit.ALS(**p), dd.from_pandas(train, npartitions=3), dd.from_pandas(val, 2),
+        init=(P0, Q0), client=three_thread_workers, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert_same_fit(m, ref)
+    assert m.history_["val_rmse"] == ref.history_["val_rmse"]
+    assert m.best_epoch_ == ref.best_epoch_ and m.stop_reason_ == "early_stopping"
+
+
+def test_a_killed_worker_process_does_not_change_the_result(frame, two_processes):
+    client = two_processes
+    p = dict(PARAMS, epochs=4)
+    ref = single(frame, **p)
+    ddf = dd.from_pandas(frame, npartitions=4)
+    pids = sorted(client.run(os.getpid).values())
+    assert len(pids) == 2
+    killed: list[int] = []
+
+    def kill_during_next_epoch(model, record):
+        if record["epoch"] == 1:
+            # SIGKILL one worker process a moment into epoch 2 (its nanny restarts it):
+            # the shards it held and its running half-step tasks are lost
+            def kill() -> None:
+                time.sleep(0.05)
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+
+            threading.Thread(target=kill, daemon=True).start()
+
+    m = mfkit.distributed.fit(
+        mfkit.ALS(**p), ddf, client=client, callback=kill_during_next_epoch,
+        timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert killed == pids[:1]
+    assert_same_fit(m, ref)
+    client.wait_for_workers(2, timeout=30)
+    assert pids[0] not in client.run(os.getpid).values()  # it was really replaced
+
+
+def test_rating_files_read_by_the_workers(tmp_path: Path, three_thread_workers):
+    df = rating_frame(5, n=30_000, string_items=False)
+    paths = []
+    for j, part in enumerate([df.iloc[:9000], df.iloc[9000:21000], df.iloc[21000:]]):
+        path = tmp_path / f"ratings-{j}.csv"
+        part.to_csv(path, index=False, header=False)
+        paths.append(path)
+    ddf = mfkit.distributed.read_ratings(paths, format="delimited", delimiter=",")
+    p = dict(PARAMS, epochs=2)
+    m = mfkit.distributed.fit(mfkit.ALS(**p), ddf, client=three_thread_workers, timeout=FIT_TIMEOUT)
+    assert_same_fit(m, single(df, **p))
+
+    # one malformed line in the second file: the loader's error, with file and line
+    lines = paths[1].read_text().splitlines()
+    lines[41] = "12,oops"
+    paths[1].write_text("\n".join(lines) + "\n")
+    ddf = mfkit.distributed.read_ratings(paths, format="delimited", delimiter=",")
+    with pytest.raises(RatingFileError, match=r"ratings-1\.csv.*line 42"):
+        mfkit.distributed.fit(mfkit.ALS(**p), ddf, client=three_thread_workers, timeout=FIT_TIMEOUT)
+
+
+def test_bad_ratings_are_reported_with_their_partition(three_thread_workers):
+    df = rating_frame(6, n=5_000)
+    df.loc[3700, "rating"] = np.nan
+    ddf = dd.from_pandas(df, npartitions=4)
+    part = int(np.searchsorted(ddf.divisions, 3700, side="right") - 1)
+    with pytest.raises(ValueError, match=rf"partition {part}: rating nan at row \d+ \(user"):
+        mfkit.distributed.fit(mfkit.ALS(**PARAMS), ddf, client=three_thread_workers)
+    dup = rating_frame(6, n=5_000)
+    dup = pd.concat([dup, dup.iloc[[10]]], ignore_index=True)
+    with pytest.raises(ValueError, match=r"user shard \d+: duplicate rating for user"):
+        mfkit.distributed.fit(
+            mfkit.ALS(**PARAMS), dd.from_pandas(dup, npartitions=3), client=three_thread_workers
+        )
+    with pytest.raises(ValueError, match=r"no column\(s\) \['rating'\]"):
+        mfkit.distributed.fit(
+            mfkit.ALS(**PARAMS),
+            dd.from_pandas(df.rename(columns={"rating": "stars"}), npartitions=2),
+            client=three_thread_workers,
+        )
+
+
+def test_wrong_model_client_or_data_is_refused(frame, three_thread_workers):
+    ddf = dd.from_pandas(frame.iloc[:100], npartitions=1)
+    with pytest.raises(TypeError, match="SGD cannot be fitted on a Dask cluster"):
+        mfkit.distributed.fit(mfkit.SGD(), ddf, client=three_thread_workers)
+    with pytest.raises(TypeError, match="client must be a distributed.Client"):
+        mfkit.distributed.fit(mfkit.ALS(), ddf, client="tcp://127.0.0.1:1")
+    with pytest.raises(TypeError, match="data must be a dask.dataframe.DataFrame"):
+        mfkit.distributed.fit(mfkit.ALS(), frame, client=three_thread_workers)
+    with pytest.raises(ValueError, match="shards must be"):
+        mfkit.distributed.fit(mfkit.ALS(), ddf, client=three_thread_workers, shards=0)
+
+
+def test_no_worker_left_fails_after_the_timeout(frame):
+    cluster, client = make_client(0, False)
+    try:
+        ddf = dd.from_pandas(frame.iloc[:1000], npartitions=2)
+        t0 = time.perf_counter()
+        with pytest.raises(TimeoutError, match=r"within 0\.5 s \(0 workers connected\)"):
+            mfkit.distributed.fit(mfkit.ALS(), ddf, client=client, timeout=0.5)
+        assert time.perf_counter() - t0 < 10
+    finally:
+        client.close()
+        cluster.close()
+
+
+def test_balanced_bounds_cut_by_rating_count():
+    counts = np.array([5, 1, 1, 1, 1, 1, 10, 0, 2])
+    edges = mfkit.distributed.balanced_bounds(counts, 3)
+    assert edges[0] == 0 and edges[-1] == len(counts) and np.all(np.diff(edges) > 0)
+    sums = [counts[a:b].sum() for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    assert sum(sums) == counts.sum() and max(sums) <= 10 + 2
+    assert np.array_equal(mfkit.distributed.balanced_bounds(np.ones(2), 5), [0, 1, 2])
+
+
+def test_import_mfkit_imports_no_dask():
+    code = (
+        "import sys, mfkit, mfkit.distributed\n"
+        "print(sorted(m for m in ('dask', 'distributed', 'pandas') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
