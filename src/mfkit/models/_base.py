@@ -33,7 +33,12 @@ from mfkit._core.validation import (
 )
 from mfkit.data import IdMap, Ratings, as_ratings
 from mfkit.exceptions import DivergenceError, NotFittedError
-from mfkit.models._autoreg import check_regularization, resolve_auto, restore_choice
+from mfkit.models._autoreg import (
+    AUTO_START,
+    check_regularization,
+    resolve_auto,
+    restore_choice,
+)
 from mfkit.models._persistence import save_model
 from mfkit.models._registry import collection_fitter, register
 from mfkit.models._state import FactorState, Fitted, normal_rows
@@ -375,8 +380,10 @@ class FactorModel:
             raise ValueError(
                 "prior_regularization > 0 needs prior factors: pass init=(P0, Q0) to fit"
             )
-        if params["regularization"] == "auto":
-            raise ValueError("this fit cannot choose regularization='auto'; give a number")
+        if params["regularization"] == "auto":  # a fit on shards does not choose: 0.05
+            params["regularization"] = params["bias_regularization"] = AUTO_START
+            if self.bias_regularization is not None:
+                params["bias_regularization"] = float(self.bias_regularization)
         history: dict[str, list[float]] = {key: [] for key in self._history_keys(params)}
         fitted = Fitted(
             state=state,
