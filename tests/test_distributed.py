@@ -254,11 +254,13 @@ def test_wrong_model_client_or_data_is_refused(frame, three_thread_workers):
     with pytest.raises(TypeError, match="SGD cannot be fitted on a Dask cluster"):
         mfkit.distributed.fit(mfkit.SGD(), ddf, client=three_thread_workers)
     with pytest.raises(TypeError, match="client must be a distributed.Client"):
-        mfkit.distributed.fit(mfkit.ALS(), ddf, client="tcp://127.0.0.1:1")
+        mfkit.distributed.fit(mfkit.ALS(regularization=0.05), ddf, client="tcp://127.0.0.1:1")
     with pytest.raises(TypeError, match="data must be a dask.dataframe.DataFrame"):
-        mfkit.distributed.fit(mfkit.ALS(), frame, client=three_thread_workers)
+        mfkit.distributed.fit(mfkit.ALS(regularization=0.05), frame, client=three_thread_workers)
     with pytest.raises(ValueError, match="shards must be"):
-        mfkit.distributed.fit(mfkit.ALS(), ddf, client=three_thread_workers, shards=0)
+        mfkit.distributed.fit(
+            mfkit.ALS(regularization=0.05), ddf, client=three_thread_workers, shards=0
+        )
 
 
 def test_no_worker_left_fails_after_the_timeout(frame):
@@ -267,7 +269,7 @@ def test_no_worker_left_fails_after_the_timeout(frame):
         ddf = dd.from_pandas(frame.iloc[:1000], npartitions=2)
         t0 = time.perf_counter()
         with pytest.raises(TimeoutError, match=r"within 0\.5 s \(0 workers connected\)"):
-            mfkit.distributed.fit(mfkit.ALS(), ddf, client=client, timeout=0.5)
+            mfkit.distributed.fit(mfkit.ALS(regularization=0.05), ddf, client=client, timeout=0.5)
         assert time.perf_counter() - t0 < 10
     finally:
         client.close()
@@ -291,3 +293,10 @@ def test_import_mfkit_imports_no_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_auto_regularization_is_refused_on_a_cluster(three_thread_workers):
+    df = pd.DataFrame({"user": [0, 1, 2], "item": [0, 1, 0], "rating": [1.0, 2.0, 3.0]})
+    ddf = dd.from_pandas(df, npartitions=2)
+    with pytest.raises(ValueError, match="regularization='auto'.*pass a number"):
+        mfkit.distributed.fit(mfkit.ALS(), ddf, client=three_thread_workers)

@@ -355,6 +355,12 @@ def fit(
     timeout = check_number(timeout, "timeout", low=0, low_inclusive=False)
     retries = check_number(retries, "retries", low=0, integer=True)
     params = model._check_params()
+    if params["regularization"] == "auto":
+        raise ValueError(
+            "regularization='auto' (the default) chooses the weight by refitting on an "
+            "internal split, which a Dask fit does not do yet; pass a number, e.g. "
+            "ALS(regularization=0.05), or choose it on a sample that fits in memory"
+        )
     rng = check_random_state(model.random_state)
     client = _client(distributed, client)
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))

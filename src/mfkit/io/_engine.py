@@ -301,11 +301,11 @@ class Engine:
                 f"the rating is outside the rating scale [{lo:g}, {hi:g}] "
                 f"(rating_scale=None accepts any rating)"
             )
-        if code in (3, 4):
-            col = self.spec.col_user if code == 3 else self.spec.col_item
+        if code in (_Reason.BAD_USER, _Reason.BAD_ITEM):
+            col = self.spec.col_user if code == _Reason.BAD_USER else self.spec.col_item
             field = _field(text, self.spec.delimiter, col)
             if field is not None and field.lstrip(b"-+").isdigit():
-                which = "user" if code == 3 else "item"
+                which = "user" if code == _Reason.BAD_USER else "item"
                 return (
                     f"the {which} id {field.decode()} is outside the int64 range "
                     f"[-2**63, 2**63-1] of integer ids (load_delimited(id_type='str') keeps "
@@ -313,7 +313,7 @@ class Engine:
                 )
         if code in _STR_ID_HINT and not self.spec.netflix:
             msg += _STR_ID_HINT[code]
-        if code == 8 and self.on_bad_line != "error":
+        if code == _Reason.BAD_HEADER and self.on_bad_line != "error":
             msg += (
                 f" (an error even with on_bad_line={self.on_bad_line!r}: the ratings below it "
                 f"would go to the movie before it; fix the line or remove it and its ratings)"

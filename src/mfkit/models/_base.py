@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import inspect
 import math
-import sys
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -31,17 +30,22 @@ from mfkit._core.validation import (
     check_random_state,
     resolve_n_threads,
 )
-from mfkit.data import IdMap, Ratings, as_ratings
+from mfkit.data import Ratings, as_ratings
 from mfkit.exceptions import DivergenceError, NotFittedError
-from mfkit.models._autoreg import (
-    AUTO_START,
-    check_regularization,
-    resolve_auto,
-    restore_choice,
-)
+from mfkit.models._autoreg import check_regularization, resolve_auto, restore_choice
 from mfkit.models._persistence import save_model
 from mfkit.models._registry import collection_fitter, register
 from mfkit.models._state import FactorState, Fitted, normal_rows
+from mfkit.models._training import (
+    SAFE_PREDICTION,
+    RatingShape,
+    Trainer,
+    blowup_message,
+    blowup_reason,
+    checked_init,
+    prediction_bound,
+    print_record,
+)
 from mfkit.recommend import FoldedUsers, fold_in, recommend, similar_items
 
 UNKNOWN_CHOICES = ("error", "baseline", "nan")
@@ -49,50 +53,6 @@ UNKNOWN_CHOICES = ("error", "baseline", "nan")
 HISTORY_KEYS = ("epoch", "train_rmse", "val_rmse", "val_mae", "seconds")
 #: what fit sets on the model before its first epoch (restored if Ctrl-C comes first)
 _FIT_STATE = ("_fitted", "_params", "n_threads_")
-
-
-class RatingShape(Protocol):
-    """What a fit needs to know of its ratings before training: their shape, id maps and
-    per-row counts (a :class:`Ratings` has them; so does a distributed fit's summary)."""
-
-    @property
-    def shape(self) -> tuple[int, int]: ...
-    @property
-    def user_map(self) -> IdMap: ...
-    @property
-    def item_map(self) -> IdMap: ...
-    def user_counts(self) -> np.ndarray: ...
-    def item_counts(self) -> np.ndarray: ...
-
-
-class Trainer:
-    """The scratch of one fit and the update of one epoch.
-
-    A model's ``_trainer`` builds one from the training ratings, the starting state (updated
-    in place) and the seeded generator; ``fit`` drives it epoch by epoch and drops it when it
-    returns, so no per-fit array stays on the model."""
-
-    #: the model's name in messages
-    name = "model"
-
-    def run_epoch(self, epoch: int) -> tuple[float, bool]:
-        """One pass; returns (training RMSE, whether all residuals stayed finite)."""
-        raise NotImplementedError
-
-    def epoch_extras(self) -> dict[str, float]:
-        """The model's own per-epoch values (keys: the model's ``_trainer_keys``)."""
-        return {}
-
-    def divergence_message(self, epoch: int) -> str:
-        """What ``DivergenceError`` says when epoch ``epoch`` failed."""
-        return (
-            f"{self.name} diverged in epoch {epoch}: a residual or factor became NaN or inf; "
-            f"raise regularization. The model keeps the factors of epoch {epoch - 1}."
-        )
-
-    def fitted_attributes(self) -> dict[str, Any]:
-        """The model's own fitted attributes (see :attr:`Fitted.extras`)."""
-        return {}
 
 
 def _learned(field: str, doc: str) -> property:
@@ -318,10 +278,10 @@ class FactorModel:
             raise ValueError("data has no ratings: cannot fit an empty rating matrix")
         rng = check_random_state(self.random_state)
         val = None if validation is None else self._validation_scorer(validation, X, params)
-        # draws nothing from rng, so the fit below is the fit given the chosen value
-        params["regularization_scores"] = resolve_auto(self, X, rng, params, init)
         before = self._fit_snapshot()
         try:
+            # draws nothing from rng, so the fit below is the fit given the chosen value
+            scores = resolve_auto(self, X, rng, params, init)
             fitted, prior = self._begin_fit(
                 X,
                 # the exactly rounded mean: the same bits when a cluster sums it by shards
@@ -334,6 +294,9 @@ class FactorModel:
                 rng=rng,
                 params=params,
             )
+            if self._auto_regularization:
+                fitted.extras["regularization"] = params["regularization"]
+                fitted.extras["regularization_scores"] = scores
             trainer = self._trainer(X, fitted, prior, rng, params)
         except KeyboardInterrupt:
             self._restore_snapshot(before)  # Ctrl-C before any epoch: the model as it was
@@ -370,7 +333,7 @@ class FactorModel:
         ``X`` gives the shape, id maps and rating counts: a :class:`Ratings`, or the summary
         a distributed fit computes without gathering the ratings."""
         state, prior = self._initial_state(X, init, rng, params)
-        if _prediction_bound(state, global_mean) >= _SAFE_PREDICTION[state.P.dtype.char]:
+        if prediction_bound(state, global_mean) >= SAFE_PREDICTION[state.P.dtype.char]:
             raise ValueError(
                 "the starting factors are so large that predictions overflow "
                 f"{state.P.dtype}: lower init_std (now {params['init_std']:g}) or pass "
@@ -380,10 +343,6 @@ class FactorModel:
             raise ValueError(
                 "prior_regularization > 0 needs prior factors: pass init=(P0, Q0) to fit"
             )
-        if params["regularization"] == "auto":  # a fit on shards does not choose: 0.05
-            params["regularization"] = params["bias_regularization"] = AUTO_START
-            if self.bias_regularization is not None:
-                params["bias_regularization"] = float(self.bias_regularization)
         history: dict[str, list[float]] = {key: [] for key in self._history_keys(params)}
         fitted = Fitted(
             state=state,
@@ -431,10 +390,7 @@ class FactorModel:
         epoch = 0
         kept: tuple[int, FactorState] | None = None
         try:
-            fitted.extras = trainer.fitted_attributes()
-            if self._auto_regularization:
-                fitted.extras["regularization"] = params["regularization"]
-                fitted.extras["regularization_scores"] = params.get("regularization_scores")
+            fitted.extras = {**fitted.extras, **trainer.fitted_attributes()}
             self._set_fitted(fitted, params)
             kept = (0, state.copy())  # the last completed epoch and its state
             for epoch in range(1, params["epochs"] + 1):
@@ -447,10 +403,10 @@ class FactorModel:
                 # the RMSE test applies to a training RMSE; a model reporting another loss
                 # (ImplicitALS, BPR) gets the prediction-bound test only
                 rmse = train_loss if self._train_key == "train_rmse" else None
-                blowup = _blowup(rmse, scale, state, global_mean)
+                blowup = blowup_reason(rmse, scale, state, global_mean)
                 if blowup:
                     self._end(fitted, params, kept[1], "diverged")
-                    raise DivergenceError(_blowup_message(trainer.name, epoch, blowup, scale))
+                    raise DivergenceError(blowup_message(trainer.name, epoch, blowup, scale))
                 if rmse is not None and epoch == 1:
                     scale = max(scale, rmse)
                 record = {"epoch": float(epoch), self._train_key: train_loss, "seconds": seconds}
@@ -463,7 +419,7 @@ class FactorModel:
                     history[key].append(record[key])
                 kept = (epoch, state.copy())
                 if self.verbose:
-                    _print_record(record, self._train_key)
+                    print_record(record, self._train_key)
                 if val is not None and patience is not None:
                     # compared as "lower is better"
                     score = -record[monitor] if higher_is_better else record[monitor]
@@ -577,14 +533,14 @@ class FactorModel:
                     )
             P0, Q0 = init.user_factors_, init.item_factors_
             if self.biases and init.biases:
-                bu[:] = _checked_init(init.user_biases_, (n_users,), "init model user_biases")
-                bi[:] = _checked_init(init.item_biases_, (n_items,), "init model item_biases")
+                bu[:] = checked_init(init.user_biases_, (n_users,), "init model user_biases")
+                bi[:] = checked_init(init.item_biases_, (n_items,), "init model item_biases")
         elif isinstance(init, tuple | list) and len(init) == 2:
             P0, Q0 = init
         else:
             raise TypeError("init must be a (P0, Q0) pair of arrays or a fitted mfkit model")
-        P0 = _checked_init(P0, (n_users, k), "init P0 (user factors)")
-        Q0 = _checked_init(Q0, (n_items, k), "init Q0 (item factors)")
+        P0 = checked_init(P0, (n_users, k), "init P0 (user factors)")
+        Q0 = checked_init(Q0, (n_items, k), "init Q0 (item factors)")
         P0 = np.ascontiguousarray(P0, dtype=dtype)
         Q0 = np.ascontiguousarray(Q0, dtype=dtype)
         return FactorState(P0.copy(), Q0.copy(), bu, bi), (P0, Q0)
@@ -812,73 +768,3 @@ class FactorModel:
     def n_items(self) -> int:
         self._check_fitted()
         return int(self._fitted.state.Q.shape[0])
-
-
-#: a training RMSE this many times the ratings' scale (their RMS, or the first epoch's
-#: error if larger) is a blow-up, not training
-BLOWUP_FACTOR = 10.0
-#: predictions bounded by this stay finite in the kernels' dtype (a margin below the max)
-_SAFE_PREDICTION = {"f": 1e37, "d": 1e307}
-
-
-def _prediction_bound(state: FactorState, global_mean: float) -> float:
-    """An upper bound on |prediction| over all (user, item) pairs:
-    ``k max|P| max|Q| + max|b_u| + max|b_i| + |mu|`` (no array is allocated)."""
-
-    def top(a: np.ndarray) -> float:
-        return max(abs(float(a.max())), abs(float(a.min()))) if a.size else 0.0
-
-    k = state.P.shape[1]
-    with np.errstate(over="ignore"):
-        return k * top(state.P) * top(state.Q) + top(state.bu) + top(state.bi) + abs(global_mean)
-
-
-def _blowup(rmse: float | None, scale: float, state: FactorState, global_mean: float) -> str:
-    """Why the epoch that gave ``rmse`` (None: not an RMSE) and ``state`` is a blow-up ('' if
-    it is not)."""
-    if rmse is not None and rmse > BLOWUP_FACTOR * max(scale, 1e-12):
-        return (
-            f"the training RMSE grew to {rmse:.3g}, over {BLOWUP_FACTOR:g} times the "
-            f"ratings' scale ({scale:.3g})"
-        )
-    if _prediction_bound(state, global_mean) >= _SAFE_PREDICTION[state.P.dtype.char]:
-        return f"the factors grew so large that predictions overflow {state.P.dtype}"
-    return ""
-
-
-def _blowup_message(name: str, epoch: int, why: str, scale: float) -> str:
-    hint = "lower learning_rate or raise regularization"
-    if scale > 1e3:
-        hint = (
-            f"the ratings are large (RMS {scale:.3g}): rescale them (e.g. to 1..5, then scale "
-            f"predictions back) or {hint}"
-        )
-    return (
-        f"{name} diverged in epoch {epoch}: {why}; {hint}. The model keeps the factors of "
-        f"epoch {epoch - 1}."
-    )
-
-
-def _checked_init(a: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
-    arr = np.asarray(a)
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr
-
-
-def _print_record(record: dict[str, float], train_key: str = "train_rmse") -> None:
-    if train_key == "train_rmse":
-        line = f"epoch {int(record['epoch']):4d}  train_rmse {record['train_rmse']:.4f}"
-        if not math.isnan(record["val_rmse"]):
-            line += f"  val_rmse {record['val_rmse']:.4f}  val_mae {record['val_mae']:.4f}"
-    else:
-        line = f"epoch {int(record['epoch']):4d}  {train_key} {record[train_key]:.6g}"
-        for key, value in record.items():
-            if key not in ("epoch", train_key, "seconds") and not math.isnan(value):
-                line += f"  {key} {value:.4f}"
-    line += f"  {record['seconds']:.2f}s"
-    print(line, file=sys.stderr, flush=True)

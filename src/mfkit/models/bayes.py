@@ -22,8 +22,9 @@ from mfkit._core.validation import (
 from mfkit.data import Ratings, as_ratings
 from mfkit.exceptions import DivergenceError
 from mfkit.models import _bayes
-from mfkit.models._base import HISTORY_KEYS, FactorModel, _print_record
+from mfkit.models._base import HISTORY_KEYS, FactorModel
 from mfkit.models._state import FactorState, Fitted
+from mfkit.models._training import print_record
 
 #: the per-sweep record of ``BayesianMF.history_``
 BAYES_HISTORY_KEYS = (*HISTORY_KEYS, "noise_precision")
@@ -431,7 +432,7 @@ class BayesianMF(FactorModel):
                     history[key].append(record[key])
                 last_good = trainer.state.copy()
                 if self.verbose:
-                    _print_record(record)
+                    print_record(record)
                 if callback is not None and callback(self, record) is False:
                     stop = "callback"
                     break
