@@ -27,3 +27,8 @@ if [ -n "$long" ]; then
   echo "$long"
   exit 1
 fi
+# no merge left half done
+if git grep -n -I -E '^(<<<<<<<|>>>>>>>) ' -- . ; then
+  echo "unresolved merge conflict markers (above)"
+  exit 1
+fi

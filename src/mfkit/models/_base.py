@@ -32,11 +32,7 @@ from mfkit._core.validation import (
 )
 from mfkit.data import Ratings, as_ratings
 from mfkit.exceptions import DivergenceError, NotFittedError
-from mfkit.models._autoreg import (
-    check_regularization,
-    resolve_auto,
-    restore_choice,
-)
+from mfkit.models._autoreg import check_regularization, resolve_auto, restore_choice
 from mfkit.models._persistence import save_model
 from mfkit.models._registry import collection_fitter, register
 from mfkit.models._state import FactorState, Fitted, normal_rows
