@@ -244,6 +244,7 @@ def main() -> None:
 
     with blas_one_thread():
         if not args.no_als:
+            memory_table(args, train, rows)
             als_tables(args, ALS, train, test, C, rows)
         if args.bpr_iterations > 0:
             bpr_tables(args, train, test, rows)
@@ -254,6 +255,61 @@ def main() -> None:
             w = csv.DictWriter(fh, fieldnames=keys)
             w.writeheader()
             w.writerows(rows)
+
+
+def _proc_status(key: str) -> int | None:
+    """A byte count from /proc/self/status (Linux), or None."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def memory_table(args: argparse.Namespace, train: mfkit.Ratings, rows: list) -> None:
+    """Peak memory of an ImplicitALS fit (2 iterations) against CSR + CSC + factors: the
+    process's peak RSS is reset before the fit (Linux ``clear_refs``) and read after it; the
+    ratio counts the fit's growth on top of the CSR and CSC arrays it reads."""
+    ip, ic, vc = train.csc_arrays()
+    csr = train.indptr.nbytes + train.indices.nbytes + train.values.nbytes
+    csc = ip.nbytes + ic.nbytes + vc.nbytes
+    factors = (train.n_users + train.n_items) * args.factors * 4
+    table = []
+    for solver in ("cg", "cholesky"):
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")  # the peak (VmHWM) starts again from the current RSS
+        except OSError:
+            print("peak memory: needs Linux /proc (skipped)")
+            return
+        base = _proc_status("VmRSS")
+        mfkit.ImplicitALS(
+            factors=args.factors,
+            epochs=2,
+            regularization=args.regularization,
+            alpha=args.alpha,
+            solver=solver,
+            random_state=0,
+            n_threads=args.threads,
+        ).fit(train)
+        peak = _proc_status("VmHWM")
+        if base is None or peak is None:
+            return
+        growth = peak - base
+        row = {
+            "solver": solver,
+            "CSR MB": csr / 2**20,
+            "CSC MB": csc / 2**20,
+            "factors MB": factors / 2**20,
+            "fit growth MB": growth / 2**20,
+            "(CSR+CSC+growth)/(CSR+CSC+factors)": (csr + csc + growth) / (csr + csc + factors),
+        }
+        table.append(row)
+        rows.append({"table": "memory", **row})
+    print_table(table, "peak memory of an ImplicitALS fit (floor: ratio under 1.5)")
 
 
 def bpr_tables(
