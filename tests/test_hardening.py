@@ -870,3 +870,27 @@ def test_sigint_before_the_first_epoch_leaves_the_model_as_it_was(
         m.fit(small(1))
     np.testing.assert_array_equal(m.user_factors_, P)
     assert m.stop_reason_ == "epochs"
+
+
+def test_long_first_line_after_a_header_in_compressed_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a regression test: when the first data line of a compressed file did not fit in one
+    # block, the buffer grew and the header was parsed again as data ("line 2: the user id
+    # is not an integer ... 'userId,movieId,...'"); blocks are made small here instead of
+    # writing a 64 MiB line
+    from mfkit.io import _engine
+
+    monkeypatch.setattr(_engine, "_BLOCK", 64)
+    path = tmp_path / "r.csv.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(b"userId,movieId,rating,timestamp\n")
+        fh.write(b"1,2,3.5," + b"1" * 200 + b"\n")  # a timestamp far too long: a bad line
+        fh.write(b"2,3,4.0,100\n")
+    with pytest.raises(mfkit.io.RatingFileError, match=r"line 2: the timestamp") as exc:
+        mfkit.load_ratings(path)
+    assert "userId" not in str(exc.value)
+    info = mfkit.io.LoadInfo()
+    R = mfkit.load_ratings(path, on_bad_line="skip", info=info)
+    assert R.nnz == 1 and info.skipped == 1 and info.headers == 1
+    assert [b[1] for b in info.bad_lines] == [2]

@@ -530,6 +530,7 @@ def _run_stream(
     base_line = 0  # lines before the unparsed part of buf
     first = True
     eof = False
+    start = 0  # where the unparsed lines begin in buf (after the header, at first)
     while True:
         if not eof:
             view = memoryview(buf)
@@ -537,7 +538,6 @@ def _run_stream(
             view.release()
             eof = fill + got < len(buf)
             fill += got
-        start = 0
         if first:
             if fill == 0:
                 raise RatingFileError(src.name, "the file is empty")
@@ -565,6 +565,7 @@ def _run_stream(
         tail = fill - end
         buf[:tail] = buf[end:fill]
         fill = tail
+        start = 0
     engine.info.bytes += src.position()
 
 
