@@ -4,6 +4,7 @@ later)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from mfkit.data._csr import Duplicates
 from mfkit.data._ratings import Ratings
@@ -48,6 +49,21 @@ def _fixed_text(
     return engine_to_ratings(engine, duplicates, p)
 
 
+def _four_columns(
+    path: PathLike,
+    delimiter: bytes,
+    rating_scale: Scale,
+    comment: str | None,
+    **options: Any,
+) -> Ratings:
+    """A headerless file of ``user item rating timestamp`` lines split by ``delimiter``."""
+    spec = Spec(
+        delimiter, 4, 0, 1, 2, 3, comment=comment_byte(comment),
+        scale=resolve_scale(rating_scale, MOVIELENS_SCALE),
+    )  # fmt: skip
+    return _fixed_text(path, spec, **options)
+
+
 def load_movielens_100k(
     path: PathLike,
     *,
@@ -77,13 +93,9 @@ def load_movielens_100k(
     member : the file to read inside a ``.zip`` archive (e.g. ``'ml-100k/u.data'`` in the
         official ``ml-100k.zip``; default: the archive's only or only known rating file).
     """
-    spec = Spec(
-        b"\t", 4, 0, 1, 2, 3, comment=comment_byte(comment),
-        scale=resolve_scale(rating_scale, MOVIELENS_SCALE),
-    )  # fmt: skip
-    return _fixed_text(
-        path, spec, on_bad_line=on_bad_line, duplicates=duplicates, n_threads=n_threads,
-        progress=progress, info=info, member=member,
+    return _four_columns(
+        path, b"\t", rating_scale, comment, on_bad_line=on_bad_line, duplicates=duplicates,
+        n_threads=n_threads, progress=progress, info=info, member=member,
     )  # fmt: skip
 
 
@@ -104,13 +116,9 @@ def load_movielens_dat(
     Parameters (``member`` included) as in :func:`load_movielens_100k`; the default scale
     is 0.5..5.
     """
-    spec = Spec(
-        b"::", 4, 0, 1, 2, 3, comment=comment_byte(comment),
-        scale=resolve_scale(rating_scale, MOVIELENS_SCALE),
-    )  # fmt: skip
-    return _fixed_text(
-        path, spec, on_bad_line=on_bad_line, duplicates=duplicates, n_threads=n_threads,
-        progress=progress, info=info, member=member,
+    return _four_columns(
+        path, b"::", rating_scale, comment, on_bad_line=on_bad_line, duplicates=duplicates,
+        n_threads=n_threads, progress=progress, info=info, member=member,
     )  # fmt: skip
 
 
