@@ -6,6 +6,7 @@ This module only re-exports the public names; ``ARCHITECTURE.md`` says where eac
 
 from mfkit import datasets, distributed, io, metrics, model_selection, plot
 from mfkit._core._common import openmp_enabled
+from mfkit._core.isa import available_isas, get_isa, set_isa, use_isa
 from mfkit._core.version import __version__
 from mfkit.data import Ratings, as_ratings, to_implicit
 from mfkit.exceptions import DivergenceError, NotFittedError
@@ -28,8 +29,10 @@ __all__ = [
     "Ratings",
     "__version__",
     "as_ratings",
+    "available_isas",
     "datasets",
     "distributed",
+    "get_isa",
     "io",
     "load",
     "load_ratings",
@@ -37,5 +40,7 @@ __all__ = [
     "model_selection",
     "openmp_enabled",
     "plot",
+    "set_isa",
     "to_implicit",
+    "use_isa",
 ]

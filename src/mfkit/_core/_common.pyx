@@ -115,3 +115,12 @@ def all_finite(const floating[:, ::1] A):
             if not ok:
                 break
     return ok
+
+
+cdef extern from "_isa.h" nogil:
+    int mfkit_cpu_isa()
+
+
+def cpu_isa():
+    """The best kernel path this CPU and OS support: 0 baseline, 1 AVX2+FMA, 2 AVX-512."""
+    return mfkit_cpu_isa()

@@ -1,0 +1,47 @@
+/* Instruction-set paths of the mfkit kernels, chosen at run time.
+ *
+ * A kernel that has fast paths is compiled several times from one body, each copy with a
+ * gcc/clang target attribute, and takes the path as an `int isa` argument that the Python
+ * layer picks (mfkit._core.isa: the best the CPU offers, or MFKIT_ISA / set_isa):
+ *
+ *   MFKIT_ISA_BASELINE  0  the portable path: the build's baseline target, no FMA (the
+ *                          build passes -ffp-contract=off), the same bits on every machine
+ *   MFKIT_ISA_AVX2      1  x86-64-v3: AVX2 + FMA
+ *   MFKIT_ISA_AVX512    2  x86-64-v4: AVX-512 F/BW/DQ/VL (+ AVX2, FMA)
+ *
+ * mfkit_cpu_isa() is the best level this CPU and OS support (libgcc's cpu indicator checks
+ * that the OS saves the wider registers). Off x86-64 gcc/clang, or with -DMFKIT_NO_DISPATCH,
+ * only the baseline exists and MFKIT_HAVE_X86_PATHS is 0: code under
+ * `#if MFKIT_HAVE_X86_PATHS` is then left out and a kernel runs its baseline body.
+ */
+#ifndef MFKIT_ISA_H
+#define MFKIT_ISA_H
+
+#define MFKIT_ISA_BASELINE 0
+#define MFKIT_ISA_AVX2 1
+#define MFKIT_ISA_AVX512 2
+
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(MFKIT_NO_DISPATCH)
+#define MFKIT_HAVE_X86_PATHS 1
+#define MFKIT_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,popcnt,lzcnt,f16c,movbe")))
+#define MFKIT_TARGET_AVX512 \
+    __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi,bmi2,popcnt,lzcnt,f16c,movbe")))
+
+static int mfkit_cpu_isa(void)
+{
+    __builtin_cpu_init();
+    int v3 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+             && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
+    if (v3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        return MFKIT_ISA_AVX512;
+    return v3 ? MFKIT_ISA_AVX2 : MFKIT_ISA_BASELINE;
+}
+#else
+#define MFKIT_HAVE_X86_PATHS 0
+#define MFKIT_TARGET_AVX2
+#define MFKIT_TARGET_AVX512
+static int mfkit_cpu_isa(void) { return MFKIT_ISA_BASELINE; }
+#endif
+
+#endif /* MFKIT_ISA_H */
