@@ -26,6 +26,7 @@ def _check_state(
     Gq: npt.NDArray[_F] | None,
     Gbu: npt.NDArray[_F] | None,
     Gbi: npt.NDArray[_F] | None,
+    isa: int = 0,
 ) -> None: ...
 def sgd_epoch(
     recs: _Records,
@@ -48,6 +49,7 @@ def sgd_epoch(
     Gq: npt.NDArray[_F] | None = None,
     Gbu: npt.NDArray[_F] | None = None,
     Gbi: npt.NDArray[_F] | None = None,
+    isa: int = 0,
 ) -> tuple[float, int]: ...
 def shuffle_records(recs: _Records, seed: int) -> None: ...
 def epoch_schedule(
@@ -89,4 +91,5 @@ def sgd_block_epoch(
     Gq: npt.NDArray[_F] | None = None,
     Gbu: npt.NDArray[_F] | None = None,
     Gbi: npt.NDArray[_F] | None = None,
+    isa: int = 0,
 ) -> tuple[float, int]: ...

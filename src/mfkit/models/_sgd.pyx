@@ -38,6 +38,41 @@ from mfkit._core._simd cimport (mf_dot_f32, mf_dot_f64, mf_sgd_pair_f32, mf_sgd_
                                 mf_sgd_pair_ada_f32, mf_sgd_pair_ada_f64, mf_ada_steps_f32,
                                 mf_ada_steps_f64, mf_prefetch_row)
 
+cdef extern from "_isa.h" nogil:
+    int mfkit_cpu_isa()
+
+cdef extern from "_sgd_kernel.h" nogil:
+    ctypedef struct mfk_sgd_f32:
+        float *P
+        float *Q
+        float *bu
+        float *bi
+        const float *P0
+        const float *Q0
+        float *Gp
+        float *Gq
+        float *Gbu
+        float *Gbi
+        float mu, lr, reg, reg_bias, prior, delta
+        int k, biases, loss
+    ctypedef struct mfk_sgd_f64:
+        double *P
+        double *Q
+        double *bu
+        double *bi
+        const double *P0
+        const double *Q0
+        double *Gp
+        double *Gq
+        double *Gbu
+        double *Gbi
+        double mu, lr, reg, reg_bias, prior, delta
+        int k, biases, loss
+    Py_ssize_t mfk_sgd_sweep_f32(int isa, const void *recs, Py_ssize_t n, const mfk_sgd_f32 *a,
+                                 double *sse)
+    Py_ssize_t mfk_sgd_sweep_f64(int isa, const void *recs, Py_ssize_t n, const mfk_sgd_f64 *a,
+                                 double *sse)
+
 cdef packed struct Rating:
     int32_t u
     int32_t i
@@ -75,10 +110,56 @@ cdef Py_ssize_t _sweep(const Rating *recs, Py_ssize_t n,
                        const floating *P0, const floating *Q0, floating prior,
                        int loss, floating delta,
                        floating *Gp, floating *Gq, floating *Gbu, floating *Gbi,
-                       double *sse_out) noexcept nogil:
+                       double *sse_out, int isa) noexcept nogil:
     """One pass over recs[0:n] in order. P0 == NULL: no prior; Gp == NULL: plain steps.
     Returns -1 on success, else the position of the first rating whose residual was not
-    finite (the factors up to that rating have been updated)."""
+    finite (the factors up to that rating have been updated). isa > 0 runs the fused sweep
+    of _sgd_kernel.h on that path; 0 the portable loop below."""
+    cdef mfk_sgd_f32 a32
+    cdef mfk_sgd_f64 a64
+    if isa > 0:
+        if floating is float:
+            a32.P = P
+            a32.Q = Q
+            a32.bu = bu
+            a32.bi = bi
+            a32.P0 = P0
+            a32.Q0 = Q0
+            a32.Gp = Gp
+            a32.Gq = Gq
+            a32.Gbu = Gbu
+            a32.Gbi = Gbi
+            a32.mu = mu
+            a32.lr = lr
+            a32.reg = reg
+            a32.reg_bias = reg_bias
+            a32.prior = prior
+            a32.delta = delta
+            a32.k = k
+            a32.biases = biases
+            a32.loss = loss
+            return mfk_sgd_sweep_f32(isa, recs, n, &a32, sse_out)
+        else:
+            a64.P = P
+            a64.Q = Q
+            a64.bu = bu
+            a64.bi = bi
+            a64.P0 = P0
+            a64.Q0 = Q0
+            a64.Gp = Gp
+            a64.Gq = Gq
+            a64.Gbu = Gbu
+            a64.Gbi = Gbi
+            a64.mu = mu
+            a64.lr = lr
+            a64.reg = reg
+            a64.reg_bias = reg_bias
+            a64.prior = prior
+            a64.delta = delta
+            a64.k = k
+            a64.biases = biases
+            a64.loss = loss
+            return mfk_sgd_sweep_f64(isa, recs, n, &a64, sse_out)
     cdef Py_ssize_t t, ahead
     cdef int row_bytes = k * sizeof(floating)
     cdef int32_t u, i
@@ -199,7 +280,10 @@ cdef floating *_opt_ptr(floating[::1] a) noexcept:
 
 
 def _check_state(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] bu, floating[::1] bi,
-                 bint biases, P0, Q0, int loss, double delta, Gp, Gq, Gbu, Gbi):
+                 bint biases, P0, Q0, int loss, double delta, Gp, Gq, Gbu, Gbi, int isa=0):
+    if isa < 0 or isa > mfkit_cpu_isa():
+        raise ValueError(f"isa={isa} is not a kernel path this CPU runs: use 0..{mfkit_cpu_isa()}"
+                         " (mfkit.isa_level() gives the current one)")
     if Q.shape[1] != P.shape[1]:
         raise ValueError("P and Q must have the same number of columns")
     if P.shape[0] == 0 or Q.shape[0] == 0 or P.shape[1] == 0:
@@ -231,11 +315,14 @@ def sgd_epoch(const Rating[::1] recs, floating[:, ::1] P, floating[:, ::1] Q,
               double reg_bias, bint biases, const floating[:, ::1] P0=None,
               const floating[:, ::1] Q0=None, double prior=0.0, *, int loss=LOSS_SQUARED,
               double delta=1.0, floating[::1] Gp=None, floating[::1] Gq=None,
-              floating[::1] Gbu=None, floating[::1] Gbi=None):
+              floating[::1] Gbu=None, floating[::1] Gbi=None, int isa=0):
     """One serial SGD pass over `recs` (a RATING_DTYPE array) in storage order.
 
     `loss` is a LOSS_* code (`delta` the Huber threshold); giving the AdaGrad
     accumulators Gp, Gq (and Gbu, Gbi with biases) switches to row-adaptive steps.
+    `isa` is the kernel path (mfkit._core.isa.isa_level(): 0 the portable loop, the same
+    bits everywhere; 1 AVX2+FMA and 2 AVX-512, the fused sweep of _sgd_kernel.h, which give
+    the same bits as each other); a path the CPU lacks is a ValueError.
     Returns (sum of squared residuals seen, position of the first non-finite residual or -1).
     """
     cdef double sse = 0.0
@@ -243,7 +330,7 @@ def sgd_epoch(const Rating[::1] recs, floating[:, ::1] P, floating[:, ::1] Q,
     cdef int k = P.shape[1]
     cdef const floating *p0 = NULL
     cdef const floating *q0 = NULL
-    _check_state(P, Q, bu, bi, biases, P0, Q0, loss, delta, Gp, Gq, Gbu, Gbi)
+    _check_state(P, Q, bu, bi, biases, P0, Q0, loss, delta, Gp, Gq, Gbu, Gbi, isa)
     if P0 is not None:
         p0 = &P0[0, 0]
         q0 = &Q0[0, 0]
@@ -259,7 +346,7 @@ def sgd_epoch(const Rating[::1] recs, floating[:, ::1] P, floating[:, ::1] Q,
     with nogil:
         bad = _sweep(&recs[0], n, &P[0, 0], &Q[0, 0], pbu, pbi, k, <floating>mu,
                      <floating>lr, <floating>reg, <floating>reg_bias, biases, p0, q0,
-                     <floating>prior, loss, <floating>delta, gp, gq, gbu, gbi, &sse)
+                     <floating>prior, loss, <floating>delta, gp, gq, gbu, gbi, &sse, isa)
     return sse, bad
 
 
@@ -364,14 +451,15 @@ def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[
                     bint biases, const floating[:, ::1] P0=None,
                     const floating[:, ::1] Q0=None, double prior=0.0, *,
                     int loss=LOSS_SQUARED, double delta=1.0, floating[::1] Gp=None,
-                    floating[::1] Gq=None, floating[::1] Gbu=None, floating[::1] Gbi=None):
+                    floating[::1] Gq=None, floating[::1] Gbu=None, floating[::1] Gbi=None,
+                    int isa=0):
     """One stratified SGD epoch over records laid out by `build_blocks`.
 
     For each s in `strata` in order, the blocks s*B + g (g = 0..B-1) are processed in
     parallel; block b is first shuffled in place with seed `block_seeds[b]` (when
     `shuffle`), then swept in storage order by one thread with the update of `sgd_epoch`.
-    The result does not depend on `n_threads`. Returns (sum of squared residuals seen,
-    -1 on success or the first block index with a non-finite residual).
+    The result does not depend on `n_threads`. `isa` as in `sgd_epoch`. Returns (sum of
+    squared residuals seen, -1 on success or the first block index with a non-finite residual).
     """
     cdef Py_ssize_t B = strata.shape[0], nb, si, g, blk, a, m, n = recs.shape[0]
     cdef int k = P.shape[1]
@@ -380,7 +468,7 @@ def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[
     cdef const floating *q0 = NULL
     cdef double sse = 0.0
     cdef Py_ssize_t status = -1
-    _check_state(P, Q, bu, bi, biases, P0, Q0, loss, delta, Gp, Gq, Gbu, Gbi)
+    _check_state(P, Q, bu, bi, biases, P0, Q0, loss, delta, Gp, Gq, Gbu, Gbi, isa)
     nb = B * B
     if B < 1 or offsets.shape[0] != nb + 1 or block_seeds.shape[0] != nb:
         raise ValueError("offsets must have B*B + 1 and block_seeds B*B entries")
@@ -429,7 +517,7 @@ def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[
                     pbad[blk] = _sweep(base + a, m, pP, pQ, pbu, pbi, k, <floating>mu,
                                        <floating>lr, <floating>reg, <floating>reg_bias,
                                        biases, p0, q0, <floating>prior, loss,
-                                       <floating>delta, gp, gq, gbu, gbi, psse + blk)
+                                       <floating>delta, gp, gq, gbu, gbi, psse + blk, isa)
             for blk in range(s * B, s * B + B):
                 if pbad[blk] >= 0:
                     status = blk

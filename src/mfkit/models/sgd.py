@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from mfkit._core import _common
+from mfkit._core.isa import ISAS, isa_level
 from mfkit._core.validation import SeedLike, check_choice, check_number
 from mfkit.data import Ratings
 from mfkit.models import _sgd, _svdpp
@@ -299,6 +300,12 @@ class SGD(FactorModel):
     best_epoch_ : epoch restored by early stopping (None without it)
     stop_reason_ : 'epochs', 'early_stopping', 'callback', 'interrupted' or 'diverged'
     blocks_ : the B the last fit used
+    isa_ : the kernel path the last fit's epochs ran (``'baseline'``, ``'avx2'`` or
+        ``'avx512'``; :func:`mfkit.get_isa` at the start of the fit, see
+        :mod:`mfkit._core.isa`). ``'baseline'`` gives the same bits on every machine;
+        ``'avx2'`` and ``'avx512'`` give the same bits as each other (fused multiply-adds,
+        16 partial sums), which differ from the baseline's in the last places. SVD++
+        (``implicit_feedback=True``) always runs the baseline path.
     fit_nbytes_ : bytes of the per-fit scratch of the last fit (rating records, block
         offsets, AdaGrad accumulators; with SVD++ also the own user factors and the
         implicit item factors), on top of the training data and the factors
@@ -307,7 +314,13 @@ class SGD(FactorModel):
         for a fixed value)
     """
 
-    _extra_attributes = ("blocks", "fit_nbytes", "regularization", "regularization_scores")
+    _extra_attributes = (
+        "blocks",
+        "fit_nbytes",
+        "isa",
+        "regularization",
+        "regularization_scores",
+    )
     _auto_regularization = True
 
     def __init__(
@@ -428,6 +441,7 @@ class SGDTrainer(Trainer):
         self.global_mean = fitted.global_mean
         self.prior = prior if p["prior_regularization"] > 0 else None
         self.nnz = X.nnz
+        self.isa = isa_level()
         B = resolve_blocks(
             model.blocks, X.nnz, X.n_users, X.n_items, p["factors"] * p["dtype"].itemsize
         )
@@ -457,7 +471,7 @@ class SGDTrainer(Trainer):
             + (0 if self.offsets is None else self.offsets.nbytes)
             + (0 if self.grad_sq is None else sum(a.nbytes for a in self.grad_sq))
         )
-        return {"blocks": self.B, "fit_nbytes": int(nbytes)}
+        return {"blocks": self.B, "fit_nbytes": int(nbytes), "isa": ISAS[self.isa]}
 
     def run_epoch(self, epoch: int) -> tuple[float, bool]:
         p = self.params
@@ -469,6 +483,7 @@ class SGDTrainer(Trainer):
         kw: dict[str, Any] = {
             "loss": _LOSS_CODES[p["loss"]],
             "delta": p["huber_delta"],
+            "isa": self.isa,
         }
         if self.grad_sq is not None:
             kw["Gp"], kw["Gq"], kw["Gbu"], kw["Gbi"] = self.grad_sq
@@ -569,7 +584,7 @@ class SVDppTrainer(Trainer):
             + self.implicit.nbytes
             + (0 if self.grad_sq is None else sum(a.nbytes for a in self.grad_sq))
         )
-        return {"blocks": 1, "fit_nbytes": int(nbytes)}
+        return {"blocks": 1, "fit_nbytes": int(nbytes), "isa": "baseline"}
 
     def run_epoch(self, epoch: int) -> tuple[float, bool]:
         p = self.params

@@ -1,0 +1,301 @@
+/* The fused SGD sweep of mfkit's fast kernel paths (AVX2+FMA and AVX-512).
+ *
+ * One pass per rating does the dot product, the residual, the bias steps, both row steps
+ * and the AdaGrad accumulators, with the two factor rows loaded once into vector
+ * registers (k = 16, 32, 64, 128 have bodies with the row length fixed at compile time;
+ * any other k runs a generic body with a masked tail). The update is the one of
+ * _sgd.pyx's portable sweep (see its docstring); only the rounding differs:
+ *
+ *   - every sum over the k coordinates (the dot product p.q and the squared gradient norms
+ *     of AdaGrad) has 16 partial sums, coordinate f going to lane f mod 16, each lane
+ *     accumulated with a fused multiply-add in increasing f, then combined in the fixed tree
+ *     s8[j] = a[j] + a[j+8], s4[j] = s8[j] + s8[j+4], s2[j] = s4[j] + s4[j+2], s2[0] + s2[1];
+ *   - a row step is d = e q - (reg p [+ prior (p - p0)]) with the product e q fused into
+ *     the subtraction, then p + step d as one fused multiply-add (and so for q);
+ *   - the scalar part (prediction, residual, loss, bias and accumulator steps) is the
+ *     portable sweep's, operation for operation.
+ *
+ * The AVX2 path holds a 16-lane chunk in two (float) or four (double) 256-bit registers,
+ * the AVX-512 path in one or two 512-bit registers; each lane sees the same operations in
+ * the same order and the reduction trees are the same, so the two paths give bit-identical
+ * results. They differ from the portable (baseline) path, which has eight partial sums and
+ * rounds every product separately, by a few units in the last place per step.
+ *
+ * The body is written once in _sgd_kernel_body.h and compiled here for each path and
+ * dtype; mfk_sgd_sweep_f32/_f64 dispatch on the `isa` argument (MFKIT_ISA_AVX2 or
+ * MFKIT_ISA_AVX512; the caller runs its portable sweep for MFKIT_ISA_BASELINE and must not
+ * pass a path the CPU lacks).
+ */
+#ifndef MFKIT_SGD_KERNEL_H
+#define MFKIT_SGD_KERNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+
+#include "_isa.h"
+
+/* One rating as the kernels read it (mfkit.models.sgd.RATING_DTYPE, 12 bytes). */
+typedef struct {
+    int32_t u;
+    int32_t i;
+    float r;
+} mfk_rating;
+
+/* The state and settings of one sweep. bu, bi are only read when `biases`; P0 == NULL means
+ * no prior; Gp == NULL means plain steps (else Gp, Gq and, with biases, Gbu, Gbi are the
+ * AdaGrad accumulators). */
+#define MFK_DEFINE_ARGS(T, S)                                                            \
+    typedef struct {                                                                     \
+        T *P, *Q, *bu, *bi;                                                              \
+        const T *P0, *Q0;                                                                \
+        T *Gp, *Gq, *Gbu, *Gbi;                                                          \
+        T mu, lr, reg, reg_bias, prior, delta;                                           \
+        int k, biases, loss;                                                             \
+    } mfk_sgd_##S;
+MFK_DEFINE_ARGS(float, f32)
+MFK_DEFINE_ARGS(double, f64)
+
+/* Ratings ahead of the current one whose rows are prefetched (as in the portable sweep). */
+#define MFK_PREFETCH_AHEAD 8
+
+#if MFKIT_HAVE_X86_PATHS
+#include <immintrin.h>
+
+#define MFK_AI static inline __attribute__((always_inline))
+
+/* ---- the four 16-lane chunk types and their operations --------------------------------
+ * load/store (16 values), loadm/storem (the first r of 16; the others read as 0 and are
+ * not written), set1, zero, fma(a, b, c) = a b + c, fms(a, b, c) = a b - c, mul, sub, and
+ * red (the fixed reduction tree of the header comment). */
+
+/* AVX-512, float: one register */
+typedef struct { __m512 v; } avx512_f32_c16;
+typedef struct { __mmask16 m; } avx512_f32_mask;
+#define MFK_T512 MFKIT_TARGET_AVX512 MFK_AI
+MFK_T512 avx512_f32_mask avx512_f32_mk(int r) { avx512_f32_mask m = {(__mmask16)((1u << r) - 1u)}; return m; }
+MFK_T512 avx512_f32_c16 avx512_f32_load(const float *p) { avx512_f32_c16 c = {_mm512_loadu_ps(p)}; return c; }
+MFK_T512 avx512_f32_c16 avx512_f32_loadm(const float *p, avx512_f32_mask m) { avx512_f32_c16 c = {_mm512_maskz_loadu_ps(m.m, p)}; return c; }
+MFK_T512 void avx512_f32_store(float *p, avx512_f32_c16 c) { _mm512_storeu_ps(p, c.v); }
+MFK_T512 void avx512_f32_storem(float *p, avx512_f32_mask m, avx512_f32_c16 c) { _mm512_mask_storeu_ps(p, m.m, c.v); }
+MFK_T512 avx512_f32_c16 avx512_f32_set1(float x) { avx512_f32_c16 c = {_mm512_set1_ps(x)}; return c; }
+MFK_T512 avx512_f32_c16 avx512_f32_zero(void) { avx512_f32_c16 c = {_mm512_setzero_ps()}; return c; }
+MFK_T512 avx512_f32_c16 avx512_f32_fma(avx512_f32_c16 a, avx512_f32_c16 b, avx512_f32_c16 c) { c.v = _mm512_fmadd_ps(a.v, b.v, c.v); return c; }
+MFK_T512 avx512_f32_c16 avx512_f32_fms(avx512_f32_c16 a, avx512_f32_c16 b, avx512_f32_c16 c) { c.v = _mm512_fmsub_ps(a.v, b.v, c.v); return c; }
+MFK_T512 avx512_f32_c16 avx512_f32_mul(avx512_f32_c16 a, avx512_f32_c16 b) { a.v = _mm512_mul_ps(a.v, b.v); return a; }
+MFK_T512 avx512_f32_c16 avx512_f32_sub(avx512_f32_c16 a, avx512_f32_c16 b) { a.v = _mm512_sub_ps(a.v, b.v); return a; }
+MFK_T512 float avx512_f32_red(avx512_f32_c16 a)
+{
+    __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a.v), _mm512_extractf32x8_ps(a.v, 1));
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+/* AVX-512, double: lanes 0-7 in a, 8-15 in b */
+typedef struct { __m512d a, b; } avx512_f64_c16;
+typedef struct { __mmask8 a, b; } avx512_f64_mask;
+MFK_T512 avx512_f64_mask avx512_f64_mk(int r)
+{
+    avx512_f64_mask m;
+    m.a = (__mmask8)(r >= 8 ? 0xFFu : (1u << r) - 1u);
+    m.b = (__mmask8)(r <= 8 ? 0u : (1u << (r - 8)) - 1u);
+    return m;
+}
+MFK_T512 avx512_f64_c16 avx512_f64_load(const double *p) { avx512_f64_c16 c = {_mm512_loadu_pd(p), _mm512_loadu_pd(p + 8)}; return c; }
+MFK_T512 avx512_f64_c16 avx512_f64_loadm(const double *p, avx512_f64_mask m) { avx512_f64_c16 c = {_mm512_maskz_loadu_pd(m.a, p), _mm512_maskz_loadu_pd(m.b, p + 8)}; return c; }
+MFK_T512 void avx512_f64_store(double *p, avx512_f64_c16 c) { _mm512_storeu_pd(p, c.a); _mm512_storeu_pd(p + 8, c.b); }
+MFK_T512 void avx512_f64_storem(double *p, avx512_f64_mask m, avx512_f64_c16 c) { _mm512_mask_storeu_pd(p, m.a, c.a); _mm512_mask_storeu_pd(p + 8, m.b, c.b); }
+MFK_T512 avx512_f64_c16 avx512_f64_set1(double x) { avx512_f64_c16 c = {_mm512_set1_pd(x), _mm512_set1_pd(x)}; return c; }
+MFK_T512 avx512_f64_c16 avx512_f64_zero(void) { avx512_f64_c16 c = {_mm512_setzero_pd(), _mm512_setzero_pd()}; return c; }
+MFK_T512 avx512_f64_c16 avx512_f64_fma(avx512_f64_c16 a, avx512_f64_c16 b, avx512_f64_c16 c) { c.a = _mm512_fmadd_pd(a.a, b.a, c.a); c.b = _mm512_fmadd_pd(a.b, b.b, c.b); return c; }
+MFK_T512 avx512_f64_c16 avx512_f64_fms(avx512_f64_c16 a, avx512_f64_c16 b, avx512_f64_c16 c) { c.a = _mm512_fmsub_pd(a.a, b.a, c.a); c.b = _mm512_fmsub_pd(a.b, b.b, c.b); return c; }
+MFK_T512 avx512_f64_c16 avx512_f64_mul(avx512_f64_c16 a, avx512_f64_c16 b) { a.a = _mm512_mul_pd(a.a, b.a); a.b = _mm512_mul_pd(a.b, b.b); return a; }
+MFK_T512 avx512_f64_c16 avx512_f64_sub(avx512_f64_c16 a, avx512_f64_c16 b) { a.a = _mm512_sub_pd(a.a, b.a); a.b = _mm512_sub_pd(a.b, b.b); return a; }
+MFK_T512 double avx512_f64_red(avx512_f64_c16 a)
+{
+    __m512d s8 = _mm512_add_pd(a.a, a.b);
+    __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(s8), _mm512_extractf64x4_pd(s8, 1));
+    __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+}
+
+/* AVX2, float: lanes 0-7 in a, 8-15 in b */
+#define MFK_T256 MFKIT_TARGET_AVX2 MFK_AI
+typedef struct { __m256 a, b; } avx2_f32_c16;
+typedef struct { __m256i a, b; } avx2_f32_mask;
+MFK_T256 avx2_f32_mask avx2_f32_mk(int r)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    avx2_f32_mask m;
+    m.a = _mm256_cmpgt_epi32(_mm256_set1_epi32(r), lane);
+    m.b = _mm256_cmpgt_epi32(_mm256_set1_epi32(r - 8), lane);
+    return m;
+}
+MFK_T256 avx2_f32_c16 avx2_f32_load(const float *p) { avx2_f32_c16 c = {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; return c; }
+MFK_T256 avx2_f32_c16 avx2_f32_loadm(const float *p, avx2_f32_mask m) { avx2_f32_c16 c = {_mm256_maskload_ps(p, m.a), _mm256_maskload_ps(p + 8, m.b)}; return c; }
+MFK_T256 void avx2_f32_store(float *p, avx2_f32_c16 c) { _mm256_storeu_ps(p, c.a); _mm256_storeu_ps(p + 8, c.b); }
+MFK_T256 void avx2_f32_storem(float *p, avx2_f32_mask m, avx2_f32_c16 c) { _mm256_maskstore_ps(p, m.a, c.a); _mm256_maskstore_ps(p + 8, m.b, c.b); }
+MFK_T256 avx2_f32_c16 avx2_f32_set1(float x) { avx2_f32_c16 c = {_mm256_set1_ps(x), _mm256_set1_ps(x)}; return c; }
+MFK_T256 avx2_f32_c16 avx2_f32_zero(void) { avx2_f32_c16 c = {_mm256_setzero_ps(), _mm256_setzero_ps()}; return c; }
+MFK_T256 avx2_f32_c16 avx2_f32_fma(avx2_f32_c16 a, avx2_f32_c16 b, avx2_f32_c16 c) { c.a = _mm256_fmadd_ps(a.a, b.a, c.a); c.b = _mm256_fmadd_ps(a.b, b.b, c.b); return c; }
+MFK_T256 avx2_f32_c16 avx2_f32_fms(avx2_f32_c16 a, avx2_f32_c16 b, avx2_f32_c16 c) { c.a = _mm256_fmsub_ps(a.a, b.a, c.a); c.b = _mm256_fmsub_ps(a.b, b.b, c.b); return c; }
+MFK_T256 avx2_f32_c16 avx2_f32_mul(avx2_f32_c16 a, avx2_f32_c16 b) { a.a = _mm256_mul_ps(a.a, b.a); a.b = _mm256_mul_ps(a.b, b.b); return a; }
+MFK_T256 avx2_f32_c16 avx2_f32_sub(avx2_f32_c16 a, avx2_f32_c16 b) { a.a = _mm256_sub_ps(a.a, b.a); a.b = _mm256_sub_ps(a.b, b.b); return a; }
+MFK_T256 float avx2_f32_red(avx2_f32_c16 a)
+{
+    __m256 s8 = _mm256_add_ps(a.a, a.b);
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)));
+}
+
+/* AVX2, double: lanes 0-3 in a, 4-7 in b, 8-11 in c, 12-15 in d */
+typedef struct { __m256d a, b, c, d; } avx2_f64_c16;
+typedef struct { __m256i a, b, c, d; } avx2_f64_mask;
+MFK_T256 avx2_f64_mask avx2_f64_mk(int r)
+{
+    const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+    avx2_f64_mask m;
+    m.a = _mm256_cmpgt_epi64(_mm256_set1_epi64x(r), lane);
+    m.b = _mm256_cmpgt_epi64(_mm256_set1_epi64x(r - 4), lane);
+    m.c = _mm256_cmpgt_epi64(_mm256_set1_epi64x(r - 8), lane);
+    m.d = _mm256_cmpgt_epi64(_mm256_set1_epi64x(r - 12), lane);
+    return m;
+}
+MFK_T256 avx2_f64_c16 avx2_f64_load(const double *p) { avx2_f64_c16 c = {_mm256_loadu_pd(p), _mm256_loadu_pd(p + 4), _mm256_loadu_pd(p + 8), _mm256_loadu_pd(p + 12)}; return c; }
+MFK_T256 avx2_f64_c16 avx2_f64_loadm(const double *p, avx2_f64_mask m) { avx2_f64_c16 c = {_mm256_maskload_pd(p, m.a), _mm256_maskload_pd(p + 4, m.b), _mm256_maskload_pd(p + 8, m.c), _mm256_maskload_pd(p + 12, m.d)}; return c; }
+MFK_T256 void avx2_f64_store(double *p, avx2_f64_c16 c) { _mm256_storeu_pd(p, c.a); _mm256_storeu_pd(p + 4, c.b); _mm256_storeu_pd(p + 8, c.c); _mm256_storeu_pd(p + 12, c.d); }
+MFK_T256 void avx2_f64_storem(double *p, avx2_f64_mask m, avx2_f64_c16 c) { _mm256_maskstore_pd(p, m.a, c.a); _mm256_maskstore_pd(p + 4, m.b, c.b); _mm256_maskstore_pd(p + 8, m.c, c.c); _mm256_maskstore_pd(p + 12, m.d, c.d); }
+MFK_T256 avx2_f64_c16 avx2_f64_set1(double x) { __m256d v = _mm256_set1_pd(x); avx2_f64_c16 c = {v, v, v, v}; return c; }
+MFK_T256 avx2_f64_c16 avx2_f64_zero(void) { __m256d v = _mm256_setzero_pd(); avx2_f64_c16 c = {v, v, v, v}; return c; }
+MFK_T256 avx2_f64_c16 avx2_f64_fma(avx2_f64_c16 a, avx2_f64_c16 b, avx2_f64_c16 c)
+{
+    c.a = _mm256_fmadd_pd(a.a, b.a, c.a); c.b = _mm256_fmadd_pd(a.b, b.b, c.b);
+    c.c = _mm256_fmadd_pd(a.c, b.c, c.c); c.d = _mm256_fmadd_pd(a.d, b.d, c.d);
+    return c;
+}
+MFK_T256 avx2_f64_c16 avx2_f64_fms(avx2_f64_c16 a, avx2_f64_c16 b, avx2_f64_c16 c)
+{
+    c.a = _mm256_fmsub_pd(a.a, b.a, c.a); c.b = _mm256_fmsub_pd(a.b, b.b, c.b);
+    c.c = _mm256_fmsub_pd(a.c, b.c, c.c); c.d = _mm256_fmsub_pd(a.d, b.d, c.d);
+    return c;
+}
+MFK_T256 avx2_f64_c16 avx2_f64_mul(avx2_f64_c16 a, avx2_f64_c16 b)
+{
+    a.a = _mm256_mul_pd(a.a, b.a); a.b = _mm256_mul_pd(a.b, b.b);
+    a.c = _mm256_mul_pd(a.c, b.c); a.d = _mm256_mul_pd(a.d, b.d);
+    return a;
+}
+MFK_T256 avx2_f64_c16 avx2_f64_sub(avx2_f64_c16 a, avx2_f64_c16 b)
+{
+    a.a = _mm256_sub_pd(a.a, b.a); a.b = _mm256_sub_pd(a.b, b.b);
+    a.c = _mm256_sub_pd(a.c, b.c); a.d = _mm256_sub_pd(a.d, b.d);
+    return a;
+}
+MFK_T256 double avx2_f64_red(avx2_f64_c16 a)
+{
+    /* s8 = (a + c, b + d): lane j + lane j+8; then lane j + j+4, j + j+2, j + j+1 */
+    __m256d s4 = _mm256_add_pd(_mm256_add_pd(a.a, a.c), _mm256_add_pd(a.b, a.d));
+    __m128d s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
+}
+
+/* ---- the scalar part of one rating, shared by every body --------------------------- */
+#define MFK_DEFINE_SCALAR(T, S, SQRT, FABS)                                              \
+MFK_AI T mfk_psi_##S(T e, int loss, T delta)                                            \
+{                                                                                       \
+    if (loss == 0) return e;                                                            \
+    if (loss == 1) return e > delta ? delta : (e < -delta ? -delta : e);                \
+    return e > 0 ? (T)1 : (e < 0 ? (T)-1 : (T)0);                                       \
+}                                                                                       \
+/* The AdaGrad steps lr / sqrt(G) of [p_u, q_i, b_u, b_i] (correctly rounded, as the      \
+ * portable sweep's packed form). */                                                    \
+MFK_AI void mfk_steps_##S(T lr, T g0, T g1, T g2, T g3, T *out)                          \
+{                                                                                       \
+    out[0] = lr / SQRT(g0); out[1] = lr / SQRT(g1);                                     \
+    out[2] = lr / SQRT(g2); out[3] = lr / SQRT(g3);                                     \
+}                                                                                       \
+/* Residual and bias steps of rating (u, i, r) given dot = p_u . q_i; returns 0 when the  \
+ * residual is not finite (nothing updated), else 1 with the influence g in *g_out.      */ \
+MFK_AI int mfk_scalar_##S(const mfk_sgd_##S *a, int32_t u, int32_t i, float r, T dot,   \
+                          const T *steps, int ada, T *g_out, double *sse)                \
+{                                                                                       \
+    T pred = a->mu + dot, e, g, b, gb;                                                  \
+    if (a->biases) pred = pred + a->bu[u] + a->bi[i];                                   \
+    e = (T)r - pred;                                                                    \
+    if (!(FABS(e) < 1e30)) return 0;                                                    \
+    *sse += (double)e * e;                                                              \
+    g = mfk_psi_##S(e, a->loss, a->delta);                                              \
+    if (a->biases) {                                                                    \
+        if (!ada) {                                                                     \
+            b = a->bu[u]; a->bu[u] = b + a->lr * (g - a->reg_bias * b);                 \
+            b = a->bi[i]; a->bi[i] = b + a->lr * (g - a->reg_bias * b);                 \
+        } else {                                                                        \
+            b = a->bu[u]; gb = g - a->reg_bias * b;                                     \
+            a->bu[u] = b + steps[2] * gb; a->Gbu[u] = a->Gbu[u] + gb * gb;              \
+            b = a->bi[i]; gb = g - a->reg_bias * b;                                     \
+            a->bi[i] = b + steps[3] * gb; a->Gbi[i] = a->Gbi[i] + gb * gb;              \
+        }                                                                               \
+    }                                                                                   \
+    *g_out = g;                                                                         \
+    return 1;                                                                           \
+}
+MFK_DEFINE_SCALAR(float, f32, sqrtf, fabsf)
+MFK_DEFINE_SCALAR(double, f64, sqrt, fabs)
+
+/* ---- the bodies, one per path and dtype ------------------------------------------- */
+#define MFK_T float
+#define MFK_S f32
+#define MFK_ISA avx512
+#define MFK_TARGET MFKIT_TARGET_AVX512
+#include "_sgd_kernel_body.h"
+#undef MFK_ISA
+#undef MFK_TARGET
+#define MFK_ISA avx2
+#define MFK_TARGET MFKIT_TARGET_AVX2
+#include "_sgd_kernel_body.h"
+#undef MFK_T
+#undef MFK_S
+#undef MFK_ISA
+#undef MFK_TARGET
+#define MFK_T double
+#define MFK_S f64
+#define MFK_ISA avx512
+#define MFK_TARGET MFKIT_TARGET_AVX512
+#include "_sgd_kernel_body.h"
+#undef MFK_ISA
+#undef MFK_TARGET
+#define MFK_ISA avx2
+#define MFK_TARGET MFKIT_TARGET_AVX2
+#include "_sgd_kernel_body.h"
+#undef MFK_T
+#undef MFK_S
+#undef MFK_ISA
+#undef MFK_TARGET
+
+#define MFK_DEFINE_DISPATCH(T, S)                                                        \
+static ptrdiff_t mfk_sgd_sweep_##S(int isa, const void *recs, ptrdiff_t n,              \
+                                   const mfk_sgd_##S *a, double *sse)                    \
+{                                                                                       \
+    if (isa == MFKIT_ISA_AVX512)                                                        \
+        return avx512_##S##_sweep((const mfk_rating *)recs, n, a, sse);                 \
+    return avx2_##S##_sweep((const mfk_rating *)recs, n, a, sse);                       \
+}
+MFK_DEFINE_DISPATCH(float, f32)
+MFK_DEFINE_DISPATCH(double, f64)
+
+#else /* no x86 fast paths in this build: the caller only ever runs its portable sweep */
+
+#define MFK_DEFINE_DISPATCH(T, S)                                                        \
+static ptrdiff_t mfk_sgd_sweep_##S(int isa, const void *recs, ptrdiff_t n,              \
+                                   const mfk_sgd_##S *a, double *sse)                    \
+{                                                                                       \
+    (void)isa; (void)recs; (void)a; *sse = 0.0;                                         \
+    return n > 0 ? 0 : -1;                                                              \
+}
+MFK_DEFINE_DISPATCH(float, f32)
+MFK_DEFINE_DISPATCH(double, f64)
+#endif /* MFKIT_HAVE_X86_PATHS */
+
+#endif /* MFKIT_SGD_KERNEL_H */

@@ -1,0 +1,205 @@
+/* The body of the fused SGD sweep, included by _sgd_kernel.h once per path and dtype with
+ * MFK_T (float or double), MFK_S (f32 or f64), MFK_ISA (avx2 or avx512) and MFK_TARGET
+ * (the path's target attribute) defined. No include guard: that is the point. */
+
+#define MFK_G3_(a, b, c) a##_##b##_##c
+#define MFK_G3(a, b, c) MFK_G3_(a, b, c)
+#define MFK_F(name) MFK_G3(MFK_ISA, MFK_S, name)
+#define MFK_G2_(a, b) a##_##b
+#define MFK_G2(a, b) MFK_G2_(a, b)
+#define MFK_X(name) MFK_G2(name, MFK_S)
+
+typedef MFK_F(c16) MFK_F(C);
+
+/* The step of one 16-lane chunk (coordinates f..f+15; p0, q0 the prior rows) of both rows: d_p = e q - (reg p [+ prior (p - p0)]),
+ * d_q likewise, p' = p + lp d_p, q' = q + lq d_q, and with AdaGrad ap += d_p^2, aq += d_q^2. */
+MFK_TARGET MFK_AI void MFK_F(step)(MFK_F(C) pc, MFK_F(C) qc, const MFK_T *p0, const MFK_T *q0,
+                                   int f, MFK_F(C) eg, MFK_F(C) vreg, MFK_F(C) vprior, MFK_F(C) lp,
+                                   MFK_F(C) lq, MFK_F(C) *ap, MFK_F(C) *aq, MFK_F(C) *pn,
+                                   MFK_F(C) *qn, const int ada, const int prior,
+                                   const int masked, MFK_F(mask) m)
+{
+    MFK_F(C) tp = MFK_F(mul)(vreg, pc), tq = MFK_F(mul)(vreg, qc);
+    if (prior) {
+        MFK_F(C) p0c = masked ? MFK_F(loadm)(p0 + f, m) : MFK_F(load)(p0 + f);
+        MFK_F(C) q0c = masked ? MFK_F(loadm)(q0 + f, m) : MFK_F(load)(q0 + f);
+        tp = MFK_F(fma)(vprior, MFK_F(sub)(pc, p0c), tp);
+        tq = MFK_F(fma)(vprior, MFK_F(sub)(qc, q0c), tq);
+    }
+    MFK_F(C) dp = MFK_F(fms)(eg, qc, tp), dq = MFK_F(fms)(eg, pc, tq);
+    *pn = MFK_F(fma)(lp, dp, pc);
+    *qn = MFK_F(fma)(lq, dq, qc);
+    if (ada) {
+        *ap = MFK_F(fma)(dp, dp, *ap);
+        *aq = MFK_F(fma)(dq, dq, *aq);
+    }
+}
+
+/* Prefetch the rows and per-row scalars of the rating MFK_PREFETCH_AHEAD places ahead. */
+MFK_TARGET MFK_AI void MFK_F(prefetch)(const mfk_rating *recs, ptrdiff_t t, ptrdiff_t n,
+                                       const MFK_X(mfk_sgd) *a, int row_bytes, int ada)
+{
+    ptrdiff_t ahead = t + MFK_PREFETCH_AHEAD;
+    if (ahead >= n) return;
+    int32_t u = recs[ahead].u, i = recs[ahead].i;
+    const char *pu = (const char *)(a->P + (ptrdiff_t)u * a->k);
+    const char *qi = (const char *)(a->Q + (ptrdiff_t)i * a->k);
+    for (int off = 0; off < row_bytes; off += 64) {
+        __builtin_prefetch(pu + off, 1, 3);
+        __builtin_prefetch(qi + off, 1, 3);
+    }
+    if (a->biases) {
+        __builtin_prefetch(a->bu + u, 1, 3);
+        __builtin_prefetch(a->bi + i, 1, 3);
+        if (ada) {
+            __builtin_prefetch(a->Gbu + u, 1, 3);
+            __builtin_prefetch(a->Gbi + i, 1, 3);
+        }
+    }
+    if (ada) {
+        __builtin_prefetch(a->Gp + u, 1, 3);
+        __builtin_prefetch(a->Gq + i, 1, 3);
+    }
+}
+
+/* The sweep with k = 16 NC fixed at compile time: both rows stay in registers between the
+ * dot product and the step. No prior (that takes the generic body). */
+MFK_TARGET MFK_AI ptrdiff_t MFK_F(sweep_fixed)(const mfk_rating *recs, ptrdiff_t n,
+                                               const MFK_X(mfk_sgd) *a, double *sse_out,
+                                               const int NC, const int ada)
+{
+    const int k = 16 * NC, row_bytes = k * (int)sizeof(MFK_T);
+    const MFK_T inv_k = (MFK_T)1 / k;
+    const MFK_F(C) vreg = MFK_F(set1)(a->reg), zero = MFK_F(zero)();
+    const MFK_F(mask) m = MFK_F(mk)(16);
+    MFK_T *const P = a->P, *const Q = a->Q;
+    double sse = 0.0;
+    ptrdiff_t bad = -1;
+    for (ptrdiff_t t = 0; t < n; t++) {
+        MFK_F(prefetch)(recs, t, n, a, row_bytes, ada);
+        const int32_t u = recs[t].u, i = recs[t].i;
+        MFK_T *p = P + (ptrdiff_t)u * k, *q = Q + (ptrdiff_t)i * k;
+        MFK_T steps[4] = {a->lr, a->lr, a->lr, a->lr}, g;
+        if (ada)
+            MFK_X(mfk_steps)(a->lr, a->Gp[u], a->Gq[i], a->biases ? a->Gbu[u] : 1,
+                             a->biases ? a->Gbi[i] : 1, steps);
+        MFK_F(C) pr[8], qr[8], acc = zero; /* NC <= 8 */
+        for (int c = 0; c < NC; c++) {
+            pr[c] = MFK_F(load)(p + 16 * c);
+            qr[c] = MFK_F(load)(q + 16 * c);
+            acc = MFK_F(fma)(pr[c], qr[c], acc);
+        }
+        if (!MFK_X(mfk_scalar)(a, u, i, recs[t].r, MFK_F(red)(acc), steps, ada, &g, &sse)) {
+            bad = t;
+            break;
+        }
+        const MFK_F(C) eg = MFK_F(set1)(g), lp = MFK_F(set1)(steps[0]),
+                       lq = MFK_F(set1)(steps[1]);
+        MFK_F(C) ap = zero, aq = zero, pn, qn;
+        for (int c = 0; c < NC; c++) {
+            MFK_F(step)(pr[c], qr[c], NULL, NULL, 0, eg, vreg, zero, lp, lq, &ap, &aq, &pn, &qn,
+                        ada, 0, 0, m);
+            MFK_F(store)(p + 16 * c, pn);
+            MFK_F(store)(q + 16 * c, qn);
+        }
+        if (ada) {
+            a->Gp[u] = a->Gp[u] + MFK_F(red)(ap) * inv_k;
+            a->Gq[i] = a->Gq[i] + MFK_F(red)(aq) * inv_k;
+        }
+    }
+    *sse_out = sse;
+    return bad;
+}
+
+/* Any k (full chunks, then the last k mod 16 coordinates masked), with or without a prior:
+ * the rows are read from memory (the first level cache) a second time for the step. */
+MFK_TARGET MFK_AI ptrdiff_t MFK_F(sweep_generic)(const mfk_rating *recs, ptrdiff_t n,
+                                                 const MFK_X(mfk_sgd) *a, double *sse_out,
+                                                 const int ada, const int prior)
+{
+    const int k = a->k, nfull = k / 16, rem = k % 16, row_bytes = k * (int)sizeof(MFK_T);
+    const int tail = 16 * nfull;
+    const MFK_T inv_k = (MFK_T)1 / k;
+    const MFK_F(C) vreg = MFK_F(set1)(a->reg), vprior = MFK_F(set1)(a->prior),
+                   zero = MFK_F(zero)();
+    const MFK_F(mask) m = MFK_F(mk)(rem);
+    MFK_T *const P = a->P, *const Q = a->Q;
+    double sse = 0.0;
+    ptrdiff_t bad = -1;
+    for (ptrdiff_t t = 0; t < n; t++) {
+        MFK_F(prefetch)(recs, t, n, a, row_bytes, ada);
+        const int32_t u = recs[t].u, i = recs[t].i;
+        MFK_T *p = P + (ptrdiff_t)u * k, *q = Q + (ptrdiff_t)i * k;
+        const MFK_T *p0 = prior ? a->P0 + (ptrdiff_t)u * k : NULL;
+        const MFK_T *q0 = prior ? a->Q0 + (ptrdiff_t)i * k : NULL;
+        MFK_T steps[4] = {a->lr, a->lr, a->lr, a->lr}, g;
+        if (ada)
+            MFK_X(mfk_steps)(a->lr, a->Gp[u], a->Gq[i], a->biases ? a->Gbu[u] : 1,
+                             a->biases ? a->Gbi[i] : 1, steps);
+        MFK_F(C) acc = zero;
+        for (int f = 0; f < tail; f += 16)
+            acc = MFK_F(fma)(MFK_F(load)(p + f), MFK_F(load)(q + f), acc);
+        if (rem)
+            acc = MFK_F(fma)(MFK_F(loadm)(p + tail, m), MFK_F(loadm)(q + tail, m), acc);
+        if (!MFK_X(mfk_scalar)(a, u, i, recs[t].r, MFK_F(red)(acc), steps, ada, &g, &sse)) {
+            bad = t;
+            break;
+        }
+        const MFK_F(C) eg = MFK_F(set1)(g), lp = MFK_F(set1)(steps[0]),
+                       lq = MFK_F(set1)(steps[1]);
+        MFK_F(C) ap = zero, aq = zero, pn, qn;
+        for (int f = 0; f < tail; f += 16) {
+            MFK_F(step)(MFK_F(load)(p + f), MFK_F(load)(q + f), p0, q0, f, eg, vreg,
+                        vprior, lp, lq, &ap, &aq, &pn, &qn, ada, prior, 0, m);
+            MFK_F(store)(p + f, pn);
+            MFK_F(store)(q + f, qn);
+        }
+        if (rem) {
+            MFK_F(step)(MFK_F(loadm)(p + tail, m), MFK_F(loadm)(q + tail, m), p0, q0,
+                        tail, eg, vreg, vprior, lp, lq, &ap, &aq, &pn, &qn, ada, prior,
+                        1, m);
+            MFK_F(storem)(p + tail, m, pn);
+            MFK_F(storem)(q + tail, m, qn);
+        }
+        if (ada) {
+            a->Gp[u] = a->Gp[u] + MFK_F(red)(ap) * inv_k;
+            a->Gq[i] = a->Gq[i] + MFK_F(red)(aq) * inv_k;
+        }
+    }
+    *sse_out = sse;
+    return bad;
+}
+
+/* The entry of this path: the body for the sweep's k and variant. */
+MFK_TARGET static ptrdiff_t MFK_F(sweep)(const mfk_rating *recs, ptrdiff_t n,
+                                         const MFK_X(mfk_sgd) *a, double *sse)
+{
+    const int ada = a->Gp != NULL, prior = a->P0 != NULL;
+    if (!prior) {
+        switch (a->k) {
+#define MFK_CASE(NC)                                                                     \
+        case 16 * NC:                                                                    \
+            return ada ? MFK_F(sweep_fixed)(recs, n, a, sse, NC, 1)                      \
+                       : MFK_F(sweep_fixed)(recs, n, a, sse, NC, 0);
+        MFK_CASE(1)
+        MFK_CASE(2)
+        MFK_CASE(4)
+        MFK_CASE(8)
+#undef MFK_CASE
+        default:
+            break;
+        }
+    }
+    if (ada)
+        return prior ? MFK_F(sweep_generic)(recs, n, a, sse, 1, 1)
+                     : MFK_F(sweep_generic)(recs, n, a, sse, 1, 0);
+    return prior ? MFK_F(sweep_generic)(recs, n, a, sse, 0, 1)
+                 : MFK_F(sweep_generic)(recs, n, a, sse, 0, 0);
+}
+
+#undef MFK_G3_
+#undef MFK_G3
+#undef MFK_F
+#undef MFK_G2_
+#undef MFK_G2
+#undef MFK_X
