@@ -69,6 +69,16 @@ MFK_DEFINE_ARGS(double, f64)
  * not written), set1, zero, fma(a, b, c) = a b + c, fms(a, b, c) = a b - c, mul, sub, and
  * red (the fixed reduction tree of the header comment). */
 
+/* Registers per 16-lane chunk and registers of the path: a body keeps both rows in
+ * registers only when they take at most half of them (else spills would cost more than
+ * reading the rows again from the first level cache). */
+#define avx512_f32_VPC 1
+#define avx512_f64_VPC 2
+#define avx2_f32_VPC 2
+#define avx2_f64_VPC 4
+#define avx512_REGS 32
+#define avx2_REGS 16
+
 /* AVX-512, float: one register */
 typedef struct { __m512 v; } avx512_f32_c16;
 typedef struct { __mmask16 m; } avx512_f32_mask;
@@ -202,19 +212,26 @@ MFK_T256 double avx2_f64_red(avx2_f64_c16 a)
 }
 
 /* ---- the scalar part of one rating, shared by every body --------------------------- */
-#define MFK_DEFINE_SCALAR(T, S, SQRT, FABS)                                              \
+/* The AdaGrad steps lr / sqrt(G) of [p_u, q_i, b_u, b_i], packed: one square root and one
+ * division of four lanes instead of four of each (the divider would otherwise limit small
+ * k); both are correctly rounded, so the bits are the portable sweep's. */
+MFK_AI void mfk_steps_f32(float lr, float g0, float g1, float g2, float g3, float *out)
+{
+    _mm_storeu_ps(out, _mm_div_ps(_mm_set1_ps(lr), _mm_sqrt_ps(_mm_set_ps(g3, g2, g1, g0))));
+}
+MFK_AI void mfk_steps_f64(double lr, double g0, double g1, double g2, double g3, double *out)
+{
+    __m128d l = _mm_set1_pd(lr);
+    _mm_storeu_pd(out, _mm_div_pd(l, _mm_sqrt_pd(_mm_set_pd(g1, g0))));
+    _mm_storeu_pd(out + 2, _mm_div_pd(l, _mm_sqrt_pd(_mm_set_pd(g3, g2))));
+}
+
+#define MFK_DEFINE_SCALAR(T, S, FABS)                                              \
 MFK_AI T mfk_psi_##S(T e, int loss, T delta)                                            \
 {                                                                                       \
     if (loss == 0) return e;                                                            \
     if (loss == 1) return e > delta ? delta : (e < -delta ? -delta : e);                \
     return e > 0 ? (T)1 : (e < 0 ? (T)-1 : (T)0);                                       \
-}                                                                                       \
-/* The AdaGrad steps lr / sqrt(G) of [p_u, q_i, b_u, b_i] (correctly rounded, as the      \
- * portable sweep's packed form). */                                                    \
-MFK_AI void mfk_steps_##S(T lr, T g0, T g1, T g2, T g3, T *out)                          \
-{                                                                                       \
-    out[0] = lr / SQRT(g0); out[1] = lr / SQRT(g1);                                     \
-    out[2] = lr / SQRT(g2); out[3] = lr / SQRT(g3);                                     \
 }                                                                                       \
 /* Residual and bias steps of rating (u, i, r) given dot = p_u . q_i; returns 0 when the  \
  * residual is not finite (nothing updated), else 1 with the influence g in *g_out.      */ \
@@ -241,8 +258,8 @@ MFK_AI int mfk_scalar_##S(const mfk_sgd_##S *a, int32_t u, int32_t i, float r, T
     *g_out = g;                                                                         \
     return 1;                                                                           \
 }
-MFK_DEFINE_SCALAR(float, f32, sqrtf, fabsf)
-MFK_DEFINE_SCALAR(double, f64, sqrt, fabs)
+MFK_DEFINE_SCALAR(float, f32, fabsf)
+MFK_DEFINE_SCALAR(double, f64, fabs)
 
 /* ---- the bodies, one per path and dtype ------------------------------------------- */
 #define MFK_T float

@@ -8,6 +8,7 @@
 #define MFK_G2_(a, b) a##_##b
 #define MFK_G2(a, b) MFK_G2_(a, b)
 #define MFK_X(name) MFK_G2(name, MFK_S)
+#define MFK_HOLD(NC) (4 * (NC) * MFK_F(VPC) <= MFK_G2(MFK_ISA, REGS))
 
 typedef MFK_F(c16) MFK_F(C);
 
@@ -63,11 +64,15 @@ MFK_TARGET MFK_AI void MFK_F(prefetch)(const mfk_rating *recs, ptrdiff_t t, ptrd
 }
 
 /* The sweep with k = 16 NC fixed at compile time: both rows stay in registers between the
- * dot product and the step. No prior (that takes the generic body). */
+ * dot product and the step when they fit in half the registers (MFK_HOLD), else the step
+ * reads them again. No prior (that takes the generic body). */
 MFK_TARGET MFK_AI ptrdiff_t MFK_F(sweep_fixed)(const mfk_rating *recs, ptrdiff_t n,
-                                               const MFK_X(mfk_sgd) *a, double *sse_out,
+                                               const MFK_X(mfk_sgd) *args, double *sse_out,
                                                const int NC, const int ada)
 {
+    /* a local copy: the compiler keeps it in registers (stores through the factor
+     * pointers cannot change it) */
+    const MFK_X(mfk_sgd) A = *args, *const a = &A;
     const int k = 16 * NC, row_bytes = k * (int)sizeof(MFK_T);
     const MFK_T inv_k = (MFK_T)1 / k;
     const MFK_F(C) vreg = MFK_F(set1)(a->reg), zero = MFK_F(zero)();
@@ -97,6 +102,10 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(sweep_fixed)(const mfk_rating *recs, ptrdiff_t
                        lq = MFK_F(set1)(steps[1]);
         MFK_F(C) ap = zero, aq = zero, pn, qn;
         for (int c = 0; c < NC; c++) {
+            if (!MFK_HOLD(NC)) {
+                pr[c] = MFK_F(load)(p + 16 * c);
+                qr[c] = MFK_F(load)(q + 16 * c);
+            }
             MFK_F(step)(pr[c], qr[c], NULL, NULL, 0, eg, vreg, zero, lp, lq, &ap, &aq, &pn, &qn,
                         ada, 0, 0, m);
             MFK_F(store)(p + 16 * c, pn);
@@ -114,9 +123,12 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(sweep_fixed)(const mfk_rating *recs, ptrdiff_t
 /* Any k (full chunks, then the last k mod 16 coordinates masked), with or without a prior:
  * the rows are read from memory (the first level cache) a second time for the step. */
 MFK_TARGET MFK_AI ptrdiff_t MFK_F(sweep_generic)(const mfk_rating *recs, ptrdiff_t n,
-                                                 const MFK_X(mfk_sgd) *a, double *sse_out,
+                                                 const MFK_X(mfk_sgd) *args, double *sse_out,
                                                  const int ada, const int prior)
 {
+    /* a local copy: the compiler keeps it in registers (stores through the factor
+     * pointers cannot change it) */
+    const MFK_X(mfk_sgd) A = *args, *const a = &A;
     const int k = a->k, nfull = k / 16, rem = k % 16, row_bytes = k * (int)sizeof(MFK_T);
     const int tail = 16 * nfull;
     const MFK_T inv_k = (MFK_T)1 / k;
@@ -203,3 +215,4 @@ MFK_TARGET static ptrdiff_t MFK_F(sweep)(const mfk_rating *recs, ptrdiff_t n,
 #undef MFK_G2_
 #undef MFK_G2
 #undef MFK_X
+#undef MFK_HOLD
