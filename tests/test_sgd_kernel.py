@@ -310,3 +310,42 @@ def test_a_path_the_cpu_lacks_is_refused():
         _sgd.sgd_epoch(recs, P, Q, bu, bi, MU, LR, REG, REG_BIAS, True, isa=3)
     with pytest.raises(ValueError, match="isa=-1 is not a kernel path"):
         _sgd.sgd_epoch(recs, P, Q, bu, bi, MU, LR, REG, REG_BIAS, True, isa=-1)
+
+
+@pytest.mark.parametrize("B", [1, 3, 8])
+def test_block_layout_is_a_stable_sort_by_block_for_any_thread_count(B):
+    """The parallel counting sort: ratings grouped by block b = s B + g (s the item group
+    minus the user group mod B), CSR order within a block; the same for 1, 2, 3 threads."""
+    X = _data(900, 400, 60000, seed=4)
+    u, i, r = X.to_triplets()
+    base = block_layout(X, B, 5, 6, n_threads=1)
+    blk = ((base.item_groups[i] - base.user_groups[u]) % B) * B + base.user_groups[u]
+    order = np.argsort(blk, kind="stable")
+    want_offsets = np.concatenate([[0], np.cumsum(np.bincount(blk, minlength=B * B))])
+    for n_threads in (1, 2, 3):
+        lay = block_layout(X, B, 5, 6, n_threads=n_threads)
+        assert np.array_equal(lay.offsets, want_offsets)
+        assert np.array_equal(lay.records["u"], u[order])
+        assert np.array_equal(lay.records["i"], i[order])
+        assert np.array_equal(lay.records["r"], r[order].astype(np.float32))
+
+
+def test_block_layout_refuses_a_bad_group_in_any_run():
+    X = _data(900, 400, 60000, seed=4)
+    lay = block_layout(X, 4, 5, 6)
+    for where in (0, X.n_users - 1):  # in the first and in the last run of users
+        groups = lay.user_groups.copy()
+        groups[where] = 4
+        for n_threads in (1, 3):
+            with pytest.raises(ValueError, match="group index out of range"):
+                _sgd.build_blocks(
+                    X.indptr,
+                    X.indices,
+                    X.values,
+                    groups,
+                    lay.item_groups,
+                    4,
+                    np.empty(X.nnz, dtype=RATING_DTYPE),
+                    np.empty(17, dtype=np.int64),
+                    n_threads=n_threads,
+                )

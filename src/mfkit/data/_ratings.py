@@ -368,7 +368,13 @@ class Ratings:
         return np.diff(self.indptr)
 
     def item_counts(self) -> np.ndarray:
-        return np.bincount(self.indices, minlength=self.n_items)
+        # in runs of 2**20 ratings: bincount copies its int32 input to intp, which for the
+        # whole array would be a transient 8 bytes per rating
+        counts = np.zeros(self.n_items, dtype=np.intp)
+        step = 1 << 20
+        for start in range(0, self.nnz, step):
+            counts += np.bincount(self.indices[start : start + step], minlength=self.n_items)
+        return counts
 
     def _csc_order(self) -> tuple[np.ndarray, np.ndarray | None]:
         """(item pointer, stable order of the ratings by item) from the counting sort."""

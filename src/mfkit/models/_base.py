@@ -303,7 +303,9 @@ class FactorModel:
             raise
         # the training error of a sane model stays near the ratings' own size (predicting
         # 0 everywhere has the RMS of the ratings as its error)
-        scale = float(np.sqrt(np.mean(np.square(X.values, dtype=np.float64))))
+        # (summed in float64 without a float64 copy of the ratings)
+        v = X.values
+        scale = float(np.sqrt(np.einsum("i,i->", v, v, dtype=np.float64) / len(v)))
         return self._run_fit(fitted, trainer, val, params, callback, scale, before)
 
     def _fit_snapshot(self) -> dict[str, Any]:

@@ -64,6 +64,7 @@ def build_blocks(
     B: int,
     out: _Records,
     offsets: npt.NDArray[np.int64],
+    n_threads: int = 1,
 ) -> None: ...
 def sgd_block_epoch(
     recs: _Records,

@@ -381,67 +381,127 @@ def epoch_schedule(uint64_t seed, int B):
     return strata_arr, seeds_arr
 
 
+cdef int _count_blocks(const int64_t *indptr, const int32_t *indices,
+                       const int32_t *user_group, const int32_t *item_group,
+                       Py_ssize_t u0, Py_ssize_t u1, Py_ssize_t nnz, int32_t n_items, int B,
+                       int64_t *counts) noexcept nogil:
+    """Count the ratings of users u0..u1-1 per block into counts[0:B*B]; 1 on a group or
+    CSR index out of range, else 0."""
+    cdef Py_ssize_t u, j
+    cdef int32_t gu, gi
+    cdef int s
+    for u in range(u0, u1):
+        gu = user_group[u]
+        if gu < 0 or gu >= B or indptr[u + 1] < indptr[u] or indptr[u + 1] > nnz:
+            return 1
+        for j in range(indptr[u], indptr[u + 1]):
+            if indices[j] < 0 or indices[j] >= n_items:
+                return 1
+            gi = item_group[indices[j]]
+            if gi < 0 or gi >= B:
+                return 1
+            s = gi - gu
+            if s < 0:
+                s = s + B
+            counts[<Py_ssize_t>s * B + gu] += 1
+    return 0
+
+
+cdef void _scatter_blocks(const int64_t *indptr, const int32_t *indices, const float *values,
+                          const int32_t *user_group, const int32_t *item_group,
+                          Py_ssize_t u0, Py_ssize_t u1, int B, int64_t *pos,
+                          Rating *out) noexcept nogil:
+    """Write the ratings of users u0..u1-1 at pos[block] (advanced as they go)."""
+    cdef Py_ssize_t u, j, blk, at
+    cdef int32_t gu
+    cdef int s
+    for u in range(u0, u1):
+        gu = user_group[u]
+        for j in range(indptr[u], indptr[u + 1]):
+            s = item_group[indices[j]] - gu
+            if s < 0:
+                s = s + B
+            blk = <Py_ssize_t>s * B + gu
+            at = pos[blk]
+            out[at].u = <int32_t>u
+            out[at].i = indices[j]
+            out[at].r = values[j]
+            pos[blk] = at + 1
+
+
 def build_blocks(const int64_t[::1] indptr, const int32_t[::1] indices,
                  const float[::1] values, const int32_t[::1] user_group,
-                 const int32_t[::1] item_group, int B, Rating[::1] out, int64_t[::1] offsets):
+                 const int32_t[::1] item_group, int B, Rating[::1] out, int64_t[::1] offsets,
+                 int n_threads=1):
     """Scatter CSR ratings into `out` block by block (a counting sort, stable).
 
     Block b = s * B + g holds the ratings of user group g and item group (g + s) mod B,
     so stratum s (blocks s*B .. s*B + B - 1) is contiguous and its blocks share no user and
-    no item. `offsets` (length B*B + 1) receives the block boundaries.
+    no item; within a block the ratings keep their CSR order. `offsets` (length B*B + 1)
+    receives the block boundaries. With `n_threads` > 1 the users are cut into that many
+    runs of about equal rating counts, each counted and scattered by one thread into its own
+    slice of every block (run t's slice after run t-1's), so the layout is the same for any
+    thread count.
     """
     cdef Py_ssize_t n_users = indptr.shape[0] - 1, nnz = indices.shape[0]
-    cdef Py_ssize_t nb = <Py_ssize_t>B * B, u, j, blk
-    cdef int32_t gu, gi, n_items = item_group.shape[0]
-    cdef int s
-    cdef bint bad = False
+    cdef Py_ssize_t nb = <Py_ssize_t>B * B, blk, t, T, run
+    cdef int32_t n_items = item_group.shape[0]
+    cdef int64_t total
     if B < 1:
         raise ValueError("B must be >= 1")
+    if n_threads < 1:
+        raise ValueError("n_threads must be >= 1")
     if user_group.shape[0] != n_users or values.shape[0] != nnz or out.shape[0] != nnz:
         raise ValueError("inconsistent CSR, group or output sizes")
     if offsets.shape[0] != nb + 1 or indptr[0] != 0 or indptr[n_users] != nnz:
         raise ValueError("offsets must have B*B + 1 entries and indptr must span the ratings")
-    pos_arr = np.zeros(nb + 1, dtype=np.int64)
-    cdef int64_t[::1] pos = pos_arr
+    # one run per thread, at most one per 16k ratings, and the per-run counters within 64 MiB
+    T = min(<Py_ssize_t>n_threads, max(<Py_ssize_t>1, nnz >> 14),
+            max(<Py_ssize_t>1, (<Py_ssize_t>1 << 23) // (nb + 1)))
+    # users u in run t: starts[t] <= u < starts[t + 1], cut where the rating count crosses t/T
+    starts_arr = np.searchsorted(np.asarray(indptr), (np.arange(T + 1) * nnz) // T,
+                                 side="left").astype(np.intp)
+    starts_arr[0] = 0
+    starts_arr[T] = n_users
+    counts_arr = np.zeros(T * nb, dtype=np.int64)
+    bad_arr = np.zeros(T, dtype=np.intc)
+    cdef Py_ssize_t[::1] starts = starts_arr
+    cdef int64_t[::1] counts = counts_arr
+    cdef int[::1] bad = bad_arr
+    cdef const int64_t *pind = &indptr[0]
+    cdef const int32_t *pidx = NULL
+    cdef const float *pval = NULL
+    cdef Rating *pout = NULL
+    if nnz > 0:
+        pidx = &indices[0]
+        pval = &values[0]
+        pout = &out[0]
+    cdef const int32_t *pug = NULL
+    cdef const int32_t *pig = NULL
+    if n_users > 0:
+        pug = &user_group[0]
+    if n_items > 0:
+        pig = &item_group[0]
+    cdef int64_t *pc = &counts[0]
     with nogil:
-        for u in range(n_users):
-            gu = user_group[u]
-            if gu < 0 or gu >= B or indptr[u + 1] < indptr[u] or indptr[u + 1] > nnz:
-                bad = True
-                break
-            for j in range(indptr[u], indptr[u + 1]):
-                if indices[j] < 0 or indices[j] >= n_items:
-                    bad = True
-                    break
-                gi = item_group[indices[j]]
-                if gi < 0 or gi >= B:
-                    bad = True
-                    break
-                s = gi - gu
-                if s < 0:
-                    s = s + B
-                pos[<Py_ssize_t>s * B + gu + 1] += 1
-            if bad:
-                break
-        if not bad:
-            for blk in range(nb):
-                pos[blk + 1] += pos[blk]
-            for blk in range(nb + 1):
-                offsets[blk] = pos[blk]
-            for u in range(n_users):
-                gu = user_group[u]
-                for j in range(indptr[u], indptr[u + 1]):
-                    gi = item_group[indices[j]]
-                    s = gi - gu
-                    if s < 0:
-                        s = s + B
-                    blk = <Py_ssize_t>s * B + gu
-                    out[pos[blk]].u = <int32_t>u
-                    out[pos[blk]].i = indices[j]
-                    out[pos[blk]].r = values[j]
-                    pos[blk] += 1
-    if bad:
+        for run in prange(T, num_threads=T, schedule='static', chunksize=1):
+            bad[run] = _count_blocks(pind, pidx, pug, pig, starts[run], starts[run + 1], nnz,
+                                     n_items, B, pc + run * nb)
+    if bad_arr.any():
         raise ValueError("group index out of range or CSR index out of bounds")
+    with nogil:
+        # counts[t, blk] becomes the start of run t's slice of block blk
+        total = 0
+        for blk in range(nb):
+            offsets[blk] = total
+            for t in range(T):
+                run = counts[t * nb + blk]
+                counts[t * nb + blk] = total
+                total += run
+        offsets[nb] = total
+        for run in prange(T, num_threads=T, schedule='static', chunksize=1):
+            _scatter_blocks(pind, pidx, pval, pug, pig, starts[run], starts[run + 1], B,
+                            pc + run * nb, pout)
 
 
 def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[::1] strata,

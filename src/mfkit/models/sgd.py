@@ -19,12 +19,21 @@ from mfkit.models._state import Fitted
 RATING_DTYPE = np.dtype([("u", "<i4"), ("i", "<i4"), ("r", "<f4")])
 
 
-def rating_records(X: Ratings) -> np.ndarray:
-    """The ratings of ``X`` as packed records in CSR order (a new, writable array)."""
+def rating_records(X: Ratings, n_threads: int = 1) -> np.ndarray:
+    """The ratings of ``X`` as packed records in CSR order (a new, writable array), written
+    in one pass over the CSR arrays (the one-block layout; no per-rating user index)."""
     rec = np.empty(X.nnz, dtype=RATING_DTYPE)
-    rec["u"] = X.user_index()
-    rec["i"] = X.indices
-    rec["r"] = X.values
+    _sgd.build_blocks(
+        X.indptr,
+        X.indices,
+        X.values,
+        np.zeros(X.n_users, dtype=np.int32),
+        np.zeros(X.n_items, dtype=np.int32),
+        1,
+        rec,
+        np.empty(2, dtype=np.int64),
+        n_threads=int(n_threads),
+    )
     return rec
 
 
@@ -122,15 +131,26 @@ class BlockLayout(NamedTuple):
         return int(self.records.nbytes + self.offsets.nbytes)
 
 
-def block_layout(X: Ratings, B: int, user_seed: int, item_seed: int) -> BlockLayout:
+def block_layout(
+    X: Ratings,
+    B: int,
+    user_seed: int,
+    item_seed: int,
+    n_threads: int = 1,
+    item_counts: np.ndarray | None = None,
+) -> BlockLayout:
     """Group users and items (:func:`balanced_groups`) and scatter the ratings of ``X`` into
-    the B x B blocks (within a block in CSR order). ``SGD.fit`` calls this once per fit."""
+    the B x B blocks (within a block in CSR order) on ``n_threads`` threads (the layout does
+    not depend on them). ``item_counts``: ``X.item_counts()`` when the caller has it.
+    ``SGD.fit`` calls this once per fit."""
     B = int(check_number(B, "B", low=1, high=MAX_BLOCKS, integer=True))
     ug = balanced_groups(X.user_counts(), B, user_seed)
-    ig = balanced_groups(X.item_counts(), B, item_seed)
+    ig = balanced_groups(X.item_counts() if item_counts is None else item_counts, B, item_seed)
     records = np.empty(X.nnz, dtype=RATING_DTYPE)
     offsets = np.empty(B * B + 1, dtype=np.int64)
-    _sgd.build_blocks(X.indptr, X.indices, X.values, ug, ig, B, records, offsets)
+    _sgd.build_blocks(
+        X.indptr, X.indices, X.values, ug, ig, B, records, offsets, n_threads=int(n_threads)
+    )
     return BlockLayout(records, offsets, ug, ig, B)
 
 
@@ -448,11 +468,11 @@ class SGDTrainer(Trainer):
         self.B = B
         self.offsets: np.ndarray | None
         if B == 1:
-            self.records = rating_records(X)
+            self.records = rating_records(X, p["n_threads"])
             self.offsets = None
         else:
             useed, iseed = (int(s) for s in rng.integers(2**63, size=2))
-            layout = block_layout(X, B, useed, iseed)
+            layout = block_layout(X, B, useed, iseed, n_threads=p["n_threads"])
             self.records = layout.records
             self.offsets = layout.offsets
         self.grad_sq: tuple[np.ndarray, ...] | None = None
