@@ -32,7 +32,7 @@ from libc.stdint cimport int32_t, int64_t, uint64_t
 
 import numpy as np
 
-from mfkit._core._common cimport bounded, shuffle_i64, splitmix64
+from mfkit._core._common cimport shuffle_i64, splitmix64
 from mfkit._core._simd cimport (mf_dot_f32, mf_dot_f64, mf_sgd_pair_f32, mf_sgd_pair_f64,
                                 mf_sgd_pair_prior_f32, mf_sgd_pair_prior_f64,
                                 mf_sgd_pair_ada_f32, mf_sgd_pair_ada_f64, mf_ada_steps_f32,
@@ -72,6 +72,7 @@ cdef extern from "_sgd_kernel.h" nogil:
                                  double *sse)
     Py_ssize_t mfk_sgd_sweep_f64(int isa, const void *recs, Py_ssize_t n, const mfk_sgd_f64 *a,
                                  double *sse)
+    void mfk_shuffle_records(void *recs, Py_ssize_t n, uint64_t seed)
 
 cdef packed struct Rating:
     int32_t u
@@ -261,16 +262,9 @@ cdef Py_ssize_t _sweep(const Rating *recs, Py_ssize_t n,
 
 
 cdef void _shuffle(Rating *recs, Py_ssize_t n, uint64_t seed) noexcept nogil:
-    """Fisher-Yates shuffle of recs[0:n] driven by splitmix64 from `seed`."""
-    cdef Py_ssize_t j = n - 1, r
-    cdef uint64_t state = seed
-    cdef Rating tmp
-    while j > 0:
-        r = <Py_ssize_t>bounded(&state, <uint64_t>(j + 1))
-        tmp = recs[j]
-        recs[j] = recs[r]
-        recs[r] = tmp
-        j -= 1
+    """Fisher-Yates shuffle of recs[0:n] driven by splitmix64 from `seed` (the permutation
+    of _common's shuffles; see mfk_shuffle_records)."""
+    mfk_shuffle_records(recs, n, seed)
 
 
 cdef floating *_opt_ptr(floating[::1] a) noexcept:
