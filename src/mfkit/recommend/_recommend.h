@@ -1,5 +1,14 @@
 /* Scoring tiles for top-N recommendation.
  *
+ * Paths (the `isa` argument of mfkit.recommend._recommend.topn, see _isa.h): the baseline
+ * scores every tile exactly as below (mf_score4_select_*). The avx2 and avx512 paths
+ * (mf_score4_filter_*) score a tile with fused multiply-adds on their registers, which is
+ * faster but rounds differently, so they use it only as a filter: a slot is a candidate
+ * when its fused score plus a bound on the rounding difference (margin below) beats the
+ * row's n-th best, and every candidate is then scored again exactly (mf_rescore_*, the
+ * order of mf_dot) before it enters the list. The lists, ids and scores, are therefore the
+ * same on every path and bit-identical to predict().
+ *
  * mf_score4_* computes the dot products of 4 query rows with the 16 items of one packed
  * panel (layout panel[f * 16 + w] = factor f of item w). The vector lanes run across
  * items, never across factors, so every dot product is summed in exactly the order of
@@ -13,7 +22,11 @@
 
 #define MFKIT_PANEL 16
 
+#include <math.h>
+#include <string.h>
+
 #include "_platform.h"
+#include "_isa.h"
 
 #define MFKIT_TOPN_CLONES MFKIT_TARGET_CLONES("arch=x86-64-v4", "arch=x86-64-v3", "default")
 
@@ -171,5 +184,143 @@ MFKIT_DEFINE_ANY(double, f64)
 
 /* whether the AVX-512 threshold test may be used on this CPU (checked once per call) */
 static inline int mf_have_avx512(void) { return MFKIT_HAVE_512(); }
+
+/* ---------------------------------------------------------------- the exact rescoring
+ * The dot product of row p with slot w of a panel, summed as mf_dot sums it (eight partial
+ * sums over f = j mod 8, each in increasing f, combined ((0+4)+(1+5))+((2+6)+(3+7))). */
+#define MFKIT_DEFINE_RESCORE(T, SUF)                                                        \
+static inline double mf_rescore_##SUF(const T *p, const T *panel, int w, int k)            \
+{                                                                                          \
+    T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                   \
+    for (int f = 0; f < k; f++) acc[f & 7] += p[f] * panel[(long)f * MFKIT_PANEL + w];     \
+    return (double)(((acc[0] + acc[4]) + (acc[1] + acc[5]))                                \
+                    + ((acc[2] + acc[6]) + (acc[3] + acc[7])));                            \
+}
+MFKIT_DEFINE_RESCORE(float, f32)
+MFKIT_DEFINE_RESCORE(double, f64)
+
+/* The filter's margin. The fused tile sums f in two interleaved chains of k/2 terms and adds
+ * them; the exact score has chains of ceil(k/8) terms and three combining levels. Each
+ * differs from the true dot product by at most gamma_m sum_f |p_f q_f| <= gamma_m |p| |q|
+ * (gamma_m = m u / (1 - m u), u the unit roundoff, m the terms of the longest chain plus its
+ * combining levels), so the two differ by at most c |p| |q| with
+ * c = gamma_{k/2+2} + gamma_{ceil(k/8)+4}, inflated slightly for the double arithmetic of
+ * the norms. The score's final double addition adds at most 2^-52 |s|, covered by the
+ * relative term of the test. */
+static inline double mf_topn_margin(int k, int itemsize)
+{
+    double u = itemsize == 4 ? 0x1p-24 : 0x1p-53;
+    double m1 = k / 2 + 2, m2 = (k + 7) / 8 + 4;
+    return (m1 * u / (1 - m1 * u) + m2 * u / (1 - m2 * u)) * (1 + 1e-6);
+}
+#define MFKIT_TOPN_REL 0x1p-50
+
+#if MFKIT_HAVE_VECTOR_EXT && MFKIT_HAVE_X86_PATHS
+#include <immintrin.h>
+/* f32: a 16-lane tile row is one zmm (avx512) or two ymm (avx2); f64: two zmm / four ymm */
+#define MFKIT_FMA16F_avx512(a, b, c) \
+    ((mf_v16f)_mm512_fmadd_ps((__m512)(a), (__m512)(b), (__m512)(c)))
+#define MFKIT_FMA16D_avx512(a, b, c)                                                       \
+    ({                                                                                     \
+        mf_v16d a_ = (a), b_ = (b), c_ = (c), r_;                                          \
+        __m512d x_[2], y_[2], z_[2];                                                       \
+        memcpy(x_, &a_, 128); memcpy(y_, &b_, 128); memcpy(z_, &c_, 128);                 \
+        for (int h_ = 0; h_ < 2; h_++) z_[h_] = _mm512_fmadd_pd(x_[h_], y_[h_], z_[h_]);   \
+        memcpy(&r_, z_, 128);                                                              \
+        r_;                                                                                \
+    })
+#define MFKIT_FMA16F_avx2(a, b, c)                                                         \
+    ({                                                                                     \
+        mf_v16f a_ = (a), b_ = (b), c_ = (c), r_;                                          \
+        __m256 x_[2], y_[2], z_[2];                                                        \
+        memcpy(x_, &a_, 64); memcpy(y_, &b_, 64); memcpy(z_, &c_, 64);                     \
+        for (int h_ = 0; h_ < 2; h_++) z_[h_] = _mm256_fmadd_ps(x_[h_], y_[h_], z_[h_]);   \
+        memcpy(&r_, z_, 64);                                                               \
+        r_;                                                                                \
+    })
+#define MFKIT_FMA16D_avx2(a, b, c)                                                         \
+    ({                                                                                     \
+        mf_v16d a_ = (a), b_ = (b), c_ = (c), r_;                                          \
+        __m256d x_[4], y_[4], z_[4];                                                       \
+        memcpy(x_, &a_, 128); memcpy(y_, &b_, 128); memcpy(z_, &c_, 128);                 \
+        for (int h_ = 0; h_ < 4; h_++) z_[h_] = _mm256_fmadd_pd(x_[h_], y_[h_], z_[h_]);   \
+        memcpy(&r_, z_, 128);                                                              \
+        r_;                                                                                \
+    })
+
+/* Fused scores of 4 rows against one panel, then the filter: s[u * 16 + w] =
+ * (base[u] + add[w]) + (double)fused dot, and bit u of the result is set when some slot has
+ * s + pn[u] qn[w] + REL |s| > thresh[u] (pn: the rows' norms, qn: c times the slots'
+ * norms). The caller rescores those slots exactly. */
+#define MFKIT_DEFINE_FILTER(T, V, SUF, FMA, P, ATTR)                                        \
+ATTR static int mf_score4_filter_##SUF##_##P(const T *p0, const T *p1, const T *p2,         \
+        const T *p3, const T *panel, int k, const double *add, const double *qn,           \
+        const double *base, const double *pn, const double *thresh, T *tile, double *s)    \
+{                                                                                          \
+    V e0 = {0}, e1 = {0}, e2 = {0}, e3 = {0}, o0 = {0}, o1 = {0}, o2 = {0}, o3 = {0};      \
+    int f = 0;                                                                             \
+    for (; f + 2 <= k; f += 2) {                                                           \
+        V q = mf_load_##SUF(panel + (long)f * MFKIT_PANEL);                                \
+        V r = mf_load_##SUF(panel + (long)(f + 1) * MFKIT_PANEL);                          \
+        e0 = FMA(q, (V){0} + p0[f], e0); e1 = FMA(q, (V){0} + p1[f], e1);                    \
+        e2 = FMA(q, (V){0} + p2[f], e2); e3 = FMA(q, (V){0} + p3[f], e3);                    \
+        o0 = FMA(r, (V){0} + p0[f + 1], o0); o1 = FMA(r, (V){0} + p1[f + 1], o1);            \
+        o2 = FMA(r, (V){0} + p2[f + 1], o2); o3 = FMA(r, (V){0} + p3[f + 1], o3);            \
+    }                                                                                      \
+    if (f < k) {                                                                           \
+        V q = mf_load_##SUF(panel + (long)f * MFKIT_PANEL);                                \
+        e0 = FMA(q, (V){0} + p0[f], e0); e1 = FMA(q, (V){0} + p1[f], e1);                    \
+        e2 = FMA(q, (V){0} + p2[f], e2); e3 = FMA(q, (V){0} + p3[f], e3);                    \
+    }                                                                                      \
+    e0 = e0 + o0; e1 = e1 + o1; e2 = e2 + o2; e3 = e3 + o3;                                \
+    __builtin_memcpy(tile + 0 * MFKIT_PANEL, &e0, sizeof e0);                              \
+    __builtin_memcpy(tile + 1 * MFKIT_PANEL, &e1, sizeof e1);                              \
+    __builtin_memcpy(tile + 2 * MFKIT_PANEL, &e2, sizeof e2);                              \
+    __builtin_memcpy(tile + 3 * MFKIT_PANEL, &e3, sizeof e3);                              \
+    int m = 0;                                                                             \
+    for (int u = 0; u < 4; u++) {                                                          \
+        int any = 0;                                                                       \
+        for (int w = 0; w < MFKIT_PANEL; w++) {                                            \
+            double v = (base[u] + add[w]) + (double)tile[u * MFKIT_PANEL + w];             \
+            s[u * MFKIT_PANEL + w] = v;                                                    \
+            any |= (v + (pn[u] * qn[w] + MFKIT_TOPN_REL * fabs(v))) > thresh[u];            \
+        }                                                                                  \
+        m |= any << u;                                                                     \
+    }                                                                                      \
+    return m;                                                                              \
+}
+MFKIT_DEFINE_FILTER(float, mf_v16f, f32, MFKIT_FMA16F_avx2, avx2, MFKIT_TARGET_AVX2)
+MFKIT_DEFINE_FILTER(double, mf_v16d, f64, MFKIT_FMA16D_avx2, avx2, MFKIT_TARGET_AVX2)
+MFKIT_DEFINE_FILTER(float, mf_v16f, f32, MFKIT_FMA16F_avx512, avx512, MFKIT_TARGET_AVX512)
+MFKIT_DEFINE_FILTER(double, mf_v16d, f64, MFKIT_FMA16D_avx512, avx512, MFKIT_TARGET_AVX512)
+#define MFKIT_TOPN_FILTER(SUF, isa, ...)                                                    \
+    ((isa) >= MFKIT_ISA_AVX512 ? mf_score4_filter_##SUF##_avx512(__VA_ARGS__)               \
+                               : mf_score4_filter_##SUF##_avx2(__VA_ARGS__))
+#define MFKIT_TOPN_HAVE_FILTER 1
+#else
+#define MFKIT_TOPN_FILTER(SUF, isa, ...) 0
+#define MFKIT_TOPN_HAVE_FILTER 0
+#endif
+
+/* the filter of path isa (avx2 or avx512; never called on the baseline) */
+static inline int mf_score4_filter_f32(int isa, const float *p0, const float *p1,
+        const float *p2, const float *p3, const float *panel, int k, const double *add,
+        const double *qn, const double *base, const double *pn, const double *thresh,
+        float *tile, double *s)
+{
+    (void)isa;
+    return MFKIT_TOPN_FILTER(f32, isa, p0, p1, p2, p3, panel, k, add, qn, base, pn, thresh,
+                             tile, s);
+}
+static inline int mf_score4_filter_f64(int isa, const double *p0, const double *p1,
+        const double *p2, const double *p3, const double *panel, int k, const double *add,
+        const double *qn, const double *base, const double *pn, const double *thresh,
+        double *tile, double *s)
+{
+    (void)isa;
+    return MFKIT_TOPN_FILTER(f64, isa, p0, p1, p2, p3, panel, k, add, qn, base, pn, thresh,
+                             tile, s);
+}
+static inline int mf_topn_have_filter(void) { return MFKIT_TOPN_HAVE_FILTER; }
 
 #endif /* MFKIT_RECOMMEND_H */
