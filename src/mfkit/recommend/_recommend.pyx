@@ -35,14 +35,12 @@ cdef extern from "_recommend.h" nogil:
                              const double *add, const double *base, const double *thresh,
                              int wide, double *tile, double *s)
     int mf_have_avx512()
-    int mf_score4_filter_f32(int isa, const float *p0, const float *p1, const float *p2,
-                             const float *p3, const float *panel, int k, const double *add,
-                             const double *qn, const double *base, const double *pn,
-                             const double *thresh, float *tile, double *s)
-    int mf_score4_filter_f64(int isa, const double *p0, const double *p1, const double *p2,
-                             const double *p3, const double *panel, int k, const double *add,
-                             const double *qn, const double *base, const double *pn,
-                             const double *thresh, double *tile, double *s)
+    int mf_score8_filter_f32(int isa, const float *const *p, const float *panel, int k,
+                             const double *add, const double *qn, const double *base,
+                             const double *pn, const double *thresh, float *tile, double *s)
+    int mf_score8_filter_f64(int isa, const double *const *p, const double *panel, int k,
+                             const double *add, const double *qn, const double *base,
+                             const double *pn, const double *thresh, double *tile, double *s)
     double mf_rescore_f32(const float *p, const float *panel, int w, int k)
     double mf_rescore_f64(const double *p, const double *panel, int w, int k)
     double mf_topn_margin(int k, int itemsize)
@@ -55,7 +53,7 @@ cdef double REL = 8.881784197001252e-16  # MFKIT_TOPN_REL, 2^-50
 
 cdef enum:
     PANEL = 16  # items per packed panel (MFKIT_PANEL)
-    GROUP = 4  # query rows scored together
+    GROUP = 8  # query rows scored together (two 4-row tiles on the baseline)
 
 # queries per parallel task and item panels per cache chunk
 cdef Py_ssize_t BLOCK_ROWS = 64
@@ -77,16 +75,14 @@ cdef inline int _score4_select(const floating *p0, const floating *p1,
         return mf_score4_select_f64(p0, p1, p2, p3, panel, k, add, base, thresh, wide, tile, s)
 
 
-cdef inline int _filter4(int isa, const floating *p0, const floating *p1, const floating *p2,
-                         const floating *p3, const floating *panel, int k, const double *add,
-                         const double *qn, const double *base, const double *pn,
-                         const double *thresh, floating *tile, double *s) noexcept nogil:
+cdef inline int _filter8(int isa, const floating **p, const floating *panel, int k,
+                         const double *add, const double *qn, const double *base,
+                         const double *pn, const double *thresh, floating *tile,
+                         double *s) noexcept nogil:
     if floating is float:
-        return mf_score4_filter_f32(isa, p0, p1, p2, p3, panel, k, add, qn, base, pn, thresh,
-                                    tile, s)
+        return mf_score8_filter_f32(isa, p, panel, k, add, qn, base, pn, thresh, tile, s)
     else:
-        return mf_score4_filter_f64(isa, p0, p1, p2, p3, panel, k, add, qn, base, pn, thresh,
-                                    tile, s)
+        return mf_score8_filter_f64(isa, p, panel, k, add, qn, base, pn, thresh, tile, s)
 
 
 cdef inline double _rescore(const floating *p, const floating *panel, int w,
@@ -159,13 +155,17 @@ cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
                 # the same sums, in the same order, as predict(): ((mu + b_u) + b_i) + p.q;
                 # padding slots have item_add = -inf and never pass
                 if isa > 0:
-                    mask = _filter4(isa, prow[0], prow[1], prow[2], prow[3], &panels[pnl, 0],
-                                    k, &item_add[pnl * PANEL], &item_margin[pnl * PANEL], base,
-                                    pn, thresh, tile, s)
+                    mask = _filter8(isa, prow, &panels[pnl, 0], k, &item_add[pnl * PANEL],
+                                    &item_margin[pnl * PANEL], base, pn, thresh, tile, s)
                 else:
                     mask = _score4_select(prow[0], prow[1], prow[2], prow[3], &panels[pnl, 0],
                                           k, &item_add[pnl * PANEL], base, thresh, wide, tile,
                                           s)
+                    if ng > 4:
+                        mask |= _score4_select(prow[4], prow[5], prow[6], prow[7],
+                                               &panels[pnl, 0], k, &item_add[pnl * PANEL],
+                                               &base[4], &thresh[4], wide, &tile[4 * PANEL],
+                                               &s[4 * PANEL]) << 4
                 if mask == 0:
                     continue
                 for uu in range(ng):
