@@ -102,7 +102,7 @@ def test_als_fit_is_bit_identical_for_1_2_3_threads_on_every_path(isa: str, solv
             assert m.isa_ == isa
             fits.append((m.user_factors, m.item_factors, m.user_biases, m.item_biases))
     for other in fits[1:]:
-        for a, b in zip(fits[0], other):
+        for a, b in zip(fits[0], other, strict=True):
             np.testing.assert_array_equal(a, b)
 
 

@@ -18,7 +18,6 @@ class RowScratch:
     def nbytes(self) -> int: ...
 
 def max_row_length(indptr: npt.NDArray[np.int64]) -> int: ...
-
 def cholesky_half_step(
     indptr: npt.NDArray[np.int64],
     indices: npt.NDArray[np.int32],
