@@ -4,9 +4,11 @@ from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import disjoint_base
 
 _F = TypeVar("_F", np.float32, np.float64)
 
+@disjoint_base
 class RowScratch:
     k: int
     itemsize: int

@@ -27,6 +27,7 @@ bit-identical for any thread count on each instruction-set path ``isa``; the avx
 paths (fused multiply-adds) agree with each other and differ from the baseline in the last
 bits (see _als.h).
 """
+cimport cython
 from cython cimport floating
 from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport int32_t, int64_t
@@ -258,6 +259,7 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
 
 
 # --------------------------------------------------------------------------- scratch
+@cython.auto_pickle(False)
 cdef class RowScratch:
     """Per-thread scratch of the row kernels (ALS, implicit ALS, Bayesian MF) for one fit.
 
