@@ -346,39 +346,81 @@ ATTR static void mf_als_sweep_##SUF##_##P(const T *restrict Y, int n, int ld,   
  * lda >= K rounded up to VN; overwritten by its Cholesky factor U, A = U^T U). b is          \
  * overwritten by x. Returns 0, or j + 1 when the j-th pivot is not positive (A is not       \
  * positive definite in this precision).                                                     \
- * The trailing update of row r runs over whole vectors from column r rounded down to VN;    \
- * the few entries left of the diagonal it touches are scratch, and the pivot row's          \
- * entries there are zeroed first so nothing but zeros ever flows through them. Each upper   \
- * entry gets the same updates in the same order whatever VN is. */                          \
+ * Row j is formed over whole vectors from column j rounded down to VN; the few entries left \
+ * of the diagonal it touches are scratch (zeroed once the row is done). Each upper entry    \
+ * gets the same updates in the same order whatever VN is. */                                \
 ATTR static int mf_als_cholesky_##SUF##_##P(T *A, int K, int lda, T *restrict b)             \
 {                                                                                            \
     int KP = (K + VN - 1) / VN * VN;                                                         \
     for (int j = 0; j < K; j++) {                                                            \
         T *Aj = A + (size_t)j * lda;                                                         \
+        int c0 = j & ~(VN - 1), cb = c0;                                                     \
+        /* row j of U, up-looking: A[j][c] - sum_{i<j} U[i][j] U[i][c] with i increasing,   \
+         * the updates a right-looking elimination makes, in its order; the row stays in     \
+         * registers while the rows above stream past */                                     \
+        for (; cb + 8 * VN <= KP; cb += 8 * VN) {                                            \
+            VT a[8];                                                                         \
+            for (int v = 0; v < 8; v++) memcpy(&a[v], Aj + cb + v * VN, sizeof(VT));         \
+            for (int i = 0; i < j; i++) {                                                    \
+                const T *Ui = A + (size_t)i * lda + cb;                                      \
+                VT m = MF_SPLAT(VT, A[(size_t)i * lda + j]);                                 \
+                for (int v = 0; v < 8; v++) {                                                \
+                    VT u;                                                                    \
+                    memcpy(&u, Ui + v * VN, sizeof(VT));                                     \
+                    a[v] = MF_FNMA(VT, P)(m, u, a[v]);                                       \
+                }                                                                            \
+            }                                                                                \
+            for (int v = 0; v < 8; v++) memcpy(Aj + cb + v * VN, &a[v], sizeof(VT));         \
+        }                                                                                    \
+        for (; cb + 4 * VN <= KP; cb += 4 * VN) {                                            \
+            VT a[4];                                                                         \
+            for (int v = 0; v < 4; v++) memcpy(&a[v], Aj + cb + v * VN, sizeof(VT));         \
+            for (int i = 0; i < j; i++) {                                                    \
+                const T *Ui = A + (size_t)i * lda + cb;                                      \
+                VT m = MF_SPLAT(VT, A[(size_t)i * lda + j]);                                 \
+                for (int v = 0; v < 4; v++) {                                                \
+                    VT u;                                                                    \
+                    memcpy(&u, Ui + v * VN, sizeof(VT));                                     \
+                    a[v] = MF_FNMA(VT, P)(m, u, a[v]);                                       \
+                }                                                                            \
+            }                                                                                \
+            for (int v = 0; v < 4; v++) memcpy(Aj + cb + v * VN, &a[v], sizeof(VT));         \
+        }                                                                                    \
+        for (; cb + 2 * VN <= KP; cb += 2 * VN) {                                            \
+            VT a[2];                                                                         \
+            for (int v = 0; v < 2; v++) memcpy(&a[v], Aj + cb + v * VN, sizeof(VT));         \
+            for (int i = 0; i < j; i++) {                                                    \
+                const T *Ui = A + (size_t)i * lda + cb;                                      \
+                VT m = MF_SPLAT(VT, A[(size_t)i * lda + j]);                                 \
+                for (int v = 0; v < 2; v++) {                                                \
+                    VT u;                                                                    \
+                    memcpy(&u, Ui + v * VN, sizeof(VT));                                     \
+                    a[v] = MF_FNMA(VT, P)(m, u, a[v]);                                       \
+                }                                                                            \
+            }                                                                                \
+            for (int v = 0; v < 2; v++) memcpy(Aj + cb + v * VN, &a[v], sizeof(VT));         \
+        }                                                                                    \
+        for (; cb + 1 * VN <= KP; cb += 1 * VN) {                                            \
+            VT a[1];                                                                         \
+            for (int v = 0; v < 1; v++) memcpy(&a[v], Aj + cb + v * VN, sizeof(VT));         \
+            for (int i = 0; i < j; i++) {                                                    \
+                const T *Ui = A + (size_t)i * lda + cb;                                      \
+                VT m = MF_SPLAT(VT, A[(size_t)i * lda + j]);                                 \
+                for (int v = 0; v < 1; v++) {                                                \
+                    VT u;                                                                    \
+                    memcpy(&u, Ui + v * VN, sizeof(VT));                                     \
+                    a[v] = MF_FNMA(VT, P)(m, u, a[v]);                                       \
+                }                                                                            \
+            }                                                                                \
+            for (int v = 0; v < 1; v++) memcpy(Aj + cb + v * VN, &a[v], sizeof(VT));         \
+        }                                                                                    \
         T d = Aj[j];                                                                         \
         if (!(d > 0) || !(d < INFINITY)) return j + 1;                                       \
         d = sqrt(d);                                                                         \
         T inv = (T)1 / d;                                                                    \
-        for (int c = j & ~(VN - 1); c < j; c++) Aj[c] = 0;                                   \
+        for (int c = c0; c < j; c++) Aj[c] = 0;                                              \
         Aj[j] = d;                                                                           \
         for (int c = j + 1; c < KP; c++) Aj[c] *= inv;                                       \
-        /* rows r0..r1-1 start at the same aligned column c0: update them together */      \
-        for (int r0 = j + 1; r0 < K;) {                                                      \
-            int c0 = r0 & ~(VN - 1);                                                         \
-            int r1 = c0 + VN < K ? c0 + VN : K;                                              \
-            for (int c = c0; c < KP; c += VN) {                                              \
-                VT w;                                                                        \
-                memcpy(&w, Aj + c, sizeof(VT));                                              \
-                for (int r = r0; r < r1; r++) {                                              \
-                    VT a;                                                                    \
-                    T *Ar = A + (size_t)r * lda + c;                                         \
-                    memcpy(&a, Ar, sizeof(VT));                                              \
-                    a = MF_FNMA(VT, P)(MF_SPLAT(VT, Aj[r]), w, a);                           \
-                    memcpy(Ar, &a, sizeof(VT));                                              \
-                }                                                                            \
-            }                                                                                \
-            r0 = r1;                                                                         \
-        }                                                                                    \
     }                                                                                        \
     /* U^T z = b, row by row of U (each z_j feeds the entries after it) */                  \
     for (int j = 0; j < K; j++) {                                                            \
