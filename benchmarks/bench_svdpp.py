@@ -7,7 +7,8 @@ rating range; a user or item unseen in a training fold gets the baseline. Prints
 per fold and a summary row: test RMSE and MAE of each, fit seconds of each, the RMSE
 difference (mfkit - Surprise) and the speed ratio (Surprise seconds / mfkit seconds). A
 second table times mfkit's SVD++ against its plain SGD (the cost of the implicit term) on
-a larger synthetic set, for 1 and 2 threads.
+a larger synthetic set, for 1 and 2 threads, with each model's speedup and whether the
+2-thread factors are byte-identical to the 1-thread ones.
 
 Data: ``--data PATH`` reads a rating file with :func:`mfkit.load_ratings` (for example
 MovieLens-100K's ``u.data``) or a Parquet file with user, item and rating columns (the
@@ -29,6 +30,7 @@ import numpy as np
 from benchutil import print_machine, print_table
 
 import mfkit
+from mfkit.models.sgd import svdpp_chunks
 
 SETTINGS: dict[str, Any] = {
     "factors": 20,
@@ -145,29 +147,38 @@ def accuracy_table(args: argparse.Namespace) -> None:
 
 
 def scaling_table(args: argparse.Namespace) -> None:
-    X = mfkit.datasets.synthetic("ml-1m", random_state=0)
+    X = mfkit.datasets.synthetic(args.scaling_preset, random_state=0)
     rows = []
+    base: dict[str, Any] = {}
     for threads in (1, 2):
-        times = {}
+        row: dict[str, Any] = {"n_threads": threads}
         for label, extra in (("sgd", {}), ("svdpp", {"implicit_feedback": True})):
             model = mfkit.SGD(
-                factors=64, epochs=3, random_state=0, n_threads=threads, blocks=1, **extra
+                factors=64,
+                epochs=args.scaling_epochs,
+                regularization=0.05,
+                random_state=0,
+                n_threads=threads,
+                **extra,
             )
             model.fit(X)
-            times[label] = float(np.median(model.history_["seconds"]))
-        rows.append(
-            {
-                "n_threads": threads,
-                "sgd_s_per_epoch": times["sgd"],
-                "svdpp_s_per_epoch": times["svdpp"],
-                "svdpp/sgd": times["svdpp"] / times["sgd"],
-                "svdpp_Mratings_per_s": X.nnz / times["svdpp"] / 1e6,
-            }
-        )
+            seconds = float(np.median(model.history_["seconds"]))
+            factors = model.user_factors_.tobytes() + model.item_factors_.tobytes()
+            if threads == 1:
+                base[label] = (seconds, factors)
+            row[f"{label}_blocks"] = model.blocks_
+            row[f"{label}_s_per_epoch"] = seconds
+            row[f"{label}_speedup"] = base[label][0] / seconds
+            row[f"{label}_same_bytes"] = factors == base[label][1]
+        row["svdpp/sgd"] = row["svdpp_s_per_epoch"] / row["sgd_s_per_epoch"]
+        row["svdpp_Mratings_per_s"] = X.nnz / row["svdpp_s_per_epoch"] / 1e6
+        rows.append(row)
+    C = svdpp_chunks(X.user_counts(), X.n_items)
     print_table(
         rows,
-        f"Seconds per epoch, synthetic ml-1m shape ({X.nnz:,} ratings), k=64, float32, "
-        f"serial SGD (blocks=1) against SVD++",
+        f"Seconds per epoch (median of {args.scaling_epochs}), synthetic {args.scaling_preset} "
+        f"shape ({X.nnz:,} ratings), k=64, float32, blocks='auto' (SVD++: C={C} user chunks); "
+        f"speedup against 1 thread, same_bytes: factors identical to the 1-thread fit",
     )
 
 
@@ -178,6 +189,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
     ap.add_argument("--threads", type=int, default=1, help="mfkit n_threads")
     ap.add_argument("--skip-scaling", action="store_true")
+    ap.add_argument(
+        "--scaling-preset", default="ml-1m", help="synthetic shape of the 1 vs 2 thread table"
+    )
+    ap.add_argument("--scaling-epochs", type=int, default=3)
     args = ap.parse_args()
     print_machine()
     accuracy_table(args)
