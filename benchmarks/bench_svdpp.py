@@ -8,7 +8,9 @@ per fold and a summary row: test RMSE and MAE of each, fit seconds of each, the 
 difference (mfkit - Surprise) and the speed ratio (Surprise seconds / mfkit seconds). A
 second table times mfkit's SVD++ against its plain SGD (the cost of the implicit term) on
 a larger synthetic set, for 1 and 2 threads, with each model's speedup and whether the
-2-thread factors are byte-identical to the 1-thread ones.
+2-thread factors are byte-identical to the 1-thread ones, and how many threads the SVD++
+epoch used (``mfkit.models.sgd.svdpp_threads``: one when the work between two
+synchronisations is too small).
 
 Data: ``--data PATH`` reads a rating file with :func:`mfkit.load_ratings` (for example
 MovieLens-100K's ``u.data``) or a Parquet file with user, item and rating columns (the
@@ -31,7 +33,7 @@ import numpy as np
 from benchutil import print_machine, print_table
 
 import mfkit
-from mfkit.models.sgd import svdpp_chunks
+from mfkit.models.sgd import svdpp_chunks, svdpp_threads
 
 SETTINGS: dict[str, Any] = {
     "factors": 20,
@@ -148,7 +150,12 @@ def accuracy_table(args: argparse.Namespace) -> None:
 
 
 def scaling_table(args: argparse.Namespace) -> None:
-    X = mfkit.datasets.synthetic(args.scaling_preset, random_state=0)
+    if args.scaling_preset == "sparse-1m":  # many items: large chunks (see svdpp_chunks)
+        X = mfkit.datasets.synthetic(
+            None, n_users=20_000, n_items=20_000, n_ratings=1_000_000, random_state=0
+        )
+    else:
+        X = mfkit.datasets.synthetic(args.scaling_preset, random_state=0)
     load = os.getloadavg()[0]
     rows = []
     base: dict[str, Any] = {}
@@ -156,7 +163,7 @@ def scaling_table(args: argparse.Namespace) -> None:
         row: dict[str, Any] = {"n_threads": threads}
         for label, extra in (("sgd", {}), ("svdpp", {"implicit_feedback": True})):
             model = mfkit.SGD(
-                factors=64,
+                factors=args.scaling_factors,
                 epochs=args.scaling_epochs,
                 regularization=0.05,
                 random_state=0,
@@ -172,6 +179,11 @@ def scaling_table(args: argparse.Namespace) -> None:
             row[f"{label}_s_per_epoch"] = seconds
             row[f"{label}_speedup"] = base[label][0] / seconds
             row[f"{label}_same_bytes"] = factors == base[label][1]
+            if label == "svdpp":
+                C = svdpp_chunks(X.user_counts(), X.n_items)
+                row["svdpp_threads_used"] = svdpp_threads(
+                    threads, X.nnz, args.scaling_factors, C, model.blocks_
+                )
         row["svdpp/sgd"] = row["svdpp_s_per_epoch"] / row["sgd_s_per_epoch"]
         row["svdpp_Mratings_per_s"] = X.nnz / row["svdpp_s_per_epoch"] / 1e6
         rows.append(row)
@@ -179,7 +191,8 @@ def scaling_table(args: argparse.Namespace) -> None:
     print_table(
         rows,
         f"Seconds per epoch (median of {args.scaling_epochs}), synthetic {args.scaling_preset} "
-        f"shape ({X.nnz:,} ratings), k=64, float32, blocks='auto' (SVD++: C={C} user chunks); "
+        f"shape ({X.nnz:,} ratings), k={args.scaling_factors}, float32, blocks='auto' "
+        f"(SVD++: C={C} user chunks); "
         f"speedup against 1 thread, same_bytes: factors identical to the 1-thread fit; "
         f"load average {load:.1f} on {os.cpu_count()} CPUs at the start (threads that wait "
         f"for a busy core make every synchronisation slow)",
@@ -194,9 +207,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="mfkit n_threads")
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument(
-        "--scaling-preset", default="ml-1m", help="synthetic shape of the 1 vs 2 thread table"
+        "--scaling-preset",
+        default="ml-1m",
+        help="synthetic shape of the 1 vs 2 thread table (a preset, or sparse-1m: 20,000 users "
+        "x 20,000 items, 1M ratings)",
     )
     ap.add_argument("--scaling-epochs", type=int, default=3)
+    ap.add_argument("--scaling-factors", type=int, default=64)
     args = ap.parse_args()
     print_machine()
     accuracy_table(args)

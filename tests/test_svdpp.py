@@ -18,6 +18,7 @@ from mfkit.models.sgd import (
     balanced_groups,
     resolve_svdpp_blocks,
     svdpp_chunks,
+    svdpp_threads,
 )
 from tests.test_sgd_parallel import SplitMix64, fisher_yates
 
@@ -354,12 +355,20 @@ def test_chunk_rule() -> None:
     assert resolve_svdpp_blocks("auto", 20_000, 1000, 1000) == 4
     assert resolve_svdpp_blocks("auto", 20_000, 100, 1000) == 1  # too narrow for groups
     assert resolve_svdpp_blocks(7, 10, 10, 10) == 7
+    # threads only with at least SVDPP_PARALLEL_WORK updates between synchronisations
+    work = sgd_module.SVDPP_PARALLEL_WORK
+    assert svdpp_threads(4, work * 10, 1, 2, 4) == 4  # 10 * work / (2 * 5) = work
+    assert svdpp_threads(4, work * 10 - 10, 1, 2, 4) == 1
 
 
 @pytest.mark.parametrize("schedule", ["adagrad", "constant"])
 @pytest.mark.parametrize("blocks", [1, 3, "auto"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_bit_identical_for_any_thread_count(schedule: str, blocks, dtype: str) -> None:
+def test_bit_identical_for_any_thread_count(
+    schedule: str, blocks, dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # threads on however little work, so that the parallel epoch really runs
+    monkeypatch.setattr(sgd_module, "SVDPP_PARALLEL_WORK", 0)
     data = small_ratings(9, n_users=300, n_items=40, density=0.4)
     assert svdpp_chunks(data.user_counts(), data.n_items) > 1
     fits = [

@@ -118,6 +118,22 @@ def svdpp_chunks(user_counts: np.ndarray, n_items: int) -> int:
     return int(max(1, min(n_users, math.ceil(coupling / SVDPP_CHUNK_COUPLING))))
 
 
+#: SVD++ runs its epoch on ``n_threads`` threads only when the threads have at least this
+#: many rating-factor updates (ratings x k) to share between two synchronisations
+SVDPP_PARALLEL_WORK = 65_536
+
+
+def svdpp_threads(n_threads: int, n_ratings: int, k: int, C: int, B: int) -> int:
+    """The threads an SVD++ epoch uses: ``n_threads``, or 1 when the work between two
+    synchronisations (``n_ratings * k / (C * (B + 1))``: B strata and the implicit pass per
+    chunk) is below ``SVDPP_PARALLEL_WORK`` (about 0.1 ms on one core), where waking the
+    other threads would cost more than it saves; on a machine whose cores are busy with
+    other work a synchronisation can take a millisecond. The factors are the same either
+    way."""
+    work = n_ratings * k / (C * (B + 1))
+    return n_threads if work >= SVDPP_PARALLEL_WORK else 1
+
+
 def balanced_groups(counts: np.ndarray, B: int, seed: int, chunk: int = GROUP_CHUNK) -> np.ndarray:
     """Split rows into B groups holding about the same number of ratings.
 
@@ -334,7 +350,9 @@ class SGD(FactorModel):
         ratings, else 4), with the implicit terms held fixed, and after the chunk every
         :math:`y_j` takes its raters' steps, in parallel over item groups (see
         :mod:`mfkit.models._svdpp`). The factors depend on the data, the parameters, the
-        seed and B, never on the thread count. ``user_factors_`` holds the effective factors
+        seed and B, never on the thread count. The threads synchronise B + 1 times per
+        chunk, so the epoch uses ``n_threads`` only when that leaves them enough work
+        (:func:`svdpp_threads`), else one. ``user_factors_`` holds the effective factors
         :math:`p_u + |N(u)|^{-1/2} \sum y_j`. Not with ``prior_regularization``.
 
     Attributes
@@ -596,6 +614,7 @@ class SVDppTrainer(Trainer):
         B = resolve_svdpp_blocks(model.blocks, X.nnz, X.n_users, X.n_items)
         C = svdpp_chunks(X.user_counts(), X.n_items)
         self.B, self.C = B, C
+        self.threads = svdpp_threads(p["n_threads"], X.nnz, p["factors"], C, B)
         useed, iseed, cseed = (int(s) for s in rng.integers(2**63, size=3))
         counts = X.user_counts()
         ug = balanced_groups(counts, B, useed)
@@ -652,7 +671,7 @@ class SVDppTrainer(Trainer):
     def run_epoch(self, epoch: int) -> tuple[float, bool]:
         p = self.params
         state = self.state
-        nt = p["n_threads"]
+        nt = self.threads
         lr = p["learning_rate"]
         if p["schedule"] == "decay":
             lr = decayed_learning_rate(lr, p["learning_rate_decay"], epoch)
@@ -695,7 +714,7 @@ class SVDppTrainer(Trainer):
         if bad >= 0:
             return math.sqrt(sse / self.nnz), False
         _svdpp.effective_user_factors(
-            self.user_indptr, self.user_items, self.own, self.implicit, state.P, nt
+            self.user_indptr, self.user_items, self.own, self.implicit, state.P, p["n_threads"]
         )
         return math.sqrt(sse / self.nnz), True
 
@@ -718,6 +737,7 @@ __all__ = [
     "SVDPP_AUTO_BLOCKS",
     "SVDPP_AUTO_BLOCKS_MIN_RATINGS",
     "SVDPP_CHUNK_COUPLING",
+    "SVDPP_PARALLEL_WORK",
     "BlockLayout",
     "SGDTrainer",
     "SVDppTrainer",
@@ -729,4 +749,5 @@ __all__ = [
     "resolve_blocks",
     "resolve_svdpp_blocks",
     "svdpp_chunks",
+    "svdpp_threads",
 ]
