@@ -660,6 +660,8 @@ class SVDppTrainer(Trainer):
         nbytes = (
             self.records.nbytes
             + self.offsets.nbytes
+            + self.chunk_users.nbytes
+            + self.chunk_ptr.nbytes
             + self.own.nbytes
             + self.implicit.nbytes
             + self.z.nbytes
