@@ -440,18 +440,21 @@ def svdpp_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[::1]
     for ci in range(C * B):
         if chunk_ptr[ci + 1] < chunk_ptr[ci]:
             raise ValueError("chunk_ptr must not decrease")
-    seen = np.zeros(max(C, B), dtype=bool)
+    seen_arr = np.zeros(C, dtype=np.int64)
+    cdef int64_t[::1] seen = seen_arr
     for ci in range(C):
         if chunk_order[ci] < 0 or chunk_order[ci] >= C or seen[chunk_order[ci]]:
             raise ValueError("chunk_order must be a permutation of 0..C-1")
-        seen[chunk_order[ci]] = True
+        seen[chunk_order[ci]] = 1
+    # strata row c is a permutation when each value 0..B-1 is marked with c + 1 once
+    stamp_arr = np.zeros(B, dtype=np.int64)
+    cdef int64_t[::1] stamp = stamp_arr
     for ci in range(C):
-        seen[:] = False
         for si in range(B):
             s = strata[ci * B + si]
-            if s < 0 or s >= B or seen[s]:
+            if s < 0 or s >= B or stamp[s] == ci + 1:
                 raise ValueError("each chunk's strata must be a permutation of 0..B-1")
-            seen[s] = True
+            stamp[s] = ci + 1
     if n_threads < 1:
         raise ValueError("n_threads must be >= 1")
     with nogil:
