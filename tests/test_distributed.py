@@ -300,3 +300,105 @@ def test_auto_regularization_is_refused_on_a_cluster(three_thread_workers):
     ddf = dd.from_pandas(df, npartitions=2)
     with pytest.raises(ValueError, match="regularization='auto'.*pass a number"):
         mfkit.distributed.fit(mfkit.ALS(), ddf, client=three_thread_workers)
+
+
+# ---------------------------------------------------------------- scoring on the cluster
+@pytest.fixture(scope="module")
+def fitted(frame) -> mfkit.ALS:
+    return single(frame, **PARAMS)
+
+
+@pytest.mark.parametrize("cluster", ["three_thread_workers", "two_processes"])
+def test_distributed_predict_equals_one_machine(frame, fitted, cluster, request, tmp_path):
+    client = request.getfixturevalue(cluster)
+    pairs = frame[["user", "item"]].iloc[::7].copy()
+    pairs["tag"] = np.arange(len(pairs))  # other columns are kept
+    ddf = dd.from_pandas(pairs, npartitions=5)
+    with client.as_current():
+        out = mfkit.distributed.predict(fitted, ddf)
+        assert out.npartitions == 5 and list(out.columns) == ["user", "item", "tag", "prediction"]
+        got = out.compute()
+        # written partition by partition from the workers, read back equal
+        out.to_parquet(tmp_path / "pred", write_index=False)
+    ref = fitted.predict(pairs.user.to_numpy(), pairs.item.to_numpy())
+    assert got.prediction.to_numpy().tobytes() == ref.tobytes()
+    assert np.array_equal(got.tag.to_numpy(), pairs.tag.to_numpy())
+    back = pd.read_parquet(tmp_path / "pred").sort_values("tag")
+    assert back.prediction.to_numpy().tobytes() == ref.tobytes()
+    # against the model's equation in plain NumPy
+    u = np.searchsorted(fitted.user_ids_, pairs.user.to_numpy())
+    i = np.searchsorted(fitted.item_ids_, pairs.item.to_numpy())
+    P, Q = fitted.user_factors_.astype(np.float64), fitted.item_factors_.astype(np.float64)
+    eq = fitted.global_mean_ + fitted.user_biases_[u] + fitted.item_biases_[i]
+    eq = eq + np.einsum("ij,ij->i", P[u], Q[i])
+    np.testing.assert_allclose(got.prediction.to_numpy(), eq, rtol=1e-5, atol=1e-5)
+
+
+def test_distributed_predict_unknown_ids_and_bad_input(frame, fitted, three_thread_workers):
+    pairs = pd.DataFrame({"user": frame.user.iloc[:40].to_numpy(), "item": frame.item.iloc[:40]})
+    pairs.loc[33, "item"] = "no-such-movie"
+    ddf = dd.from_pandas(pairs, npartitions=4)
+    part = int(np.searchsorted(ddf.divisions, 33, side="right") - 1)
+    with three_thread_workers.as_current():
+        with pytest.raises(ValueError, match=rf"partition {part}: items contain ids not seen"):
+            mfkit.distributed.predict(fitted, ddf).compute()
+        got = mfkit.distributed.predict(fitted, ddf, unknown="baseline", clip=True).compute()
+    ref = fitted.predict(pairs.user, pairs.item, unknown="baseline", clip=True)
+    assert got.prediction.to_numpy().tobytes() == ref.tobytes()
+    with pytest.raises(TypeError, match="pairs must be a dask.dataframe.DataFrame"):
+        mfkit.distributed.predict(fitted, pairs)
+    with pytest.raises(ValueError, match=r"no column\(s\) \['item'\]"):
+        mfkit.distributed.predict(fitted, ddf.rename(columns={"item": "movie"}))
+    with pytest.raises(ValueError, match="already has a column 'user'"):
+        mfkit.distributed.predict(fitted, ddf, column="user")
+    with pytest.raises(ValueError, match="unknown"):
+        mfkit.distributed.predict(fitted, ddf, unknown="skip")
+    with pytest.raises(mfkit.exceptions.NotFittedError):
+        mfkit.distributed.predict(mfkit.ALS(), ddf)
+
+
+@pytest.mark.parametrize(
+    "cluster,options",
+    [("three_thread_workers", dict(users_per_partition=700)),
+     ("two_processes", dict(users_per_partition=1500, exclude_seen=False, n=3))],
+)  # fmt: skip
+def test_recommend_all_equals_one_machine(fitted, cluster, options, request, tmp_path):
+    client = request.getfixturevalue(cluster)
+    n = options.pop("n", 5)
+    with client.as_current():
+        out = mfkit.distributed.recommend_all(fitted, n, **options)
+        assert out.npartitions == -(-fitted.n_users // options["users_per_partition"])
+        got = out.compute()
+        out.to_parquet(tmp_path / "top", write_index=False)
+    ref = fitted.recommend(fitted.user_ids_, n, options.get("exclude_seen", True), as_frame=True)
+    assert list(got.columns) == ["user", "rank", "item", "score"]
+    got = got.reset_index(drop=True)
+    for col in ("user", "rank", "item"):
+        assert np.array_equal(got[col].to_numpy(), ref[col].to_numpy()), col
+    assert got.score.to_numpy().tobytes() == ref.score.to_numpy().tobytes()
+    back = pd.read_parquet(tmp_path / "top").sort_values(["user", "rank"])
+    assert (
+        back.score.to_numpy().tobytes()
+        == ref.sort_values(["user", "rank"]).score.to_numpy().tobytes()
+    )
+    # the top item of a few users against a plain NumPy ranking of all unseen items
+    Pf, Qf = fitted.user_factors_.astype(np.float64), fitted.item_factors_.astype(np.float64)
+    seen_ptr, seen_idx = fitted._fitted.seen
+    for u in range(0, fitted.n_users, 401):
+        s = fitted.global_mean_ + fitted.user_biases_[u] + fitted.item_biases_ + Qf @ Pf[u]
+        if options.get("exclude_seen", True):
+            s[seen_idx[seen_ptr[u] : seen_ptr[u + 1]]] = -np.inf
+        best = got[(got.user == fitted.user_ids_[u]) & (got["rank"] == 1)]
+        assert best.item.iloc[0] == fitted.item_ids_[int(np.argmax(s))]
+        assert abs(best.score.iloc[0] - s.max()) < 1e-4
+
+
+def test_recommend_all_checks_its_arguments(fitted):
+    with pytest.raises(ValueError, match="users_per_partition"):
+        mfkit.distributed.recommend_all(fitted, users_per_partition=0)
+    with pytest.raises(ValueError, match="n must be"):
+        mfkit.distributed.recommend_all(fitted, 0)
+    with pytest.raises(ValueError, match="items contain ids not seen"):
+        mfkit.distributed.recommend_all(fitted, items=["nope"])
+    with pytest.raises(TypeError, match="model must be a fitted mfkit model"):
+        mfkit.distributed.recommend_all("model")
