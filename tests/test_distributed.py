@@ -7,7 +7,9 @@ processes with nannies; each test is bounded by ``timeout=`` on the fit.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -402,3 +404,175 @@ def test_recommend_all_checks_its_arguments(fitted):
         mfkit.distributed.recommend_all(fitted, items=["nope"])
     with pytest.raises(TypeError, match="model must be a fitted mfkit model"):
         mfkit.distributed.recommend_all("model")
+
+
+# ------------------------------------------------------- factors kept on the cluster
+def test_keep_on_cluster_fit_save_and_load_equal_one_machine(
+    frame, fitted, two_processes, tmp_path
+):
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**PARAMS), dd.from_pandas(frame, npartitions=4), client=two_processes,
+        keep_on_cluster=True, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert isinstance(cm, mfkit.distributed.ClusterModel)
+    assert (cm.n_users, cm.n_items) == (fitted.n_users, fitted.n_items)
+    assert cm.history_["train_rmse"] == fitted.history_["train_rmse"]
+    # the factors as Dask arrays, chunked by shard
+    with two_processes.as_current():
+        P = cm.user_factors_
+        assert len(P.chunks[0]) == len(cm.parts[0]) and P.shape == fitted.user_factors_.shape
+        assert P.compute().tobytes() == fitted.user_factors_.tobytes()
+        assert cm.item_biases_.compute().tobytes() == fitted.item_biases_.tobytes()
+        top = cm.recommend_all(4).compute().reset_index(drop=True)
+    ref_top = fitted.recommend(fitted.user_ids_, 4, as_frame=True)
+    assert top.equals(ref_top)
+    # saved shard by shard from the workers, read back into an ordinary model
+    folder = tmp_path / "model"
+    cm.save(folder)
+    cm.save(folder)  # again into the same folder: the first save's files go
+    names = sorted(os.listdir(folder))
+    assert names[0] == "manifest.json" and len(names) == 2 and names[1].startswith("shards-")
+    loaded = mfkit.load(folder)
+    assert_same_fit(loaded, fitted)
+    assert np.array_equal(loaded._fitted.seen[1], fitted._fitted.seen[1])
+    ids, scores = loaded.recommend(fitted.user_ids_[:50], 5)
+    ref_ids, ref_scores = fitted.recommend(fitted.user_ids_[:50], 5)
+    assert np.array_equal(ids, ref_ids) and scores.tobytes() == ref_scores.tobytes()
+    assert cm.to_model() is cm.model
+    assert_same_fit(cm.model, fitted)
+    cm.release()
+
+
+@pytest.fixture(scope="module")
+def saved_folder(three_thread_workers, tmp_path_factory):
+    df = rating_frame(8, n=6_000)
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**PARAMS), dd.from_pandas(df, npartitions=2), client=three_thread_workers,
+        keep_on_cluster=True, shards=3, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    folder = tmp_path_factory.mktemp("sharded") / "model"
+    cm.save(folder, seen=False)
+    cm.release()
+    return folder, single(df, **PARAMS)
+
+
+def _copy(folder: Path, tmp_path: Path) -> tuple[Path, dict]:
+    dst = tmp_path / "copy"
+    shutil.copytree(folder, dst)
+    return dst, json.loads((dst / "manifest.json").read_text())
+
+
+def test_sharded_model_damage_is_named(saved_folder, tmp_path):
+    folder, ref = saved_folder
+    loaded = mfkit.load(folder)
+    assert_same_fit(loaded, ref)
+    assert loaded._fitted.seen is None  # saved with seen=False
+    dst, meta = _copy(folder, tmp_path)
+    entry = meta["shards"]["item"][1]["factors"]
+    target = dst / entry["file"]
+    blob = bytearray(target.read_bytes())
+    blob[-3] ^= 0x40
+    target.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match=rf"{entry['file']} was altered or damaged"):
+        mfkit.load(dst)
+    target.unlink()
+    with pytest.raises(ValueError, match=rf"shard file {entry['file']} is missing"):
+        mfkit.load(dst)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda m: m["shards"]["user"][0]["factors"].update(file="../../etc/passwd.npy"),
+         "not a plain file name"),
+        (lambda m: m["shards"]["user"][1].update(rows=[5, 9]), r"user shard 1 holds rows 5\.\.9"),
+        (lambda m: m["shards"]["item"][0]["biases"].update(shape=[3]), r"has shape \[3\]"),
+        (lambda m: m["shards"]["item"][0]["factors"].update(dtype="|O"), "has dtype '|O'"),
+        (lambda m: m["shards"]["user"].pop(), r"the user shards hold \d+ rows, the model has"),
+        (lambda m: m.update(format_version=99), "format version 99 is newer"),
+        (lambda m: m["shards"]["item"][2].update(extra={}), "unknown array 'extra'"),
+    ],
+)  # fmt: skip
+def test_sharded_manifest_is_checked_before_any_file(saved_folder, tmp_path, change, message):
+    folder, _ = saved_folder
+    dst, meta = _copy(folder, tmp_path)
+    change(meta)
+    (dst / "manifest.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=message) as err:
+        mfkit.load(dst)
+    assert str(dst) in str(err.value)
+    (dst / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match="manifest.json is damaged"):
+        mfkit.load(dst)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [dict(solver="cg", cg_steps=2), dict(biases=False, dtype="float64")],
+)
+def test_keep_on_cluster_options_match_one_machine(params, three_thread_workers):
+    df = rating_frame(9, n=20_000, string_items=False)
+    p = dict(PARAMS, epochs=3, **params)
+    ref = single(df, **p)
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**p), dd.from_pandas(df, npartitions=3), client=three_thread_workers,
+        keep_on_cluster=True, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert_same_fit(cm.to_model(), ref)
+
+
+def test_keep_on_cluster_with_a_prior_and_a_callback(three_thread_workers):
+    df = rating_frame(10, n=20_000)
+    base = single(df, **PARAMS)
+    P0, Q0 = base.user_factors_ * 2, base.item_factors_ * 2
+    p = dict(PARAMS, epochs=4, prior_regularization=0.2)
+    ref = mfkit.ALS(**p).fit(df, init=(P0, Q0), callback=lambda m, r: r["epoch"] < 3)
+    seen: list[float] = []
+
+    def stop_after_three(cm, record):
+        seen.append(record["train_rmse"])
+        return record["epoch"] < 3
+
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**p), dd.from_pandas(df, npartitions=2), init=(P0, Q0),
+        callback=stop_after_three, client=three_thread_workers, keep_on_cluster=True,
+        timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert cm.stop_reason_ == "callback" and seen == ref.history_["train_rmse"]
+    assert_same_fit(cm.to_model(), ref)
+    ddf = dd.from_pandas(df, npartitions=2)
+    with pytest.raises(ValueError, match="keep_on_cluster=True does not score validation"):
+        mfkit.distributed.fit(
+            mfkit.ALS(**PARAMS), ddf, ddf, client=three_thread_workers, keep_on_cluster=True
+        )
+    with pytest.raises(TypeError, match="keep_on_cluster must be True or False"):
+        mfkit.distributed.fit(
+            mfkit.ALS(**PARAMS), ddf, client=three_thread_workers, keep_on_cluster="yes"
+        )
+
+
+def test_keep_on_cluster_survives_a_killed_worker(frame, two_processes):
+    client = two_processes
+    client.wait_for_workers(2, timeout=30)
+    p = dict(PARAMS, epochs=4)
+    ref = single(frame, **p)
+    pids = sorted(client.run(os.getpid).values())
+    killed: list[int] = []
+
+    def kill_during_next_epoch(cm, record):
+        if record["epoch"] == 1:
+
+            def kill() -> None:
+                time.sleep(0.05)
+                os.kill(pids[1], signal.SIGKILL)
+                killed.append(pids[1])
+
+            threading.Thread(target=kill, daemon=True).start()
+
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**p), dd.from_pandas(frame, npartitions=4), client=client,
+        callback=kill_during_next_epoch, keep_on_cluster=True, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert killed == pids[1:]
+    assert_same_fit(cm.to_model(), ref)
+    client.wait_for_workers(2, timeout=30)

@@ -16,6 +16,7 @@ from typing import Any
 
 from mfkit.distributed import _tasks
 from mfkit.distributed._fit import DEFAULT_TIMEOUT, ClusterRatings, balanced_bounds, fit
+from mfkit.distributed._resident import ClusterModel
 from mfkit.distributed._score import predict, recommend_all
 from mfkit.models._registry import register_collection_fitter
 
@@ -47,6 +48,7 @@ register_collection_fitter("dask", fit)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "ClusterModel",
     "ClusterRatings",
     "balanced_bounds",
     "fit",

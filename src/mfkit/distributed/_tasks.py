@@ -14,10 +14,13 @@ from typing import Any
 import numpy as np
 
 from mfkit._core.exact import exact_sum_f32
+from mfkit._core.frames import recommendations_frame
 from mfkit.data._csr import assemble_csr_arrays
 from mfkit.data._idmap import as_id_array
 from mfkit.io import load_ratings
+from mfkit.models._manifest import write_array
 from mfkit.models.als import half_step
+from mfkit.recommend._topn import _topn as topn_rows
 
 #: (indptr int64 starting at 0, opposite indices int32, ratings float32) of one shard's rows
 Shard = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -248,6 +251,109 @@ def solve_shard(
     return X, xbias, sse, None
 
 
+#: one shard's factors on the cluster: (rows, biases or None, per-row squared error or None,
+#: None or the message of a row whose system was not positive definite)
+Part = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str | None]
+
+
+def start_part(rows: np.ndarray, biases: np.ndarray | None) -> Part:
+    """A shard's starting factors in the form the resident half-steps pass on."""
+    return rows, biases, None, None
+
+
+def solve_resident(
+    shard: Shard,
+    start: Part | None,
+    prior: np.ndarray | None,
+    options: dict[str, Any],
+    *fixed_parts: Part,
+) -> Part:
+    """:func:`solve_shard` with the fixed side given as its shards' parts (in row order), as
+    a fit that keeps its factors on the cluster passes them; the result stays there."""
+    Y = np.concatenate([p[0] for p in fixed_parts]) if len(fixed_parts) > 1 else fixed_parts[0][0]
+    ybias = None
+    if fixed_parts[0][1] is not None:
+        ybias = np.concatenate([p[1] for p in fixed_parts])
+    begin = None if start is None else (start[0], start[1])
+    return solve_shard(shard, (Y, ybias), begin, prior, options)
+
+
+def _top(a: np.ndarray | None) -> float:
+    if a is None or not a.size:
+        return 0.0
+    with np.errstate(over="ignore", invalid="ignore"):
+        return max(abs(float(a.max())), abs(float(a.min())))
+
+
+def part_stats(part: Part) -> tuple[np.ndarray | None, str | None, bool, float, float]:
+    """What the client needs of a solved shard: (per-row squared errors or None, the error
+    message or None, whether all factors and biases are finite, max |factor|, max |bias|)."""
+    rows, biases, sse, error = part
+    finite = bool(np.isfinite(rows).all()) and (biases is None or bool(np.isfinite(biases).all()))
+    return sse, error, finite, _top(rows), _top(biases)
+
+
+def recommend_part(
+    part: Part,
+    seen: Shard | None,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray | None,
+    mu: float,
+    n: int,
+    n_threads: int,
+    *item_parts: Part,
+) -> Any:
+    """The top-``n`` lists of one user shard as a long DataFrame (``user``, ``rank``,
+    ``item``, ``score``): the recommend kernel on the shard's rows against all items, the
+    shard's own ratings excluded when ``seen`` is given; the same bits as
+    :meth:`mfkit.FactorModel.recommend` on one machine."""
+    P, bu = part[0], part[1]
+    Q = np.concatenate([p[0] for p in item_parts])
+    rows = np.arange(len(P), dtype=np.int64)
+    cand = np.arange(len(Q), dtype=np.int64)
+    if bu is not None:
+        row_add = mu + bu.astype(np.float64)
+        item_add = np.concatenate([p[1] for p in item_parts]).astype(np.float64)
+    else:
+        row_add = item_add = np.empty(0, dtype=np.float64)
+    seen_csr = None if seen is None else (seen[0], seen[1])
+    idx, scores = topn_rows(
+        P, rows, Q, cand, n, row_add, item_add, seen_csr, rows if seen is not None else None,
+        n_threads,
+    )  # fmt: skip
+    if item_ids is None:
+        ids = idx
+    else:
+        ids = item_ids[np.maximum(idx, 0)]
+        if (idx < 0).any():
+            ids = ids.copy()
+            ids[idx < 0] = "" if item_ids.dtype.kind == "U" else -1
+    return recommendations_frame(user_ids, ids, scores)
+
+
+def gather_part(part: Part) -> tuple[np.ndarray, np.ndarray | None]:
+    """A shard's (factors, biases), without the statistics of its half-step."""
+    return part[0], part[1]
+
+
+def write_part(
+    folder: str, stem: str, part: Part, seen: Shard | None, biases: bool
+) -> dict[str, Any]:
+    """Write one shard's arrays as ``folder/<stem>-<array>.npy`` (each atomically) from the
+    worker that holds it; returns their manifest entries (name, shape, dtype, SHA-256)."""
+    rows, bias = part[0], part[1]
+    if bias is None or not biases:
+        bias = np.zeros(len(rows), dtype=rows.dtype)
+    out = {
+        "factors": write_array(folder, f"{stem}-factors.npy", rows),
+        "biases": write_array(folder, f"{stem}-biases.npy", bias),
+    }
+    if seen is not None:
+        out["seen_indptr"] = write_array(folder, f"{stem}-seen_indptr.npy", seen[0])
+        out["seen_indices"] = write_array(folder, f"{stem}-seen_indices.npy", seen[1])
+    return out
+
+
 def load_frame(path: str, options: dict[str, Any]) -> Any:
     """One rating file read by a worker (any format :func:`mfkit.load_ratings` reads), as a
     pandas frame of original user and item ids and float64 ratings."""
@@ -261,15 +367,22 @@ def load_frame(path: str, options: dict[str, Any]) -> Any:
 
 
 __all__ = [
+    "Part",
     "Shard",
     "assemble_shard",
     "id_maps_of",
+    "gather_part",
     "load_frame",
     "merge_summaries",
     "partition_columns",
+    "part_stats",
     "partition_summary",
     "pick",
+    "recommend_part",
     "seen_of",
+    "solve_resident",
     "solve_shard",
     "split_partition",
+    "start_part",
+    "write_part",
 ]
