@@ -103,6 +103,7 @@ def assert_same_fit(a: mfkit.ALS, b: mfkit.ALS) -> None:
     assert a.rating_range_ == b.rating_range_
     assert a.history_["train_rmse"] == b.history_["train_rmse"]
     assert a.stop_reason_ == b.stop_reason_
+    assert a.regularization_ == b.regularization_
 
 
 def single(df: pd.DataFrame, **params) -> mfkit.ALS:

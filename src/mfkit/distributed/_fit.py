@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import time
 from typing import Any
 
@@ -517,9 +518,36 @@ def _fit_resident(
     """The fit with ``keep_on_cluster=True`` (see :mod:`mfkit.distributed._resident`)."""
     nnz = info["n"]
     global_mean = exact_mean(info["sum"], nnz) if model.biases else 0.0
+    # each shard re-indexed against the opposite rows it rates, resident where it is, and
+    # those rows cut by opposite shard (its out-block's pieces); their sizes on the client
+    local: tuple[list[Any], list[Any]] = ([], [])
+    pieces: tuple[list[list[Any]], list[list[Any]]] = ([], [])
+    for side in (0, 1):
+        for s, raw in enumerate(shards[side]):
+            where = dict(workers=homes[side][s], allow_other_workers=True)
+            loc = client.submit(_tasks.localize, raw, **where)
+            split = client.submit(_tasks.ref_pieces, loc, edges[1 - side], **where)
+            local[side].append(loc)
+            pieces[side].append(
+                [
+                    client.submit(operator.getitem, split, t, **where)
+                    for t in range(len(edges[1 - side]) - 1)
+                ]
+            )
+    counts = gather_within(
+        [client.submit(len, p) for side in pieces for row in side for p in row],
+        timeout,
+        "building the shards",
+        client,
+    )
+    n_u, n_i = len(edges[0]) - 1, len(edges[1]) - 1
+    sizes = (
+        np.array(counts[: n_u * n_i], dtype=np.int64).reshape(n_u, n_i),
+        np.array(counts[n_u * n_i :], dtype=np.int64).reshape(n_i, n_u),
+    )
     parts, priors, bound = initial_parts(client, model, summary, edges, homes, init, rng, params)
     cm = ClusterModel(
-        client, model, params, edges, parts, homes, shards[0] if seen else None,
+        client, model, params, edges, parts, homes, local[0] if seen else None,
         summary.user_map.ids, summary.item_map.ids, global_mean, (info["min"], info["max"]),
         {key: [] for key in model._history_keys(params)}, _choice_extras(model, params),
     )  # fmt: skip
@@ -531,11 +559,12 @@ def _fit_resident(
                 "pass smaller init= factors"
             )
         trainer = ResidentTrainer(
-            client, shards, homes, edges, priors,
+            client, local, homes, edges, priors, pieces, sizes,
             solve_options(global_mean, model, params), params["solver"] == "cg", nnz,
             timeout, retries, lost_errors(),
         )  # fmt: skip
         out = run_resident(cm, trainer, params, callback, math.sqrt(info["sum_sq"] / nnz))
+        out.ref_sizes = sizes
     except BaseException:
         cm.release()
         raise

@@ -84,6 +84,8 @@ class ClusterModel:
         self.best_epoch_: int | None = None
         self.extras = extras
         self.dtype = np.dtype(params["dtype"])
+        #: rows of opposite shard t that shard s of each side rates (set by the fit)
+        self.ref_sizes: tuple[np.ndarray, np.ndarray] | None = None
         self.factors = int(params["factors"])
 
     @property
@@ -140,7 +142,7 @@ class ClusterModel:
         if self.user_shards is None:
             return None
         got = self.client.gather(
-            [self.client.submit(_tasks.seen_of, sh, pure=False) for sh in self.user_shards]
+            [self.client.submit(_tasks.seen_local, sh, pure=False) for sh in self.user_shards]
         )
         offsets = np.concatenate(([0], np.cumsum([p[0][-1] for p in got])))
         indptr = np.concatenate(
@@ -375,6 +377,8 @@ class ResidentTrainer:
         homes: tuple[list[Any], list[Any]],
         edges: tuple[np.ndarray, np.ndarray],
         priors: tuple[list[Future], list[Future]] | None,
+        pieces: tuple[list[list[Future]], list[list[Future]]],
+        sizes: tuple[np.ndarray, np.ndarray],
         options: dict[str, Any],
         cg: bool,
         nnz: int,
@@ -385,6 +389,9 @@ class ResidentTrainer:
         self.client = client
         self.shards, self.homes, self.edges = shards, homes, edges
         self.priors = priors
+        # pieces[side][s][t]: the rows of opposite shard t that shard s of ``side`` rates
+        # (resident where shard s is); sizes[side][s, t]: how many
+        self.pieces, self.sizes = pieces, sizes
         self.options, self.cg, self.nnz = options, cg, nnz
         self.timeout, self.retries, self.lost = timeout, retries, lost_errors
         self.failure: str | None = None
@@ -396,21 +403,39 @@ class ResidentTrainer:
         fixed = current[1 - side]
         for attempt in range(self.retries + 1):
             try:
-                new = [
-                    client.submit(
-                        _tasks.solve_resident,
-                        shard,
-                        current[side][s] if self.cg else None,
-                        None if self.priors is None else self.priors[side][s],
-                        opts,
-                        *fixed,
-                        pure=False,
-                        key=f"mfkit-als-{label}-{s}-{time.monotonic_ns()}",
-                        workers=self.homes[side][s],
-                        allow_other_workers=True,
+                new = []
+                stamp = time.monotonic_ns()
+                for s, shard in enumerate(self.shards[side]):
+                    # the out-block of shard s: from each opposite shard the rows it rates,
+                    # cut where that shard's factors are and sent to shard s
+                    sources = [t for t in range(len(fixed)) if self.sizes[side][s, t]] or [0]
+                    blocks = [
+                        client.submit(
+                            _tasks.out_block,
+                            fixed[t],
+                            self.pieces[side][s][t],
+                            pure=False,
+                            key=f"mfkit-out-{label}-{s}-{t}-{stamp}",
+                            workers=self.homes[1 - side][t],
+                            allow_other_workers=True,
+                        )
+                        for t in sources
+                    ]
+                    new.append(
+                        client.submit(
+                            _tasks.solve_resident,
+                            shard,
+                            current[side][s] if self.cg else None,
+                            None if self.priors is None else self.priors[side][s],
+                            opts,
+                            *blocks,
+                            pure=False,
+                            key=f"mfkit-als-{label}-{s}-{stamp}",
+                            workers=self.homes[side][s],
+                            allow_other_workers=True,
+                        )
                     )
-                    for s, shard in enumerate(self.shards[side])
-                ]
+                    del blocks
                 stats_f = [client.submit(_tasks.part_stats, f, pure=False) for f in new]
                 stats = gather_within(stats_f, self.timeout, f"the {label} half-step", client)
                 del stats_f

@@ -7,8 +7,8 @@ the single-machine results bit for bit. Nothing is computed when these functions
 ``.to_parquet(path)`` writes the partitions from the workers without collecting them.
 
 The model goes to the workers once per graph (one task holds it; every partition depends on
-it), so it must fit in a worker's memory; :class:`~mfkit.distributed.ClusterFactors` scores
-factors that stay sharded on the cluster instead.
+it), so it must fit in a worker's memory; :meth:`mfkit.distributed.ClusterModel.recommend_all`
+scores factors that stay sharded on the cluster instead.
 """
 
 from __future__ import annotations

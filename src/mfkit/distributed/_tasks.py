@@ -261,21 +261,57 @@ def start_part(rows: np.ndarray, biases: np.ndarray | None) -> Part:
     return rows, biases, None, None
 
 
+#: a shard whose opposite indices are positions in ``ref``, the sorted distinct opposite
+#: rows it rates: (indptr, local indices int32, ratings float32, ref int32)
+LocalShard = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def localize(shard: Shard) -> LocalShard:
+    """A shard re-indexed against the opposite rows it references (its out-block): what it
+    needs of a half-step's fixed side is ``Y[ref]``, and its indices point into that."""
+    indptr, indices, values = shard
+    ref = np.unique(indices).astype(np.int32)
+    local = np.searchsorted(ref, indices).astype(np.int32)
+    return indptr, local, values, ref
+
+
+def ref_pieces(shard: LocalShard, edges: np.ndarray) -> list[np.ndarray]:
+    """The shard's referenced rows cut by the opposite side's shards: piece ``t`` holds
+    those in ``edges[t]:edges[t + 1]``, as row numbers within that shard."""
+    ref = shard[3]
+    cuts = np.searchsorted(ref, edges)
+    return [
+        (ref[cuts[t] : cuts[t + 1]] - np.int32(edges[t])).astype(np.int64)
+        for t in range(len(edges) - 1)
+    ]
+
+
+def out_block(part: Part, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows ``rows`` of a shard's factors and biases: what one other shard needs of it."""
+    return part[0][rows], None if part[1] is None else part[1][rows]
+
+
 def solve_resident(
-    shard: Shard,
+    shard: LocalShard,
     start: Part | None,
     prior: np.ndarray | None,
     options: dict[str, Any],
-    *fixed_parts: Part,
+    *blocks: tuple[np.ndarray, np.ndarray | None],
 ) -> Part:
-    """:func:`solve_shard` with the fixed side given as its shards' parts (in row order), as
-    a fit that keeps its factors on the cluster passes them; the result stays there."""
-    Y = np.concatenate([p[0] for p in fixed_parts]) if len(fixed_parts) > 1 else fixed_parts[0][0]
+    """:func:`solve_shard` against the shard's out-block (the referenced rows of the fixed
+    side, given in pieces by source shard, in row order): every row's system reads the same
+    values in the same order as on one machine, so the result has the same bits."""
+    Y = np.concatenate([b[0] for b in blocks]) if len(blocks) != 1 else blocks[0][0]
     ybias = None
-    if fixed_parts[0][1] is not None:
-        ybias = np.concatenate([p[1] for p in fixed_parts])
+    if blocks and blocks[0][1] is not None:
+        ybias = np.concatenate([b[1] for b in blocks])
     begin = None if start is None else (start[0], start[1])
-    return solve_shard(shard, (Y, ybias), begin, prior, options)
+    return solve_shard((shard[0], shard[1], shard[2]), (Y, ybias), begin, prior, options)
+
+
+def seen_local(shard: LocalShard) -> tuple[np.ndarray, np.ndarray]:
+    """A localized user shard's (indptr, item indices): what ``recommend`` excludes."""
+    return shard[0], shard[3][shard[1]]
 
 
 def _top(a: np.ndarray | None) -> float:
@@ -295,7 +331,7 @@ def part_stats(part: Part) -> tuple[np.ndarray | None, str | None, bool, float, 
 
 def recommend_part(
     part: Part,
-    seen: Shard | None,
+    seen: LocalShard | None,
     user_ids: np.ndarray,
     item_ids: np.ndarray | None,
     mu: float,
@@ -316,7 +352,7 @@ def recommend_part(
         item_add = np.concatenate([p[1] for p in item_parts]).astype(np.float64)
     else:
         row_add = item_add = np.empty(0, dtype=np.float64)
-    seen_csr = None if seen is None else (seen[0], seen[1])
+    seen_csr = None if seen is None else (seen[0], seen[3][seen[1]])
     idx, scores = topn_rows(
         P, rows, Q, cand, n, row_add, item_add, seen_csr, rows if seen is not None else None,
         n_threads,
@@ -337,7 +373,7 @@ def gather_part(part: Part) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def write_part(
-    folder: str, stem: str, part: Part, seen: Shard | None, biases: bool
+    folder: str, stem: str, part: Part, seen: LocalShard | None, biases: bool
 ) -> dict[str, Any]:
     """Write one shard's arrays as ``folder/<stem>-<array>.npy`` (each atomically) from the
     worker that holds it; returns their manifest entries (name, shape, dtype, SHA-256)."""
@@ -350,7 +386,7 @@ def write_part(
     }
     if seen is not None:
         out["seen_indptr"] = write_array(folder, f"{stem}-seen_indptr.npy", seen[0])
-        out["seen_indices"] = write_array(folder, f"{stem}-seen_indices.npy", seen[1])
+        out["seen_indices"] = write_array(folder, f"{stem}-seen_indices.npy", seen[3][seen[1]])
     return out
 
 
@@ -367,18 +403,23 @@ def load_frame(path: str, options: dict[str, Any]) -> Any:
 
 
 __all__ = [
+    "LocalShard",
     "Part",
     "Shard",
     "assemble_shard",
     "id_maps_of",
     "gather_part",
     "load_frame",
+    "localize",
+    "out_block",
     "merge_summaries",
     "partition_columns",
     "part_stats",
     "partition_summary",
     "pick",
     "recommend_part",
+    "ref_pieces",
+    "seen_local",
     "seen_of",
     "solve_resident",
     "solve_shard",
