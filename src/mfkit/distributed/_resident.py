@@ -410,14 +410,20 @@ class ResidentTrainer:
                     # cut where that shard's factors are and sent to shard s
                     sources = [t for t in range(len(fixed)) if self.sizes[side][s, t]] or [0]
                     blocks = [
-                        client.submit(
-                            _tasks.out_block,
-                            fixed[t],
-                            self.pieces[side][s][t],
-                            pure=False,
-                            key=f"mfkit-out-{label}-{s}-{t}-{stamp}",
-                            workers=self.homes[1 - side][t],
-                            allow_other_workers=True,
+                        # held by the same worker: cut inside the solve task, no transfer
+                        ("here", fixed[t], self.pieces[side][s][t])
+                        if self.homes[1 - side][t] == self.homes[side][s]
+                        else (
+                            "cut",
+                            client.submit(
+                                _tasks.out_block,
+                                fixed[t],
+                                self.pieces[side][s][t],
+                                pure=False,
+                                key=f"mfkit-out-{label}-{s}-{t}-{stamp}",
+                                workers=self.homes[1 - side][t],
+                                allow_other_workers=True,
+                            ),
                         )
                         for t in sources
                     ]
@@ -444,6 +450,10 @@ class ResidentTrainer:
             except self.lost:
                 if attempt == self.retries:
                     raise
+                try:  # the copies the lost worker held: made again from the survivors
+                    _replicate(client, current[0] + current[1])
+                except self.lost:
+                    pass
                 logger.warning(
                     "a worker was lost during the %s half-step; solving it again (%d of %d)",
                     label,

@@ -296,11 +296,14 @@ def solve_resident(
     start: Part | None,
     prior: np.ndarray | None,
     options: dict[str, Any],
-    *blocks: tuple[np.ndarray, np.ndarray | None],
+    *sources: tuple[Any, ...],
 ) -> Part:
     """:func:`solve_shard` against the shard's out-block (the referenced rows of the fixed
-    side, given in pieces by source shard, in row order): every row's system reads the same
-    values in the same order as on one machine, so the result has the same bits."""
+    side, in row order): every row's system reads the same values in the same order as on
+    one machine, so the result has the same bits. Each of ``sources`` is a piece of it,
+    in opposite-shard order: ``("cut", (rows, biases))``, cut on another worker by
+    :func:`out_block`, or ``("here", part, rows)`` of an opposite shard held here."""
+    blocks = [src[1] if src[0] == "cut" else out_block(src[1], src[2]) for src in sources]
     Y = np.concatenate([b[0] for b in blocks]) if len(blocks) != 1 else blocks[0][0]
     ybias = None
     if blocks and blocks[0][1] is not None:
