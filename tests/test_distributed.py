@@ -559,21 +559,27 @@ def test_keep_on_cluster_survives_a_killed_worker(frame, two_processes):
     ref = single(frame, **p)
     pids = sorted(client.run(os.getpid).values())
     killed: list[int] = []
+    threads: list[threading.Thread] = []
 
     def kill_during_next_epoch(cm, record):
-        if record["epoch"] == 1:
+        if record["epoch"] == 2:
+            # SIGKILL the other worker process a moment into epoch 3: the parts and shards
+            # it held are lost, their backups on the surviving worker take their place
 
             def kill() -> None:
                 time.sleep(0.05)
                 os.kill(pids[1], signal.SIGKILL)
                 killed.append(pids[1])
 
-            threading.Thread(target=kill, daemon=True).start()
+            threads.append(threading.Thread(target=kill, daemon=True))
+            threads[-1].start()
 
     cm = mfkit.distributed.fit(
         mfkit.ALS(**p), dd.from_pandas(frame, npartitions=4), client=client,
         callback=kill_during_next_epoch, keep_on_cluster=True, timeout=FIT_TIMEOUT,
     )  # fmt: skip
+    for t in threads:
+        t.join()
     assert killed == pids[1:]
     assert_same_fit(cm.to_model(), ref)
     client.wait_for_workers(2, timeout=30)

@@ -3,7 +3,12 @@ raises on the client. Imports ``distributed`` only inside its functions (the opt
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+
+class WorkerLost(Exception):
+    """A worker that computations were pinned to has left the cluster."""
 
 
 def gather_within(futures: list[Any], timeout: float, what: str, client: Any) -> list[Any]:
@@ -23,6 +28,40 @@ def gather_within(futures: list[Any], timeout: float, what: str, client: Any) ->
     return client.gather(futures)
 
 
+def wait_pinned(
+    futures: list[Any],
+    timeout: float,
+    what: str,
+    client: Any,
+    pinned: set[str],
+    gather: bool = True,
+) -> list[Any]:
+    """:func:`gather_within` for futures pinned to the workers ``pinned`` (strict
+    restrictions, so Dask never moves them): raises :class:`WorkerLost` as soon as one of
+    those workers has left, instead of waiting for tasks that can no longer run.
+    ``gather=False``: wait only (the results stay on the workers; returns [])."""
+    import distributed
+
+    deadline = time.monotonic() + timeout
+    with client.as_current():
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                n = len(client.scheduler_info().get("workers", {}))
+                raise TimeoutError(
+                    f"{what} did not finish within {timeout:g} s ({n} workers connected); "
+                    f"start workers or raise timeout="
+                )
+            try:
+                distributed.wait(futures, timeout=min(0.5, left))
+                break
+            except TimeoutError:
+                workers = set(client.scheduler_info().get("workers", {}))
+                if workers and not pinned <= workers:
+                    raise WorkerLost(f"{what}: workers {sorted(pinned - workers)} left") from None
+    return client.gather(futures) if gather else []
+
+
 def lost_errors() -> tuple[type[BaseException], ...]:
     """What a worker lost under a computation raises on the client."""
     import concurrent.futures
@@ -30,6 +69,7 @@ def lost_errors() -> tuple[type[BaseException], ...]:
     import distributed
 
     return (
+        WorkerLost,
         distributed.KilledWorker,
         distributed.comm.CommClosedError,
         distributed.client.FutureCancelledError,
@@ -38,4 +78,4 @@ def lost_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-__all__ = ["gather_within", "lost_errors"]
+__all__ = ["WorkerLost", "gather_within", "lost_errors", "wait_pinned"]

@@ -313,7 +313,7 @@ def fit(
     retries : int, default 5
         Times a half-step is solved again after a worker was lost under it.
     keep_on_cluster : bool, default False
-        Keep the factors on the cluster, shard by shard (replicated on two workers), and
+        Keep the factors on the cluster, shard by shard (backed up on a second worker), and
         return a :class:`~mfkit.distributed.ClusterModel` instead of the fitted ``model``:
         the client never holds a whole side of the factors. Its factors are byte-identical
         to the single-machine fit; ``save`` writes them shard by shard (``mfkit.load``
@@ -563,6 +563,7 @@ def _fit_resident(
             solve_options(global_mean, model, params), params["solver"] == "cg", nnz,
             timeout, retries, lost_errors(),
         )  # fmt: skip
+        trainer.protect(parts)
         out = run_resident(cm, trainer, params, callback, math.sqrt(info["sum_sq"] / nnz))
         out.ref_sizes = sizes
     except BaseException:

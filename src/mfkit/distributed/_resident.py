@@ -1,6 +1,7 @@
 """ALS whose factors stay on the cluster: ``mfkit.distributed.fit(..., keep_on_cluster=True)``.
 
-The factors of each shard of users and items are solved, kept and replicated on the workers;
+The factors of each shard of users and items are solved and kept on the workers (with a
+backup copy on a second worker during the fit);
 the client holds the id maps, the per-row rating counts and, per iteration, the per-item
 squared errors (8 bytes per item) and a few numbers per shard. The starting factors are the
 single-machine draws, made on the client one shard at a time and sent to the cluster, so the
@@ -12,9 +13,10 @@ that is not positive definite, NaN/inf, the blow-up tests: the model keeps the l
 epoch), callbacks (``callback(cluster_model, record)``; False stops), Ctrl-C (keeps the last
 completed epoch). ``validation=`` and ``patience`` are refused by name for now.
 
-A lost worker: every solved shard is replicated on two workers before the previous epoch's
-copies are released (with at least two workers), so the loss of one worker loses no
-factors; the half-step is solved again, as in the gathered fit.
+A lost worker: every solved shard is copied to a second worker (a key of its own, which
+Dask's memory manager leaves alone) before the previous epoch's parts are released, so the
+loss of one worker loses no factors: the backups take the lost parts' place, the lost
+worker's shards are re-homed on the others and the half-step is solved again.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from mfkit._core.validation import check_number
 from mfkit._core.version import __version__
 from mfkit.data import IdMap
 from mfkit.distributed import _tasks
-from mfkit.distributed._cluster import gather_within
+from mfkit.distributed._cluster import gather_within, wait_pinned
 from mfkit.exceptions import DivergenceError
 from mfkit.models import FactorModel
 from mfkit.models._manifest import FORMAT_NAME, FORMAT_VERSION, write_array, write_manifest
@@ -302,13 +304,6 @@ class ClusterModel:
         )
 
 
-def _replicate(client: Any, futures: list[Future]) -> None:
-    """A second copy of each future on another worker (with two or more workers), so that
-    the loss of one worker loses none of them."""
-    if len(client.scheduler_info().get("workers", {})) >= 2:
-        client.replicate(futures, n=2)
-
-
 def initial_parts(
     client: Any,
     model: FactorModel,
@@ -362,7 +357,6 @@ def initial_parts(
             )
     if params["prior_regularization"] > 0 and priors is None:
         raise ValueError("prior_regularization > 0 needs prior factors: pass init=(P0, Q0) to fit")
-    _replicate(client, out[0] + out[1] + (priors[0] + priors[1] if priors else []))
     bound = k * tops[0] * tops[1] + tops[2] + tops[3]
     return out, priors, bound
 
@@ -396,13 +390,81 @@ class ResidentTrainer:
         self.timeout, self.retries, self.lost = timeout, retries, lost_errors
         self.failure: str | None = None
         self.tops = [0.0, 0.0, 0.0, 0.0]
+        self.backups: tuple[list[Future | None], list[Future | None]] = ([], [])
+        self.prior_backups: tuple[list[Future | None], list[Future | None]] | None = None
 
-    def _half_step(self, side: int, current: tuple[list[Future], list[Future]]) -> Any:
+    def backup(self, futures: list[Future], homes: list[Any]) -> list[Future | None]:
+        """A copy of each future on a worker other than its home (None with one worker),
+        waited for: the loss of one worker then loses no factors. (Backups are keys of their
+        own: Dask's memory manager, which may drop extra replicas, leaves them alone.)"""
+        workers = sorted(self.client.scheduler_info().get("workers", {}))
+        if len(workers) < 2:
+            return [None] * len(futures)
+        out: list[Future | None] = []
+        for s, f in enumerate(futures):
+            home = homes[s][0] if homes[s] else None
+            others = [w for w in workers if w != home]
+            out.append(
+                self.client.submit(
+                    _tasks.copy_part,
+                    f,
+                    pure=False,
+                    workers=[others[s % len(others)]],
+                    allow_other_workers=True,
+                )
+            )
+        wait_pinned(
+            [b for b in out if b is not None], self.timeout, "backing up the factors",
+            self.client, set(), gather=False,
+        )  # fmt: skip
+        return out
+
+    def restore(
+        self,
+        current: tuple[list[Future], list[Future]],
+        backups: tuple[list[Future | None], list[Future | None]],
+    ) -> None:
+        """Put the backups in place of the parts that no worker holds any more (in place),
+        and back those up again."""
+        for side in (0, 1):
+            parts, spare = current[side], backups[side]
+            held = self.client.who_has(parts)
+            for s, f in enumerate(parts):
+                if not held.get(f.key) and spare[s] is not None:
+                    parts[s] = spare[s]
+                    spare[s] = self.backup([parts[s]], [self.homes[side][s]])[0]
+        if self.priors is not None and self.prior_backups is not None:
+            for side in (0, 1):
+                held = self.client.who_has(self.priors[side])
+                for s, f in enumerate(self.priors[side]):
+                    spare_p = self.prior_backups[side][s]
+                    if not held.get(f.key) and spare_p is not None:
+                        self.priors[side][s] = spare_p
+                        self.prior_backups[side][s] = self.backup([spare_p], [self.homes[side][s]])[
+                            0
+                        ]
+
+    def protect(self, parts: tuple[list[Future], list[Future]]) -> None:
+        """Back up the starting factors and the priors."""
+        self.backups = (self.backup(parts[0], self.homes[0]), self.backup(parts[1], self.homes[1]))
+        if self.priors is not None:
+            self.prior_backups = (
+                self.backup(self.priors[0], self.homes[0]),
+                self.backup(self.priors[1], self.homes[1]),
+            )
+
+    def _half_step(
+        self,
+        side: int,
+        current: tuple[list[Future], list[Future]],
+        backups: tuple[list[Future | None], list[Future | None]],
+    ) -> Any:
         client, label = self.client, ("user" if side == 0 else "item")
         opts = dict(self.options, want_sse=side == 1)
         fixed = current[1 - side]
         for attempt in range(self.retries + 1):
             try:
+                pinned = self._live_homes()
                 new = []
                 stamp = time.monotonic_ns()
                 for s, shard in enumerate(self.shards[side]):
@@ -422,7 +484,7 @@ class ResidentTrainer:
                                 pure=False,
                                 key=f"mfkit-out-{label}-{s}-{t}-{stamp}",
                                 workers=self.homes[1 - side][t],
-                                allow_other_workers=True,
+                                allow_other_workers=False,
                             ),
                         )
                         for t in sources
@@ -438,20 +500,21 @@ class ResidentTrainer:
                             pure=False,
                             key=f"mfkit-als-{label}-{s}-{stamp}",
                             workers=self.homes[side][s],
-                            allow_other_workers=True,
+                            # never moved by work stealing (that would move the shard);
+                            # a lost worker's shards go to another by _live_homes
+                            allow_other_workers=False,
                         )
                     )
                     del blocks
                 stats_f = [client.submit(_tasks.part_stats, f, pure=False) for f in new]
-                stats = gather_within(stats_f, self.timeout, f"the {label} half-step", client)
+                stats = wait_pinned(stats_f, self.timeout, f"the {label} half-step", client, pinned)
                 del stats_f
-                _replicate(client, new)
-                return new, stats
+                return new, stats, self.backup(new, self.homes[side])
             except self.lost:
                 if attempt == self.retries:
                     raise
-                try:  # the copies the lost worker held: made again from the survivors
-                    _replicate(client, current[0] + current[1])
+                try:  # what the lost worker held: its backups take its place
+                    self.restore(current, backups)
                 except self.lost:
                     pass
                 logger.warning(
@@ -463,17 +526,33 @@ class ResidentTrainer:
                 time.sleep(min(0.25 * 2**attempt, 5.0))
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _live_homes(self) -> set[str]:
+        """Re-home the shards of workers that left (in place: the ClusterModel shares the
+        lists) and return the workers the half-step is pinned to."""
+        workers = sorted(self.client.scheduler_info().get("workers", {}))
+        used: set[str] = set()
+        for side_homes in self.homes:
+            for s, home in enumerate(side_homes):
+                if workers and (not home or home[0] not in workers):
+                    side_homes[s] = [workers[s % len(workers)]]
+                if side_homes[s]:
+                    used.add(side_homes[s][0])
+        return used
+
     def run_epoch(
         self, epoch: int, current: tuple[list[Future], list[Future]]
     ) -> tuple[float, tuple[list[Future], list[Future]] | None]:
         """One iteration from ``current``: (training RMSE, the new parts), or (nan, None)
         when it failed (``self.failure`` says why)."""
-        users, ustats = self._half_step(0, current)
+        users, ustats, ubackups = self._half_step(0, current, self.backups)
         if not self._accept(0, ustats):
             return math.nan, None
-        items, istats = self._half_step(1, (users, current[1]))
+        items, istats, ibackups = self._half_step(
+            1, (users, current[1]), (ubackups, self.backups[1])
+        )
         if not self._accept(1, istats):
             return math.nan, None
+        self.backups = (ubackups, ibackups)
         sse = np.concatenate([st[0] for st in istats])
         # the same fixed-order sum over all items as one machine takes
         return math.sqrt(float(np.sum(sse)) / self.nnz), (users, items)

@@ -370,6 +370,11 @@ def recommend_part(
     return recommendations_frame(user_ids, ids, scores)
 
 
+def copy_part(part: Any) -> Any:
+    """The same value under another key (a backup held by another worker)."""
+    return part
+
+
 def gather_part(part: Part) -> tuple[np.ndarray, np.ndarray | None]:
     """A shard's (factors, biases), without the statistics of its half-step."""
     return part[0], part[1]
@@ -411,6 +416,7 @@ __all__ = [
     "Shard",
     "assemble_shard",
     "id_maps_of",
+    "copy_part",
     "gather_part",
     "load_frame",
     "localize",
