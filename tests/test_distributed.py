@@ -425,8 +425,17 @@ def test_keep_on_cluster_fit_save_and_load_equal_one_machine(
         assert P.compute().tobytes() == fitted.user_factors_.tobytes()
         assert cm.item_biases_.compute().tobytes() == fitted.item_biases_.tobytes()
         top = cm.recommend_all(4).compute().reset_index(drop=True)
+        # predictions from the shards' rows that each partition's pairs name
+        pairs = frame[["user", "item"]].iloc[::5].reset_index(drop=True)
+        pairs.loc[7, "user"] = -99  # not seen in training: the baseline
+        pred = cm.predict(dd.from_pandas(pairs, npartitions=3), unknown="baseline", clip=True)
+        pred = pred.compute()
+        with pytest.raises(ValueError, match=r"partition 0: users contain ids not seen"):
+            cm.predict(dd.from_pandas(pairs, npartitions=3)).compute()
     ref_top = fitted.recommend(fitted.user_ids_, 4, as_frame=True)
     assert top.equals(ref_top)
+    ref_pred = fitted.predict(pairs.user, pairs.item, unknown="baseline", clip=True)
+    assert pred.prediction.to_numpy().tobytes() == ref_pred.tobytes()
     # saved shard by shard from the workers, read back into an ordinary model
     folder = tmp_path / "model"
     cm.save(folder)
@@ -492,6 +501,7 @@ def test_sharded_model_damage_is_named(saved_folder, tmp_path):
         (lambda m: m["shards"]["user"].pop(), r"the user shards hold \d+ rows, the model has"),
         (lambda m: m.update(format_version=99), "format version 99 is newer"),
         (lambda m: m["shards"]["item"][2].update(extra={}), "unknown array 'extra'"),
+        (lambda m: m.update(params=[1, 2]), "entry 'params' is missing or malformed"),
     ],
 )  # fmt: skip
 def test_sharded_manifest_is_checked_before_any_file(saved_folder, tmp_path, change, message):
@@ -512,7 +522,7 @@ def test_sharded_manifest_is_checked_before_any_file(saved_folder, tmp_path, cha
     [dict(solver="cg", cg_steps=2), dict(biases=False, dtype="float64")],
 )
 def test_keep_on_cluster_options_match_one_machine(params, three_thread_workers):
-    df = rating_frame(9, n=20_000, string_items=False)
+    df = rating_frame(9, n=8_000, string_items=False)
     p = dict(PARAMS, epochs=3, **params)
     ref = single(df, **p)
     cm = mfkit.distributed.fit(

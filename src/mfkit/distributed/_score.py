@@ -43,6 +43,26 @@ def _with_threads(model: FactorModel, n_threads: int) -> FactorModel:
     return out
 
 
+def check_pairs(pairs: Any, cols: tuple[str, str], column: str, unknown: str, clip: Any) -> None:
+    """The checks of a Dask DataFrame of pairs and the predict options."""
+    check_choice(unknown, "unknown", UNKNOWN_CHOICES)
+    if not isinstance(clip, bool | np.bool_):
+        raise TypeError(f"clip must be True or False, got {clip!r}")
+    if not (hasattr(pairs, "map_partitions") and hasattr(pairs, "columns")):
+        raise TypeError(
+            f"pairs must be a dask.dataframe.DataFrame, got {type(pairs).__name__}; for a "
+            f"pandas DataFrame call model.predict(df)"
+        )
+    missing = [c for c in cols if c not in pairs.columns]
+    if missing:
+        raise ValueError(
+            f"pairs has no column(s) {missing}; it has {list(pairs.columns)}. Name them with "
+            f"user_col=, item_col="
+        )
+    if column in pairs.columns:
+        raise ValueError(f"pairs already has a column {column!r}; choose another column=")
+
+
 def predict_partition(
     part: Any,
     model: FactorModel,
@@ -102,23 +122,8 @@ def predict(
     import dask
 
     model = _check_model(model)
-    check_choice(unknown, "unknown", UNKNOWN_CHOICES)
-    if not isinstance(clip, bool | np.bool_):
-        raise TypeError(f"clip must be True or False, got {clip!r}")
+    check_pairs(pairs, (user_col, item_col), column, unknown, clip)
     n_threads = int(check_number(n_threads, "n_threads", low=1, integer=True))
-    if not (hasattr(pairs, "map_partitions") and hasattr(pairs, "columns")):
-        raise TypeError(
-            f"pairs must be a dask.dataframe.DataFrame, got {type(pairs).__name__}; for a "
-            f"pandas DataFrame call model.predict(df)"
-        )
-    missing = [c for c in (user_col, item_col) if c not in pairs.columns]
-    if missing:
-        raise ValueError(
-            f"pairs has no column(s) {missing}; it has {list(pairs.columns)}. Name them with "
-            f"user_col=, item_col="
-        )
-    if column in pairs.columns:
-        raise ValueError(f"pairs already has a column {column!r}; choose another column=")
     meta = pairs._meta.copy()
     meta[column] = np.empty(0, dtype=np.float64)
     held = dask.delayed(model, name=f"mfkit-model-{uuid.uuid4().hex}")
@@ -205,6 +210,7 @@ def recommend_all(
 
 __all__ = [
     "DEFAULT_USERS_PER_PARTITION",
+    "check_pairs",
     "predict",
     "predict_partition",
     "recommend_all",

@@ -13,8 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from mfkit._core._common import predict_pairs
 from mfkit._core.exact import exact_sum_f32
 from mfkit._core.frames import recommendations_frame
+from mfkit.data import IdMap
 from mfkit.data._csr import assemble_csr_arrays
 from mfkit.data._idmap import as_id_array
 from mfkit.io import load_ratings
@@ -370,6 +372,85 @@ def recommend_part(
     return recommendations_frame(user_ids, ids, scores)
 
 
+def pair_indices(
+    df: Any,
+    cols: tuple[str, str],
+    id_maps: tuple[np.ndarray | None, np.ndarray | None],
+    shape: tuple[int, int],
+    unknown: str,
+    where: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (user, item) indices of a partition of pairs (-1: an id not seen in training),
+    refused with ``where`` named for ``unknown='error'`` as ``predict`` refuses them."""
+    out = []
+    for col, ids, n, name in zip(cols, id_maps, shape, ("users", "items"), strict=True):
+        values = df[col].to_numpy()
+        try:
+            idx = IdMap(ids, n).lookup(values, name)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        if unknown == "error" and (idx < 0).any():
+            raise ValueError(
+                f"{where}: {name} contain ids not seen in training (e.g. "
+                f"{values[idx < 0][:5].tolist()}); pass unknown='baseline' or unknown='nan' to "
+                f"predict them anyway"
+            )
+        out.append(np.asarray(idx, dtype=np.int64))
+    return out[0], out[1]
+
+
+def rows_for(
+    part: Part, indices: tuple[np.ndarray, np.ndarray], side: int, first: int, stop: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The distinct rows ``first <= r < stop`` of ``side`` that a partition's pairs name,
+    from the shard's part: (row numbers, factors, biases or None)."""
+    idx = indices[side]
+    sel = np.unique(idx[(idx >= first) & (idx < stop)])
+    rows = part[0][sel - first]
+    return sel, rows, None if part[1] is None else part[1][sel - first]
+
+
+def _local_rows(
+    pieces: tuple[tuple[np.ndarray, np.ndarray, np.ndarray | None], ...], idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    sel = np.concatenate([p[0] for p in pieces])
+    rows = np.ascontiguousarray(np.concatenate([p[1] for p in pieces]))
+    bias = None if pieces[0][2] is None else np.concatenate([p[2] for p in pieces])
+    local = np.where(idx >= 0, np.searchsorted(sel, idx), -1).astype(np.int64)
+    return rows, bias, local
+
+
+def predict_part(
+    df: Any,
+    indices: tuple[np.ndarray, np.ndarray],
+    mu: float,
+    column: str,
+    unknown: str,
+    clip: tuple[float, float] | None,
+    n_threads: int,
+    n_user_pieces: int,
+    *pieces: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+) -> Any:
+    """A partition of pairs with the predicted rating appended as ``column``, from the rows
+    of the user and item shards its pairs name (the same kernel and bits as
+    :meth:`mfkit.FactorModel.predict` on one machine)."""
+    u, i = indices
+    P, bu, lu = _local_rows(pieces[:n_user_pieces], u)
+    Q, bi, li = _local_rows(pieces[n_user_pieces:], i)
+    empty = np.empty(0, dtype=P.dtype)
+    out = np.empty(len(u), dtype=np.float64)
+    predict_pairs(
+        P, Q, empty if bu is None else bu, empty if bi is None else bi, mu, lu, li, out, n_threads
+    )
+    if unknown == "nan":
+        out[(u < 0) | (i < 0)] = np.nan
+    if clip is not None:
+        np.clip(out, clip[0], clip[1], out=out)
+    res = df.copy()
+    res[column] = out
+    return res
+
+
 def copy_part(part: Any) -> Any:
     """The same value under another key (a backup held by another worker)."""
     return part
@@ -425,9 +506,12 @@ __all__ = [
     "partition_columns",
     "part_stats",
     "partition_summary",
+    "pair_indices",
     "pick",
+    "predict_part",
     "recommend_part",
     "ref_pieces",
+    "rows_for",
     "seen_local",
     "seen_of",
     "solve_resident",

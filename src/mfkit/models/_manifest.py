@@ -219,6 +219,11 @@ def read_sharded(path: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         raise _refuse(folder, f"format version {version!r} is not a version number")
     if version > FORMAT_VERSION:
         raise _refuse(folder, f"format version {version} is newer than this mfkit reads")
+    for key, kind in (("model", str), ("params", dict), ("history", dict), ("fitted", dict)):
+        if not isinstance(meta.get(key, {} if key == "fitted" else None), kind):
+            raise _refuse(folder, f"{MANIFEST} entry {key!r} is missing or malformed")
+    if not isinstance(meta.get("rating_range"), list) or len(meta["rating_range"]) != 2:
+        raise _refuse(folder, f"{MANIFEST} entry 'rating_range' is missing or malformed")
     shape: Any = meta.get("shape")
     k: Any = meta.get("factors")
     if not (
