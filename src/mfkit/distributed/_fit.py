@@ -433,8 +433,8 @@ def fit(
                 client, model, summary, info, (user_shards, item_shards), (homes[0], homes[1]),
                 edges, params, init, rng, callback, seen, timeout, retries,
             )  # fmt: skip
-            # its factors descend from the shards: releasing (not cancelling) what it does
-            # not hold keeps them, and keeps their lineage for Dask
+            # its factors descend from the shards: the shards it does not hold are released
+            # as their references go, and their lineage stays with Dask
             resident = True
             return cm
         seen_arrays = None
@@ -489,7 +489,11 @@ def fit(
         return model._run_fit(fitted, trainer, val, params, callback, scale, before)
     finally:
         if not resident:
-            client.cancel(user_shards + item_shards + [info_future])
+            # released by dropping the references (the trainer shares these lists): a
+            # cancel would also cancel the released tasks that depend on them, which
+            # distributed does not handle (it drops the client's connection)
+            user_shards.clear()
+            item_shards.clear()
 
 
 def _choice_extras(model: ALS, params: dict[str, Any]) -> dict[str, Any]:

@@ -346,9 +346,12 @@ class ClusterModel:
                 os.rmdir(old)
 
     def release(self) -> None:
-        """Free the factors and shards on the cluster."""
-        futures = [f for side in self.parts for f in side] + list(self.user_shards or [])
-        self.client.cancel(futures)
+        """Drop this model's hold on its factors and shards (Dask frees them once nothing
+        else, such as a ``user_factors_`` collection, refers to them)."""
+        for side in self.parts:
+            side.clear()
+        if self.user_shards is not None:
+            self.user_shards.clear()
 
     def __repr__(self) -> str:
         return (
@@ -638,7 +641,7 @@ def run_resident(
 ) -> ClusterModel:
     """The epoch loop of a fit that keeps its factors on the cluster (see the module
     docstring for what it keeps of the single-machine loop)."""
-    history, client = cm.history_, cm.client
+    history = cm.history_
     current = cm.parts
     done = 0
     k, dtype = cm.factors, cm.dtype
@@ -664,7 +667,7 @@ def run_resident(
             elif trainer.bound(k, cm.global_mean_) >= SAFE_PREDICTION[dtype.char]:
                 why = f"the factors grew so large that predictions overflow {dtype}"
             if why:
-                client.cancel(new[0] + new[1])
+                del new
                 cm.stop_reason_ = "diverged"
                 raise DivergenceError(
                     f"{name} diverged in epoch {epoch}: {why}; raise regularization. A fit "
@@ -672,8 +675,7 @@ def run_resident(
                 )
             if epoch == 1:
                 scale = max(scale, rmse)
-            # the previous epoch's parts are released as their last references go (a
-            # cancel would cancel their descendants too)
+            # the previous epoch's parts are released as their last references go
             current = new
             cm.parts = current
             done = epoch
