@@ -104,6 +104,7 @@ def assert_same_fit(a: mfkit.ALS, b: mfkit.ALS) -> None:
     assert a.history_["train_rmse"] == b.history_["train_rmse"]
     assert a.stop_reason_ == b.stop_reason_
     assert a.regularization_ == b.regularization_
+    assert a.isa_ == b.isa_
 
 
 def single(df: pd.DataFrame, **params) -> mfkit.ALS:
@@ -593,3 +594,17 @@ def test_keep_on_cluster_survives_a_killed_worker(frame, two_processes):
     assert killed == pids[1:]
     assert_same_fit(cm.to_model(), ref)
     client.wait_for_workers(2, timeout=30)
+
+
+def test_workers_run_the_clients_kernel_path(two_processes):
+    # the worker processes would pick their own (best) path; the fit passes the client's
+    df = rating_frame(11, n=10_000)
+    for isa in mfkit.available_isas():
+        with mfkit.use_isa(isa):
+            ref = single(df, **PARAMS)
+            m = mfkit.distributed.fit(
+                mfkit.ALS(**PARAMS), dd.from_pandas(df, npartitions=2), client=two_processes,
+                timeout=FIT_TIMEOUT,
+            )  # fmt: skip
+        assert m.isa_ == ref.isa_ == isa
+        assert_same_fit(m, ref)

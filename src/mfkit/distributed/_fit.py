@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mfkit._core.exact import exact_mean
+from mfkit._core.isa import get_isa
 from mfkit._core.validation import check_number, check_random_state
 from mfkit.data import IdMap
 from mfkit.distributed import _tasks
@@ -127,6 +128,8 @@ def solve_options(global_mean: float, model: ALS, params: dict[str, Any]) -> dic
         "prior_regularization": params["prior_regularization"],
         # Dask runs one task per worker thread: one kernel thread each unless asked
         "n_threads": 1 if model.n_threads is None else params["n_threads"],
+        # the client's kernel path, on every worker: the bits of the one-machine fit
+        "isa": get_isa(),
     }
 
 
@@ -239,6 +242,9 @@ class DaskALSTrainer(Trainer):
             if sse is not None:
                 sse[a:b] = row_sse
         return sse if sse is not None else np.zeros(0)
+
+    def fitted_attributes(self) -> dict[str, Any]:
+        return {"isa": self.options["isa"]}
 
     def _lost_errors(self) -> tuple[type[BaseException], ...]:
         """What a worker lost under a half-step raises on the client."""
@@ -550,10 +556,12 @@ def _fit_resident(
         np.array(counts[n_u * n_i :], dtype=np.int64).reshape(n_i, n_u),
     )
     parts, priors, bound = initial_parts(client, model, summary, edges, homes, init, rng, params)
+    options = solve_options(global_mean, model, params)
     cm = ClusterModel(
         client, model, params, edges, parts, homes, local[0] if seen else None,
         summary.user_map.ids, summary.item_map.ids, global_mean, (info["min"], info["max"]),
-        {key: [] for key in model._history_keys(params)}, _choice_extras(model, params),
+        {key: [] for key in model._history_keys(params)},
+        {**_choice_extras(model, params), "isa": options["isa"]},
     )  # fmt: skip
     try:
         if bound + abs(global_mean) >= SAFE_PREDICTION[np.dtype(params["dtype"]).char]:
@@ -564,7 +572,7 @@ def _fit_resident(
             )
         trainer = ResidentTrainer(
             client, local, homes, edges, priors, pieces, sizes,
-            solve_options(global_mean, model, params), params["solver"] == "cg", nnz,
+            options, params["solver"] == "cg", nnz,
             timeout, retries, lost_errors(),
         )  # fmt: skip
         trainer.protect(parts)

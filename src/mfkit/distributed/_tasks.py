@@ -247,6 +247,7 @@ def solve_shard(
             prior_regularization=options["prior_regularization"],
             row_sse=sse,
             n_threads=options["n_threads"],
+            isa=options["isa"],
         )
     except np.linalg.LinAlgError as exc:
         return X, xbias, sse, str(exc)
