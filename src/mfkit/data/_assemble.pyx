@@ -7,10 +7,21 @@
   counting-sort passes (item, then user: an LSD radix sort), O(n + n_users + n_items).
   Input already in (user, item) order (MovieLens files) needs no permutation at all; input
   already in item order (Netflix files) needs one pass.
+* ``bucket_plan``, ``bucket_scatter``, ``bucket_rows``: the same order for ratings in any
+  order, moving the columns themselves instead of building a permutation and gathering
+  through it (random reads of every column). Users are cut into about a thousand buckets of
+  consecutive users holding similar numbers of ratings; each column in turn is placed by
+  bucket (a stable counting pass over per-thread shares: few write streams, so it runs at
+  memory speed whatever the input order), then each bucket, small enough for the cache, is
+  put in (user, item) order in place (a stable placement by user, then each user's ratings
+  sorted by item with the input position as tie-break). The result equals the stable sort
+  for any thread count.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.math cimport fabsf, isfinite
-from libc.stdint cimport int32_t, int64_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 
 import numpy as np
 
@@ -29,6 +40,74 @@ cdef extern from *:
     }
     """
     void mf_set_flag(unsigned char *p) noexcept nogil
+
+
+cdef extern from *:
+    """
+    /* Sorting distinct 64-bit keys (introsort: quicksort, heapsort past a depth limit,
+       insertion sort on short runs). The keys are distinct, so any correct sort gives the
+       one order there is. */
+    static void mf_sift(uint64_t *a, int64_t root, int64_t n) {
+        uint64_t x = a[root];
+        int64_t c;
+        while ((c = 2 * root + 1) < n) {
+            if (c + 1 < n && a[c + 1] > a[c]) c++;
+            if (a[c] <= x) break;
+            a[root] = a[c];
+            root = c;
+        }
+        a[root] = x;
+    }
+    static void mf_heapsort(uint64_t *a, int64_t n) {
+        int64_t k;
+        uint64_t t;
+        for (k = n / 2 - 1; k >= 0; k--) mf_sift(a, k, n);
+        for (k = n - 1; k > 0; k--) { t = a[0]; a[0] = a[k]; a[k] = t; mf_sift(a, 0, k); }
+    }
+    static void mf_insertion(uint64_t *a, int64_t n) {
+        int64_t j, k;
+        uint64_t x;
+        for (j = 1; j < n; j++) {
+            x = a[j];
+            k = j;
+            while (k > 0 && a[k - 1] > x) { a[k] = a[k - 1]; k--; }
+            a[k] = x;
+        }
+    }
+    static void mf_sort_keys(uint64_t *a, int64_t n) {
+        int depth = 0;
+        int64_t m = n;
+        uint64_t p, t, x, y, z;
+        int64_t i, j;
+        while (m > 1) { depth += 2; m >>= 1; }
+        while (n > 24) {
+            if (depth-- <= 0) { mf_heapsort(a, n); return; }
+            x = a[0]; y = a[n / 2]; z = a[n - 1];  /* median of three */
+            p = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+            i = 0;
+            j = n - 1;
+            for (;;) {  /* Hoare partition */
+                while (a[i] < p) i++;
+                while (a[j] > p) j--;
+                if (i >= j) break;
+                t = a[i]; a[i] = a[j]; a[j] = t;
+                i++;
+                j--;
+            }
+            /* a[0..j] <= p <= a[j+1..n-1]: recurse on the smaller side, loop on the larger */
+            if (j + 1 < n - j - 1) {
+                mf_sort_keys(a, j + 1);
+                a += j + 1;
+                n -= j + 1;
+            } else {
+                mf_sort_keys(a + j + 1, n - j - 1);
+                n = j + 1;
+            }
+        }
+        mf_insertion(a, n);
+    }
+    """
+    void mf_sort_keys(uint64_t *a, int64_t n) noexcept nogil
 
 
 ctypedef fused id_t:
@@ -161,11 +240,10 @@ cdef int _share_threads(Py_ssize_t n, Py_ssize_t table, int n_threads) noexcept:
     return nt
 
 
-def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
-              Py_ssize_t n_items, int n_threads=1):
-    """(indptr int64, perm or None): ``perm`` (int32 below 2**31 ratings, else int64) orders
-    ratings by (user, item), stably (ties keep input order); ``None`` when the input is
-    already in that order."""
+def csr_counts(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
+               Py_ssize_t n_items, int n_threads=1):
+    """(indptr int64, in (user, item) order, in item order) of ratings given as user and
+    item indices; a ValueError if an index is out of range."""
     cdef Py_ssize_t n = u.shape[0], j, lo_j, hi_j
     cdef int nt = _share_threads(n, n_users, n_threads), th
     cdef bint sorted_ui = True, sorted_i = True
@@ -193,6 +271,17 @@ def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
     with nogil:
         for j in range(n_users):
             indptr[j + 1] += indptr[j]
+    return indptr_a, sorted_ui, sorted_i
+
+
+def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
+              Py_ssize_t n_items, int n_threads=1):
+    """(indptr int64, perm or None): ``perm`` (int32 below 2**31 ratings, else int64) orders
+    ratings by (user, item), stably (ties keep input order); ``None`` when the input is
+    already in that order."""
+    cdef Py_ssize_t n = u.shape[0]
+    cdef int nt = _share_threads(n, n_users, n_threads)
+    indptr_a, sorted_ui, sorted_i = csr_counts(u, i, n_users, n_items, n_threads)
     if sorted_ui:
         return indptr_a, None
     # an LSD radix sort: stably by item (unless already in item order), then by user;
@@ -375,3 +464,303 @@ def check_csr(const int64_t[::1] indptr, const int32_t[::1] indices, values, int
         if faults_a[th]:
             return int(faults_a[th]), int(where_a[th])
     return 0, -1
+
+
+# --------------------------------------------------------------------------- bucket placement
+ctypedef fused word_t:
+    uint32_t
+    uint64_t
+
+
+def bucket_plan(const int32_t[::1] u, const int64_t[::1] indptr, int n_threads,
+                int64_t target):
+    """Buckets of consecutive users for ``bucket_scatter``/``bucket_rows``, from the row
+    pointer of the users' counts: ``(bucket of each rating uint16, first user of each bucket
+    int64 [nb + 1], per-thread start of each bucket's share int64 [nt, nb], largest bucket)``.
+    A bucket closes once it holds ``target`` ratings (a user with more is a bucket alone),
+    and there are at most 65535 buckets."""
+    cdef Py_ssize_t n = u.shape[0], n_users = indptr.shape[0] - 1, r, lo_j, hi_j
+    cdef int64_t nb = 0, start = 0, off, c, biggest = 0
+    cdef int nt, th
+    cdef int32_t b
+    if n_users < 0 or indptr[n_users] != n:
+        raise ValueError("bucket_plan: indptr does not end at len(u)")
+    if target < 1 or n // target > 65000:
+        raise ValueError("bucket_plan: target must be positive, and at least len(u) / 65000")
+    of_a = np.empty(max(n_users, 1), dtype=np.uint16)
+    first_a = np.empty(n_users + 1, dtype=np.int64)
+    cdef uint16_t[::1] of = of_a
+    cdef int64_t[::1] first = first_a
+    with nogil:
+        for r in range(n_users):
+            if r == 0 or indptr[r] - start >= target:
+                if r:
+                    biggest = max(biggest, indptr[r] - start)
+                first[nb] = r
+                nb += 1
+                start = indptr[r]
+            of[r] = <uint16_t>(nb - 1)
+        biggest = max(biggest, indptr[n_users] - start)
+    if n_users == 0:
+        nb = 0
+    first[nb] = n_users
+    nt = _share_threads(n, nb, n_threads)
+    pos_a = np.zeros((nt, max(nb, 1)), dtype=np.int64)
+    bucket_a = np.empty(n, dtype=np.uint16)
+    cdef int64_t[:, ::1] pos = pos_a
+    cdef uint16_t[::1] bucket = bucket_a
+    if n:
+        with nogil:
+            for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+                lo_j = n * th // nt
+                hi_j = n * (th + 1) // nt
+                _bucket_count(&u[0], lo_j, hi_j, &of[0], &bucket[0], &pos[th, 0])
+    with nogil:
+        off = 0
+        for b in range(nb):
+            for th in range(nt):
+                c = pos[th, b]
+                pos[th, b] = off
+                off = off + c
+    return bucket_a, first_a[: nb + 1].copy(), pos_a, int(biggest)
+
+
+cdef void _bucket_count(const int32_t *u, Py_ssize_t a, Py_ssize_t b, const uint16_t *of,
+                        uint16_t *bucket, int64_t *counts) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef uint16_t k
+    for j in range(a, b):
+        k = of[u[j]]
+        bucket[j] = k
+        counts[k] += 1
+
+
+cdef int _scatter_share(const word_t *col, const uint16_t *bucket, Py_ssize_t a,
+                        Py_ssize_t b, const int64_t *start, Py_ssize_t nb,
+                        word_t *out) noexcept nogil:
+    """Place col[a:b] by bucket, from the share's start of each bucket; -1 if the cursor
+    table could not be allocated."""
+    cdef int64_t *cur = <int64_t *>malloc((nb if nb else 1) * sizeof(int64_t))
+    cdef Py_ssize_t j
+    cdef uint16_t k
+    if cur == NULL:
+        return -1
+    memcpy(cur, start, nb * sizeof(int64_t))
+    for j in range(a, b):
+        k = bucket[j]
+        out[cur[k]] = col[j]
+        cur[k] += 1
+    free(cur)
+    return 0
+
+
+def bucket_scatter(const word_t[::1] col, const uint16_t[::1] bucket,
+                   const int64_t[:, ::1] pos):
+    """col placed by the bucket of each rating (stable; ``bucket`` and ``pos`` from
+    ``bucket_plan``, whose thread count it keeps). 32- or 64-bit words: pass other dtypes
+    as a view."""
+    cdef Py_ssize_t n = col.shape[0], nb = pos.shape[1]
+    cdef int nt = pos.shape[0], th, bad = 0
+    if bucket.shape[0] != n:
+        raise ValueError("bucket_scatter: the column and the buckets differ in length")
+    out_a = np.empty(n, dtype=np.asarray(col).dtype)
+    if n == 0:
+        return out_a
+    cdef word_t[::1] out = out_a
+    with nogil:
+        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+            bad += _scatter_share(&col[0], &bucket[0], n * th // nt, n * (th + 1) // nt,
+                                  &pos[th, 0], nb, &out[0])
+    if bad:
+        raise MemoryError("bucket_scatter: no memory for a cursor table")
+    return out_a
+
+
+cdef void _permute(char *col, size_t width, const int32_t *perm, int64_t m,
+                   char *buf) noexcept nogil:
+    """col[0:m] = col[perm[0:m]] for elements of 4 or 8 bytes, through buf."""
+    cdef int64_t x
+    cdef uint32_t *c4
+    cdef uint32_t *b4
+    cdef uint64_t *c8
+    cdef uint64_t *b8
+    if width == 4:
+        c4 = <uint32_t *>col
+        b4 = <uint32_t *>buf
+        for x in range(m):
+            b4[x] = c4[perm[x]]
+    else:
+        c8 = <uint64_t *>col
+        b8 = <uint64_t *>buf
+        for x in range(m):
+            b8[x] = c8[perm[x]]
+    memcpy(col, buf, m * width)
+
+
+cdef int _bit_length(uint64_t x) noexcept nogil:
+    cdef int b = 0
+    while x:
+        b += 1
+        x >>= 1
+    return b
+
+
+cdef void _order_bucket(const int32_t *u, const int32_t *items, const int64_t *indptr,
+                        int64_t r0, int64_t r1, int item_bits, int64_t *cur, int32_t *perm,
+                        uint64_t *keys, uint64_t *keys2, int32_t *hist) noexcept nogil:
+    """perm: the order of the bucket's ratings (users r0..r1-1, CSR positions
+    indptr[r0]..indptr[r1]-1, held at those positions in input order) by (user, item, input
+    position). Ratings already in item order are placed by user alone; others are sorted on
+    the key (user - r0, item) of at most 32 bits by an LSD radix sort of up to three passes
+    of at most 11 bits (the key and the position packed in one word), or, for wider keys,
+    placed by user and each user's ratings sorted by (item, position)."""
+    cdef int64_t s = indptr[r0], m = indptr[r1] - s, k, a, b, x
+    cdef int32_t prev
+    cdef bint ordered = True
+    cdef int ubits = _bit_length(<uint64_t>(r1 - r0 - 1)), bits, passes, width, p, shift
+    cdef uint32_t key, mask
+    cdef uint64_t w
+    cdef uint64_t *src
+    cdef uint64_t *dst
+    cdef uint64_t *tmp
+    cdef int32_t *h
+    for k in range(1, m):
+        if items[s + k] < items[s + k - 1]:
+            ordered = False
+            break
+    bits = ubits + item_bits
+    if not ordered and bits <= 32:
+        if bits == 0:  # one user, one item
+            for k in range(m):
+                perm[k] = <int32_t>k
+            return
+        passes = (bits + 12) // 13
+        width = (bits + passes - 1) // passes
+        mask = (<uint32_t>1 << width) - 1
+        for k in range(passes << width):
+            hist[k] = 0
+        for k in range(m):
+            key = (<uint32_t>(u[s + k] - r0) << item_bits) | <uint32_t>items[s + k]
+            keys[k] = (<uint64_t>key << 32) | <uint64_t>k
+            for p in range(passes):
+                hist[(p << width) + ((key >> (p * width)) & mask)] += 1
+        src = keys
+        dst = keys2
+        for p in range(passes):
+            h = hist + (p << width)
+            shift = 32 + p * width
+            if h[(src[0] >> shift) & mask] == m:
+                continue  # one digit for all: the pass would change nothing
+            a = 0
+            for x in range((<int64_t>1) << width):
+                b = h[x]
+                h[x] = <int32_t>a
+                a += b
+            for k in range(m):
+                w = src[k]
+                x = (w >> shift) & mask
+                dst[h[x]] = w
+                h[x] += 1
+            tmp = src
+            src = dst
+            dst = tmp
+        for k in range(m):
+            perm[k] = <int32_t>(<uint32_t>src[k])
+        return
+    for k in range(r0, r1):
+        cur[k - r0] = indptr[k] - s
+    for k in range(m):
+        x = u[s + k] - r0
+        perm[cur[x]] = <int32_t>k
+        cur[x] += 1
+    if ordered:  # by user, and within a user by item (ties in input order: stable)
+        return
+    for k in range(r0, r1):
+        a = indptr[k] - s
+        b = indptr[k + 1] - s
+        if b - a < 2:
+            continue
+        ordered = True
+        prev = items[s + perm[a]]
+        for x in range(a + 1, b):
+            if items[s + perm[x]] < prev:
+                ordered = False
+                break
+            prev = items[s + perm[x]]
+        if ordered:
+            continue
+        for x in range(a, b):
+            keys[x - a] = (<uint64_t>(<uint32_t>items[s + perm[x]]) << 32) | <uint32_t>perm[x]
+        mf_sort_keys(keys, b - a)
+        for x in range(a, b):
+            perm[x] = <int32_t>(<uint32_t>keys[x - a])
+
+
+def bucket_rows(const int32_t[::1] u, const int64_t[::1] indptr, const int64_t[::1] first,
+                int64_t biggest, cols, int64_t n_items, int n_threads):
+    """Put each bucket of the bucket-placed ratings in (user, item) order, in place: ``u``
+    the placed users, ``cols`` the placed columns as 32- or 64-bit word arrays (the first
+    is the item indices, all below ``n_items``), ``first``/``biggest`` from
+    ``bucket_plan``."""
+    cdef Py_ssize_t n = u.shape[0], nb = first.shape[0] - 1, bk, c
+    cdef int nt = _share_threads(n, 0, n_threads)
+    cdef int64_t span = 1, r0, r1, s, m
+    cdef int64_t *cur
+    cdef int32_t *perm
+    cdef int32_t *hist
+    cdef char *buf
+    cdef char *buf2
+    cdef const int32_t[::1] items = cols[0]
+    cdef int item_bits = _bit_length(<uint64_t>(n_items - 1 if n_items > 1 else 0))
+    if biggest >= 2**31:
+        raise ValueError("bucket_rows: a bucket holds 2**31 ratings or more")
+    n_cols = len(cols)
+    ptrs_a = np.zeros(max(n_cols, 1), dtype=np.uintp)
+    widths_a = np.zeros(max(n_cols, 1), dtype=np.intp)
+    arrays = []
+    for c in range(n_cols):
+        a = np.asarray(cols[c])
+        if a.shape != (n,) or a.dtype.itemsize not in (4, 8) or not a.flags.c_contiguous \
+                or not a.flags.writeable:
+            raise ValueError("bucket_rows: columns must be writable, contiguous, as long as u "
+                             "and of 4- or 8-byte elements")
+        arrays.append(a)
+        ptrs_a[c] = a.ctypes.data
+        widths_a[c] = a.dtype.itemsize
+    cdef size_t[::1] ptrs = ptrs_a
+    cdef Py_ssize_t[::1] widths = widths_a
+    failed_a = np.zeros(max(nt, 1), dtype=np.uint8)  # a thread found no memory for its scratch
+    cdef unsigned char[::1] failed = failed_a
+    for bk in range(nb):
+        span = max(span, first[bk + 1] - first[bk])
+    if n == 0 or nb == 0:
+        return
+    with nogil, parallel(num_threads=nt):
+        cur = <int64_t *>malloc(span * sizeof(int64_t))
+        perm = <int32_t *>malloc(max(biggest, 1) * sizeof(int32_t))
+        buf = <char *>malloc(max(biggest, 1) * sizeof(uint64_t))
+        buf2 = <char *>malloc(max(biggest, 1) * sizeof(uint64_t))
+        hist = <int32_t *>malloc(3 * 8192 * sizeof(int32_t))
+        try:
+            if cur == NULL or perm == NULL or buf == NULL or buf2 == NULL or hist == NULL:
+                failed[0] = 1
+            else:
+                for bk in prange(nb, schedule="dynamic", chunksize=1):
+                    r0 = first[bk]
+                    r1 = first[bk + 1]
+                    s = indptr[r0]
+                    m = indptr[r1] - s
+                    if m < 2:
+                        continue
+                    _order_bucket(&u[0], &items[0], &indptr[0], r0, r1, item_bits, cur,
+                                  perm, <uint64_t *>buf, <uint64_t *>buf2, hist)
+                    for c in range(n_cols):
+                        _permute(<char *>ptrs[c] + s * widths[c], widths[c], perm, m, buf)
+        finally:
+            free(cur)
+            free(perm)
+            free(buf)
+            free(buf2)
+            free(hist)
+    if failed_a.any():
+        raise MemoryError("bucket_rows: no memory for a thread's scratch")

@@ -69,18 +69,22 @@ def assemble_csr_arrays(
     n_users, n_items = shape
     nt = resolve_n_threads(n_threads)
     i_idx = np.ascontiguousarray(i_idx, dtype=np.int32)
-    indptr, perm = _assemble.csr_order(
-        np.ascontiguousarray(u_idx, dtype=np.int32), i_idx, n_users, n_items, nt
-    )
+    u_idx = np.ascontiguousarray(u_idx, dtype=np.int32)
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
+    values = np.ascontiguousarray(values)
+    if timestamps is not None:
+        timestamps = np.ascontiguousarray(timestamps, np.int64)
+    indptr, in_order, _ = _assemble.csr_counts(u_idx, i_idx, n_users, n_items, nt)
+    if not in_order:
+        placed = None
+        if _PLACEMENT == "buckets":
+            placed = _place_by_buckets(u_idx, i_idx, values, timestamps, indptr, n_items, nt)
+        if placed is None:
+            placed = _place_by_permutation(u_idx, i_idx, values, timestamps, n_users, n_items, nt)
+        i_idx, values, timestamps = placed
+        del placed
     del u_idx
-    if perm is not None:
-        i_idx = _assemble.take(i_idx, perm, nt)
-        if values.dtype not in (np.float32, np.float64):
-            values = values.astype(np.float64)
-        values = _assemble.take(np.ascontiguousarray(values), perm, nt)
-        if timestamps is not None:
-            timestamps = _assemble.take(np.ascontiguousarray(timestamps, np.int64), perm, nt)
-    del perm
     n_dup, first_dup = _assemble.first_duplicate(indptr, i_idx, nt)
     if n_dup:
         if duplicates == "error":
@@ -113,6 +117,70 @@ def assemble_csr_arrays(
     if (n_dup or not finite or vals32 is not values) and not np.all(np.isfinite(vals32)):
         raise ValueError("ratings overflow float32 (after combining duplicates); rescale them")
     return indptr, i_idx, vals32, timestamps
+
+
+# How ratings out of (user, item) order are put in order: "buckets" (the columns moved by
+# bucket of users, then each bucket ordered in the cache) or "permutation" (a stable LSD
+# radix sort's permutation, then a gather of each column; the only way before 0.9 and the
+# fallback when one bucket would need too much scratch). Benchmarks switch it to compare.
+_PLACEMENT = "buckets"
+_BUCKET_RATINGS = 1 << 13  # a bucket's ratings, at least (a bucket's columns fit the L2 cache)
+_MAX_BUCKETS = 512  # at most about this many buckets (write streams of the placement pass)
+
+Placed = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+def _words(a: np.ndarray) -> np.ndarray:
+    """A 4- or 8-byte column as unsigned words of its width (the kernels move bits)."""
+    return a.view(np.uint32 if a.dtype.itemsize == 4 else np.uint64)
+
+
+def _place_by_buckets(
+    u: np.ndarray,
+    i: np.ndarray,
+    values: np.ndarray,
+    timestamps: np.ndarray | None,
+    indptr: np.ndarray,
+    n_items: int,
+    nt: int,
+) -> Placed | None:
+    """(items, values, timestamps) in (user, item) order, stably, by the bucket placement
+    of :mod:`mfkit.data._assemble`; None when the largest bucket (a user with most of the
+    ratings) would need more scratch than the permutation does."""
+    n = len(u)
+    target = max(_BUCKET_RATINGS, -(-n // _MAX_BUCKETS))
+    bucket, first, pos, biggest = _assemble.bucket_plan(u, indptr, nt, target)
+    if biggest >= 2**31 or 28 * min(nt, len(first) - 1) * biggest > 8 * n + (1 << 24):
+        return None
+    t2 = None if timestamps is None else _assemble.bucket_scatter(_words(timestamps), bucket, pos)
+    v2 = _assemble.bucket_scatter(_words(values), bucket, pos)
+    i2 = _assemble.bucket_scatter(_words(i), bucket, pos).view(np.int32)
+    u2 = _assemble.bucket_scatter(_words(u), bucket, pos).view(np.int32)
+    del bucket, pos
+    cols = [i2, v2] if t2 is None else [i2, v2, t2]
+    _assemble.bucket_rows(u2, indptr, first, biggest, cols, n_items, nt)
+    del u2
+    return i2, v2.view(values.dtype), None if t2 is None else t2.view(np.int64)
+
+
+def _place_by_permutation(
+    u: np.ndarray,
+    i: np.ndarray,
+    values: np.ndarray,
+    timestamps: np.ndarray | None,
+    n_users: int,
+    n_items: int,
+    nt: int,
+) -> Placed:
+    """The same as :func:`_place_by_buckets` through a permutation and gathers."""
+    _, perm = _assemble.csr_order(u, i, n_users, n_items, nt)
+    if perm is None:  # not reached: the callers place ratings that are out of order
+        return i, values, timestamps
+    i = _assemble.take(i, perm, nt)
+    values = _assemble.take(values, perm, nt)
+    if timestamps is not None:
+        timestamps = _assemble.take(timestamps, perm, nt)
+    return i, values, timestamps
 
 
 def pairs_to_csr(rows: Any, cols: Any, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
