@@ -522,6 +522,7 @@ def bucket_plan(const int32_t[::1] u, const int64_t[::1] indptr, int n_threads,
                 c = pos[th, b]
                 pos[th, b] = off
                 off = off + c
+    del of_a
     return bucket_a, first_a[: nb + 1].copy(), pos_a, int(biggest)
 
 
@@ -539,7 +540,8 @@ cdef int _scatter_share(const word_t *col, const uint16_t *bucket, Py_ssize_t a,
                         Py_ssize_t b, const int64_t *start, Py_ssize_t nb,
                         word_t *out) noexcept nogil:
     """Place col[a:b] by bucket, from the share's start of each bucket; -1 if the cursor
-    table could not be allocated."""
+    table could not be allocated. (The buckets are read from a column written once: looking
+    each user's bucket up again in every pass costs three times as much.)"""
     cdef int64_t *cur = <int64_t *>malloc((nb if nb else 1) * sizeof(int64_t))
     cdef Py_ssize_t j
     cdef uint16_t k
@@ -555,22 +557,25 @@ cdef int _scatter_share(const word_t *col, const uint16_t *bucket, Py_ssize_t a,
 
 
 def bucket_scatter(const word_t[::1] col, const uint16_t[::1] bucket,
-                   const int64_t[:, ::1] pos):
+                   const int64_t[:, ::1] pos, out=None):
     """col placed by the bucket of each rating (stable; ``bucket`` and ``pos`` from
-    ``bucket_plan``, whose thread count it keeps). 32- or 64-bit words: pass other dtypes
-    as a view."""
+    ``bucket_plan``, whose thread count it keeps), into ``out`` (an array of the same dtype
+    and length that does not overlap col; a new one if None). 32- or 64-bit words: pass
+    other dtypes as a view."""
     cdef Py_ssize_t n = col.shape[0], nb = pos.shape[1]
     cdef int nt = pos.shape[0], th, bad = 0
     if bucket.shape[0] != n:
         raise ValueError("bucket_scatter: the column and the buckets differ in length")
-    out_a = np.empty(n, dtype=np.asarray(col).dtype)
+    out_a = np.empty(n, dtype=np.asarray(col).dtype) if out is None else out
+    if out_a.dtype != np.asarray(col).dtype or out_a.shape != (n,):
+        raise ValueError("bucket_scatter: out must have the column's dtype and length")
     if n == 0:
         return out_a
-    cdef word_t[::1] out = out_a
+    cdef word_t[::1] out_v = out_a
     with nogil:
         for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
             bad += _scatter_share(&col[0], &bucket[0], n * th // nt, n * (th + 1) // nt,
-                                  &pos[th, 0], nb, &out[0])
+                                  &pos[th, 0], nb, &out_v[0])
     if bad:
         raise MemoryError("bucket_scatter: no memory for a cursor table")
     return out_a
@@ -605,15 +610,18 @@ cdef int _bit_length(uint64_t x) noexcept nogil:
     return b
 
 
-cdef void _order_bucket(const int32_t *u, const int32_t *items, const int64_t *indptr,
-                        int64_t r0, int64_t r1, int item_bits, int64_t *cur, int32_t *perm,
-                        uint64_t *keys, uint64_t *keys2, int32_t *hist) noexcept nogil:
-    """perm: the order of the bucket's ratings (users r0..r1-1, CSR positions
+cdef int _order_bucket(const int32_t *u, const int32_t *items, const int64_t *indptr,
+                       int64_t r0, int64_t r1, int item_bits, int radix_bits, int64_t *cur,
+                       int32_t *perm, uint64_t *keys, uint64_t *keys2,
+                       int32_t *hist) noexcept nogil:
+    """The order of the bucket's ratings (users r0..r1-1, CSR positions
     indptr[r0]..indptr[r1]-1, held at those positions in input order) by (user, item, input
     position). Ratings already in item order are placed by user alone; others are sorted on
-    the key (user - r0, item) of at most 32 bits by an LSD radix sort of up to three passes
-    of at most 11 bits (the key and the position packed in one word), or, for wider keys,
-    placed by user and each user's ratings sorted by (item, position)."""
+    the key (user - r0, item) of at most 32 bits by an LSD radix sort of passes of at most
+    ``radix_bits`` bits (the key and the position packed in one word), or, for wider keys,
+    placed by user and each user's ratings sorted by (item, position). Returns 0 when the
+    order is in perm, 1 when it is in the sorted words of keys (the key in the high half,
+    the position in the low half), 2 when in keys2."""
     cdef int64_t s = indptr[r0], m = indptr[r1] - s, k, a, b, x
     cdef int32_t prev
     cdef bint ordered = True
@@ -633,8 +641,8 @@ cdef void _order_bucket(const int32_t *u, const int32_t *items, const int64_t *i
         if bits == 0:  # one user, one item
             for k in range(m):
                 perm[k] = <int32_t>k
-            return
-        passes = (bits + 12) // 13
+            return 0
+        passes = (bits + radix_bits - 1) // radix_bits
         width = (bits + passes - 1) // passes
         mask = (<uint32_t>1 << width) - 1
         for k in range(passes << width):
@@ -664,9 +672,7 @@ cdef void _order_bucket(const int32_t *u, const int32_t *items, const int64_t *i
             tmp = src
             src = dst
             dst = tmp
-        for k in range(m):
-            perm[k] = <int32_t>(<uint32_t>src[k])
-        return
+        return 1 if src == keys else 2
     for k in range(r0, r1):
         cur[k - r0] = indptr[k] - s
     for k in range(m):
@@ -674,7 +680,7 @@ cdef void _order_bucket(const int32_t *u, const int32_t *items, const int64_t *i
         perm[cur[x]] = <int32_t>k
         cur[x] += 1
     if ordered:  # by user, and within a user by item (ties in input order: stable)
-        return
+        return 0
     for k in range(r0, r1):
         a = indptr[k] - s
         b = indptr[k + 1] - s
@@ -694,17 +700,43 @@ cdef void _order_bucket(const int32_t *u, const int32_t *items, const int64_t *i
         mf_sort_keys(keys, b - a)
         for x in range(a, b):
             perm[x] = <int32_t>(<uint32_t>keys[x - a])
+    return 0
+
+
+cdef void _permute_keyed(char *col, size_t width, const uint64_t *keys, int64_t m,
+                         char *buf) noexcept nogil:
+    """col[0:m] = col[positions in the low halves of keys[0:m]], through buf."""
+    cdef int64_t x
+    cdef uint32_t *c4
+    cdef uint32_t *b4
+    cdef uint64_t *c8
+    cdef uint64_t *b8
+    if width == 4:
+        c4 = <uint32_t *>col
+        b4 = <uint32_t *>buf
+        for x in range(m):
+            b4[x] = c4[<uint32_t>keys[x]]
+    else:
+        c8 = <uint64_t *>col
+        b8 = <uint64_t *>buf
+        for x in range(m):
+            b8[x] = c8[<uint32_t>keys[x]]
+    memcpy(col, buf, m * width)
 
 
 def bucket_rows(const int32_t[::1] u, const int64_t[::1] indptr, const int64_t[::1] first,
-                int64_t biggest, cols, int64_t n_items, int n_threads):
+                int64_t biggest, cols, int64_t n_items, int n_threads, int radix_bits=11):
     """Put each bucket of the bucket-placed ratings in (user, item) order, in place: ``u``
     the placed users, ``cols`` the placed columns as 32- or 64-bit word arrays (the first
     is the item indices, all below ``n_items``), ``first``/``biggest`` from
-    ``bucket_plan``."""
-    cdef Py_ssize_t n = u.shape[0], nb = first.shape[0] - 1, bk, c
-    cdef int nt = _share_threads(n, 0, n_threads)
+    ``bucket_plan``; ``radix_bits`` (1 to 16) the widest digit of a radix pass."""
+    cdef Py_ssize_t n = u.shape[0], nb = first.shape[0] - 1, bk, c, x
+    cdef int nt = _share_threads(n, 0, n_threads), how
     cdef int64_t span = 1, r0, r1, s, m
+    cdef uint64_t *sorted_keys
+    cdef char *spare
+    cdef int32_t *item_out
+    cdef uint64_t item_mask
     cdef int64_t *cur
     cdef int32_t *perm
     cdef int32_t *hist
@@ -712,6 +744,10 @@ def bucket_rows(const int32_t[::1] u, const int64_t[::1] indptr, const int64_t[:
     cdef char *buf2
     cdef const int32_t[::1] items = cols[0]
     cdef int item_bits = _bit_length(<uint64_t>(n_items - 1 if n_items > 1 else 0))
+    cdef int64_t hist_len = ((32 + radix_bits - 1) // radix_bits) << radix_bits
+    item_mask = (<uint64_t>1 << item_bits) - 1
+    if not 1 <= radix_bits <= 16:
+        raise ValueError("bucket_rows: radix_bits must be 1 to 16")
     if biggest >= 2**31:
         raise ValueError("bucket_rows: a bucket holds 2**31 ratings or more")
     n_cols = len(cols)
@@ -740,7 +776,7 @@ def bucket_rows(const int32_t[::1] u, const int64_t[::1] indptr, const int64_t[:
         perm = <int32_t *>malloc(max(biggest, 1) * sizeof(int32_t))
         buf = <char *>malloc(max(biggest, 1) * sizeof(uint64_t))
         buf2 = <char *>malloc(max(biggest, 1) * sizeof(uint64_t))
-        hist = <int32_t *>malloc(3 * 8192 * sizeof(int32_t))
+        hist = <int32_t *>malloc(hist_len * sizeof(int32_t))
         try:
             if cur == NULL or perm == NULL or buf == NULL or buf2 == NULL or hist == NULL:
                 failed[0] = 1
@@ -752,10 +788,24 @@ def bucket_rows(const int32_t[::1] u, const int64_t[::1] indptr, const int64_t[:
                     m = indptr[r1] - s
                     if m < 2:
                         continue
-                    _order_bucket(&u[0], &items[0], &indptr[0], r0, r1, item_bits, cur,
-                                  perm, <uint64_t *>buf, <uint64_t *>buf2, hist)
-                    for c in range(n_cols):
-                        _permute(<char *>ptrs[c] + s * widths[c], widths[c], perm, m, buf)
+                    how = _order_bucket(&u[0], &items[0], &indptr[0], r0, r1, item_bits,
+                                        radix_bits, cur, perm, <uint64_t *>buf,
+                                        <uint64_t *>buf2, hist)
+                    if how == 0:
+                        for c in range(n_cols):
+                            _permute(<char *>ptrs[c] + s * widths[c], widths[c], perm, m, buf)
+                    else:
+                        # the sorted words hold each item (high half) and where its rating
+                        # was (low half): the items are written from them, the other
+                        # columns gathered through them
+                        sorted_keys = <uint64_t *>buf if how == 1 else <uint64_t *>buf2
+                        spare = buf2 if how == 1 else buf
+                        item_out = <int32_t *>ptrs[0] + s
+                        for x in range(m):
+                            item_out[x] = <int32_t>((sorted_keys[x] >> 32) & item_mask)
+                        for c in range(1, n_cols):
+                            _permute_keyed(<char *>ptrs[c] + s * widths[c], widths[c],
+                                           sorted_keys, m, spare)
         finally:
             free(cur)
             free(perm)

@@ -53,6 +53,7 @@ def assemble_csr_arrays(
     n_threads: int | None = None,
     where: str = "",
     finite: bool = False,
+    consume: bool = False,
 ) -> CSRArrays:
     """``(indptr, indices, float32 values, timestamps)`` of ratings in any order, given as
     user and item indices (:func:`mfkit.data.assemble_csr` wraps them in the container).
@@ -63,7 +64,9 @@ def assemble_csr_arrays(
     are finite float32 (the check is then skipped unless duplicates were combined). The input
     arrays are not kept; callers that
     pass their only reference let each one be freed once its sorted copy exists.
-    ``where`` prefixes the duplicate error (a file name)."""
+    ``consume``: the caller gives the input arrays up, and the writable ones may be
+    overwritten and their memory reused for the output (fewer new pages to fault in, a lower
+    peak). ``where`` prefixes the duplicate error (a file name)."""
     if duplicates not in DUPLICATE_CHOICES:
         raise ValueError(f"duplicates must be one of {DUPLICATE_CHOICES}, got {duplicates!r}")
     n_users, n_items = shape
@@ -79,7 +82,9 @@ def assemble_csr_arrays(
     if not in_order:
         placed = None
         if _PLACEMENT == "buckets":
-            placed = _place_by_buckets(u_idx, i_idx, values, timestamps, indptr, n_items, nt)
+            placed = _place_by_buckets(
+                u_idx, i_idx, values, timestamps, indptr, n_items, nt, consume
+            )
         if placed is None:
             placed = _place_by_permutation(u_idx, i_idx, values, timestamps, n_users, n_items, nt)
         i_idx, values, timestamps = placed
@@ -143,20 +148,37 @@ def _place_by_buckets(
     indptr: np.ndarray,
     n_items: int,
     nt: int,
+    consume: bool = False,
 ) -> Placed | None:
     """(items, values, timestamps) in (user, item) order, stably, by the bucket placement
     of :mod:`mfkit.data._assemble`; None when the largest bucket (a user with most of the
-    ratings) would need more scratch than the permutation does."""
+    ratings) would need more scratch than the permutation does. ``consume``: the inputs are
+    given up; each placed column is written into the memory of one already placed (with
+    timestamps, the items and the values share the timestamps' old memory), so only the
+    first column placed needs new memory."""
     n = len(u)
     target = max(_BUCKET_RATINGS, -(-n // _MAX_BUCKETS))
     bucket, first, pos, biggest = _assemble.bucket_plan(u, indptr, nt, target)
     if biggest >= 2**31 or 28 * min(nt, len(first) - 1) * biggest > 8 * n + (1 << 24):
         return None
-    t2 = None if timestamps is None else _assemble.bucket_scatter(_words(timestamps), bucket, pos)
-    v2 = _assemble.bucket_scatter(_words(values), bucket, pos)
-    i2 = _assemble.bucket_scatter(_words(i), bucket, pos).view(np.int32)
-    u2 = _assemble.bucket_scatter(_words(u), bucket, pos).view(np.int32)
-    del bucket, pos
+    reuse = consume and values.dtype == np.float32
+    reuse = reuse and all(a.flags.writeable for a in (u, i, values))
+    spare = {"i": None, "v": None, "u": None}
+    if reuse and timestamps is not None and timestamps.flags.writeable:
+        t2 = _assemble.bucket_scatter(_words(timestamps), bucket, pos)
+        halves = timestamps.view(np.uint32)  # 2n words: items, then values
+        spare = {"i": halves[:n], "v": halves[n:], "u": values.view(np.uint32)}
+        del timestamps
+    elif reuse:
+        t2 = None if timestamps is None else _assemble.bucket_scatter(_words(timestamps), bucket, pos)
+        spare = {"i": values.view(np.uint32), "v": None, "u": i.view(np.uint32)}
+    else:
+        t2 = None if timestamps is None else _assemble.bucket_scatter(_words(timestamps), bucket, pos)
+    # each placement writes into the memory of a column already placed
+    v2 = _assemble.bucket_scatter(_words(values), bucket, pos, spare["v"])
+    i2 = _assemble.bucket_scatter(_words(i), bucket, pos, spare["i"]).view(np.int32)
+    u2 = _assemble.bucket_scatter(_words(u), bucket, pos, spare["u"]).view(np.int32)
+    del bucket, pos, spare
     cols = [i2, v2] if t2 is None else [i2, v2, t2]
     _assemble.bucket_rows(u2, indptr, first, biggest, cols, n_items, nt)
     del u2
