@@ -163,17 +163,16 @@ def _place_by_buckets(
         return None
     reuse = consume and values.dtype == np.float32
     reuse = reuse and all(a.flags.writeable for a in (u, i, values))
-    spare = {"i": None, "v": None, "u": None}
-    if reuse and timestamps is not None and timestamps.flags.writeable:
+    t2: np.ndarray | None = None
+    spare: dict[str, np.ndarray | None] = {"i": None, "v": None, "u": None}
+    if timestamps is not None:
         t2 = _assemble.bucket_scatter(_words(timestamps), bucket, pos)
-        halves = timestamps.view(np.uint32)  # 2n words: items, then values
-        spare = {"i": halves[:n], "v": halves[n:], "u": values.view(np.uint32)}
+        if reuse and timestamps.flags.writeable:
+            halves = timestamps.view(np.uint32)  # 2n words: items, then values
+            spare = {"i": halves[:n], "v": halves[n:], "u": values.view(np.uint32)}
         del timestamps
-    elif reuse:
-        t2 = None if timestamps is None else _assemble.bucket_scatter(_words(timestamps), bucket, pos)
+    if reuse and spare["i"] is None:
         spare = {"i": values.view(np.uint32), "v": None, "u": i.view(np.uint32)}
-    else:
-        t2 = None if timestamps is None else _assemble.bucket_scatter(_words(timestamps), bucket, pos)
     # each placement writes into the memory of a column already placed
     v2 = _assemble.bucket_scatter(_words(values), bucket, pos, spare["v"])
     i2 = _assemble.bucket_scatter(_words(i), bucket, pos, spare["i"]).view(np.int32)
