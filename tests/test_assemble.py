@@ -226,11 +226,12 @@ def test_out_of_order_csr_matches_scipy(
 
 
 @pytest.mark.parametrize(
-    "case", ["one-user", "one-item", "wide-keys", "tiny", "float64-values", "one-user-huge"]
+    "case",
+    ["one-user", "one-item", "wide-keys", "widest-keys", "tiny", "float64-values", "one-user-huge"],
 )
 def test_bucket_placement_edge_shapes(case: str) -> None:
-    """A single row (one bucket, one big sort), a single column, item indices too wide for
-    the packed radix key (the per-user comparison sort), a handful of ratings, float64
+    """A single row (one bucket, one big sort), a single column, item indices so wide that
+    each bucket holds one user, keys of exactly 32 bits, a handful of ratings, float64
     input values, and one user so big that the permutation is used instead."""
     rng = np.random.default_rng(12)
     n, n_users, n_items = N, 5000, 700
@@ -239,7 +240,9 @@ def test_bucket_placement_edge_shapes(case: str) -> None:
     elif case == "one-item":
         n_items = 1
     elif case == "wide-keys":
-        n_items = 2**31 - 1  # 31 item bits: (user, item) does not fit 32 bits
+        n_items = 2**31 - 1  # 31 item bits: one user per bucket
+    elif case == "widest-keys":
+        n_items = 2**29  # 29 item bits and 3 user bits (5000 users in buckets of 8)
     elif case == "tiny":
         n = 7
     elif case == "one-user-huge":
@@ -258,40 +261,44 @@ def test_bucket_placement_edge_shapes(case: str) -> None:
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_bucket_kernels_are_stable_counting_sorts(threads: int) -> None:
-    """bucket_plan/bucket_scatter place each column by bucket exactly as a stable argsort
-    of the buckets does; bucket_rows then gives the (user, item, input position) order."""
+@pytest.mark.parametrize("shift", [0, 4, 9])
+def test_bucket_kernels_are_stable_counting_sorts(threads: int, shift: int) -> None:
+    """bucket_scatter/bucket_keys place each column by bucket exactly as a stable argsort of
+    the buckets does; bucket_rows then gives the (user, item, input position) order."""
     rng = np.random.default_rng(13)
     n_users, n_items = 4000, 900
     u, i, _, t = _draw_ratings(rng, N, n_users, n_items, "random")
-    indptr, in_order, _ = _assemble.csr_counts(u, i, n_users, n_items, threads)
-    assert not in_order
-    bucket, first, pos, biggest = _assemble.bucket_plan(u, indptr, threads, 5000)
-    # buckets: consecutive users, closed once they hold 5000 ratings
-    sizes = indptr[first[1:]] - indptr[first[:-1]]
-    assert first[0] == 0 and first[-1] == n_users and np.all(np.diff(first) > 0)
-    assert np.all(sizes[:-1] >= 5000) and biggest == sizes.max()
-    want_bucket = np.searchsorted(first, u, side="right") - 1
-    np.testing.assert_array_equal(bucket, want_bucket)
-    order = np.argsort(want_bucket, kind="stable")
-    np.testing.assert_array_equal(
-        _assemble.bucket_scatter(t.view(np.uint64), bucket, pos), t[order].view(np.uint64)
-    )
-    u2 = _assemble.bucket_scatter(u.view(np.uint32), bucket, pos).view(np.int32)
-    i2 = _assemble.bucket_scatter(i.view(np.uint32), bucket, pos).view(np.int32)
+    indptr, in_order, _, pos = _assemble.csr_counts(u, i, n_users, n_items, threads, shift)
+    assert not in_order and pos.shape[1] == -(-n_users // (1 << shift))
+    order = np.argsort(u >> shift, kind="stable")
+    t2 = _assemble.bucket_scatter(t.view(np.uint64), u, shift, pos)
+    np.testing.assert_array_equal(t2, t[order].view(np.uint64))
+    item_bits = (n_items - 1).bit_length()
+    keys = _assemble.bucket_keys(u, i, shift, item_bits, pos)
+    want_keys = ((u & ((1 << shift) - 1)).astype(np.uint32) << item_bits) | i.astype(np.uint32)
+    np.testing.assert_array_equal(keys, want_keys[order])
     p2 = np.ascontiguousarray(order.astype(np.uint32))  # input positions, placed alike
-    _assemble.bucket_rows(u2, indptr, first, biggest, [i2, p2], n_items, threads)
+    _assemble.bucket_rows(keys, indptr, shift, item_bits, [p2], threads)
     full = np.lexsort((np.arange(N), i, u))
     np.testing.assert_array_equal(p2, full.astype(np.uint32))
-    np.testing.assert_array_equal(i2, i[full])
+    np.testing.assert_array_equal(keys.view(np.int32), i[full])
 
 
-def test_bucket_scatter_refuses_bad_out() -> None:
+def test_bucket_kernels_refuse_bad_arguments() -> None:
     u = np.zeros(10, dtype=np.int32)
-    indptr = np.array([0, 10], dtype=np.int64)
-    bucket, _, pos, _ = _assemble.bucket_plan(u, indptr, 1, 4)
+    indptr, _, _, pos = _assemble.csr_counts(u, u[::-1].copy(), 1, 1, 1, 0)
+    assert pos is None  # in order: nothing to place
+    i = np.arange(10, dtype=np.int32)[::-1].copy()
+    indptr, _, _, pos = _assemble.csr_counts(u, i, 1, 10, 1, 0)
     with pytest.raises(ValueError, match="dtype and length"):
-        _assemble.bucket_scatter(u.view(np.uint32), bucket, pos, np.empty(9, np.uint32))
+        _assemble.bucket_scatter(u.view(np.uint32), u, 0, pos, np.empty(9, np.uint32))
+    with pytest.raises(ValueError, match="at most 32"):
+        _assemble.bucket_keys(u, i, 20, 13, pos)
+    keys = _assemble.bucket_keys(u, i, 0, 4, pos)
+    with pytest.raises(ValueError, match="radix_bits"):
+        _assemble.bucket_rows(keys, indptr, 0, 4, [], 1, 17)
+    with pytest.raises(ValueError, match="writable"):
+        _assemble.bucket_rows(keys, indptr, 0, 4, [np.zeros(10, np.int16)], 1)
 
 
 @settings(max_examples=60)
@@ -300,23 +307,27 @@ def test_bucket_scatter_refuses_bad_out() -> None:
     n_users=st.integers(1, 40),
     n_items=st.integers(1, 40),
     n=st.integers(0, 400),
-    target=st.integers(1, 64),
+    shift=st.integers(0, 6),
     radix_bits=st.integers(1, 16),
 )
 def test_bucket_placement_property(
-    data: st.DataObject, n_users: int, n_items: int, n: int, target: int, radix_bits: int
+    data: st.DataObject, n_users: int, n_items: int, n: int, shift: int, radix_bits: int
 ) -> None:
-    """Any ratings, any bucket size, any radix digit width: the placement equals the stable
+    """Any ratings, any bucket width, any radix digit width: the placement equals the stable
     (user, item) sort, for 1, 2 and 3 threads."""
-    u = np.array(data.draw(st.lists(st.integers(0, n_users - 1), min_size=n, max_size=n)), np.int32)
-    i = np.array(data.draw(st.lists(st.integers(0, n_items - 1), min_size=n, max_size=n)), np.int32)
+    users = st.lists(st.integers(0, n_users - 1), min_size=n, max_size=n)
+    items = st.lists(st.integers(0, n_items - 1), min_size=n, max_size=n)
+    u = np.array(data.draw(users), np.int32)
+    i = np.array(data.draw(items), np.int32)
     full = np.lexsort((np.arange(n), i, u))
+    item_bits = (n_items - 1).bit_length()
     for threads in (1, 2, 3):
-        indptr, _, _ = _assemble.csr_counts(u, i, n_users, n_items, threads)
-        bucket, first, pos, biggest = _assemble.bucket_plan(u, indptr, threads, target)
-        u2 = _assemble.bucket_scatter(u.view(np.uint32), bucket, pos).view(np.int32)
-        i2 = _assemble.bucket_scatter(i.view(np.uint32), bucket, pos).view(np.int32)
-        p2 = _assemble.bucket_scatter(np.arange(n, dtype=np.uint64), bucket, pos)
-        _assemble.bucket_rows(u2, indptr, first, biggest, [i2, p2], n_items, threads, radix_bits)
+        indptr, in_order, _, pos = _assemble.csr_counts(u, i, n_users, n_items, threads, shift)
+        if in_order:
+            assert pos is None and np.array_equal(full, np.arange(n))
+            continue
+        keys = _assemble.bucket_keys(u, i, shift, item_bits, pos)
+        p2 = _assemble.bucket_scatter(np.arange(n, dtype=np.uint64), u, shift, pos)
+        _assemble.bucket_rows(keys, indptr, shift, item_bits, [p2], threads, radix_bits)
         np.testing.assert_array_equal(p2, full.astype(np.uint64))
-        np.testing.assert_array_equal(i2, i[full])
+        np.testing.assert_array_equal(keys.view(np.int32), i[full])

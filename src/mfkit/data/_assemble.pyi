@@ -23,7 +23,8 @@ def csr_counts(
     n_users: int,
     n_items: int,
     n_threads: int = 1,
-) -> tuple[npt.NDArray[np.int64], bool, bool]: ...
+    shift: int = -1,
+) -> tuple[npt.NDArray[np.int64], bool, bool, npt.NDArray[np.int64] | None]: ...
 def csr_order(
     u: npt.NDArray[np.int32],
     i: npt.NDArray[np.int32],
@@ -51,22 +52,27 @@ def check_csr(
     n_cols: int,
     n_threads: int = 1,
 ) -> tuple[int, int]: ...
-def bucket_plan(
-    u: npt.NDArray[np.int32], indptr: npt.NDArray[np.int64], n_threads: int, target: int
-) -> tuple[npt.NDArray[np.uint16], npt.NDArray[np.int64], npt.NDArray[np.int64], int]: ...
 def bucket_scatter(
     col: npt.NDArray[_W],
-    bucket: npt.NDArray[np.uint16],
+    u: npt.NDArray[np.int32],
+    shift: int,
     pos: npt.NDArray[np.int64],
     out: npt.NDArray[_W] | None = None,
 ) -> npt.NDArray[_W]: ...
-def bucket_rows(
+def bucket_keys(
     u: npt.NDArray[np.int32],
+    i: npt.NDArray[np.int32],
+    shift: int,
+    item_bits: int,
+    pos: npt.NDArray[np.int64],
+    out: npt.NDArray[np.uint32] | None = None,
+) -> npt.NDArray[np.uint32]: ...
+def bucket_rows(
+    keys: npt.NDArray[np.uint32],
     indptr: npt.NDArray[np.int64],
-    first: npt.NDArray[np.int64],
-    biggest: int,
+    shift: int,
+    item_bits: int,
     cols: Sequence[npt.NDArray[Any]],
-    n_items: int,
     n_threads: int,
     radix_bits: int = 11,
 ) -> None: ...

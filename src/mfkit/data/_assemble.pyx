@@ -7,19 +7,20 @@
   counting-sort passes (item, then user: an LSD radix sort), O(n + n_users + n_items).
   Input already in (user, item) order (MovieLens files) needs no permutation at all; input
   already in item order (Netflix files) needs one pass.
-* ``bucket_plan``, ``bucket_scatter``, ``bucket_rows``: the same order for ratings in any
+* ``bucket_scatter``, ``bucket_keys``, ``bucket_rows``: the same order for ratings in any
   order, moving the columns themselves instead of building a permutation and gathering
-  through it (random reads of every column). Users are cut into about a thousand buckets of
-  consecutive users holding similar numbers of ratings; each column in turn is placed by
-  bucket (a stable counting pass over per-thread shares: few write streams, so it runs at
-  memory speed whatever the input order), then each bucket, small enough for the cache, is
-  put in (user, item) order in place (a stable placement by user, then each user's ratings
-  sorted by item with the input position as tie-break). The result equals the stable sort
-  for any thread count.
+  through it (random reads of every column). Users are cut into buckets of ``2**shift``
+  consecutive users (a few hundred buckets); each column in turn is placed by bucket (a
+  stable counting pass over per-thread shares, whose counts ``csr_counts`` takes in its
+  pass: few write streams, so it runs at memory speed whatever the input order), the user
+  within its bucket and the item packed in one 32-bit key; then each bucket, small enough
+  for the cache, is put in (user, item) order in place by an LSD radix sort of its keys
+  (with the position as the tie-break). The result equals the stable sort for any thread
+  count.
 """
 from cython.parallel cimport parallel, prange
 from libc.math cimport fabsf, isfinite
-from libc.stdint cimport int32_t, int64_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
@@ -40,74 +41,6 @@ cdef extern from *:
     }
     """
     void mf_set_flag(unsigned char *p) noexcept nogil
-
-
-cdef extern from *:
-    """
-    /* Sorting distinct 64-bit keys (introsort: quicksort, heapsort past a depth limit,
-       insertion sort on short runs). The keys are distinct, so any correct sort gives the
-       one order there is. */
-    static void mf_sift(uint64_t *a, int64_t root, int64_t n) {
-        uint64_t x = a[root];
-        int64_t c;
-        while ((c = 2 * root + 1) < n) {
-            if (c + 1 < n && a[c + 1] > a[c]) c++;
-            if (a[c] <= x) break;
-            a[root] = a[c];
-            root = c;
-        }
-        a[root] = x;
-    }
-    static void mf_heapsort(uint64_t *a, int64_t n) {
-        int64_t k;
-        uint64_t t;
-        for (k = n / 2 - 1; k >= 0; k--) mf_sift(a, k, n);
-        for (k = n - 1; k > 0; k--) { t = a[0]; a[0] = a[k]; a[k] = t; mf_sift(a, 0, k); }
-    }
-    static void mf_insertion(uint64_t *a, int64_t n) {
-        int64_t j, k;
-        uint64_t x;
-        for (j = 1; j < n; j++) {
-            x = a[j];
-            k = j;
-            while (k > 0 && a[k - 1] > x) { a[k] = a[k - 1]; k--; }
-            a[k] = x;
-        }
-    }
-    static void mf_sort_keys(uint64_t *a, int64_t n) {
-        int depth = 0;
-        int64_t m = n;
-        uint64_t p, t, x, y, z;
-        int64_t i, j;
-        while (m > 1) { depth += 2; m >>= 1; }
-        while (n > 24) {
-            if (depth-- <= 0) { mf_heapsort(a, n); return; }
-            x = a[0]; y = a[n / 2]; z = a[n - 1];  /* median of three */
-            p = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
-            i = 0;
-            j = n - 1;
-            for (;;) {  /* Hoare partition */
-                while (a[i] < p) i++;
-                while (a[j] > p) j--;
-                if (i >= j) break;
-                t = a[i]; a[i] = a[j]; a[j] = t;
-                i++;
-                j--;
-            }
-            /* a[0..j] <= p <= a[j+1..n-1]: recurse on the smaller side, loop on the larger */
-            if (j + 1 < n - j - 1) {
-                mf_sort_keys(a, j + 1);
-                a += j + 1;
-                n -= j + 1;
-            } else {
-                mf_sort_keys(a + j + 1, n - j - 1);
-                n = j + 1;
-            }
-        }
-        mf_insertion(a, n);
-    }
-    """
-    void mf_sort_keys(uint64_t *a, int64_t n) noexcept nogil
 
 
 ctypedef fused id_t:
@@ -241,10 +174,14 @@ cdef int _share_threads(Py_ssize_t n, Py_ssize_t table, int n_threads) noexcept:
 
 
 def csr_counts(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
-               Py_ssize_t n_items, int n_threads=1):
-    """(indptr int64, in (user, item) order, in item order) of ratings given as user and
-    item indices; a ValueError if an index is out of range."""
-    cdef Py_ssize_t n = u.shape[0], j, lo_j, hi_j
+               Py_ssize_t n_items, int n_threads=1, int shift=-1):
+    """(indptr int64, in (user, item) order, in item order, bucket starts) of ratings given
+    as user and item indices; a ValueError if an index is out of range. With ``shift`` >= 0
+    and ratings out of order, ``bucket starts`` (int64 [threads, buckets]) gives where each
+    thread's share of each bucket (users ``b << shift`` to ``(b + 1) << shift``) begins in
+    the bucket placement (``bucket_scatter``); None otherwise."""
+    cdef Py_ssize_t n = u.shape[0], j, lo_j, hi_j, x, x1, nb, b
+    cdef int64_t off, c
     cdef int nt = _share_threads(n, n_users, n_threads), th
     cdef bint sorted_ui = True, sorted_i = True
     if i.shape[0] != n:
@@ -265,13 +202,35 @@ def csr_counts(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
         raise ValueError("csr_order: index out of range")
     sorted_ui = not flags_a[:, 1].any()
     sorted_i = not flags_a[:, 2].any()
+    pos_a = None
+    cdef int64_t[:, ::1] pos
+    if shift >= 0 and not sorted_ui:
+        if shift > 30:
+            raise ValueError("csr_counts: shift must be at most 30")
+        nb = (n_users + (1 << shift) - 1) >> shift
+        pos_a = np.zeros((nt, max(nb, 1)), dtype=np.int64)
+        pos = pos_a
+        with nogil:
+            for th in range(nt):
+                for b in range(nb):
+                    x1 = min((b + 1) << shift, n_users)
+                    c = 0
+                    for x in range(b << shift, x1):
+                        c = c + counts[th, x + 1]
+                    pos[th, b] = c
+            off = 0
+            for b in range(nb):
+                for th in range(nt):
+                    c = pos[th, b]
+                    pos[th, b] = off
+                    off = off + c
     indptr_a = counts_a.sum(axis=0) if nt > 1 else counts_a[0]
     del counts_a
     cdef int64_t[::1] indptr = indptr_a
     with nogil:
         for j in range(n_users):
             indptr[j + 1] += indptr[j]
-    return indptr_a, sorted_ui, sorted_i
+    return indptr_a, sorted_ui, sorted_i, pos_a
 
 
 def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
@@ -281,7 +240,7 @@ def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
     already in that order."""
     cdef Py_ssize_t n = u.shape[0]
     cdef int nt = _share_threads(n, n_users, n_threads)
-    indptr_a, sorted_ui, sorted_i = csr_counts(u, i, n_users, n_items, n_threads)
+    indptr_a, sorted_ui, sorted_i, _ = csr_counts(u, i, n_users, n_items, n_threads)
     if sorted_ui:
         return indptr_a, None
     # an LSD radix sort: stably by item (unless already in item order), then by user;
@@ -472,136 +431,6 @@ ctypedef fused word_t:
     uint64_t
 
 
-def bucket_plan(const int32_t[::1] u, const int64_t[::1] indptr, int n_threads,
-                int64_t target):
-    """Buckets of consecutive users for ``bucket_scatter``/``bucket_rows``, from the row
-    pointer of the users' counts: ``(bucket of each rating uint16, first user of each bucket
-    int64 [nb + 1], per-thread start of each bucket's share int64 [nt, nb], largest bucket)``.
-    A bucket closes once it holds ``target`` ratings (a user with more is a bucket alone),
-    and there are at most 65535 buckets."""
-    cdef Py_ssize_t n = u.shape[0], n_users = indptr.shape[0] - 1, r, lo_j, hi_j
-    cdef int64_t nb = 0, start = 0, off, c, biggest = 0
-    cdef int nt, th
-    cdef int32_t b
-    if n_users < 0 or indptr[n_users] != n:
-        raise ValueError("bucket_plan: indptr does not end at len(u)")
-    if target < 1 or n // target > 65000:
-        raise ValueError("bucket_plan: target must be positive, and at least len(u) / 65000")
-    of_a = np.empty(max(n_users, 1), dtype=np.uint16)
-    first_a = np.empty(n_users + 1, dtype=np.int64)
-    cdef uint16_t[::1] of = of_a
-    cdef int64_t[::1] first = first_a
-    with nogil:
-        for r in range(n_users):
-            if r == 0 or indptr[r] - start >= target:
-                if r:
-                    biggest = max(biggest, indptr[r] - start)
-                first[nb] = r
-                nb += 1
-                start = indptr[r]
-            of[r] = <uint16_t>(nb - 1)
-        biggest = max(biggest, indptr[n_users] - start)
-    if n_users == 0:
-        nb = 0
-    first[nb] = n_users
-    nt = _share_threads(n, nb, n_threads)
-    pos_a = np.zeros((nt, max(nb, 1)), dtype=np.int64)
-    bucket_a = np.empty(n, dtype=np.uint16)
-    cdef int64_t[:, ::1] pos = pos_a
-    cdef uint16_t[::1] bucket = bucket_a
-    if n:
-        with nogil:
-            for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
-                lo_j = n * th // nt
-                hi_j = n * (th + 1) // nt
-                _bucket_count(&u[0], lo_j, hi_j, &of[0], &bucket[0], &pos[th, 0])
-    with nogil:
-        off = 0
-        for b in range(nb):
-            for th in range(nt):
-                c = pos[th, b]
-                pos[th, b] = off
-                off = off + c
-    del of_a
-    return bucket_a, first_a[: nb + 1].copy(), pos_a, int(biggest)
-
-
-cdef void _bucket_count(const int32_t *u, Py_ssize_t a, Py_ssize_t b, const uint16_t *of,
-                        uint16_t *bucket, int64_t *counts) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef uint16_t k
-    for j in range(a, b):
-        k = of[u[j]]
-        bucket[j] = k
-        counts[k] += 1
-
-
-cdef int _scatter_share(const word_t *col, const uint16_t *bucket, Py_ssize_t a,
-                        Py_ssize_t b, const int64_t *start, Py_ssize_t nb,
-                        word_t *out) noexcept nogil:
-    """Place col[a:b] by bucket, from the share's start of each bucket; -1 if the cursor
-    table could not be allocated. (The buckets are read from a column written once: looking
-    each user's bucket up again in every pass costs three times as much.)"""
-    cdef int64_t *cur = <int64_t *>malloc((nb if nb else 1) * sizeof(int64_t))
-    cdef Py_ssize_t j
-    cdef uint16_t k
-    if cur == NULL:
-        return -1
-    memcpy(cur, start, nb * sizeof(int64_t))
-    for j in range(a, b):
-        k = bucket[j]
-        out[cur[k]] = col[j]
-        cur[k] += 1
-    free(cur)
-    return 0
-
-
-def bucket_scatter(const word_t[::1] col, const uint16_t[::1] bucket,
-                   const int64_t[:, ::1] pos, out=None):
-    """col placed by the bucket of each rating (stable; ``bucket`` and ``pos`` from
-    ``bucket_plan``, whose thread count it keeps), into ``out`` (an array of the same dtype
-    and length that does not overlap col; a new one if None). 32- or 64-bit words: pass
-    other dtypes as a view."""
-    cdef Py_ssize_t n = col.shape[0], nb = pos.shape[1]
-    cdef int nt = pos.shape[0], th, bad = 0
-    if bucket.shape[0] != n:
-        raise ValueError("bucket_scatter: the column and the buckets differ in length")
-    out_a = np.empty(n, dtype=np.asarray(col).dtype) if out is None else out
-    if out_a.dtype != np.asarray(col).dtype or out_a.shape != (n,):
-        raise ValueError("bucket_scatter: out must have the column's dtype and length")
-    if n == 0:
-        return out_a
-    cdef word_t[::1] out_v = out_a
-    with nogil:
-        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
-            bad += _scatter_share(&col[0], &bucket[0], n * th // nt, n * (th + 1) // nt,
-                                  &pos[th, 0], nb, &out_v[0])
-    if bad:
-        raise MemoryError("bucket_scatter: no memory for a cursor table")
-    return out_a
-
-
-cdef void _permute(char *col, size_t width, const int32_t *perm, int64_t m,
-                   char *buf) noexcept nogil:
-    """col[0:m] = col[perm[0:m]] for elements of 4 or 8 bytes, through buf."""
-    cdef int64_t x
-    cdef uint32_t *c4
-    cdef uint32_t *b4
-    cdef uint64_t *c8
-    cdef uint64_t *b8
-    if width == 4:
-        c4 = <uint32_t *>col
-        b4 = <uint32_t *>buf
-        for x in range(m):
-            b4[x] = c4[perm[x]]
-    else:
-        c8 = <uint64_t *>col
-        b8 = <uint64_t *>buf
-        for x in range(m):
-            b8[x] = c8[perm[x]]
-    memcpy(col, buf, m * width)
-
-
 cdef int _bit_length(uint64_t x) noexcept nogil:
     cdef int b = 0
     while x:
@@ -610,102 +439,99 @@ cdef int _bit_length(uint64_t x) noexcept nogil:
     return b
 
 
-cdef int _order_bucket(const int32_t *u, const int32_t *items, const int64_t *indptr,
-                       int64_t r0, int64_t r1, int item_bits, int radix_bits, int64_t *cur,
-                       int32_t *perm, uint64_t *keys, uint64_t *keys2,
-                       int32_t *hist) noexcept nogil:
-    """The order of the bucket's ratings (users r0..r1-1, CSR positions
-    indptr[r0]..indptr[r1]-1, held at those positions in input order) by (user, item, input
-    position). Ratings already in item order are placed by user alone; others are sorted on
-    the key (user - r0, item) of at most 32 bits by an LSD radix sort of passes of at most
-    ``radix_bits`` bits (the key and the position packed in one word), or, for wider keys,
-    placed by user and each user's ratings sorted by (item, position). Returns 0 when the
-    order is in perm, 1 when it is in the sorted words of keys (the key in the high half,
-    the position in the low half), 2 when in keys2."""
-    cdef int64_t s = indptr[r0], m = indptr[r1] - s, k, a, b, x
-    cdef int32_t prev
-    cdef bint ordered = True
-    cdef int ubits = _bit_length(<uint64_t>(r1 - r0 - 1)), bits, passes, width, p, shift
-    cdef uint32_t key, mask
-    cdef uint64_t w
-    cdef uint64_t *src
-    cdef uint64_t *dst
-    cdef uint64_t *tmp
-    cdef int32_t *h
-    for k in range(1, m):
-        if items[s + k] < items[s + k - 1]:
-            ordered = False
-            break
-    bits = ubits + item_bits
-    if not ordered and bits <= 32:
-        if bits == 0:  # one user, one item
-            for k in range(m):
-                perm[k] = <int32_t>k
-            return 0
-        passes = (bits + radix_bits - 1) // radix_bits
-        width = (bits + passes - 1) // passes
-        mask = (<uint32_t>1 << width) - 1
-        for k in range(passes << width):
-            hist[k] = 0
-        for k in range(m):
-            key = (<uint32_t>(u[s + k] - r0) << item_bits) | <uint32_t>items[s + k]
-            keys[k] = (<uint64_t>key << 32) | <uint64_t>k
-            for p in range(passes):
-                hist[(p << width) + ((key >> (p * width)) & mask)] += 1
-        src = keys
-        dst = keys2
-        for p in range(passes):
-            h = hist + (p << width)
-            shift = 32 + p * width
-            if h[(src[0] >> shift) & mask] == m:
-                continue  # one digit for all: the pass would change nothing
-            a = 0
-            for x in range((<int64_t>1) << width):
-                b = h[x]
-                h[x] = <int32_t>a
-                a += b
-            for k in range(m):
-                w = src[k]
-                x = (w >> shift) & mask
-                dst[h[x]] = w
-                h[x] += 1
-            tmp = src
-            src = dst
-            dst = tmp
-        return 1 if src == keys else 2
-    for k in range(r0, r1):
-        cur[k - r0] = indptr[k] - s
-    for k in range(m):
-        x = u[s + k] - r0
-        perm[cur[x]] = <int32_t>k
-        cur[x] += 1
-    if ordered:  # by user, and within a user by item (ties in input order: stable)
-        return 0
-    for k in range(r0, r1):
-        a = indptr[k] - s
-        b = indptr[k + 1] - s
-        if b - a < 2:
-            continue
-        ordered = True
-        prev = items[s + perm[a]]
-        for x in range(a + 1, b):
-            if items[s + perm[x]] < prev:
-                ordered = False
-                break
-            prev = items[s + perm[x]]
-        if ordered:
-            continue
-        for x in range(a, b):
-            keys[x - a] = (<uint64_t>(<uint32_t>items[s + perm[x]]) << 32) | <uint32_t>perm[x]
-        mf_sort_keys(keys, b - a)
-        for x in range(a, b):
-            perm[x] = <int32_t>(<uint32_t>keys[x - a])
+cdef int _scatter_share(const word_t *col, const int32_t *u, int shift, Py_ssize_t a,
+                        Py_ssize_t b, const int64_t *start, Py_ssize_t nb,
+                        word_t *out) noexcept nogil:
+    """Place col[a:b] by the bucket of its user, from the share's start of each bucket; -1
+    if the cursor table could not be allocated."""
+    cdef int64_t *cur = <int64_t *>malloc((nb if nb else 1) * sizeof(int64_t))
+    cdef Py_ssize_t j
+    cdef int32_t k
+    if cur == NULL:
+        return -1
+    memcpy(cur, start, nb * sizeof(int64_t))
+    for j in range(a, b):
+        k = u[j] >> shift
+        out[cur[k]] = col[j]
+        cur[k] += 1
+    free(cur)
     return 0
 
 
-cdef void _permute_keyed(char *col, size_t width, const uint64_t *keys, int64_t m,
+cdef int _keys_share(const int32_t *u, const int32_t *items, int shift, int item_bits,
+                     Py_ssize_t a, Py_ssize_t b, const int64_t *start, Py_ssize_t nb,
+                     uint32_t *out) noexcept nogil:
+    """Place the keys (user within its bucket, item) of ratings [a, b) by bucket, like
+    _scatter_share."""
+    cdef int64_t *cur = <int64_t *>malloc((nb if nb else 1) * sizeof(int64_t))
+    cdef Py_ssize_t j
+    cdef int32_t k
+    cdef uint32_t low = (<uint32_t>1 << shift) - 1
+    if cur == NULL:
+        return -1
+    memcpy(cur, start, nb * sizeof(int64_t))
+    for j in range(a, b):
+        k = u[j] >> shift
+        out[cur[k]] = ((<uint32_t>u[j] & low) << item_bits) | <uint32_t>items[j]
+        cur[k] += 1
+    free(cur)
+    return 0
+
+
+def _check_placement(Py_ssize_t n, Py_ssize_t n_u, out_a, dtype):
+    if n_u != n:
+        raise ValueError("bucket placement: the column and the users differ in length")
+    out_a = np.empty(n, dtype=dtype) if out_a is None else out_a
+    if out_a.dtype != dtype or out_a.shape != (n,) or not out_a.flags.c_contiguous:
+        raise ValueError("bucket placement: out must have the column's dtype and length")
+    return out_a
+
+
+def bucket_scatter(const word_t[::1] col, const int32_t[::1] u, int shift,
+                   const int64_t[:, ::1] pos, out=None):
+    """col placed by the bucket ``u >> shift`` of each rating's user, stably (``pos`` from
+    ``csr_counts`` with the same shift; its thread count is kept), into ``out`` (an array of
+    col's dtype and length that does not overlap it; a new one if None). 32- or 64-bit
+    words: pass other dtypes as a view."""
+    cdef Py_ssize_t n = col.shape[0], nb = pos.shape[1]
+    cdef int nt = pos.shape[0], th, bad = 0
+    out_a = _check_placement(n, u.shape[0], out, np.asarray(col).dtype)
+    if n == 0:
+        return out_a
+    cdef word_t[::1] out_v = out_a
+    with nogil:
+        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+            bad += _scatter_share(&col[0], &u[0], shift, n * th // nt, n * (th + 1) // nt,
+                                  &pos[th, 0], nb, &out_v[0])
+    if bad:
+        raise MemoryError("bucket_scatter: no memory for a cursor table")
+    return out_a
+
+
+def bucket_keys(const int32_t[::1] u, const int32_t[::1] i, int shift, int item_bits,
+                const int64_t[:, ::1] pos, out=None):
+    """The keys ``(u mod 2**shift) << item_bits | i`` (uint32; ``shift + item_bits`` at most
+    32, every item below ``2**item_bits``) placed like ``bucket_scatter`` places a column."""
+    cdef Py_ssize_t n = i.shape[0], nb = pos.shape[1]
+    cdef int nt = pos.shape[0], th, bad = 0
+    if shift < 0 or item_bits < 0 or shift + item_bits > 32:
+        raise ValueError("bucket_keys: shift + item_bits must be at most 32")
+    out_a = _check_placement(n, u.shape[0], out, np.dtype(np.uint32))
+    if n == 0:
+        return out_a
+    cdef uint32_t[::1] out_v = out_a
+    with nogil:
+        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+            bad += _keys_share(&u[0], &i[0], shift, item_bits, n * th // nt,
+                               n * (th + 1) // nt, &pos[th, 0], nb, &out_v[0])
+    if bad:
+        raise MemoryError("bucket_keys: no memory for a cursor table")
+    return out_a
+
+
+cdef void _permute_keyed(char *col, size_t width, const uint64_t *words, int64_t m,
                          char *buf) noexcept nogil:
-    """col[0:m] = col[positions in the low halves of keys[0:m]], through buf."""
+    """col[0:m] = col[positions in the low halves of words[0:m]], through buf."""
     cdef int64_t x
     cdef uint32_t *c4
     cdef uint32_t *b4
@@ -715,39 +541,91 @@ cdef void _permute_keyed(char *col, size_t width, const uint64_t *keys, int64_t 
         c4 = <uint32_t *>col
         b4 = <uint32_t *>buf
         for x in range(m):
-            b4[x] = c4[<uint32_t>keys[x]]
+            b4[x] = c4[<uint32_t>words[x]]
     else:
         c8 = <uint64_t *>col
         b8 = <uint64_t *>buf
         for x in range(m):
-            b8[x] = c8[<uint32_t>keys[x]]
+            b8[x] = c8[<uint32_t>words[x]]
     memcpy(col, buf, m * width)
 
 
-def bucket_rows(const int32_t[::1] u, const int64_t[::1] indptr, const int64_t[::1] first,
-                int64_t biggest, cols, int64_t n_items, int n_threads, int radix_bits=11):
-    """Put each bucket of the bucket-placed ratings in (user, item) order, in place: ``u``
-    the placed users, ``cols`` the placed columns as 32- or 64-bit word arrays (the first
-    is the item indices, all below ``n_items``), ``first``/``biggest`` from
-    ``bucket_plan``; ``radix_bits`` (1 to 16) the widest digit of a radix pass."""
-    cdef Py_ssize_t n = u.shape[0], nb = first.shape[0] - 1, bk, c, x
-    cdef int nt = _share_threads(n, 0, n_threads), how
-    cdef int64_t span = 1, r0, r1, s, m
-    cdef uint64_t *sorted_keys
+cdef uint64_t *_sort_bucket(uint32_t *keys, int64_t m, int lo_bit, int hi_bit,
+                            int radix_bits, uint64_t *w1, uint64_t *w2,
+                            int32_t *hist) noexcept nogil:
+    """Sort the words (key << 32 | position) of keys[0:m] stably by the key's bits
+    [lo_bit, hi_bit) (an LSD radix sort, passes of at most radix_bits bits, a pass whose
+    digit is the same for all skipped); returns the buffer, w1 or w2, that holds them."""
+    cdef int bits = hi_bit - lo_bit, passes, width, p, shift
+    cdef uint32_t mask
+    cdef int64_t k, a, c, x
+    cdef uint64_t w
+    cdef uint64_t *src = w1
+    cdef uint64_t *dst = w2
+    cdef uint64_t *tmp
+    cdef int32_t *h
+    for k in range(m):
+        w1[k] = (<uint64_t>keys[k] << 32) | <uint64_t>k
+    if bits <= 0:
+        return w1
+    passes = (bits + radix_bits - 1) // radix_bits
+    width = (bits + passes - 1) // passes
+    mask = (<uint32_t>1 << width) - 1
+    for k in range(passes << width):
+        hist[k] = 0
+    for k in range(m):
+        for p in range(passes):
+            hist[(p << width) + ((keys[k] >> (lo_bit + p * width)) & mask)] += 1
+    for p in range(passes):
+        h = hist + (p << width)
+        shift = 32 + lo_bit + p * width
+        if h[(src[0] >> shift) & mask] == m:
+            continue  # one digit for all: the pass would change nothing
+        a = 0
+        for x in range((<int64_t>1) << width):
+            c = h[x]
+            h[x] = <int32_t>a
+            a += c
+        for k in range(m):
+            w = src[k]
+            x = (w >> shift) & mask
+            dst[h[x]] = w
+            h[x] += 1
+        tmp = src
+        src = dst
+        dst = tmp
+    return src
+
+
+def bucket_rows(uint32_t[::1] keys, const int64_t[::1] indptr, int shift, int item_bits,
+                cols, int n_threads, int radix_bits=11):
+    """Put each bucket of the bucket-placed ratings in (user, item) order, in place:
+    ``keys`` from ``bucket_keys`` (they become the item indices), ``cols`` the other placed
+    columns as writable 32- or 64-bit word arrays; ``radix_bits`` (1 to 16) the widest digit
+    of a radix pass. A bucket already in item order is only sorted by user (its items are
+    in input order, the order a stable placement keeps)."""
+    cdef Py_ssize_t n = keys.shape[0], n_users = indptr.shape[0] - 1, nb, bk, c, x
+    cdef int nt = _share_threads(n, 0, n_threads), lo_bit, ubits
+    cdef int64_t r0, r1, s, m, biggest = 0
+    cdef uint64_t *w1
+    cdef uint64_t *w2
+    cdef uint64_t *sorted_words
     cdef char *spare
-    cdef int32_t *item_out
-    cdef uint64_t item_mask
-    cdef int64_t *cur
-    cdef int32_t *perm
     cdef int32_t *hist
-    cdef char *buf
-    cdef char *buf2
-    cdef const int32_t[::1] items = cols[0]
-    cdef int item_bits = _bit_length(<uint64_t>(n_items - 1 if n_items > 1 else 0))
+    cdef uint32_t *kb
+    cdef uint32_t item_mask
+    cdef bint ordered
     cdef int64_t hist_len = ((32 + radix_bits - 1) // radix_bits) << radix_bits
-    item_mask = (<uint64_t>1 << item_bits) - 1
     if not 1 <= radix_bits <= 16:
         raise ValueError("bucket_rows: radix_bits must be 1 to 16")
+    if shift < 0 or item_bits < 0 or shift + item_bits > 32:
+        raise ValueError("bucket_rows: shift + item_bits must be at most 32")
+    if n_users < 0 or indptr[n_users] != n:
+        raise ValueError("bucket_rows: indptr does not end at len(keys)")
+    item_mask = <uint32_t>((<uint64_t>1 << item_bits) - 1)
+    nb = (n_users + (1 << shift) - 1) >> shift
+    for bk in range(nb):
+        biggest = max(biggest, indptr[min((bk + 1) << shift, n_users)] - indptr[bk << shift])
     if biggest >= 2**31:
         raise ValueError("bucket_rows: a bucket holds 2**31 ratings or more")
     n_cols = len(cols)
@@ -758,59 +636,56 @@ def bucket_rows(const int32_t[::1] u, const int64_t[::1] indptr, const int64_t[:
         a = np.asarray(cols[c])
         if a.shape != (n,) or a.dtype.itemsize not in (4, 8) or not a.flags.c_contiguous \
                 or not a.flags.writeable:
-            raise ValueError("bucket_rows: columns must be writable, contiguous, as long as u "
-                             "and of 4- or 8-byte elements")
+            raise ValueError("bucket_rows: columns must be writable, contiguous, as long as "
+                             "keys and of 4- or 8-byte elements")
         arrays.append(a)
         ptrs_a[c] = a.ctypes.data
         widths_a[c] = a.dtype.itemsize
     cdef size_t[::1] ptrs = ptrs_a
     cdef Py_ssize_t[::1] widths = widths_a
-    failed_a = np.zeros(max(nt, 1), dtype=np.uint8)  # a thread found no memory for its scratch
+    failed_a = np.zeros(1, dtype=np.uint8)  # a thread found no memory for its scratch
     cdef unsigned char[::1] failed = failed_a
-    for bk in range(nb):
-        span = max(span, first[bk + 1] - first[bk])
-    if n == 0 or nb == 0:
+    if n == 0:
         return
     with nogil, parallel(num_threads=nt):
-        cur = <int64_t *>malloc(span * sizeof(int64_t))
-        perm = <int32_t *>malloc(max(biggest, 1) * sizeof(int32_t))
-        buf = <char *>malloc(max(biggest, 1) * sizeof(uint64_t))
-        buf2 = <char *>malloc(max(biggest, 1) * sizeof(uint64_t))
+        w1 = <uint64_t *>malloc(max(biggest, 1) * sizeof(uint64_t))
+        w2 = <uint64_t *>malloc(max(biggest, 1) * sizeof(uint64_t))
         hist = <int32_t *>malloc(hist_len * sizeof(int32_t))
         try:
-            if cur == NULL or perm == NULL or buf == NULL or buf2 == NULL or hist == NULL:
+            if w1 == NULL or w2 == NULL or hist == NULL:
                 failed[0] = 1
             else:
                 for bk in prange(nb, schedule="dynamic", chunksize=1):
-                    r0 = first[bk]
-                    r1 = first[bk + 1]
+                    r0 = bk << shift
+                    r1 = min(r0 + (1 << shift), n_users)
                     s = indptr[r0]
                     m = indptr[r1] - s
-                    if m < 2:
+                    kb = &keys[0] + s
+                    ordered = True
+                    for x in range(1, m):
+                        if (kb[x] & item_mask) < (kb[x - 1] & item_mask):
+                            ordered = False
+                            break
+                    ubits = _bit_length(<uint64_t>(r1 - r0 - 1))
+                    lo_bit = item_bits if ordered else 0
+                    if m < 2 or (ordered and ubits == 0):
+                        for x in range(m):  # in order already: keys become items
+                            kb[x] = kb[x] & item_mask
                         continue
-                    how = _order_bucket(&u[0], &items[0], &indptr[0], r0, r1, item_bits,
-                                        radix_bits, cur, perm, <uint64_t *>buf,
-                                        <uint64_t *>buf2, hist)
-                    if how == 0:
-                        for c in range(n_cols):
-                            _permute(<char *>ptrs[c] + s * widths[c], widths[c], perm, m, buf)
-                    else:
-                        # the sorted words hold each item (high half) and where its rating
-                        # was (low half): the items are written from them, the other
-                        # columns gathered through them
-                        sorted_keys = <uint64_t *>buf if how == 1 else <uint64_t *>buf2
-                        spare = buf2 if how == 1 else buf
-                        item_out = <int32_t *>ptrs[0] + s
-                        for x in range(m):
-                            item_out[x] = <int32_t>((sorted_keys[x] >> 32) & item_mask)
-                        for c in range(1, n_cols):
-                            _permute_keyed(<char *>ptrs[c] + s * widths[c], widths[c],
-                                           sorted_keys, m, spare)
+                    sorted_words = _sort_bucket(kb, m, lo_bit, item_bits + ubits,
+                                                radix_bits, w1, w2, hist)
+                    spare = <char *>(w2 if sorted_words == w1 else w1)
+                    # the sorted words hold each key (high half) and where its rating was
+                    # (low half): the items are written from them, the other columns
+                    # gathered through them
+                    for x in range(m):
+                        kb[x] = <uint32_t>(sorted_words[x] >> 32) & item_mask
+                    for c in range(n_cols):
+                        _permute_keyed(<char *>ptrs[c] + s * widths[c], widths[c],
+                                       sorted_words, m, spare)
         finally:
-            free(cur)
-            free(perm)
-            free(buf)
-            free(buf2)
+            free(w1)
+            free(w2)
             free(hist)
     if failed_a.any():
         raise MemoryError("bucket_rows: no memory for a thread's scratch")

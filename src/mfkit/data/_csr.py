@@ -78,13 +78,21 @@ def assemble_csr_arrays(
     values = np.ascontiguousarray(values)
     if timestamps is not None:
         timestamps = np.ascontiguousarray(timestamps, np.int64)
-    indptr, in_order, _ = _assemble.csr_counts(u_idx, i_idx, n_users, n_items, nt)
+    # buckets of 2**shift users, narrower when the item indices leave fewer than shift
+    # bits of the 32-bit key (one user per bucket at worst: items need at most 31 bits)
+    item_bits = max(n_items - 1, 0).bit_length()
+    shift = min(((n_users - 1) // _MAX_BUCKETS).bit_length() if n_users else 0, 32 - item_bits)
+    buckets = _PLACEMENT == "buckets"
+    indptr, in_order, _, pos = _assemble.csr_counts(
+        u_idx, i_idx, n_users, n_items, nt, shift if buckets else -1
+    )
     if not in_order:
         placed = None
-        if _PLACEMENT == "buckets":
+        if pos is not None:
             placed = _place_by_buckets(
-                u_idx, i_idx, values, timestamps, indptr, n_items, nt, consume
+                u_idx, i_idx, values, timestamps, indptr, pos, shift, item_bits, nt, consume
             )
+        del pos
         if placed is None:
             placed = _place_by_permutation(u_idx, i_idx, values, timestamps, n_users, n_items, nt)
         i_idx, values, timestamps = placed
@@ -126,11 +134,11 @@ def assemble_csr_arrays(
 
 # How ratings out of (user, item) order are put in order: "buckets" (the columns moved by
 # bucket of users, then each bucket ordered in the cache) or "permutation" (a stable LSD
-# radix sort's permutation, then a gather of each column; the only way before 0.9 and the
-# fallback when one bucket would need too much scratch). Benchmarks switch it to compare.
+# radix sort's permutation, then a gather of each column: what earlier releases did, and
+# the fallback when one bucket would need too much scratch). Benchmarks switch it to
+# compare.
 _PLACEMENT = "buckets"
-_BUCKET_RATINGS = 1 << 13  # a bucket's ratings, at least (a bucket's columns fit the L2 cache)
-_MAX_BUCKETS = 512  # at most about this many buckets (write streams of the placement pass)
+_MAX_BUCKETS = 1024  # buckets of 2**shift users, at most this many (write streams)
 
 Placed = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
 
@@ -146,42 +154,42 @@ def _place_by_buckets(
     values: np.ndarray,
     timestamps: np.ndarray | None,
     indptr: np.ndarray,
-    n_items: int,
+    pos: np.ndarray,
+    shift: int,
+    item_bits: int,
     nt: int,
     consume: bool = False,
 ) -> Placed | None:
     """(items, values, timestamps) in (user, item) order, stably, by the bucket placement
-    of :mod:`mfkit.data._assemble`; None when the largest bucket (a user with most of the
-    ratings) would need more scratch than the permutation does. ``consume``: the inputs are
-    given up; each placed column is written into the memory of one already placed (with
-    timestamps, the items and the values share the timestamps' old memory), so only the
-    first column placed needs new memory."""
+    of :mod:`mfkit.data._assemble` (buckets of ``2**shift`` users, ``pos`` from
+    ``csr_counts``); None when the largest bucket (a user with most of the ratings) would
+    need more scratch than the permutation does. ``consume``: the inputs are given up; with
+    timestamps, the placed items and values are written into the timestamps' old memory (two
+    halves of it), so only the placed timestamps need new memory; without, the items go
+    where the values were."""
     n = len(u)
-    target = max(_BUCKET_RATINGS, -(-n // _MAX_BUCKETS))
-    bucket, first, pos, biggest = _assemble.bucket_plan(u, indptr, nt, target)
-    if biggest >= 2**31 or 28 * min(nt, len(first) - 1) * biggest > 8 * n + (1 << 24):
+    edges = indptr[np.minimum(np.arange(pos.shape[1] + 1) << shift, len(indptr) - 1)]
+    biggest = int(np.diff(edges).max()) if len(edges) > 1 else 0
+    if biggest >= 2**31 or 16 * min(nt, pos.shape[1]) * biggest > 8 * n + (1 << 24):
         return None
     reuse = consume and values.dtype == np.float32
     reuse = reuse and all(a.flags.writeable for a in (u, i, values))
     t2: np.ndarray | None = None
-    spare: dict[str, np.ndarray | None] = {"i": None, "v": None, "u": None}
+    spare: dict[str, np.ndarray | None] = {"i": None, "v": None}
     if timestamps is not None:
-        t2 = _assemble.bucket_scatter(_words(timestamps), bucket, pos)
+        t2 = _assemble.bucket_scatter(_words(timestamps), u, shift, pos)
         if reuse and timestamps.flags.writeable:
             halves = timestamps.view(np.uint32)  # 2n words: items, then values
-            spare = {"i": halves[:n], "v": halves[n:], "u": values.view(np.uint32)}
+            spare = {"i": halves[:n], "v": halves[n:]}
         del timestamps
-    if reuse and spare["i"] is None:
-        spare = {"i": values.view(np.uint32), "v": None, "u": i.view(np.uint32)}
-    # each placement writes into the memory of a column already placed
-    v2 = _assemble.bucket_scatter(_words(values), bucket, pos, spare["v"])
-    i2 = _assemble.bucket_scatter(_words(i), bucket, pos, spare["i"]).view(np.int32)
-    u2 = _assemble.bucket_scatter(_words(u), bucket, pos, spare["u"]).view(np.int32)
-    del bucket, pos, spare
-    cols = [i2, v2] if t2 is None else [i2, v2, t2]
-    _assemble.bucket_rows(u2, indptr, first, biggest, cols, n_items, nt)
-    del u2
-    return i2, v2.view(values.dtype), None if t2 is None else t2.view(np.int64)
+    v2 = _assemble.bucket_scatter(_words(values), u, shift, pos, spare["v"])
+    if reuse and spare["i"] is None:  # no timestamps: the keys go where the values were
+        spare["i"] = values.view(np.uint32)
+    keys = _assemble.bucket_keys(u, i, shift, item_bits, pos, spare["i"])
+    del spare
+    cols = [v2] if t2 is None else [v2, t2]
+    _assemble.bucket_rows(keys, indptr, shift, item_bits, cols, nt)
+    return keys.view(np.int32), v2.view(values.dtype), None if t2 is None else t2.view(np.int64)
 
 
 def _place_by_permutation(
