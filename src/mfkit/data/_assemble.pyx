@@ -478,7 +478,7 @@ cdef int _keys_share(const int32_t *u, const int32_t *items, int shift, int item
     return 0
 
 
-def _check_placement(Py_ssize_t n, Py_ssize_t n_u, out_a, dtype):
+cdef object _check_placement(Py_ssize_t n, Py_ssize_t n_u, out_a, dtype):
     if n_u != n:
         raise ValueError("bucket placement: the column and the users differ in length")
     out_a = np.empty(n, dtype=dtype) if out_a is None else out_a
