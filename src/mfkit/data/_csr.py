@@ -139,6 +139,7 @@ def assemble_csr_arrays(
 # compare.
 _PLACEMENT = "buckets"
 _MAX_BUCKETS = 1024  # buckets of 2**shift users, at most this many (write streams)
+_RADIX_BITS = 11  # the widest digit of the radix sort of a bucket
 
 Placed = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
 
@@ -188,7 +189,7 @@ def _place_by_buckets(
     keys = _assemble.bucket_keys(u, i, shift, item_bits, pos, spare["i"])
     del spare
     cols = [v2] if t2 is None else [v2, t2]
-    _assemble.bucket_rows(keys, indptr, shift, item_bits, cols, nt)
+    _assemble.bucket_rows(keys, indptr, shift, item_bits, cols, nt, _RADIX_BITS)
     return keys.view(np.int32), v2.view(values.dtype), None if t2 is None else t2.view(np.int64)
 
 
