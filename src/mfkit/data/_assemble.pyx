@@ -550,50 +550,62 @@ cdef void _permute_keyed(char *col, size_t width, const uint64_t *words, int64_t
     memcpy(col, buf, m * width)
 
 
-cdef uint64_t *_sort_bucket(uint32_t *keys, int64_t m, int lo_bit, int hi_bit,
+cdef uint64_t *_sort_bucket(const uint32_t *keys, int64_t m, int lo_bit, int hi_bit,
                             int radix_bits, uint64_t *w1, uint64_t *w2,
                             int32_t *hist) noexcept nogil:
     """Sort the words (key << 32 | position) of keys[0:m] stably by the key's bits
-    [lo_bit, hi_bit) (an LSD radix sort, passes of at most radix_bits bits, a pass whose
-    digit is the same for all skipped); returns the buffer, w1 or w2, that holds them."""
-    cdef int bits = hi_bit - lo_bit, passes, width, p, shift
-    cdef uint32_t mask
+    [lo_bit, hi_bit) (an LSD radix sort, passes of at most radix_bits bits; a pass whose
+    digit is the same for all is skipped, and the first pass made builds the words as it
+    places them); returns the buffer, w1 or w2, that holds them."""
+    cdef int bits = hi_bit - lo_bit, passes = 0, width = 1, p, shift
+    cdef uint32_t mask = 1, key
     cdef int64_t k, a, c, x
     cdef uint64_t w
     cdef uint64_t *src = w1
     cdef uint64_t *dst = w2
     cdef uint64_t *tmp
     cdef int32_t *h
-    for k in range(m):
-        w1[k] = (<uint64_t>keys[k] << 32) | <uint64_t>k
-    if bits <= 0:
-        return w1
-    passes = (bits + radix_bits - 1) // radix_bits
-    width = (bits + passes - 1) // passes
-    mask = (<uint32_t>1 << width) - 1
-    for k in range(passes << width):
-        hist[k] = 0
-    for k in range(m):
-        for p in range(passes):
-            hist[(p << width) + ((keys[k] >> (lo_bit + p * width)) & mask)] += 1
+    cdef bint built = False
+    if bits > 0:
+        passes = (bits + radix_bits - 1) // radix_bits
+        width = (bits + passes - 1) // passes
+        mask = (<uint32_t>1 << width) - 1
+        for k in range(passes << width):
+            hist[k] = 0
+        for k in range(m):
+            key = keys[k] >> lo_bit
+            hist[key & mask] += 1
+            for p in range(1, passes):
+                hist[(p << width) + ((key >> (p * width)) & mask)] += 1
     for p in range(passes):
         h = hist + (p << width)
-        shift = 32 + lo_bit + p * width
-        if h[(src[0] >> shift) & mask] == m:
+        shift = lo_bit + p * width
+        if h[(keys[0] >> shift) & mask] == m:
             continue  # one digit for all: the pass would change nothing
         a = 0
         for x in range((<int64_t>1) << width):
             c = h[x]
             h[x] = <int32_t>a
             a += c
-        for k in range(m):
-            w = src[k]
-            x = (w >> shift) & mask
-            dst[h[x]] = w
-            h[x] += 1
+        if not built:
+            for k in range(m):
+                key = keys[k]
+                x = (key >> shift) & mask
+                dst[h[x]] = (<uint64_t>key << 32) | <uint64_t>k
+                h[x] += 1
+            built = True
+        else:
+            for k in range(m):
+                w = src[k]
+                x = (w >> (32 + shift)) & mask
+                dst[h[x]] = w
+                h[x] += 1
         tmp = src
         src = dst
         dst = tmp
+    if not built:  # in order already
+        for k in range(m):
+            src[k] = (<uint64_t>keys[k] << 32) | <uint64_t>k
     return src
 
 
