@@ -13,9 +13,16 @@ terms, so mfkit is also run with ``biases=False`` for the like-for-like row) and
 ALS (an implicit-feedback objective: a speed reference for the solver only) run on the same
 matrix in the same process. Neither is required.
 
+Every mfkit run is repeated on each kernel path of ``--isas`` (default: every path this CPU
+offers, see :func:`mfkit.available_isas`); the summary gives each path's time per iteration
+against the baseline path's (the portable kernels, no fused multiply-add: what mfkit ran
+before the fused paths) measured in the same run, and against the floors of 0.30 s (CG, 3
+steps) and 0.70 s (Cholesky) per iteration on 10M ratings, k=64, two threads.
+
 Examples::
 
     python benchmarks/bench_als.py                          # everything (takes a while)
+    python benchmarks/bench_als.py --quick                  # 10M, k=64, 2 threads, each path
     python benchmarks/bench_als.py --sizes 1m --factors 64  # a quick look
     python benchmarks/bench_als.py --cache-dir /tmp/mfkit-data --csv als.csv
 """
@@ -143,6 +150,7 @@ def run_mfkit(
     threads: list[int],
     args: argparse.Namespace,
     biases: bool = True,
+    isa: str = "baseline",
 ) -> list[dict[str, Any]]:
     rows = []
     most = max(threads)
@@ -171,20 +179,22 @@ def run_mfkit(
             n_threads=n,
         )
         cpu0 = time.process_time()
-        with PeakRSS() as mem:
+        with mfkit.use_isa(isa), PeakRSS() as mem:
             model.fit(train, callback=keep)
         cpu = (time.process_time() - cpu0) / epochs
         per_iter = statistics.median(model.history_["seconds"])
         for _ in range(args.repeat - 1):
             # on a shared machine the best of several runs is the least disturbed one
             again = mfkit.ALS(**{**model.get_params(), "epochs": args.timing_iterations})
-            again.fit(train)
+            with mfkit.use_isa(isa):
+                again.fit(train)
             per_iter = min(per_iter, statistics.median(again.history_["seconds"]))
         times[n] = per_iter
         digests[n] = snap.get("digest", "")
         ref = data_bytes(train) + factor_bytes
         row = {
             "system": "mfkit" if biases else "mfkit biases=False",
+            "isa": isa,
             "solver": solver if solver == "cholesky" else f"cg{args.cg_steps}",
             "k": k,
             "threads": n,
@@ -275,6 +285,7 @@ def _run_spark(
         spark.stop()
     return {
         "system": "Spark MLlib ALS local[2]",
+        "isa": "-",
         "solver": "cholesky",
         "k": k,
         "threads": 2,
@@ -323,6 +334,7 @@ def run_implicit(
         per_iter = fit()
     return {
         "system": "implicit ALS (implicit-feedback objective)",
+        "isa": "-",
         "solver": "cg3" if use_cg else "cholesky",
         "k": k,
         "threads": threads,
@@ -339,6 +351,7 @@ def run_implicit(
 COLUMNS = [
     ("data", 5, "{}"),
     ("system", 44, "{}"),
+    ("isa", 8, "{}"),
     ("solver", 8, "{}"),
     ("k", 4, "{}"),
     ("threads", 7, "{}"),
@@ -378,9 +391,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spark-factors", default="64", help="k for Spark runs ('' for none)")
     ap.add_argument("--spark-memory", default="8g")
     ap.add_argument("--implicit-factors", default="64", help="k for implicit runs ('' for none)")
+    ap.add_argument(
+        "--isas", default=",".join(mfkit.available_isas()), help="comma list of kernel paths"
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="the floors' case only: 10m, k=64, 2 threads, 2 iterations, no peers",
+    )
     ap.add_argument("--cache-dir", default=None, help="keep generated data sets here")
     ap.add_argument("--csv", default=None, help="also write the table to this CSV file")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.sizes, args.factors, args.threads = "10m", "64", "2"
+        args.iterations = args.timing_iterations = 2
+        args.spark_factors = args.implicit_factors = ""
+    isas = [x for x in args.isas.split(",") if x]
+    for x in isas:
+        if x not in mfkit.available_isas():
+            ap.error(f"kernel path {x!r} not available; this CPU offers {mfkit.available_isas()}")
     if args.timing_iterations > args.iterations:
         ap.error("--timing-iterations must not exceed --iterations")
     sizes = [s for s in args.sizes.split(",") if s]
@@ -432,10 +461,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         for k in factors:
             for solver in solvers:
-                for row in run_mfkit(train, test, k, solver, threads, args):
-                    emit(row, size)
+                for isa in isas:
+                    for row in run_mfkit(train, test, k, solver, threads, args, isa=isa):
+                        emit(row, size)
             if k in spark_k:
-                for row in run_mfkit(train, test, k, "cholesky", [max(threads)], args, False):
+                for row in run_mfkit(
+                    train, test, k, "cholesky", [max(threads)], args, False, isa=isas[-1]
+                ):
                     emit(row, size)
                 emit(run_spark(train, test, k, args), size)
             if k in implicit_k:
@@ -462,17 +494,47 @@ def summarise(rows: list[dict[str, Any]]) -> None:
                 return row
         return None
 
+    floors = {"cholesky": 0.70, "cg3": 0.30}
     for size in dict.fromkeys(r["data"] for r in rows):
         for k in dict.fromkeys(r["k"] for r in rows if r["data"] == size):
             mf = [r for r in rows if r["data"] == size and r["k"] == k and r["system"] == "mfkit"]
             for solver in dict.fromkeys(r["solver"] for r in mf):
-                ts = {r["threads"]: r["s_per_iter"] for r in mf if r["solver"] == solver}
-                if len(ts) > 1:
-                    lo, hi = min(ts), max(ts)
-                    print(
-                        f"{size} k={k} {solver}: {hi} threads {ts[lo] / ts[hi]:.2f}x faster "
-                        f"than {lo} ({ts[hi]:.3f} s/iteration)"
-                    )
+                for isa in dict.fromkeys(r["isa"] for r in mf):
+                    ts = {
+                        r["threads"]: r["s_per_iter"]
+                        for r in mf
+                        if r["solver"] == solver and r["isa"] == isa
+                    }
+                    if len(ts) > 1:
+                        lo, hi = min(ts), max(ts)
+                        print(
+                            f"{size} k={k} {solver} {isa}: {hi} threads {ts[lo] / ts[hi]:.2f}x "
+                            f"faster than {lo} ({ts[hi]:.3f} s/iteration)"
+                        )
+                for n in sorted({r["threads"] for r in mf}):
+                    base = find(data=size, k=k, system="mfkit", solver=solver, threads=n,
+                                isa="baseline")  # fmt: skip
+                    for isa in dict.fromkeys(r["isa"] for r in mf):
+                        mine = find(data=size, k=k, system="mfkit", solver=solver, threads=n,
+                                    isa=isa)  # fmt: skip
+                        if mine is None:
+                            continue
+                        ratio = (
+                            f", {base['s_per_iter'] / mine['s_per_iter']:.2f}x the baseline path"
+                            if base is not None
+                            else ""
+                        )
+                        floor = floors.get(solver) if (size, k, n) == ("10m", 64, 2) else None
+                        verdict = (
+                            ""
+                            if floor is None
+                            else f"; floor {floor:.2f} s: "
+                            + ("met" if mine["s_per_iter"] <= floor else "NOT met")
+                        )
+                        print(
+                            f"{size} k={k} {solver} {n} threads, path {isa}: "
+                            f"{mine['s_per_iter']:.3f} s/iteration{ratio}{verdict}"
+                        )
             spark = find(data=size, k=k, system="Spark MLlib ALS local[2]")
             if spark is not None:
                 for system in ("mfkit", "mfkit biases=False"):

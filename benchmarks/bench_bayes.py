@@ -9,10 +9,18 @@ bit-identical. The peak memory of a BayesianMF fit (the training CSR plus every 
 allocation made during ``fit``, traced in a child process) is compared with the bound
 ``(CSR + CSC + (keep + 2) x factors) x 1.5``.
 
+With ``--seed-spread FILE`` it instead measures how much the 5-fold RMSE of
+``BayesianMF()`` at its defaults moves with the seed alone (a finite chain's Monte Carlo
+error), for ``--seeds`` seeds, and, with ``--numpy-seeds M``, of the plain NumPy Gibbs
+sampler of ``bench_accuracy.py`` (same model and priors) for M seeds, on the same folds: a
+difference between the two smaller than the seed spread is not evidence that either
+samples worse.
+
 Examples::
 
     python benchmarks/bench_bayes.py --preset ml-1m --k 64       # a quick look
     python benchmarks/bench_bayes.py                              # 10M ratings, k=64
+    python benchmarks/bench_bayes.py --seed-spread u.data --seeds 4 --numpy-seeds 3
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from benchutil import machine_info, peak_rss_mb, print_table
@@ -53,6 +63,36 @@ def child(preset: str, k: int, sweeps: int, keep: int, threads: int) -> None:
                       "rss_mb": peak_rss_mb()}))  # fmt: skip
 
 
+def seed_spread(path: str, seeds: int, numpy_seeds: int, threads: int) -> None:
+    from bench_accuracy import folds, load_file, numpy_gibbs, run_mfkit, scores
+
+    X = load_file(path)
+    splits = folds(X, 5, 0)
+    rows: list[dict[str, Any]] = []
+    runs: list[tuple[str, int, Callable[[Any, Any], np.ndarray]]] = [
+        ("mfkit BayesianMF()", s, run_mfkit(mfkit.BayesianMF(random_state=s, n_threads=threads)))
+        for s in range(seeds)
+    ]
+    runs += [
+        ("NumPy Gibbs (k=10, 100 sweeps)", s, numpy_gibbs(10, 100, s)) for s in range(numpy_seeds)
+    ]
+    for name, seed, run in runs:
+        t0 = time.perf_counter()
+        rmse = [scores(run(tr, te), te[2])[0] for tr, te in splits]
+        rows.append({"sampler": name, "seed": seed, "rmse_5fold": float(np.mean(rmse)),
+                     "fold_min": min(rmse), "fold_max": max(rmse),
+                     "s_per_fold": (time.perf_counter() - t0) / len(splits)})  # fmt: skip
+        print(f"# {name} seed {seed} done", flush=True)
+    summary = []
+    for name in dict.fromkeys(r["sampler"] for r in rows):
+        v = np.array([r["rmse_5fold"] for r in rows if r["sampler"] == name])
+        summary.append({"sampler": name, "seeds": len(v), "mean": float(v.mean()),
+                        "sd": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+                        "min": float(v.min()), "max": float(v.max())})  # fmt: skip
+    print_table(rows, f"5-fold RMSE by seed on {path} ({X.nnz:,} ratings), the same folds")
+    print_table(summary, "seed spread of the 5-fold RMSE")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="ml-10m")
@@ -62,7 +102,14 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--identity", action="store_true", help="also fit with 1 and 3 threads")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--seed-spread", metavar="FILE", help="rating file: the seed-spread table")
+    ap.add_argument("--seeds", type=int, default=4, help="BayesianMF seeds of --seed-spread")
+    ap.add_argument("--numpy-seeds", type=int, default=0, help="NumPy sampler seeds")
     a = ap.parse_args()
+    if a.seed_spread:
+        print("machine: " + ", ".join(f"{k}={v}" for k, v in machine_info().items()))
+        seed_spread(a.seed_spread, a.seeds, a.numpy_seeds, a.threads)
+        return 0
     if a.child:
         child(a.preset, a.k, a.sweeps, a.keep, a.threads)
         return 0

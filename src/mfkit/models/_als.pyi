@@ -4,9 +4,22 @@ from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import disjoint_base
 
 _F = TypeVar("_F", np.float32, np.float64)
 
+@disjoint_base
+class RowScratch:
+    k: int
+    itemsize: int
+    n_threads: int
+    rows: int
+    buffer: npt.NDArray[np.uint8]
+    def __init__(self, k: int, rows: int, itemsize: int, n_threads: int) -> None: ...
+    @property
+    def nbytes(self) -> int: ...
+
+def max_row_length(indptr: npt.NDArray[np.int64]) -> int: ...
 def cholesky_half_step(
     indptr: npt.NDArray[np.int64],
     indices: npt.NDArray[np.int32],
@@ -23,6 +36,8 @@ def cholesky_half_step(
     weighted: bool,
     row_sse: npt.NDArray[np.float64],
     n_threads: int,
+    isa: int = 0,
+    scratch: RowScratch | None = None,
 ) -> tuple[int, int]: ...
 def cg_half_step(
     indptr: npt.NDArray[np.int64],
@@ -41,4 +56,6 @@ def cg_half_step(
     cg_steps: int,
     row_sse: npt.NDArray[np.float64],
     n_threads: int,
+    isa: int = 0,
+    scratch: RowScratch | None = None,
 ) -> tuple[int, int]: ...

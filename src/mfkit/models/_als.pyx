@@ -21,37 +21,24 @@ gets the minimiser of its penalty alone: x = prior / (reg + prior) x0 (zero with
 prior), b = 0.
 
 Rows are independent: ``prange`` hands them out dynamically, each thread gathers the row's
-opposite factors into its own contiguous scratch block, and every sum inside a row is taken
-in a fixed order, so the result is bit-identical for any thread count.
+opposite factors into its own contiguous scratch block (a slice of the fit's
+:class:`RowScratch`), and every sum inside a row is taken in a fixed order, so the result is
+bit-identical for any thread count on each instruction-set path ``isa``; the avx2 and avx512
+paths (fused multiply-adds) agree with each other and differ from the baseline in the last
+bits (see _als.h).
 """
+cimport cython
 from cython cimport floating
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memset
 
-cdef extern from "_als.h" nogil:
-    int mf_als_ld(int k)
-    void *mf_als_alloc(size_t nbytes)
-    void mf_als_free(void *p)
-    void mf_prefetch_row_read(const void *p, int nbytes)
-    float mf_als_dot_f32(const float *a, const float *b, int k)
-    double mf_als_dot_f64(const double *a, const double *b, int k)
-    void mf_als_gram_f32(const float *Y, int n, int ld, float *A, int lda)
-    void mf_als_gram_f64(const double *Y, int n, int ld, double *A, int lda)
-    float mf_als_rhs_f32(const float *Y, int n, int ld, const float *t, float *rhs,
-                         float *colsum)
-    double mf_als_rhs_f64(const double *Y, int n, int ld, const double *t, double *rhs,
-                          double *colsum)
-    double mf_als_residual_f32(const float *Y, int n, int ld, const float *t, const float *x,
-                               float xb, float *e, float *g, float *gb)
-    double mf_als_residual_f64(const double *Y, int n, int ld, const double *t,
-                               const double *x, double xb, double *e, double *g, double *gb)
-    void mf_als_matvec_f32(const float *Y, int n, int ld, const float *d, float db, float *s,
-                           float *out, float *outb)
-    void mf_als_matvec_f64(const double *Y, int n, int ld, const double *d, double db,
-                           double *s, double *out, double *outb)
-    int mf_als_cholesky_f32(float *A, int K, int lda, float *b)
-    int mf_als_cholesky_f64(double *A, int K, int lda, double *b)
+import numpy as np
+
+from mfkit.models._rows cimport (check_isa, mf_als_ld, mf_prefetch_row_read, mf_rows_scratch,
+                                 mf_rows_scratch_at, mf_rows_scratch_bytes, row_cholesky,
+                                 row_dot, row_gram, row_matvec, row_residual, row_rhs,
+                                 scratch_base)
 
 cdef enum:
     SOLVER_CHOLESKY = 0
@@ -60,7 +47,6 @@ cdef enum:
     ROW_OK = 0
     ROW_NOT_PD = 1
     ROW_BAD_INDEX = 2
-    ROW_NO_MEMORY = 3
     # ratings ahead whose factor rows are prefetched while gathering
     PREFETCH_AHEAD = 16
     # bytes of gathered rows per Gram pass (stays in L1 while the tiles sweep it)
@@ -68,6 +54,7 @@ cdef enum:
 
 
 cdef struct Params:
+    int isa          # instruction-set path of the row kernels (_isa.h)
     int k            # factors
     int ld           # row stride of the gathered block (k rounded up to 16)
     int lda          # row stride of the normal matrix (k + 1 rounded up to 16)
@@ -85,13 +72,6 @@ cdef struct Params:
 
 
 # --------------------------------------------------------------------------- row pieces
-cdef inline floating _dot(const floating *a, const floating *b, int k) noexcept nogil:
-    if floating is float:
-        return mf_als_dot_f32(a, b, k)
-    else:
-        return mf_als_dot_f64(a, b, k)
-
-
 cdef inline void _copy(floating *dst, const floating *src, int k) noexcept nogil:
     # an inline loop: a memcpy call per factor row costs more than the copy itself
     cdef int f
@@ -145,10 +125,7 @@ cdef double _sse(Py_ssize_t n, const floating *x, floating xb, const Params *p,
                  const floating *blk, const floating *t, floating *e) noexcept nogil:
     """Sum of squared residuals of the row with its new values x (ld entries, only
     multiplied by the zero padding of blk beyond k) and xb."""
-    if floating is float:
-        return mf_als_residual_f32(blk, <int>n, p.ld, t, x, xb, e, NULL, NULL)
-    else:
-        return mf_als_residual_f64(blk, <int>n, p.ld, t, x, xb, e, NULL, NULL)
+    return row_residual(p.isa, blk, n, p.ld, t, x, xb, e, <floating *>NULL, <floating *>NULL)
 
 
 cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] indices,
@@ -156,7 +133,7 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
                        const floating[::1] ybias, floating[:, ::1] X, floating[::1] xbias,
                        const floating[:, ::1] X0, const Params *p, void *blk_,
                        void *t_, void *e_, void *A_, void *v_, double *sse) noexcept nogil:
-    cdef Py_ssize_t start = indptr[row], n = indptr[row + 1] - indptr[row], c0, m
+    cdef Py_ssize_t start = indptr[row], n = indptr[row + 1] - indptr[row]
     cdef int k = p.k, ld = p.ld, lda = p.lda, K = p.k + (1 if p.biases else 0), f, status
     cdef floating *blk = <floating *>blk_
     cdef floating *t = <floating *>t_
@@ -173,18 +150,8 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
     if status != ROW_OK:
         return status
     memset(A, 0, <size_t>max(K, ld) * lda * sizeof(floating))
-    c0 = 0
-    while c0 < n:
-        m = min(<Py_ssize_t>p.chunk, n - c0)
-        if floating is float:
-            mf_als_gram_f32(blk + c0 * ld, <int>m, ld, A, lda)
-        else:
-            mf_als_gram_f64(blk + c0 * ld, <int>m, ld, A, lda)
-        c0 += m
-    if floating is float:
-        st = mf_als_rhs_f32(blk, <int>n, ld, t, rhs, colsum if p.biases else NULL)
-    else:
-        st = mf_als_rhs_f64(blk, <int>n, ld, t, rhs, colsum if p.biases else NULL)
+    row_gram(p.isa, blk, n, ld, A, lda, p.chunk)
+    st = row_rhs(p.isa, blk, n, ld, t, rhs, colsum if p.biases else NULL)
     cw = <floating>n if p.weighted else 1
     dreg = cw * <floating>(p.reg + p.prior)
     for f in range(k):
@@ -198,10 +165,7 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
             A[f * lda + k] = colsum[f]
         A[k * lda + k] = <floating>n + cw * <floating>p.reg_bias
         rhs[k] = st
-    if floating is float:
-        status = mf_als_cholesky_f32(A, K, lda, rhs)
-    else:
-        status = mf_als_cholesky_f64(A, K, lda, rhs)
+    status = row_cholesky(p.isa, A, K, lda, rhs)
     if status != 0:
         return ROW_NOT_PD
     for f in range(k):
@@ -246,10 +210,7 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
     if biases:
         xb = xbias[row]
     # r = b - A x = Y^T (t - Y x - xb) - dreg x + cprior x0   (and its bias entry)
-    if floating is float:
-        mf_als_residual_f32(blk, <int>n, ld, t, x, xb, e, r, &rb)
-    else:
-        mf_als_residual_f64(blk, <int>n, ld, t, x, xb, e, r, &rb)
+    row_residual(p.isa, blk, n, ld, t, x, xb, e, r, &rb)
     for f in range(k):
         r[f] = r[f] - dreg * x[f]
     if has_prior:
@@ -262,21 +223,18 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
     for f in range(k):
         d[f] = r[f]
     db = rb
-    rr = _dot(r, r, k) + rb * rb
+    rr = row_dot(r, r, k) + rb * rb
     for _step in range(p.cg_steps):
         if not (rr > 0):
             break
-        if floating is float:
-            mf_als_matvec_f32(blk, <int>n, ld, d, db, e, ad, &adb)
-        else:
-            mf_als_matvec_f64(blk, <int>n, ld, d, db, e, ad, &adb)
+        row_matvec(p.isa, blk, n, ld, d, db, e, ad, &adb)
         for f in range(k):
             ad[f] = ad[f] + dreg * d[f]
         if biases:
             adb = adb + dregb * db
         else:
             adb = 0
-        dad = _dot(d, ad, k) + db * adb
+        dad = row_dot(d, ad, k) + db * adb
         if not (dad > 0):
             break
         alpha = rr / dad
@@ -285,7 +243,7 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
             r[f] = r[f] - alpha * ad[f]
         xb = xb + alpha * db
         rb = rb - alpha * adb
-        rr_new = _dot(r, r, k) + rb * rb
+        rr_new = row_dot(r, r, k) + rb * rb
         beta = rr_new / rr
         for f in range(k):
             d[f] = r[f] + beta * d[f]
@@ -300,54 +258,81 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
     return ROW_OK
 
 
+# --------------------------------------------------------------------------- scratch
+@cython.auto_pickle(False)
+cdef class RowScratch:
+    """Per-thread scratch of the row kernels (ALS, implicit ALS, Bayesian MF) for one fit.
+
+    ``RowScratch(k, rows, itemsize, n_threads)`` holds, for each of ``n_threads`` threads,
+    room for a row of up to ``rows`` entries with ``k`` factors of ``itemsize`` bytes (4 or
+    8): the gathered opposite rows, targets, residuals, the normal matrix and small vectors
+    (layout in _als.h). A fit makes one and passes it to every half-step, so no half-step
+    allocates; a half-step given none makes its own. The buffer starts zeroed and the kernels
+    keep the padding they rely on zero, so reusing it never changes a result.
+    """
+    cdef readonly int k
+    cdef readonly int itemsize
+    cdef readonly int n_threads
+    cdef readonly Py_ssize_t rows
+    cdef readonly object buffer
+
+    def __init__(self, int k, Py_ssize_t rows, int itemsize, int n_threads):
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if itemsize not in (4, 8):
+            raise ValueError(f"itemsize must be 4 (float32) or 8 (float64), got {itemsize}")
+        if n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+        self.k, self.itemsize, self.n_threads = k, itemsize, n_threads
+        self.rows = max(rows, 1)
+        cdef size_t per = mf_rows_scratch_bytes(k, self.rows, itemsize)
+        raw = np.zeros(per * n_threads + 64, dtype=np.uint8)
+        off = (-raw.ctypes.data) % 64
+        self.buffer = raw[off:off + per * n_threads]
+
+    @property
+    def nbytes(self):
+        """Bytes of scratch for all threads."""
+        return self.buffer.nbytes
+
+
+def max_row_length(const int64_t[::1] indptr):
+    """The largest ``indptr[r + 1] - indptr[r]`` (0 for no rows)."""
+    cdef Py_ssize_t r, m = 0
+    with nogil:
+        for r in range(indptr.shape[0] - 1):
+            m = max(m, <Py_ssize_t>(indptr[r + 1] - indptr[r]))
+    return m
+
+
 # --------------------------------------------------------------------------- the sweep
 cdef Py_ssize_t _half_step(int solver, const int64_t[::1] indptr, const int32_t[::1] indices,
                            const float[::1] values, const floating[:, ::1] Y,
                            const floating[::1] ybias, floating[:, ::1] X, floating[::1] xbias,
-                           const floating[:, ::1] X0, const Params *p, Py_ssize_t max_n,
-                           double[::1] row_sse, unsigned char *status,
-                           int n_threads) noexcept nogil:
+                           const floating[:, ::1] X0, const Params *p, unsigned char *base,
+                           size_t per_thread, int64_t rows, double[::1] row_sse,
+                           unsigned char *status, int n_threads) noexcept nogil:
     """Solve every row; status[row] gets the row's code. Returns the number of bad rows."""
     cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, n_bad = 0
-    cdef void *blk = NULL
-    cdef void *tv = NULL
-    cdef void *ev = NULL
-    cdef void *A = NULL
-    cdef void *v = NULL
+    cdef mf_rows_scratch sc
     cdef double sse
     cdef int code
-    cdef size_t blk_bytes = <size_t>max_n * p.ld * sizeof(floating)
-    cdef size_t t_bytes = <size_t>max_n * sizeof(floating)
-    cdef size_t a_bytes = <size_t>p.lda * p.lda * sizeof(floating)
-    cdef size_t v_bytes = <size_t>5 * p.lda * sizeof(floating)
     with parallel(num_threads=n_threads):
-        # per-thread scratch, allocated once and reused for every row the thread solves
-        blk = mf_als_alloc(blk_bytes)
-        tv = mf_als_alloc(t_bytes)
-        ev = mf_als_alloc(t_bytes)
-        A = mf_als_alloc(a_bytes) if solver == SOLVER_CHOLESKY else NULL
-        v = mf_als_alloc(v_bytes)
+        # this thread's slice of the fit's scratch, reused for every row it solves
+        sc = mf_rows_scratch_at(base, threadid(), per_thread, p.k, rows, sizeof(floating))
         for row in prange(n_rows, schedule='dynamic', chunksize=2):
             sse = 0.0
-            if blk == NULL or tv == NULL or ev == NULL or v == NULL or \
-                    (solver == SOLVER_CHOLESKY and A == NULL):
-                code = ROW_NO_MEMORY
-            elif solver == SOLVER_CHOLESKY:
+            if solver == SOLVER_CHOLESKY:
                 code = _cholesky_row(row, indptr, indices, values, Y, ybias, X, xbias, X0, p,
-                                     blk, tv, ev, A, v, &sse)
+                                     sc.blk, sc.t, sc.e, sc.A, sc.v, &sse)
             else:
-                code = _cg_row(row, indptr, indices, values, Y, ybias, X, xbias, X0, p, blk, tv,
-                               ev, v, &sse)
+                code = _cg_row(row, indptr, indices, values, Y, ybias, X, xbias, X0, p, sc.blk,
+                               sc.t, sc.e, sc.v, &sse)
             status[row] = <unsigned char>code
             if p.want_sse:
                 row_sse[row] = sse
             if code != ROW_OK:
                 n_bad += 1
-        mf_als_free(blk)
-        mf_als_free(tv)
-        mf_als_free(ev)
-        mf_als_free(A)
-        mf_als_free(v)
     return n_bad
 
 
@@ -355,12 +340,15 @@ cdef _run(int solver, const int64_t[::1] indptr, const int32_t[::1] indices,
           const float[::1] values, const floating[:, ::1] Y, const floating[::1] ybias,
           floating[:, ::1] X, floating[::1] xbias, const floating[:, ::1] X0,
           double mu, double reg, double reg_bias, double prior, bint weighted, int cg_steps,
-          double[::1] row_sse, int n_threads):
+          double[::1] row_sse, int n_threads, int isa, object scratch):
     """Checks shapes cheaply, solves, and reports (first bad row, its status code)."""
     cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, max_n = 0, n_bad, first = -1
     cdef Params p
     cdef int64_t lo, hi
     cdef unsigned char[::1] status
+    cdef unsigned char *base
+    cdef size_t per_thread
+    cdef int64_t rows
     if n_rows < 0:
         raise ValueError("indptr must have at least one entry (n_rows + 1)")
     if X.shape[0] != n_rows:
@@ -410,18 +398,20 @@ cdef _run(int solver, const int64_t[::1] indptr, const int32_t[::1] indices,
     p.reg_bias = reg_bias
     p.prior = prior
     p.n_opposite = Y.shape[0]
+    check_isa(isa)
+    p.isa = isa
+    if scratch is None:
+        scratch = RowScratch(p.k, max_n, sizeof(floating), n_threads)
+    base = scratch_base(scratch, p.k, max_n, sizeof(floating), n_threads, &per_thread, &rows)
     status = bytearray(max(n_rows, 1))
     with nogil:
-        n_bad = _half_step(solver, indptr, indices, values, Y, ybias, X, xbias, X0, &p, max_n,
-                           row_sse, &status[0], n_threads)
+        n_bad = _half_step(solver, indptr, indices, values, Y, ybias, X, xbias, X0, &p, base,
+                           per_thread, rows, row_sse, &status[0], n_threads)
     if n_bad:
         for row in range(n_rows):
             if status[row] != ROW_OK:
                 first = row
                 break
-        if status[first] == ROW_NO_MEMORY:
-            raise MemoryError("could not allocate the ALS scratch space "
-                              f"({max_n} x {p.ld} per thread)")
         if status[first] == ROW_BAD_INDEX:
             raise ValueError(f"row {first} refers to an opposite row outside [0, {Y.shape[0]})")
         return first, int(status[first])
@@ -432,25 +422,28 @@ def cholesky_half_step(const int64_t[::1] indptr, const int32_t[::1] indices,
                        const float[::1] values, const floating[:, ::1] Y,
                        const floating[::1] ybias, floating[:, ::1] X, floating[::1] xbias,
                        const floating[:, ::1] X0, double mu, double reg, double reg_bias,
-                       double prior, bint weighted, double[::1] row_sse, int n_threads):
+                       double prior, bint weighted, double[::1] row_sse, int n_threads,
+                       int isa=0, object scratch=None):
     """Exact half-step: each row's augmented normal equations solved by Cholesky.
 
     Empty ``ybias``/``xbias`` mean no biases; an empty ``X0`` means no prior; an empty
     ``row_sse`` skips the per-row residual sums. Returns ``(first_row, code)``: ``(-1, 0)``
     on success, else the first row whose system was not positive definite (code 1); bad
-    indices raise ``ValueError``.
+    indices raise ``ValueError``. ``isa`` is the instruction-set path (0 baseline, 1 avx2,
+    2 avx512; see _als.h), ``scratch`` a :class:`RowScratch` to reuse (None: one is made).
     """
     return _run(SOLVER_CHOLESKY, indptr, indices, values, Y, ybias, X, xbias, X0, mu, reg,
-                reg_bias, prior, weighted, 0, row_sse, n_threads)
+                reg_bias, prior, weighted, 0, row_sse, n_threads, isa, scratch)
 
 
 def cg_half_step(const int64_t[::1] indptr, const int32_t[::1] indices,
                  const float[::1] values, const floating[:, ::1] Y, const floating[::1] ybias,
                  floating[:, ::1] X, floating[::1] xbias, const floating[:, ::1] X0,
                  double mu, double reg, double reg_bias, double prior, bint weighted,
-                 int cg_steps, double[::1] row_sse, int n_threads):
+                 int cg_steps, double[::1] row_sse, int n_threads, int isa=0,
+                 object scratch=None):
     """Inexact half-step: ``cg_steps`` conjugate-gradient steps per row, warm-started from
     the current ``X``/``xbias`` (read and overwritten). Arguments and result as in
     :func:`cholesky_half_step`."""
     return _run(SOLVER_CG, indptr, indices, values, Y, ybias, X, xbias, X0, mu, reg, reg_bias,
-                prior, weighted, cg_steps, row_sse, n_threads)
+                prior, weighted, cg_steps, row_sse, n_threads, isa, scratch)

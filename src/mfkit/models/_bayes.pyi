@@ -1,6 +1,8 @@
 # Type stub of the compiled Gibbs sampler kernels (_bayes.pyx).
 import numpy as np
 
+from mfkit.models._als import RowScratch
+
 def normal_draws(seed: int, sweep: int, side: int, row: int, K: int) -> np.ndarray: ...
 def sample_half(
     indptr: np.ndarray,
@@ -19,4 +21,6 @@ def sample_half(
     side: int,
     row_sse: np.ndarray,
     n_threads: int,
+    isa: int = 0,
+    scratch: RowScratch | None = None,
 ) -> tuple[int, int]: ...

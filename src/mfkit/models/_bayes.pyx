@@ -20,7 +20,7 @@ that makes it and the samples are bit-identical for any thread count (every sum 
 is taken in the fixed order of _als.h).
 """
 from cython cimport floating
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport cos, log, sin, sqrt
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from libc.string cimport memset
@@ -29,30 +29,16 @@ import numpy as np
 
 from mfkit._core._common cimport splitmix64
 
-cdef extern from "_als.h" nogil:
-    int mf_als_ld(int k)
-    void *mf_als_alloc(size_t nbytes)
-    void mf_als_free(void *p)
-    float mf_als_dot_f32(const float *a, const float *b, int k)
-    double mf_als_dot_f64(const double *a, const double *b, int k)
-    void mf_als_gram_f32(const float *Y, int n, int ld, float *A, int lda)
-    void mf_als_gram_f64(const double *Y, int n, int ld, double *A, int lda)
-    float mf_als_rhs_f32(const float *Y, int n, int ld, const float *t, float *rhs,
-                         float *colsum)
-    double mf_als_rhs_f64(const double *Y, int n, int ld, const double *t, double *rhs,
-                          double *colsum)
-    double mf_als_residual_f32(const float *Y, int n, int ld, const float *t, const float *x,
-                               float xb, float *e, float *g, float *gb)
-    double mf_als_residual_f64(const double *Y, int n, int ld, const double *t,
-                               const double *x, double xb, double *e, double *g, double *gb)
-    int mf_als_cholesky_f32(float *A, int K, int lda, float *b)
-    int mf_als_cholesky_f64(double *A, int K, int lda, double *b)
+from mfkit.models._als import RowScratch
+
+from mfkit.models._rows cimport (check_isa, mf_als_dot_f32, mf_als_dot_f64, mf_als_ld,
+                                 mf_rows_scratch, mf_rows_scratch_at, row_cholesky, row_gram,
+                                 row_residual, row_rhs, scratch_base)
 
 cdef enum:
     ROW_OK = 0
     ROW_NOT_PD = 1
     ROW_BAD_INDEX = 2
-    ROW_NO_MEMORY = 3
     # bytes of gathered rows per Gram pass (as in _als.pyx)
     GRAM_CHUNK_BYTES = 32768
 
@@ -60,6 +46,7 @@ cdef double TWO_PI = 6.283185307179586
 
 
 cdef struct Params:
+    int isa          # instruction-set path of the row kernels (_isa.h)
     int k
     int K            # k + 1 with biases, else k
     int ld           # row stride of the gathered block
@@ -121,7 +108,7 @@ cdef int _sample_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::
                      const floating[:, ::1] Lam, const floating[::1] Lmu, const Params *p,
                      floating *blk, floating *t, floating *e, floating *A, floating *v,
                      double *zd, double *sse) noexcept nogil:
-    cdef Py_ssize_t start = indptr[row], n = indptr[row + 1] - indptr[row], jj, c0, m
+    cdef Py_ssize_t start = indptr[row], n = indptr[row + 1] - indptr[row], jj
     cdef int k = p.k, K = p.K, ld = p.ld, lda = p.lda, f, g, status
     cdef int32_t idx
     cdef floating a = <floating>p.alpha
@@ -148,18 +135,8 @@ cdef int _sample_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::
         else:
             t[jj] = <floating>values[start + jj]
     memset(A, 0, <size_t>lda * lda * sizeof(floating))
-    c0 = 0
-    while c0 < n:
-        m = min(<Py_ssize_t>p.chunk, n - c0)
-        if floating is float:
-            mf_als_gram_f32(blk + c0 * ld, <int>m, ld, A, lda)
-        else:
-            mf_als_gram_f64(blk + c0 * ld, <int>m, ld, A, lda)
-        c0 += m
-    if floating is float:
-        st = mf_als_rhs_f32(blk, <int>n, ld, t, rhs, colsum if p.biases else NULL)
-    else:
-        st = mf_als_rhs_f64(blk, <int>n, ld, t, rhs, colsum if p.biases else NULL)
+    row_gram(p.isa, blk, n, ld, A, lda, p.chunk)
+    st = row_rhs(p.isa, blk, n, ld, t, rhs, colsum if p.biases else NULL)
     # precision alpha Y^T Y + Lam and right-hand side alpha Y^T t + Lam m (upper triangle)
     for f in range(k):
         for g in range(f, k):
@@ -170,10 +147,7 @@ cdef int _sample_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::
             A[f * lda + k] = a * colsum[f] + Lam[f, k]
         A[k * lda + k] = a * <floating>n + Lam[k, k]
         rhs[k] = a * st + Lmu[k]
-    if floating is float:
-        status = mf_als_cholesky_f32(A, K, lda, rhs)
-    else:
-        status = mf_als_cholesky_f64(A, K, lda, rhs)
+    status = row_cholesky(p.isa, A, K, lda, rhs)
     if status != 0:
         return ROW_NOT_PD
     # z <- U^-1 z by back substitution on the factor A now holds (row j: U[j, j:])
@@ -198,10 +172,8 @@ cdef int _sample_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::
         # the residual kernel reads whole ld-long rows: zero the entries past k
         for f in range(k, ld):
             rhs[f] = 0
-        if floating is float:
-            sse[0] = mf_als_residual_f32(blk, <int>n, ld, t, rhs, xb, e, NULL, NULL)
-        else:
-            sse[0] = mf_als_residual_f64(blk, <int>n, ld, t, rhs, xb, e, NULL, NULL)
+        sse[0] = row_residual(p.isa, blk, n, ld, t, rhs, xb, e, <floating *>NULL,
+                              <floating *>NULL)
     return ROW_OK
 
 
@@ -210,49 +182,26 @@ cdef Py_ssize_t _half_sweep(const int64_t[::1] indptr, const int32_t[::1] indice
                             const float[::1] values, const floating[:, ::1] Y,
                             const floating[::1] ybias, floating[:, ::1] X,
                             floating[::1] xbias, const floating[:, ::1] Lam,
-                            const floating[::1] Lmu, const Params *p, Py_ssize_t max_n,
-                            double[::1] row_sse, unsigned char *status,
-                            int n_threads) noexcept nogil:
+                            const floating[::1] Lmu, const Params *p, unsigned char *base,
+                            size_t per_thread, int64_t rows, double[::1] row_sse,
+                            unsigned char *status, int n_threads) noexcept nogil:
     cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, n_bad = 0
-    cdef floating *blk = NULL
-    cdef floating *tv = NULL
-    cdef floating *ev = NULL
-    cdef floating *A = NULL
-    cdef floating *v = NULL
-    cdef double *zd = NULL
+    cdef mf_rows_scratch sc
     cdef double sse
     cdef int code
-    cdef size_t blk_bytes = <size_t>max_n * p.ld * sizeof(floating)
-    cdef size_t t_bytes = <size_t>max_n * sizeof(floating)
-    cdef size_t a_bytes = <size_t>p.lda * p.lda * sizeof(floating)
-    cdef size_t v_bytes = <size_t>3 * p.lda * sizeof(floating)
-    cdef size_t z_bytes = <size_t>p.lda * sizeof(double)
     with parallel(num_threads=n_threads):
-        # per-thread scratch, allocated once and reused for every row the thread draws
-        blk = <floating *>mf_als_alloc(blk_bytes)
-        tv = <floating *>mf_als_alloc(t_bytes)
-        ev = <floating *>mf_als_alloc(t_bytes)
-        A = <floating *>mf_als_alloc(a_bytes)
-        v = <floating *>mf_als_alloc(v_bytes)
-        zd = <double *>mf_als_alloc(z_bytes)
+        # this thread's slice of the fit's scratch (RowScratch), reused for every row
+        sc = mf_rows_scratch_at(base, threadid(), per_thread, p.k, rows, sizeof(floating))
         for row in prange(n_rows, schedule='dynamic', chunksize=2):
             sse = 0.0
-            if blk == NULL or tv == NULL or ev == NULL or A == NULL or v == NULL or zd == NULL:
-                code = ROW_NO_MEMORY
-            else:
-                code = _sample_row(row, indptr, indices, values, Y, ybias, X, xbias, Lam, Lmu,
-                                   p, blk, tv, ev, A, v, zd, &sse)
+            code = _sample_row(row, indptr, indices, values, Y, ybias, X, xbias, Lam, Lmu, p,
+                               <floating *>sc.blk, <floating *>sc.t, <floating *>sc.e,
+                               <floating *>sc.A, <floating *>sc.v, sc.z, &sse)
             status[row] = <unsigned char>code
             if p.want_sse:
                 row_sse[row] = sse
             if code != ROW_OK:
                 n_bad += 1
-        mf_als_free(blk)
-        mf_als_free(tv)
-        mf_als_free(ev)
-        mf_als_free(A)
-        mf_als_free(v)
-        mf_als_free(zd)
     return n_bad
 
 
@@ -260,7 +209,8 @@ def sample_half(const int64_t[::1] indptr, const int32_t[::1] indices,
                 const float[::1] values, const floating[:, ::1] Y, const floating[::1] ybias,
                 floating[:, ::1] X, floating[::1] xbias, const floating[:, ::1] Lam,
                 const floating[::1] Lmu, double alpha, double mu, uint64_t seed,
-                int64_t sweep, int side, double[::1] row_sse, int n_threads):
+                int64_t sweep, int side, double[::1] row_sse, int n_threads, int isa=0,
+                object scratch=None):
     """Draw every row of ``X`` (and ``xbias``) from its conditional given ``Y``/``ybias``.
 
     ``Lam`` (K x K, upper triangle read) and ``Lmu`` (K) are the prior precision and
@@ -268,12 +218,15 @@ def sample_half(const int64_t[::1] indptr, const int32_t[::1] indices,
     ``ybias``/``xbias``). ``row_sse``, if not empty, receives each row's sum of squared
     residuals under the new draw. Returns ``(first_row, code)``: ``(-1, 0)`` on success,
     else the first row whose precision was not positive definite (code 1); bad indices
-    raise ``ValueError``.
+    raise ``ValueError``. ``isa`` is the instruction-set path of the row kernels (0
+    baseline, 1 avx2, 2 avx512), ``scratch`` a ``RowScratch`` to reuse (None: one is made).
     """
     cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, max_n = 0, n_bad, first = -1
     cdef Params p
     cdef unsigned char[::1] status
-    cdef int64_t lo
+    cdef int64_t lo, rows
+    cdef unsigned char *base
+    cdef size_t per_thread
     if n_rows < 0:
         raise ValueError("indptr must have at least one entry (n_rows + 1)")
     if X.shape[0] != n_rows:
@@ -318,18 +271,20 @@ def sample_half(const int64_t[::1] indptr, const int32_t[::1] indices,
     p.sweep = sweep
     p.side = side
     p.n_opposite = Y.shape[0]
+    check_isa(isa)
+    p.isa = isa
+    if scratch is None:
+        scratch = RowScratch(p.k, max_n, sizeof(floating), n_threads)
+    base = scratch_base(scratch, p.k, max_n, sizeof(floating), n_threads, &per_thread, &rows)
     status = bytearray(max(n_rows, 1))
     with nogil:
-        n_bad = _half_sweep(indptr, indices, values, Y, ybias, X, xbias, Lam, Lmu, &p,
-                            max(max_n, 1), row_sse, &status[0], n_threads)
+        n_bad = _half_sweep(indptr, indices, values, Y, ybias, X, xbias, Lam, Lmu, &p, base,
+                            per_thread, rows, row_sse, &status[0], n_threads)
     if n_bad:
         for row in range(n_rows):
             if status[row] != ROW_OK:
                 first = row
                 break
-        if status[first] == ROW_NO_MEMORY:
-            raise MemoryError("could not allocate the sampler's scratch space "
-                              f"({max_n} x {p.ld} per thread)")
         if status[first] == ROW_BAD_INDEX:
             raise ValueError(f"row {first} refers to an opposite row outside [0, {Y.shape[0]})")
         return first, int(status[first])

@@ -1,7 +1,9 @@
 # Type stub of the compiled implicit-feedback ALS kernels (_implicit.pyx).
 import numpy as np
 
-def gramian(Y: np.ndarray, G: np.ndarray, n_threads: int) -> None: ...
+from mfkit.models._als import RowScratch
+
+def gramian(Y: np.ndarray, G: np.ndarray, n_threads: int, isa: int = 0) -> None: ...
 def ld_of(k: int) -> int: ...
 def half_step(
     solver: int,
@@ -16,4 +18,6 @@ def half_step(
     cg_steps: int,
     row_loss: np.ndarray,
     n_threads: int,
+    isa: int = 0,
+    scratch: RowScratch | None = None,
 ) -> tuple[int, int]: ...

@@ -27,33 +27,17 @@ Every sum inside a row is taken in an order fixed by the source (see _als.h), an
 independent, so a half-step is bit-identical for any thread count.
 """
 from cython cimport floating
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport parallel, prange, threadid
 from libc.math cimport sqrt
 from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memcpy
 
-cdef extern from "_als.h" nogil:
-    int mf_als_ld(int k)
-    void *mf_als_alloc(size_t nbytes)
-    void mf_als_free(void *p)
-    void mf_prefetch_row_read(const void *p, int nbytes)
-    float mf_als_dot_f32(const float *a, const float *b, int k)
-    double mf_als_dot_f64(const double *a, const double *b, int k)
-    void mf_als_dots_f32(const float *Y, int n, int ld, const float *v, float vb, float *s)
-    void mf_als_dots_f64(const double *Y, int n, int ld, const double *v, double vb,
-                         double *s)
-    void mf_als_gram_f32(const float *Y, int n, int ld, float *A, int lda)
-    void mf_als_gram_f64(const double *Y, int n, int ld, double *A, int lda)
-    float mf_als_rhs_f32(const float *Y, int n, int ld, const float *t, float *rhs,
-                         float *colsum)
-    double mf_als_rhs_f64(const double *Y, int n, int ld, const double *t, double *rhs,
-                          double *colsum)
-    int mf_als_cholesky_f32(float *A, int K, int lda, float *b)
-    int mf_als_cholesky_f64(double *A, int K, int lda, double *b)
-    void mf_als_sweep_f32(const float *Y, int n, int ld, const float *v, const float *t,
-                          float *s, float *out)
-    void mf_als_sweep_f64(const double *Y, int n, int ld, const double *v, const double *t,
-                          double *s, double *out)
+from mfkit.models._als import RowScratch
+
+from mfkit.models._rows cimport (check_isa, mf_als_alloc, mf_als_free, mf_als_ld,
+                                 mf_prefetch_row_read, mf_rows_scratch, mf_rows_scratch_at,
+                                 row_cholesky, row_dot, row_dots, row_gram, row_rhs, row_sweep,
+                                 scratch_base)
 
 cdef enum:
     SOLVER_CHOLESKY = 0
@@ -61,7 +45,6 @@ cdef enum:
     ROW_OK = 0
     ROW_NOT_PD = 1
     ROW_BAD_INDEX = 2
-    ROW_NO_MEMORY = 3
     PREFETCH_AHEAD = 16
     # bytes of gathered rows per Gram pass (stays in L1 while the tiles sweep it)
     GRAM_CHUNK_BYTES = 32768
@@ -71,6 +54,7 @@ cdef enum:
 
 
 cdef struct Params:
+    int isa          # instruction-set path of the row kernels (_isa.h)
     int k            # factors
     int ld           # row stride of gathered blocks, of G and of the normal matrix
     int cg_steps
@@ -81,47 +65,9 @@ cdef struct Params:
     Py_ssize_t n_opposite
 
 
-# --------------------------------------------------------------------------- small pieces
-cdef inline floating _dot(const floating *a, const floating *b, int k) noexcept nogil:
-    if floating is float:
-        return mf_als_dot_f32(a, b, k)
-    else:
-        return mf_als_dot_f64(a, b, k)
-
-
-cdef inline void _dots(const floating *Y, int n, int ld, const floating *v,
-                       floating *s) noexcept nogil:
-    if floating is float:
-        mf_als_dots_f32(Y, n, ld, v, 0, s)
-    else:
-        mf_als_dots_f64(Y, n, ld, v, 0, s)
-
-
-cdef inline void _sweep(const floating *Y, Py_ssize_t n, int ld, const floating *v,
-                        const floating *t, floating *s, floating *out) noexcept nogil:
-    """s = Y v (t - Y v with t) and out = Y^T s in one pass over Y (see _als.h)."""
-    if floating is float:
-        mf_als_sweep_f32(Y, <int>n, ld, v, t, s, out)
-    else:
-        mf_als_sweep_f64(Y, <int>n, ld, v, t, s, out)
-
-
-cdef inline void _gram(const floating *Y, Py_ssize_t n, int ld, floating *A,
-                       int chunk) noexcept nogil:
-    """A += Y^T Y (upper block triangle) in passes of ``chunk`` rows (same bits as one)."""
-    cdef Py_ssize_t c0 = 0, m
-    while c0 < n:
-        m = min(<Py_ssize_t>chunk, n - c0)
-        if floating is float:
-            mf_als_gram_f32(Y + c0 * ld, <int>m, ld, A, ld)
-        else:
-            mf_als_gram_f64(Y + c0 * ld, <int>m, ld, A, ld)
-        c0 += m
-
-
 # --------------------------------------------------------------------------- the Gramian
-cdef void _gramian_block(const floating[:, ::1] Y, Py_ssize_t lo, Py_ssize_t hi, int ld,
-                         int chunk, floating *buf, floating *out) noexcept nogil:
+cdef void _gramian_block(int isa, const floating[:, ::1] Y, Py_ssize_t lo, Py_ssize_t hi,
+                         int ld, int chunk, floating *buf, floating *out) noexcept nogil:
     """out += Y[lo:hi]^T Y[lo:hi] (upper block triangle), a pass of ``chunk`` rows at a
     time copied into the padded layout the Gram tiles read."""
     cdef Py_ssize_t c0 = lo, m, i
@@ -130,14 +76,12 @@ cdef void _gramian_block(const floating[:, ::1] Y, Py_ssize_t lo, Py_ssize_t hi,
         m = min(<Py_ssize_t>chunk, hi - c0)
         for i in range(m):
             memcpy(buf + i * ld, &Y[c0 + i, 0], k * sizeof(floating))
-        if floating is float:
-            mf_als_gram_f32(buf, <int>m, ld, out, ld)
-        else:
-            mf_als_gram_f64(buf, <int>m, ld, out, ld)
+        row_gram(isa, buf, m, ld, out, ld, chunk)
         c0 += m
 
 
-cdef int _gramian(const floating[:, ::1] Y, floating *G, int ld, int n_threads) noexcept nogil:
+cdef int _gramian(int isa, const floating[:, ::1] Y, floating *G, int ld,
+                  int n_threads) noexcept nogil:
     """G (ld x ld, zero padded, both triangles) = Y^T Y. Returns 0, or 1 without memory."""
     cdef Py_ssize_t n = Y.shape[0], rows, n_blocks, b
     cdef int chunk = max(8, GRAM_CHUNK_BYTES // (ld * <int>sizeof(floating)))
@@ -158,7 +102,7 @@ cdef int _gramian(const floating[:, ::1] Y, floating *G, int ld, int n_threads) 
             if buf == NULL:
                 fail[0] = 1
             else:
-                _gramian_block(Y, b * rows, min(n, (b + 1) * rows), ld, chunk, buf,
+                _gramian_block(isa, Y, b * rows, min(n, (b + 1) * rows), ld, chunk, buf,
                                parts + b * sq)
         mf_als_free(buf)
     if failed:
@@ -176,16 +120,18 @@ cdef int _gramian(const floating[:, ::1] Y, floating *G, int ld, int n_threads) 
     return 0
 
 
-def gramian(const floating[:, ::1] Y, floating[:, ::1] G, int n_threads):
+def gramian(const floating[:, ::1] Y, floating[:, ::1] G, int n_threads, int isa=0):
     """Write ``Y^T Y`` into ``G`` (``(ld, ld)`` with ``ld`` = k rounded up to 16, padding
-    zero, both triangles), summed over fixed row blocks in block order."""
+    zero, both triangles), summed over fixed row blocks in block order, on the
+    instruction-set path ``isa`` (0 baseline, 1 avx2, 2 avx512)."""
     cdef int ld = mf_als_ld(<int>Y.shape[1]), status
     if G.shape[0] != ld or G.shape[1] != ld:
         raise ValueError(f"G must have shape ({ld}, {ld}) for k={Y.shape[1]}")
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    check_isa(isa)
     with nogil:
-        status = _gramian(Y, &G[0, 0], ld, n_threads)
+        status = _gramian(isa, Y, &G[0, 0], ld, n_threads)
     if status:
         raise MemoryError("could not allocate the Gramian's partial sums")
 
@@ -235,12 +181,12 @@ cdef double _row_loss(Py_ssize_t start, Py_ssize_t n, const float[::1] values,
     cdef double loss = 0.0, c
     cdef Py_ssize_t jj
     cdef floating alpha = <floating>p.alpha
-    _dots(blk, <int>n, p.ld, x, u)
+    row_dots(p.isa, blk, n, p.ld, x, 0, u)
     for jj in range(n):
         c = <double>(1 + alpha * <floating>values[start + jj])
         loss += c - 2.0 * <double>t[jj] * <double>u[jj] + <double>u[jj] * <double>u[jj]
-    _dots(G, p.k, p.ld, x, gx)
-    loss += <double>_dot(gx, x, p.k) + p.reg * <double>_dot(x, x, p.k)
+    row_dots(p.isa, G, p.k, p.ld, x, 0, gx)
+    loss += <double>row_dot(gx, x, p.k) + p.reg * <double>row_dot(x, x, p.k)
     return loss
 
 
@@ -259,13 +205,9 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
     memcpy(A, G, <size_t>ld * ld * sizeof(floating))
     for f in range(k):
         A[f * ld + f] += reg
-    _gram(blk, n, ld, A, p.chunk)
-    if floating is float:
-        mf_als_rhs_f32(blk, <int>n, ld, t, rhs, NULL)
-        status = mf_als_cholesky_f32(A, k, ld, rhs)
-    else:
-        mf_als_rhs_f64(blk, <int>n, ld, t, rhs, NULL)
-        status = mf_als_cholesky_f64(A, k, ld, rhs)
+    row_gram(p.isa, blk, n, ld, A, ld, p.chunk)
+    row_rhs(p.isa, blk, n, ld, t, rhs, <floating *>NULL)
+    status = row_cholesky(p.isa, A, k, ld, rhs)
     if status != 0:
         return ROW_NOT_PD
     for f in range(k, ld):
@@ -295,27 +237,27 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
     for f in range(k):
         x[f] = X[row, f]
     # r = b - A x = B^T (t - B x) - G x - reg x
-    _sweep(blk, n, ld, x, t, e, r)
-    _dots(G, k, ld, x, gd)
+    row_sweep(p.isa, blk, n, ld, x, t, e, r)
+    row_dots(p.isa, G, k, ld, x, 0, gd)
     for f in range(k):
         r[f] = r[f] - gd[f] - reg * x[f]
         d[f] = r[f]
-    rr = _dot(r, r, k)
+    rr = row_dot(r, r, k)
     for _step in range(p.cg_steps):
         if not (rr > 0):
             break
-        _sweep(blk, n, ld, d, NULL, e, ad)
-        _dots(G, k, ld, d, gd)
+        row_sweep(p.isa, blk, n, ld, d, <floating *>NULL, e, ad)
+        row_dots(p.isa, G, k, ld, d, 0, gd)
         for f in range(k):
             ad[f] = ad[f] + gd[f] + reg * d[f]
-        dad = _dot(d, ad, k)
+        dad = row_dot(d, ad, k)
         if not (dad > 0):
             break
         step = rr / dad
         for f in range(k):
             x[f] = x[f] + step * d[f]
             r[f] = r[f] - step * ad[f]
-        rr_new = _dot(r, r, k)
+        rr_new = row_dot(r, r, k)
         beta = rr_new / rr
         for f in range(k):
             d[f] = r[f] + beta * d[f]
@@ -331,68 +273,56 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
 cdef Py_ssize_t _half_step(int solver, const int64_t[::1] indptr, const int32_t[::1] indices,
                            const float[::1] values, const floating[:, ::1] Y,
                            floating[:, ::1] X, const floating *G, const Params *p,
-                           Py_ssize_t max_n, double[::1] row_loss, unsigned char *status,
+                           unsigned char *base, size_t per_thread, int64_t rows,
+                           double[::1] row_loss, unsigned char *status,
                            int n_threads) noexcept nogil:
     cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, n_bad = 0
-    cdef floating *blk = NULL
-    cdef floating *tv = NULL
-    cdef floating *ev = NULL
-    cdef floating *A = NULL
-    cdef floating *v = NULL
+    cdef mf_rows_scratch sc
     cdef double loss
     cdef int code, f
-    cdef size_t blk_bytes = <size_t>max(max_n, 1) * p.ld * sizeof(floating)
-    cdef size_t t_bytes = <size_t>max(max_n, 1) * sizeof(floating)
-    cdef size_t a_bytes = <size_t>p.ld * p.ld * sizeof(floating)
-    cdef size_t v_bytes = <size_t>5 * p.ld * sizeof(floating)
     with parallel(num_threads=n_threads):
-        blk = <floating *>mf_als_alloc(blk_bytes)
-        tv = <floating *>mf_als_alloc(t_bytes)
-        ev = <floating *>mf_als_alloc(t_bytes)
-        A = <floating *>mf_als_alloc(a_bytes) if solver == SOLVER_CHOLESKY else NULL
-        v = <floating *>mf_als_alloc(v_bytes)
+        # this thread's slice of the fit's scratch (RowScratch), reused for every row
+        sc = mf_rows_scratch_at(base, threadid(), per_thread, p.k, rows, sizeof(floating))
         for row in prange(n_rows, schedule='dynamic', chunksize=4):
             loss = 0.0
-            if blk == NULL or tv == NULL or ev == NULL or v == NULL or \
-                    (solver == SOLVER_CHOLESKY and A == NULL):
-                code = ROW_NO_MEMORY
-            elif indptr[row + 1] == indptr[row]:
+            if indptr[row + 1] == indptr[row]:
                 # nothing observed: the minimiser of x^T (G + reg I) x is 0
                 for f in range(p.k):
                     X[row, f] = 0
                 code = ROW_OK
             elif solver == SOLVER_CHOLESKY:
-                code = _cholesky_row(row, indptr, indices, values, Y, X, G, p, blk, tv, ev, A,
-                                     v, &loss)
+                code = _cholesky_row(row, indptr, indices, values, Y, X, G, p,
+                                     <floating *>sc.blk, <floating *>sc.t, <floating *>sc.e,
+                                     <floating *>sc.A, <floating *>sc.v, &loss)
             else:
-                code = _cg_row(row, indptr, indices, values, Y, X, G, p, blk, tv, ev, v, &loss)
+                code = _cg_row(row, indptr, indices, values, Y, X, G, p, <floating *>sc.blk,
+                               <floating *>sc.t, <floating *>sc.e, <floating *>sc.v, &loss)
             status[row] = <unsigned char>code
             if p.want_loss:
                 row_loss[row] = loss
             if code != ROW_OK:
                 n_bad += 1
-        mf_als_free(blk)
-        mf_als_free(tv)
-        mf_als_free(ev)
-        mf_als_free(A)
-        mf_als_free(v)
     return n_bad
 
 
 def half_step(int solver, const int64_t[::1] indptr, const int32_t[::1] indices,
               const float[::1] values, const floating[:, ::1] Y, floating[:, ::1] X,
               const floating[:, ::1] G, double alpha, double reg, int cg_steps,
-              double[::1] row_loss, int n_threads):
+              double[::1] row_loss, int n_threads, int isa=0, object scratch=None):
     """Solve every row of ``X`` (CSR ``indptr``/``indices``/``values`` over the rows of
     ``Y``) with ``Y`` and its Gramian ``G`` (from :func:`gramian`) fixed. ``solver`` 0 is
     Cholesky, 1 is ``cg_steps`` conjugate-gradient steps from the current ``X``. A
     non-empty ``row_loss`` receives each row's share of the objective (see _row_loss).
     Returns ``(first_bad_row, code)``, ``(-1, 0)`` on success; code 1: not positive
-    definite. Bad indices raise ``ValueError``."""
+    definite. Bad indices raise ``ValueError``. ``isa`` is the instruction-set path (0
+    baseline, 1 avx2, 2 avx512), ``scratch`` a ``RowScratch`` to reuse (None: one is made)."""
     cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, max_n = 0, n_bad, first = -1
     cdef Params p
     cdef int64_t lo = 0
     cdef unsigned char[::1] status
+    cdef unsigned char *base
+    cdef size_t per_thread
+    cdef int64_t rows
     if n_rows < 0:
         raise ValueError("indptr must have at least one entry (n_rows + 1)")
     if X.shape[0] != n_rows:
@@ -431,18 +361,20 @@ def half_step(int solver, const int64_t[::1] indptr, const int32_t[::1] indices,
     p.alpha = alpha
     p.reg = reg
     p.n_opposite = Y.shape[0]
+    check_isa(isa)
+    p.isa = isa
+    if scratch is None:
+        scratch = RowScratch(p.k, max_n, sizeof(floating), n_threads)
+    base = scratch_base(scratch, p.k, max_n, sizeof(floating), n_threads, &per_thread, &rows)
     status = bytearray(max(n_rows, 1))
     with nogil:
-        n_bad = _half_step(solver, indptr, indices, values, Y, X, &G[0, 0], &p, max_n,
-                           row_loss, &status[0], n_threads)
+        n_bad = _half_step(solver, indptr, indices, values, Y, X, &G[0, 0], &p, base,
+                           per_thread, rows, row_loss, &status[0], n_threads)
     if n_bad:
         for row in range(n_rows):
             if status[row] != ROW_OK:
                 first = row
                 break
-        if status[first] == ROW_NO_MEMORY:
-            raise MemoryError("could not allocate the implicit ALS scratch space "
-                              f"({max_n} x {p.ld} per thread)")
         if status[first] == ROW_BAD_INDEX:
             raise ValueError(f"row {first} refers to an opposite row outside [0, {Y.shape[0]})")
         return first, int(status[first])

@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from mfkit._core.isa import get_isa, isa_level
 from mfkit._core.validation import SeedLike, check_choice, check_number
 from mfkit.data import Ratings
 from mfkit.models import _als
+from mfkit.models._als import RowScratch
 from mfkit.models._base import FactorModel, Trainer
 from mfkit.models._state import Fitted
 
@@ -35,6 +37,8 @@ def half_step(
     prior_regularization: float = 0.0,
     row_sse: np.ndarray | None = None,
     n_threads: int = 1,
+    isa: str | None = None,
+    scratch: RowScratch | None = None,
 ) -> None:
     r"""Solve the rows of ``X`` (and ``xbias``) with the opposite side ``Y`` held fixed.
 
@@ -55,6 +59,13 @@ def half_step(
     without ratings becomes :math:`\lambda_0 / (\lambda + \lambda_0)\, x^0_u` (zero without a
     prior) with bias 0. ``row_sse``, if given (float64, one per row), receives each row's sum
     of squared residuals after the update. Updates ``X`` and ``xbias`` in place.
+
+    ``isa`` names the kernel path (``'baseline'``, ``'avx2'``, ``'avx512'``; None: the
+    current choice of :func:`mfkit.get_isa`). Every path gives the same bits for any
+    ``n_threads``; ``'avx2'`` and ``'avx512'`` (fused multiply-adds) agree with each other
+    and differ from ``'baseline'`` in the last bits. ``scratch``, a
+    ``RowScratch(k, rows, itemsize, n_threads)`` covering the longest row, is reused instead
+    of allocating the per-thread work space (a fit passes one to all its half-steps).
 
     Raises
     ------
@@ -123,10 +134,13 @@ def half_step(
         float(prior_regularization) if prior is not None else 0.0,
         bool(weighted),
     )
+    level = isa_level(isa)
+    if scratch is not None and not isinstance(scratch, RowScratch):
+        raise TypeError(f"scratch must be a RowScratch or None, got {type(scratch).__name__}")
     if solver == "cholesky":
-        first, code = _als.cholesky_half_step(*args, sse, int(n_threads))
+        first, code = _als.cholesky_half_step(*args, sse, int(n_threads), level, scratch)
     else:
-        first, code = _als.cg_half_step(*args, int(cg_steps), sse, int(n_threads))
+        first, code = _als.cg_half_step(*args, int(cg_steps), sse, int(n_threads), level, scratch)
     if first >= 0:
         raise np.linalg.LinAlgError(
             f"the normal equations of row {first} are not positive definite in {dtype}; "
@@ -213,6 +227,11 @@ class ALS(FactorModel):
     regularization_ : the L2 weight the fit used (the choice of ``'auto'``)
     regularization_scores_ : ``[(value, held-out rmse), ...]`` tried by ``'auto'`` (None
         for a fixed value)
+    isa_ : the kernel path the fit ran (``'baseline'``, ``'avx2'`` or ``'avx512'``; chosen
+        by :func:`mfkit.set_isa` / ``MFKIT_ISA``, default the best the CPU offers). Factors
+        are bit-identical for any ``n_threads`` on each path; ``'avx2'`` and ``'avx512'``
+        agree with each other, ``'baseline'`` (no fused multiply-add) differs from them in
+        the last bits and is the same on every machine.
 
     Notes
     -----
@@ -220,7 +239,7 @@ class ALS(FactorModel):
     times its prior row (zero without a prior) and bias 0, so it predicts the baseline.
     """
 
-    _extra_attributes = ("regularization", "regularization_scores")
+    _extra_attributes = ("regularization", "regularization_scores", "isa")
     _auto_regularization = True
 
     def __init__(
@@ -294,8 +313,9 @@ class ALS(FactorModel):
 
 
 class ALSTrainer(Trainer):
-    """One ALS fit: the ratings by user (CSR) and by item (CSC), the per-item squared error
-    of the last half-step, and why a half-step failed."""
+    """One ALS fit: the ratings by user (CSR) and by item (CSC), the kernel path, the
+    per-thread scratch every half-step reuses, the per-item squared error of the last
+    half-step, and why a half-step failed."""
 
     name = "ALS"
 
@@ -317,6 +337,14 @@ class ALSTrainer(Trainer):
         self.nnz = X.nnz
         self.item_sse = np.zeros(X.n_items, dtype=np.float64)
         self.failure: str | None = None
+        self.isa = get_isa()
+        rows = max(_als.max_row_length(X.indptr), _als.max_row_length(indptr_c))
+        self.scratch = RowScratch(
+            int(params["factors"]), rows, fitted.state.P.dtype.itemsize, int(params["n_threads"])
+        )
+
+    def fitted_attributes(self) -> dict[str, Any]:
+        return {"isa": self.isa}
 
     def _half_step(self, users: bool, row_sse: np.ndarray | None) -> bool:
         p = self.params
@@ -347,6 +375,8 @@ class ALSTrainer(Trainer):
                 prior_regularization=p["prior_regularization"],
                 row_sse=row_sse,
                 n_threads=p["n_threads"],
+                isa=self.isa,
+                scratch=self.scratch,
             )
         except np.linalg.LinAlgError as exc:
             self.failure = f"{'user' if users else 'item'} half-step: {exc}"
@@ -368,4 +398,4 @@ class ALSTrainer(Trainer):
         )
 
 
-__all__ = ["ALS", "SOLVERS", "ALSTrainer", "half_step"]
+__all__ = ["ALS", "SOLVERS", "ALSTrainer", "RowScratch", "half_step"]

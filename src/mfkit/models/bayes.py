@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from mfkit._core.frames import is_frame, pairs_from_frame
+from mfkit._core.isa import get_isa, isa_level
 from mfkit._core.validation import (
     SeedLike,
     check_dtype,
@@ -21,7 +22,8 @@ from mfkit._core.validation import (
 )
 from mfkit.data import Ratings, as_ratings
 from mfkit.exceptions import DivergenceError
-from mfkit.models import _bayes
+from mfkit.models import _als, _bayes
+from mfkit.models._als import RowScratch
 from mfkit.models._base import HISTORY_KEYS, FactorModel
 from mfkit.models._state import FactorState, Fitted
 from mfkit.models._training import print_record
@@ -128,6 +130,8 @@ def sample_rows(
     side: int,
     row_sse: np.ndarray | None = None,
     n_threads: int = 1,
+    isa: str | None = None,
+    scratch: RowScratch | None = None,
 ) -> None:
     r"""Draw every row of ``X`` (and ``xbias``) from its Gaussian conditional given ``Y``.
 
@@ -143,7 +147,9 @@ def sample_rows(
     biases, the bias last) and :math:`z` the standard normals
     ``mfkit.models._bayes.normal_draws(seed, sweep, side, u, K)``. A row without ratings is
     set to zero. ``row_sse`` (float64, one per row) receives each row's sum of squared
-    residuals under the new draw.
+    residuals under the new draw. ``isa``: the kernel path (None: :func:`mfkit.get_isa`;
+    paths as for :func:`mfkit.models.als.half_step`); ``scratch``: a reusable
+    :class:`~mfkit.models.als.RowScratch`.
     """
     for name, arr, want in (
         ("indptr", indptr, np.int64),
@@ -186,6 +192,8 @@ def sample_rows(
         int(side),
         np.empty(0, dtype=np.float64) if row_sse is None else row_sse,
         int(n_threads),
+        isa_level(isa),
+        scratch,
     )
     if first >= 0:
         raise np.linalg.LinAlgError(
@@ -268,6 +276,8 @@ class BayesianMF(FactorModel):
         over samples of :math:`\mathrm{tr}(\Lambda_U)_{1..k} / (k\alpha)`, and the mean of
         :math:`(\Lambda_U)_{k+1,k+1}/\alpha` (a ridge fold-in against the concatenated
         samples that matches each sample's prior strength)
+    isa_ : the kernel path of the row draws (as for :class:`ALS`; each path bit-identical
+        for any ``n_threads``)
     history_ : dict of lists per sweep: epoch, train_rmse (of the current sample),
         val_rmse and val_mae (of the running posterior mean over the samples kept so far,
         of the current sample before the first; NaN without validation data),
@@ -291,6 +301,7 @@ class BayesianMF(FactorModel):
         "n_samples",
         "burn_in",
         "fold_in_regularization",
+        "isa",
     )
 
     user_bias_samples_: np.ndarray
@@ -567,6 +578,9 @@ class GibbsSampler:
             sq += float(np.sum(block * block))
         self.alpha = 1.0 / max(sq / self.nnz, 1e-12)
         self.item_sse = np.zeros(n_items, dtype=np.float64)
+        self.isa = get_isa()
+        rows = max(_als.max_row_length(X.indptr), _als.max_row_length(indptr_c))
+        self.scratch = RowScratch(k, rows, dtype.itemsize, int(params["n_threads"]))
         E, B, S = params["epochs"], params["burn_in"], params["keep"]
         self.kept_sweeps = {E - (j * (E - B)) // S for j in range(S)}
         self.S = S
@@ -615,6 +629,8 @@ class GibbsSampler:
                 side=0 if users else 1,
                 row_sse=None if users else self.item_sse,
                 n_threads=self.params["n_threads"],
+                isa=self.isa,
+                scratch=self.scratch,
             )
         except np.linalg.LinAlgError as exc:
             self.failure = f"{'user' if users else 'item'} half-sweep: {exc}"
@@ -697,6 +713,7 @@ class GibbsSampler:
                 "n_samples": 1,
                 "burn_in": int(self.params["burn_in"]),
                 "fold_in_regularization": [0.0, 0.0],
+                "isa": self.isa,
             },
             "epochs",
         )
@@ -724,6 +741,7 @@ class GibbsSampler:
             "n_samples": n,
             "burn_in": int(self.params["burn_in"]),
             "fold_in_regularization": [float(n * lam[0]), float(lam[1])],
+            "isa": self.isa,
         }
         return self._fitted(FactorState(Pc, Qc, bu, bi), extras, reason)
 

@@ -9,9 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from mfkit._core.isa import get_isa, isa_level
 from mfkit._core.validation import SeedLike, check_choice, check_number
 from mfkit.data import Ratings
-from mfkit.models import _implicit
+from mfkit.models import _als, _implicit
+from mfkit.models._als import RowScratch
 from mfkit.models._base import FactorModel, Trainer
 from mfkit.models._preference import (
     DEFAULT_VALIDATION_METRICS,
@@ -25,13 +27,14 @@ SOLVERS = ("cg", "cholesky")
 _SOLVER_CODE = {"cholesky": 0, "cg": 1}
 
 
-def gramian(Y: np.ndarray, n_threads: int = 1) -> np.ndarray:
+def gramian(Y: np.ndarray, n_threads: int = 1, *, isa: str | None = None) -> np.ndarray:
     """``Y^T Y`` (k x k) as the half-step kernel forms it: summed over fixed blocks of rows
-    in block order, so the same bits for any ``n_threads``."""
+    in block order, so the same bits for any ``n_threads``, on the kernel path ``isa``
+    (None: :func:`mfkit.get_isa`)."""
     k = Y.shape[1]
     ld = _implicit.ld_of(k)
     G = np.zeros((ld, ld), dtype=Y.dtype)
-    _implicit.gramian(np.ascontiguousarray(Y), G, int(n_threads))
+    _implicit.gramian(np.ascontiguousarray(Y), G, int(n_threads), isa_level(isa))
     return G[:k, :k].copy()
 
 
@@ -48,6 +51,7 @@ def half_step(
     cg_steps: int = 3,
     row_loss: np.ndarray | None = None,
     n_threads: int = 1,
+    isa: str | None = None,
 ) -> None:
     r"""Solve the rows of ``X`` with the opposite side ``Y`` held fixed (one implicit ALS
     half-step), in place.
@@ -62,7 +66,8 @@ def half_step(
 
     summed over all rows i of ``Y``. ``row_loss``, if given (float64, one per row),
     receives each row's value of that sum with its new :math:`x_u`. A row without
-    observations becomes zero.
+    observations becomes zero. ``isa``: the kernel path (None: :func:`mfkit.get_isa`; see
+    :func:`mfkit.models.als.half_step` for which paths agree).
     """
     code = _SOLVER_CODE[check_choice(solver, "solver", SOLVERS)]
     cg_steps = int(check_number(cg_steps, "cg_steps", low=1, integer=True))
@@ -74,7 +79,8 @@ def half_step(
     k = X.shape[1]
     ld = _implicit.ld_of(k)
     G = np.zeros((ld, ld), dtype=dtype)
-    _implicit.gramian(Y, G, int(n_threads))
+    level = isa_level(isa)
+    _implicit.gramian(Y, G, int(n_threads), level)
     loss = row_loss if row_loss is not None else np.empty(0, dtype=np.float64)
     first, _code = _implicit.half_step(
         code,
@@ -89,6 +95,7 @@ def half_step(
         cg_steps,
         loss,
         int(n_threads),
+        level,
     )
     if first >= 0:
         raise np.linalg.LinAlgError(
@@ -182,6 +189,9 @@ class ImplicitALS(PreferenceModel):
         without validation data), seconds
     best_epoch_ : epoch restored by early stopping (None without it)
     stop_reason_ : 'epochs', 'early_stopping', 'callback', 'interrupted' or 'diverged'
+    isa_ : the kernel path the fit ran (as for :class:`ALS`: ``'avx2'`` and ``'avx512'``
+        agree bit for bit, ``'baseline'`` differs in the last bits; each is bit-identical
+        for any ``n_threads``)
 
     Notes
     -----
@@ -191,6 +201,8 @@ class ImplicitALS(PreferenceModel):
     has zero factors. ``validation`` takes held-out interactions in the same ids; each
     epoch recommends to its users (excluding their training items) and scores the lists.
     """
+
+    _extra_attributes = ("isa",)
 
     def __init__(
         self,
@@ -313,7 +325,8 @@ class ImplicitALS(PreferenceModel):
 
 class ImplicitALSTrainer(Trainer):
     """One implicit ALS fit: the interactions by user (CSR) and by item (CSC), the padded
-    Gramian of the fixed side, and the per-item objective of the last half-step."""
+    Gramian of the fixed side, the kernel path and the per-thread scratch of every
+    half-step, and the per-item objective of the last half-step."""
 
     name = "ImplicitALS"
 
@@ -326,6 +339,13 @@ class ImplicitALSTrainer(Trainer):
         self.G = np.zeros((ld, ld), dtype=params["dtype"])
         self.item_loss = np.zeros(X.n_items, dtype=np.float64)
         self.failure: str | None = None
+        self.isa = get_isa()
+        self.level = isa_level(self.isa)
+        rows = max(_als.max_row_length(X.indptr), _als.max_row_length(self.csc[0]))
+        self.scratch = RowScratch(k, rows, self.G.dtype.itemsize, int(params["n_threads"]))
+
+    def fitted_attributes(self) -> dict[str, Any]:
+        return {"isa": self.isa}
 
     def _half_step(self, users: bool, row_loss: np.ndarray) -> bool:
         p, state = self.params, self.state
@@ -333,7 +353,7 @@ class ImplicitALSTrainer(Trainer):
             (indptr, indices, values), Y, X = self.csr, state.Q, state.P
         else:
             (indptr, indices, values), Y, X = self.csc, state.P, state.Q
-        _implicit.gramian(Y, self.G, p["n_threads"])
+        _implicit.gramian(Y, self.G, p["n_threads"], self.level)
         first, _code = _implicit.half_step(
             _SOLVER_CODE[p["solver"]],
             indptr,
@@ -347,6 +367,8 @@ class ImplicitALSTrainer(Trainer):
             p["cg_steps"],
             row_loss,
             p["n_threads"],
+            self.level,
+            self.scratch,
         )
         if first >= 0:
             self.failure = (

@@ -73,6 +73,67 @@ def resolve_blocks(
     return int(check_number(blocks, "blocks", low=1, high=MAX_BLOCKS, integer=True))
 
 
+#: ``blocks='auto'`` for SVD++ (``implicit_feedback=True``): B = 1 below this many ratings,
+#: else ``SVDPP_AUTO_BLOCKS`` user and item groups (fewer for narrow matrices)
+SVDPP_AUTO_BLOCKS_MIN_RATINGS = 20_000
+SVDPP_AUTO_BLOCKS = 4
+#: SVD++ user chunks: at most this much coupling (see :func:`svdpp_chunks`) per chunk
+SVDPP_CHUNK_COUPLING = 128
+
+
+def resolve_svdpp_blocks(blocks: int | str, n_ratings: int, n_users: int, n_items: int) -> int:
+    """The block count B of an SVD++ fit: ``blocks`` itself, or for ``'auto'`` 1 below
+    ``SVDPP_AUTO_BLOCKS_MIN_RATINGS`` ratings and otherwise ``SVDPP_AUTO_BLOCKS``, reduced
+    so that every group keeps at least four runs of ``GROUP_CHUNK`` rows (1 when that
+    leaves fewer than 2). An SVD++ epoch synchronises its threads B + 1 times per user
+    chunk, so B stays small. Never depends on the thread count."""
+    if isinstance(blocks, str):
+        check_choice(blocks, "blocks", ("auto",))
+        if n_ratings < SVDPP_AUTO_BLOCKS_MIN_RATINGS:
+            return 1
+        B = min(SVDPP_AUTO_BLOCKS, min(n_users, n_items) // (4 * GROUP_CHUNK))
+        return B if B >= 2 else 1
+    return int(check_number(blocks, "blocks", low=1, high=MAX_BLOCKS, integer=True))
+
+
+def svdpp_chunks(user_counts: np.ndarray, n_items: int) -> int:
+    """The number C of user chunks of an SVD++ fit (the implicit factors y are brought up to
+    date after every chunk; :mod:`mfkit.models._svdpp`).
+
+    The users of one chunk all see the y of the chunk's start, and their steps on a shared
+    y_j add up before any of them sees the others'. How much they add up is measured by the
+    chunk's coupling ``sum over its users of |N(u)|^2 / n_items`` (the mean, over items, of
+    the ratings of the raters of an item in the chunk; it sets the curvature of the loss in
+    the common direction of the y). C is the smallest number of rating-balanced chunks that
+    keeps it at most ``SVDPP_CHUNK_COUPLING``: ``ceil(sum |N(u)|^2 / (128 n_items))``,
+    between 1 and the number of users. The steps went astray from a coupling of about 1,500
+    on MovieLens-100K and of 500 on a small dense synthetic set (at Surprise's SVD++
+    settings), and matched the one-user-per-chunk sweep at 128; smaller chunks only cost
+    synchronisation. Depends on the data only."""
+    counts = np.asarray(user_counts, dtype=np.float64)
+    n_users = len(counts)
+    if n_users == 0 or n_items == 0:
+        return 1
+    coupling = float(counts @ counts) / n_items
+    return int(max(1, min(n_users, math.ceil(coupling / SVDPP_CHUNK_COUPLING))))
+
+
+#: SVD++ runs its epoch on ``n_threads`` threads only when the threads have at least this
+#: many rating-factor updates (ratings x k) to share between two synchronisations
+SVDPP_PARALLEL_WORK = 65_536
+
+
+def svdpp_threads(n_threads: int, n_ratings: int, k: int, C: int, B: int) -> int:
+    """The threads an SVD++ epoch uses: ``n_threads``, or 1 when the work between two
+    synchronisations (``n_ratings * k / (C * (B + 1))``: B strata and the implicit pass per
+    chunk) is below ``SVDPP_PARALLEL_WORK`` (about 0.1 ms on one core), where waking the
+    other threads would cost more than it saves; on a machine whose cores are busy with
+    other work a synchronisation can take a millisecond. The factors are the same either
+    way."""
+    work = n_ratings * k / (C * (B + 1))
+    return n_threads if work >= SVDPP_PARALLEL_WORK else 1
+
+
 def balanced_groups(counts: np.ndarray, B: int, seed: int, chunk: int = GROUP_CHUNK) -> np.ndarray:
     """Split rows into B groups holding about the same number of ratings.
 
@@ -254,8 +315,9 @@ class SGD(FactorModel):
         Seed of the initial factors, the groups and the visit order. The same seed, data and
         parameters give bit-identical factors for any ``n_threads``. A fit draws from it, in
         this order: the initial factors (unless ``init`` is given); with B > 1 two layout
-        seeds (user groups, item groups) as ``integers(2**63, size=2)``; then, when
-        ``shuffle``, one seed per epoch as ``integers(2**63)``.
+        seeds (user groups, item groups) as ``integers(2**63, size=2)`` (SVD++: always
+        three, user groups, item groups and user chunks, as ``integers(2**63, size=3)``);
+        then, when ``shuffle``, one seed per epoch as ``integers(2**63)``.
     n_threads : int or None, default None
         Threads for the parallel epochs (B > 1), prediction and scoring (None: all usable
         cores). With B = 1 the epoch runs on one thread. On a machine shared with other
@@ -273,19 +335,24 @@ class SGD(FactorModel):
     huber_delta : float, default 1.0
         Residual size where the Huber loss turns from quadratic to linear.
     blocks : int or 'auto', default 'auto'
-        Number B of user and item groups (B x B blocks) of the parallel epoch, 1..1024.
+        Number B of user and item groups (B x B blocks) of the parallel epoch, 1..1024
+        (with ``implicit_feedback=True`` see there).
     implicit_feedback : bool, default False
         Fit SVD++ (Koren, "Factorization meets the neighborhood", KDD 2008):
         :math:`\hat r_{ui} = \mu + b_u + b_i + q_i^\top (p_u + |N(u)|^{-1/2}
         \sum_{j \in N(u)} y_j)` with N(u) the items u rated in training and one more
         factor row :math:`y_j` per item, regularised by :math:`\lambda` at every rating of
-        a user who rated j. The ratings are visited user by user (the users and each user's
-        ratings in a seeded order): the implicit term is summed once per user, and the
-        user's accumulated gradient on the :math:`y_j` is applied once at the end of the
-        user's turn, L2 part implicit, so an epoch costs O(ratings k) (see
-        :mod:`mfkit.models._svdpp`). The sweep is serial (``blocks`` must be 1 or 'auto'),
-        the effective user factors are computed in parallel; no result depends on
-        ``n_threads``. ``user_factors_`` holds the effective factors
+        a user who rated j. Each user's error terms are accumulated over the epoch and
+        applied to its :math:`y_j` as one step per user (L2 part implicit), so an epoch costs
+        O(ratings k). Parallel and bit-identical for any ``n_threads``: the users are split
+        into C chunks (C from the data, :func:`svdpp_chunks`); within a chunk the ratings
+        run in B x B blocks as the parallel SGD epoch (``blocks``: 'auto' is 1 below 20,000
+        ratings, else 4), with the implicit terms held fixed, and after the chunk every
+        :math:`y_j` takes its raters' steps, in parallel over item groups (see
+        :mod:`mfkit.models._svdpp`). The factors depend on the data, the parameters, the
+        seed and B, never on the thread count. The threads synchronise B + 1 times per
+        chunk, so the epoch uses ``n_threads`` only when that leaves them enough work
+        (:func:`svdpp_threads`), else one. ``user_factors_`` holds the effective factors
         :math:`p_u + |N(u)|^{-1/2} \sum y_j`. Not with ``prior_regularization``.
 
     Attributes
@@ -300,8 +367,9 @@ class SGD(FactorModel):
     stop_reason_ : 'epochs', 'early_stopping', 'callback', 'interrupted' or 'diverged'
     blocks_ : the B the last fit used
     fit_nbytes_ : bytes of the per-fit scratch of the last fit (rating records, block
-        offsets, AdaGrad accumulators; with SVD++ also the own user factors and the
-        implicit item factors), on top of the training data and the factors
+        offsets, AdaGrad accumulators; with SVD++ also the own user factors, the implicit
+        item factors and two more user-factor-sized arrays, the implicit terms and the
+        accumulated error terms), on top of the training data and the factors
     regularization_ : the L2 weight the fit used (the choice of ``'auto'``)
     regularization_scores_ : ``[(value, held-out rmse), ...]`` tried by ``'auto'`` (None
         for a fixed value)
@@ -382,11 +450,6 @@ class SGD(FactorModel):
                 f"implicit_feedback must be True or False, got {self.implicit_feedback!r}"
             )
         if self.implicit_feedback:
-            if not (self.blocks == "auto" or self.blocks == 1):
-                raise ValueError(
-                    f"implicit_feedback=True (SVD++) sweeps the users serially, so blocks must "
-                    f"be 'auto' or 1, got {self.blocks!r}"
-                )
             if p["prior_regularization"] > 0:
                 raise ValueError(
                     "implicit_feedback=True (SVD++) does not support prior_regularization; "
@@ -524,10 +587,13 @@ def _divergence_message(p: dict[str, Any], epoch: int) -> str:
 
 
 class SVDppTrainer(Trainer):
-    """One SVD++ fit (``implicit_feedback=True``): the ratings as records grouped by user,
-    the users' own factors p_u and the implicit item factors y_j (the model's
-    ``user_factors_`` are the effective p_u + |N(u)|^-1/2 sum y_j, rewritten after every
-    epoch), the AdaGrad accumulators and the generator of each epoch's visiting order."""
+    """One SVD++ fit (``implicit_feedback=True``): the ratings stored block by block (as for
+    the parallel SGD epoch; one block when B = 1), the item-major copy of the rating pattern
+    for the implicit pass, the users' own factors p_u, the implicit item factors y_j, the
+    implicit terms z_u and the per-user error accumulators a_u (the model's
+    ``user_factors_`` are the effective p_u + z_u, rewritten after every epoch), the AdaGrad
+    accumulators and the generator of each epoch's plan. :mod:`mfkit.models._svdpp` gives
+    the three passes of an epoch."""
 
     name = "SGD"
 
@@ -544,13 +610,42 @@ class SVDppTrainer(Trainer):
         self.biases, self.shuffle = bool(model.biases), bool(model.shuffle)
         self.global_mean = fitted.global_mean
         self.nnz = X.nnz
-        self.records = rating_records(X)
-        self.indptr = np.ascontiguousarray(X.indptr, dtype=np.int64)
-        self.order = np.arange(X.n_users, dtype=np.int64)
         dt = p["dtype"]
+        B = resolve_svdpp_blocks(model.blocks, X.nnz, X.n_users, X.n_items)
+        C = svdpp_chunks(X.user_counts(), X.n_items)
+        self.B, self.C = B, C
+        self.threads = svdpp_threads(p["n_threads"], X.nnz, p["factors"], C, B)
+        useed, iseed, cseed = (int(s) for s in rng.integers(2**63, size=3))
+        counts = X.user_counts()
+        ug = balanced_groups(counts, B, useed)
+        ig = balanced_groups(X.item_counts(), B, iseed)
+        uc = balanced_groups(counts, C, cseed, chunk=1)
+        self.records = np.empty(X.nnz, dtype=RATING_DTYPE)
+        self.offsets = np.empty(C * B * B + 1, dtype=np.int64)
+        self.user_indptr = np.ascontiguousarray(X.indptr, dtype=np.int64)
+        self.user_items = np.ascontiguousarray(X.indices, dtype=np.int32)
+        _svdpp.build_layout(
+            self.user_indptr,
+            self.user_items,
+            X.values,
+            uc,
+            ug,
+            ig,
+            C,
+            B,
+            self.records,
+            self.offsets,
+        )
+        # the users by (chunk, user group), ascending within each
+        key = uc.astype(np.int64) * B + ug
+        self.chunk_users = np.argsort(key, kind="stable").astype(np.int32)
+        self.chunk_ptr = np.zeros(C * B + 1, dtype=np.int64)
+        np.cumsum(np.bincount(key, minlength=C * B), out=self.chunk_ptr[1:])
         # the start (random, or init=) is the effective factor with y = 0: p_u = P[u]
         self.own = self.state.P.copy()
         self.implicit = np.zeros_like(self.state.Q)
+        self.z = np.empty_like(self.own)
+        self.acc = np.empty_like(self.own)
         self.grad_sq: tuple[np.ndarray, ...] | None = None
         if p["schedule"] == "adagrad":
             self.grad_sq = (
@@ -564,33 +659,51 @@ class SVDppTrainer(Trainer):
     def fitted_attributes(self) -> dict[str, Any]:
         nbytes = (
             self.records.nbytes
-            + self.order.nbytes
+            + self.offsets.nbytes
+            + self.chunk_users.nbytes
+            + self.chunk_ptr.nbytes
             + self.own.nbytes
             + self.implicit.nbytes
+            + self.z.nbytes
+            + self.acc.nbytes
             + (0 if self.grad_sq is None else sum(a.nbytes for a in self.grad_sq))
         )
-        return {"blocks": 1, "fit_nbytes": int(nbytes)}
+        return {"blocks": self.B, "fit_nbytes": int(nbytes)}
 
     def run_epoch(self, epoch: int) -> tuple[float, bool]:
         p = self.params
         state = self.state
+        nt = self.threads
         lr = p["learning_rate"]
         if p["schedule"] == "decay":
             lr = decayed_learning_rate(lr, p["learning_rate_decay"], epoch)
         kw: dict[str, Any] = {"loss": _LOSS_CODES[p["loss"]], "delta": p["huber_delta"]}
         if self.grad_sq is not None:
             kw["Gp"], kw["Gq"], kw["Gy"], kw["Gbu"], kw["Gbi"] = self.grad_sq
+        B, C = self.B, self.C
         if self.shuffle:
-            _svdpp.shuffle_users(
-                self.records, self.indptr, self.order, int(self.rng.integers(2**63))
-            )
+            order, strata, seeds = _svdpp.epoch_plan(np.uint64(self.rng.integers(2**63)), C, B)
+        else:
+            order = np.arange(C, dtype=np.int64)
+            strata = np.tile(np.arange(B, dtype=np.int64), C)
+            seeds = np.zeros(C * B * B, dtype=np.uint64)
         sse, bad = _svdpp.svdpp_epoch(
             self.records,
-            self.indptr,
-            self.order,
+            self.offsets,
+            self.chunk_ptr,
+            self.chunk_users,
+            self.user_indptr,
+            self.user_items,
+            order,
+            strata,
+            seeds,
+            self.shuffle,
+            nt,
             self.own,
             state.Q,
             self.implicit,
+            self.z,
+            self.acc,
             state.bu,
             state.bi,
             self.global_mean,
@@ -600,10 +713,12 @@ class SVDppTrainer(Trainer):
             self.biases,
             **kw,
         )
+        if bad >= 0:
+            return math.sqrt(sse / self.nnz), False
         _svdpp.effective_user_factors(
-            self.records, self.indptr, self.own, self.implicit, state.P, p["n_threads"]
+            self.user_indptr, self.user_items, self.own, self.implicit, state.P, p["n_threads"]
         )
-        return math.sqrt(sse / self.nnz), bad < 0
+        return math.sqrt(sse / self.nnz), True
 
     def divergence_message(self, epoch: int) -> str:
         return _divergence_message(self.params, epoch)
@@ -621,6 +736,10 @@ __all__ = [
     "RATING_DTYPE",
     "SCHEDULES",
     "SGD",
+    "SVDPP_AUTO_BLOCKS",
+    "SVDPP_AUTO_BLOCKS_MIN_RATINGS",
+    "SVDPP_CHUNK_COUPLING",
+    "SVDPP_PARALLEL_WORK",
     "BlockLayout",
     "SGDTrainer",
     "SVDppTrainer",
@@ -630,4 +749,7 @@ __all__ = [
     "epoch_schedule",
     "rating_records",
     "resolve_blocks",
+    "resolve_svdpp_blocks",
+    "svdpp_chunks",
+    "svdpp_threads",
 ]

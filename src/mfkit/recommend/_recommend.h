@@ -1,5 +1,14 @@
 /* Scoring tiles for top-N recommendation.
  *
+ * Paths (the `isa` argument of mfkit.recommend._recommend.topn, see _isa.h): the baseline
+ * scores every tile exactly as below (mf_score4_select_*). The avx2 and avx512 paths
+ * (mf_score4_filter_*) score a tile with fused multiply-adds on their registers, which is
+ * faster but rounds differently, so they use it only as a filter: a slot is a candidate
+ * when its fused score plus a bound on the rounding difference (margin below) beats the
+ * row's n-th best, and every candidate is then scored again exactly (mf_rescore_*, the
+ * order of mf_dot) before it enters the list. The lists, ids and scores, are therefore the
+ * same on every path and bit-identical to predict().
+ *
  * mf_score4_* computes the dot products of 4 query rows with the 16 items of one packed
  * panel (layout panel[f * 16 + w] = factor f of item w). The vector lanes run across
  * items, never across factors, so every dot product is summed in exactly the order of
@@ -13,7 +22,11 @@
 
 #define MFKIT_PANEL 16
 
+#include <math.h>
+#include <string.h>
+
 #include "_platform.h"
+#include "_isa.h"
 
 #define MFKIT_TOPN_CLONES MFKIT_TARGET_CLONES("arch=x86-64-v4", "arch=x86-64-v3", "default")
 
@@ -171,5 +184,320 @@ MFKIT_DEFINE_ANY(double, f64)
 
 /* whether the AVX-512 threshold test may be used on this CPU (checked once per call) */
 static inline int mf_have_avx512(void) { return MFKIT_HAVE_512(); }
+
+/* ---------------------------------------------------------------- the exact rescoring
+ * The dot product of row p with slot w of a panel, summed as mf_dot sums it (eight partial
+ * sums over f = j mod 8, each in increasing f, combined ((0+4)+(1+5))+((2+6)+(3+7))). */
+#define MFKIT_DEFINE_RESCORE(T, SUF)                                                        \
+static inline double mf_rescore_##SUF(const T *p, const T *panel, int w, int k)            \
+{                                                                                          \
+    T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                   \
+    for (int f = 0; f < k; f++) acc[f & 7] += p[f] * panel[(long)f * MFKIT_PANEL + w];     \
+    return (double)(((acc[0] + acc[4]) + (acc[1] + acc[5]))                                \
+                    + ((acc[2] + acc[6]) + (acc[3] + acc[7])));                            \
+}
+MFKIT_DEFINE_RESCORE(float, f32)
+MFKIT_DEFINE_RESCORE(double, f64)
+
+/* The filter's margin. The fused tile sums f in chains of at most k terms (plus one
+ * combining addition); the exact score has chains of ceil(k/8) terms and three combining
+ * levels. Each
+ * differs from the true dot product by at most gamma_m sum_f |p_f q_f| <= gamma_m |p| |q|
+ * (gamma_m = m u / (1 - m u), u the unit roundoff, m the terms of the longest chain plus its
+ * combining levels), so the two differ by at most c |p| |q| with
+ * c = gamma_{k+2} + gamma_{ceil(k/8)+4}, inflated slightly for the double arithmetic of
+ * the norms. The score's final double addition adds at most 2^-52 |s|, covered by the
+ * relative term of the test. */
+static inline double mf_topn_margin(int k, int itemsize)
+{
+    double u = itemsize == 4 ? 0x1p-24 : 0x1p-53;
+    double m1 = k + 2, m2 = (k + 7) / 8 + 4;
+    return (m1 * u / (1 - m1 * u) + m2 * u / (1 - m2 * u)) * (1 + 1e-6);
+}
+#define MFKIT_TOPN_REL 0x1p-50
+
+#if MFKIT_HAVE_X86_PATHS
+#include <immintrin.h>
+
+/* The filter's test of one tile row (16 slots) given its fused dots as doubles in d0..:
+ * s = (base + add[w]) + d, stored, and whether some s + (pn qn[w] + REL |s|) > thresh. */
+#define MFKIT_TEST8_512(dv, off)                                                           \
+    {                                                                                      \
+        __m512d s_ = _mm512_add_pd(_mm512_add_pd(b_, _mm512_loadu_pd(add + (off))), (dv)); \
+        _mm512_storeu_pd(srow_ + (off), s_);                                               \
+        __m512d abs_ = _mm512_abs_pd(s_);                                                  \
+        __m512d m_ = _mm512_add_pd(_mm512_mul_pd(pn_, _mm512_loadu_pd(qn + (off))),        \
+                                   _mm512_mul_pd(rel_, abs_));                             \
+        hit_ |= _mm512_cmp_pd_mask(_mm512_add_pd(s_, m_), t_, _CMP_GT_OQ);                 \
+    }
+#define MFKIT_TEST4_256(dv, off)                                                           \
+    {                                                                                      \
+        __m256d s_ = _mm256_add_pd(_mm256_add_pd(b_, _mm256_loadu_pd(add + (off))), (dv)); \
+        _mm256_storeu_pd(srow_ + (off), s_);                                               \
+        __m256d abs_ = _mm256_andnot_pd(_mm256_set1_pd(-0.0), s_);                         \
+        __m256d m_ = _mm256_add_pd(_mm256_mul_pd(pn_, _mm256_loadu_pd(qn + (off))),        \
+                                   _mm256_mul_pd(rel_, abs_));                             \
+        hit_ |= _mm256_movemask_pd(_mm256_cmp_pd(_mm256_add_pd(s_, m_), t_, _CMP_GT_OQ));  \
+    }
+
+/* Fused scores of 4 rows against one panel, then the filter: s[u * 16 + w] =
+ * (base[u] + add[w]) + (double)fused dot, and bit u of the result is set when some slot has
+ * s + pn[u] qn[w] + REL |s| > thresh[u] (pn: the rows' norms, qn: c times the slots'
+ * norms). The caller rescores those slots exactly. One fused chain per register over all
+ * k factors (the margin assumes chains of up to k + 2 terms). */
+MFKIT_TARGET_AVX512 static int mf_score4_filter_f32_avx512(const float *p0, const float *p1,
+        const float *p2, const float *p3, const float *panel, int k, const double *add,
+        const double *qn, const double *base, const double *pn, const double *thresh,
+        float *tile, double *s)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m512 c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+    int f = 0;
+    for (; f + 2 <= k; f += 2) {
+        __m512 q = _mm512_loadu_ps(panel + (long)f * MFKIT_PANEL);
+        __m512 r = _mm512_loadu_ps(panel + (long)(f + 1) * MFKIT_PANEL);
+        a0 = _mm512_fmadd_ps(_mm512_set1_ps(p0[f]), q, a0);
+        a1 = _mm512_fmadd_ps(_mm512_set1_ps(p1[f]), q, a1);
+        a2 = _mm512_fmadd_ps(_mm512_set1_ps(p2[f]), q, a2);
+        a3 = _mm512_fmadd_ps(_mm512_set1_ps(p3[f]), q, a3);
+        c0 = _mm512_fmadd_ps(_mm512_set1_ps(p0[f + 1]), r, c0);
+        c1 = _mm512_fmadd_ps(_mm512_set1_ps(p1[f + 1]), r, c1);
+        c2 = _mm512_fmadd_ps(_mm512_set1_ps(p2[f + 1]), r, c2);
+        c3 = _mm512_fmadd_ps(_mm512_set1_ps(p3[f + 1]), r, c3);
+    }
+    if (f < k) {
+        __m512 q = _mm512_loadu_ps(panel + (long)f * MFKIT_PANEL);
+        a0 = _mm512_fmadd_ps(_mm512_set1_ps(p0[f]), q, a0);
+        a1 = _mm512_fmadd_ps(_mm512_set1_ps(p1[f]), q, a1);
+        a2 = _mm512_fmadd_ps(_mm512_set1_ps(p2[f]), q, a2);
+        a3 = _mm512_fmadd_ps(_mm512_set1_ps(p3[f]), q, a3);
+    }
+    _mm512_storeu_ps(tile, _mm512_add_ps(a0, c0));
+    _mm512_storeu_ps(tile + 16, _mm512_add_ps(a1, c1));
+    _mm512_storeu_ps(tile + 32, _mm512_add_ps(a2, c2));
+    _mm512_storeu_ps(tile + 48, _mm512_add_ps(a3, c3));
+    __m512d rel_ = _mm512_set1_pd(MFKIT_TOPN_REL);
+    int m = 0;
+    for (int u = 0; u < 4; u++) {
+        __m512d b_ = _mm512_set1_pd(base[u]), t_ = _mm512_set1_pd(thresh[u]);
+        __m512d pn_ = _mm512_set1_pd(pn[u]);
+        double *srow_ = s + u * MFKIT_PANEL;
+        const float *tr = tile + u * MFKIT_PANEL;
+        unsigned hit_ = 0;
+        MFKIT_TEST8_512(_mm512_cvtps_pd(_mm256_loadu_ps(tr)), 0)
+        MFKIT_TEST8_512(_mm512_cvtps_pd(_mm256_loadu_ps(tr + 8)), 8)
+        if (hit_) m |= 1 << u;
+    }
+    return m;
+}
+
+/* 8 rows at once: 16 of AVX-512's 32 registers accumulate (two chains per row), so each
+ * panel line read from the cache feeds 8 rows instead of 4. */
+MFKIT_TARGET_AVX512 static int mf_score8_filter_f32_avx512(const float *const *p,
+        const float *panel, int k, const double *add, const double *qn, const double *base,
+        const double *pn, const double *thresh, float *tile, double *s)
+{
+    __m512 a[8], c[8];
+    for (int u = 0; u < 8; u++) a[u] = c[u] = _mm512_setzero_ps();
+    const float *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+    const float *p4 = p[4], *p5 = p[5], *p6 = p[6], *p7 = p[7];
+    int f = 0;
+    for (; f + 2 <= k; f += 2) {
+        __m512 q = _mm512_loadu_ps(panel + (long)f * MFKIT_PANEL);
+        __m512 r = _mm512_loadu_ps(panel + (long)(f + 1) * MFKIT_PANEL);
+        a[0] = _mm512_fmadd_ps(_mm512_set1_ps(p0[f]), q, a[0]);
+        a[1] = _mm512_fmadd_ps(_mm512_set1_ps(p1[f]), q, a[1]);
+        a[2] = _mm512_fmadd_ps(_mm512_set1_ps(p2[f]), q, a[2]);
+        a[3] = _mm512_fmadd_ps(_mm512_set1_ps(p3[f]), q, a[3]);
+        a[4] = _mm512_fmadd_ps(_mm512_set1_ps(p4[f]), q, a[4]);
+        a[5] = _mm512_fmadd_ps(_mm512_set1_ps(p5[f]), q, a[5]);
+        a[6] = _mm512_fmadd_ps(_mm512_set1_ps(p6[f]), q, a[6]);
+        a[7] = _mm512_fmadd_ps(_mm512_set1_ps(p7[f]), q, a[7]);
+        c[0] = _mm512_fmadd_ps(_mm512_set1_ps(p0[f + 1]), r, c[0]);
+        c[1] = _mm512_fmadd_ps(_mm512_set1_ps(p1[f + 1]), r, c[1]);
+        c[2] = _mm512_fmadd_ps(_mm512_set1_ps(p2[f + 1]), r, c[2]);
+        c[3] = _mm512_fmadd_ps(_mm512_set1_ps(p3[f + 1]), r, c[3]);
+        c[4] = _mm512_fmadd_ps(_mm512_set1_ps(p4[f + 1]), r, c[4]);
+        c[5] = _mm512_fmadd_ps(_mm512_set1_ps(p5[f + 1]), r, c[5]);
+        c[6] = _mm512_fmadd_ps(_mm512_set1_ps(p6[f + 1]), r, c[6]);
+        c[7] = _mm512_fmadd_ps(_mm512_set1_ps(p7[f + 1]), r, c[7]);
+    }
+    if (f < k) {
+        __m512 q = _mm512_loadu_ps(panel + (long)f * MFKIT_PANEL);
+        for (int u = 0; u < 8; u++) a[u] = _mm512_fmadd_ps(_mm512_set1_ps(p[u][f]), q, a[u]);
+    }
+    for (int u = 0; u < 8; u++) _mm512_storeu_ps(tile + u * MFKIT_PANEL, _mm512_add_ps(a[u], c[u]));
+    __m512d rel_ = _mm512_set1_pd(MFKIT_TOPN_REL);
+    int m = 0;
+    for (int u = 0; u < 8; u++) {
+        __m512d b_ = _mm512_set1_pd(base[u]), t_ = _mm512_set1_pd(thresh[u]);
+        __m512d pn_ = _mm512_set1_pd(pn[u]);
+        double *srow_ = s + u * MFKIT_PANEL;
+        const float *tr = tile + u * MFKIT_PANEL;
+        unsigned hit_ = 0;
+        MFKIT_TEST8_512(_mm512_cvtps_pd(_mm256_loadu_ps(tr)), 0)
+        MFKIT_TEST8_512(_mm512_cvtps_pd(_mm256_loadu_ps(tr + 8)), 8)
+        if (hit_) m |= 1 << u;
+    }
+    return m;
+}
+
+MFKIT_TARGET_AVX512 static int mf_score4_filter_f64_avx512(const double *p0, const double *p1,
+        const double *p2, const double *p3, const double *panel, int k, const double *add,
+        const double *qn, const double *base, const double *pn, const double *thresh,
+        double *tile, double *s)
+{
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    __m512d c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+    for (int f = 0; f < k; f++) {
+        __m512d q = _mm512_loadu_pd(panel + (long)f * MFKIT_PANEL);
+        __m512d r = _mm512_loadu_pd(panel + (long)f * MFKIT_PANEL + 8);
+        __m512d x0 = _mm512_set1_pd(p0[f]), x1 = _mm512_set1_pd(p1[f]);
+        __m512d x2 = _mm512_set1_pd(p2[f]), x3 = _mm512_set1_pd(p3[f]);
+        a0 = _mm512_fmadd_pd(x0, q, a0); c0 = _mm512_fmadd_pd(x0, r, c0);
+        a1 = _mm512_fmadd_pd(x1, q, a1); c1 = _mm512_fmadd_pd(x1, r, c1);
+        a2 = _mm512_fmadd_pd(x2, q, a2); c2 = _mm512_fmadd_pd(x2, r, c2);
+        a3 = _mm512_fmadd_pd(x3, q, a3); c3 = _mm512_fmadd_pd(x3, r, c3);
+    }
+    _mm512_storeu_pd(tile, a0); _mm512_storeu_pd(tile + 8, c0);
+    _mm512_storeu_pd(tile + 16, a1); _mm512_storeu_pd(tile + 24, c1);
+    _mm512_storeu_pd(tile + 32, a2); _mm512_storeu_pd(tile + 40, c2);
+    _mm512_storeu_pd(tile + 48, a3); _mm512_storeu_pd(tile + 56, c3);
+    __m512d rel_ = _mm512_set1_pd(MFKIT_TOPN_REL);
+    int m = 0;
+    for (int u = 0; u < 4; u++) {
+        __m512d b_ = _mm512_set1_pd(base[u]), t_ = _mm512_set1_pd(thresh[u]);
+        __m512d pn_ = _mm512_set1_pd(pn[u]);
+        double *srow_ = s + u * MFKIT_PANEL;
+        const double *tr = tile + u * MFKIT_PANEL;
+        unsigned hit_ = 0;
+        MFKIT_TEST8_512(_mm512_loadu_pd(tr), 0)
+        MFKIT_TEST8_512(_mm512_loadu_pd(tr + 8), 8)
+        if (hit_) m |= 1 << u;
+    }
+    return m;
+}
+
+MFKIT_TARGET_AVX2 static int mf_score4_filter_f32_avx2(const float *p0, const float *p1,
+        const float *p2, const float *p3, const float *panel, int k, const double *add,
+        const double *qn, const double *base, const double *pn, const double *thresh,
+        float *tile, double *s)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m256 c0 = a0, c1 = a0, c2 = a0, c3 = a0;
+    for (int f = 0; f < k; f++) {
+        __m256 q = _mm256_loadu_ps(panel + (long)f * MFKIT_PANEL);
+        __m256 r = _mm256_loadu_ps(panel + (long)f * MFKIT_PANEL + 8);
+        __m256 x0 = _mm256_broadcast_ss(p0 + f), x1 = _mm256_broadcast_ss(p1 + f);
+        __m256 x2 = _mm256_broadcast_ss(p2 + f), x3 = _mm256_broadcast_ss(p3 + f);
+        a0 = _mm256_fmadd_ps(x0, q, a0); c0 = _mm256_fmadd_ps(x0, r, c0);
+        a1 = _mm256_fmadd_ps(x1, q, a1); c1 = _mm256_fmadd_ps(x1, r, c1);
+        a2 = _mm256_fmadd_ps(x2, q, a2); c2 = _mm256_fmadd_ps(x2, r, c2);
+        a3 = _mm256_fmadd_ps(x3, q, a3); c3 = _mm256_fmadd_ps(x3, r, c3);
+    }
+    _mm256_storeu_ps(tile, a0); _mm256_storeu_ps(tile + 8, c0);
+    _mm256_storeu_ps(tile + 16, a1); _mm256_storeu_ps(tile + 24, c1);
+    _mm256_storeu_ps(tile + 32, a2); _mm256_storeu_ps(tile + 40, c2);
+    _mm256_storeu_ps(tile + 48, a3); _mm256_storeu_ps(tile + 56, c3);
+    __m256d rel_ = _mm256_set1_pd(MFKIT_TOPN_REL);
+    int m = 0;
+    for (int u = 0; u < 4; u++) {
+        __m256d b_ = _mm256_set1_pd(base[u]), t_ = _mm256_set1_pd(thresh[u]);
+        __m256d pn_ = _mm256_set1_pd(pn[u]);
+        double *srow_ = s + u * MFKIT_PANEL;
+        const float *tr = tile + u * MFKIT_PANEL;
+        int hit_ = 0;
+        MFKIT_TEST4_256(_mm256_cvtps_pd(_mm_loadu_ps(tr)), 0)
+        MFKIT_TEST4_256(_mm256_cvtps_pd(_mm_loadu_ps(tr + 4)), 4)
+        MFKIT_TEST4_256(_mm256_cvtps_pd(_mm_loadu_ps(tr + 8)), 8)
+        MFKIT_TEST4_256(_mm256_cvtps_pd(_mm_loadu_ps(tr + 12)), 12)
+        if (hit_) m |= 1 << u;
+    }
+    return m;
+}
+
+/* f64 on AVX2: two rows at a time (eight ymm accumulators) */
+MFKIT_TARGET_AVX2 static int mf_score4_filter_f64_avx2(const double *p0, const double *p1,
+        const double *p2, const double *p3, const double *panel, int k, const double *add,
+        const double *qn, const double *base, const double *pn, const double *thresh,
+        double *tile, double *s)
+{
+    const double *pr[4] = {p0, p1, p2, p3};
+    for (int h = 0; h < 4; h += 2) {
+        __m256d a[8];
+        for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_pd();
+        const double *x = pr[h], *y = pr[h + 1];
+        for (int f = 0; f < k; f++) {
+            const double *pf = panel + (long)f * MFKIT_PANEL;
+            __m256d bx = _mm256_broadcast_sd(x + f), by = _mm256_broadcast_sd(y + f);
+            __m256d q0 = _mm256_loadu_pd(pf), q1 = _mm256_loadu_pd(pf + 4);
+            __m256d q2 = _mm256_loadu_pd(pf + 8), q3 = _mm256_loadu_pd(pf + 12);
+            a[0] = _mm256_fmadd_pd(bx, q0, a[0]); a[1] = _mm256_fmadd_pd(bx, q1, a[1]);
+            a[2] = _mm256_fmadd_pd(bx, q2, a[2]); a[3] = _mm256_fmadd_pd(bx, q3, a[3]);
+            a[4] = _mm256_fmadd_pd(by, q0, a[4]); a[5] = _mm256_fmadd_pd(by, q1, a[5]);
+            a[6] = _mm256_fmadd_pd(by, q2, a[6]); a[7] = _mm256_fmadd_pd(by, q3, a[7]);
+        }
+        for (int j = 0; j < 8; j++) _mm256_storeu_pd(tile + h * MFKIT_PANEL + 4 * j, a[j]);
+    }
+    __m256d rel_ = _mm256_set1_pd(MFKIT_TOPN_REL);
+    int m = 0;
+    for (int u = 0; u < 4; u++) {
+        __m256d b_ = _mm256_set1_pd(base[u]), t_ = _mm256_set1_pd(thresh[u]);
+        __m256d pn_ = _mm256_set1_pd(pn[u]);
+        double *srow_ = s + u * MFKIT_PANEL;
+        const double *tr = tile + u * MFKIT_PANEL;
+        int hit_ = 0;
+        MFKIT_TEST4_256(_mm256_loadu_pd(tr), 0)
+        MFKIT_TEST4_256(_mm256_loadu_pd(tr + 4), 4)
+        MFKIT_TEST4_256(_mm256_loadu_pd(tr + 8), 8)
+        MFKIT_TEST4_256(_mm256_loadu_pd(tr + 12), 12)
+        if (hit_) m |= 1 << u;
+    }
+    return m;
+}
+#define MFKIT_TOPN_FILTER(SUF, isa, ...)                                                    \
+    ((isa) >= MFKIT_ISA_AVX512 ? mf_score4_filter_##SUF##_avx512(__VA_ARGS__)               \
+                               : mf_score4_filter_##SUF##_avx2(__VA_ARGS__))
+#define MFKIT_TOPN_HAVE_FILTER 1
+#else
+#define MFKIT_TOPN_FILTER(SUF, isa, ...) 0
+#define MFKIT_TOPN_HAVE_FILTER 0
+#endif
+
+/* The filter of path isa (avx2 or avx512; never called on the baseline) for 8 rows p[0..7]:
+ * tile and s hold 8 x 16 entries, bit u of the result is row u's. */
+static inline int mf_score8_filter_f32(int isa, const float *const *p, const float *panel,
+        int k, const double *add, const double *qn, const double *base, const double *pn,
+        const double *thresh, float *tile, double *s)
+{
+#if MFKIT_TOPN_HAVE_FILTER
+    if (isa >= MFKIT_ISA_AVX512)
+        return mf_score8_filter_f32_avx512(p, panel, k, add, qn, base, pn, thresh, tile, s);
+    return mf_score4_filter_f32_avx2(p[0], p[1], p[2], p[3], panel, k, add, qn, base, pn,
+                                     thresh, tile, s)
+           | mf_score4_filter_f32_avx2(p[4], p[5], p[6], p[7], panel, k, add, qn, base + 4,
+                                       pn + 4, thresh + 4, tile + 64, s + 64) << 4;
+#else
+    (void)isa; (void)p; (void)panel; (void)k; (void)add; (void)qn; (void)base; (void)pn;
+    (void)thresh; (void)tile; (void)s;
+    return 0;
+#endif
+}
+static inline int mf_score8_filter_f64(int isa, const double *const *p, const double *panel,
+        int k, const double *add, const double *qn, const double *base, const double *pn,
+        const double *thresh, double *tile, double *s)
+{
+#if MFKIT_TOPN_HAVE_FILTER
+    return MFKIT_TOPN_FILTER(f64, isa, p[0], p[1], p[2], p[3], panel, k, add, qn, base, pn,
+                             thresh, tile, s)
+           | MFKIT_TOPN_FILTER(f64, isa, p[4], p[5], p[6], p[7], panel, k, add, qn, base + 4,
+                               pn + 4, thresh + 4, tile + 64, s + 64) << 4;
+#else
+    (void)isa; (void)p; (void)panel; (void)k; (void)add; (void)qn; (void)base; (void)pn;
+    (void)thresh; (void)tile; (void)s;
+    return 0;
+#endif
+}
+static inline int mf_topn_have_filter(void) { return MFKIT_TOPN_HAVE_FILTER; }
 
 #endif /* MFKIT_RECOMMEND_H */

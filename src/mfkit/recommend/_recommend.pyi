@@ -21,4 +21,5 @@ def topn(
     out_scores: npt.NDArray[np.float64],
     n_threads: int,
     use_avx512: bool = True,
+    isa: int = 0,
 ) -> None: ...

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mfkit._core.isa import isa_level
 from mfkit._core.validation import check_number
 from mfkit.data import IdMap, as_ratings
 from mfkit.data._csr import check_csr_structure, pairs_to_csr, sorted_unique
@@ -139,6 +140,8 @@ def _topn(
         out_items,
         out_scores,
         int(n_threads),
+        True,
+        isa_level(),
     )
     pad = out_items < 0
     if pad.any():
