@@ -18,11 +18,21 @@ Formula (W workers, k factors, 4-byte floats, m = n_users + n_items):
                                  + 8 * n_items                 (per-item squared errors)
   plus, not counted by Dask:       4 * (k + 1) * m             (the client's one copy out)
 
+With ``--keep-on-cluster`` the factors stay on the workers and each half-step sends every
+shard its out-block, only the opposite rows it rates (Spark's out-blocks); per iteration:
+  4 * (k + 1) * sum over both sides of sum over (shard s, opposite shard t on another
+                worker) of the rows of t that s rates           (the out-blocks)
++ 4 * (k + 1) * m                                              (each solved shard copied to
+                                                                a second worker)
++ 8 * n_items                                                  (per-item squared errors)
+The table then also shows what the broadcast formula above would send for comparison.
+
 Examples::
 
     python benchmarks/bench_dask.py                                 # 1M ratings, k=32
     python benchmarks/bench_dask.py --ratings 10000000 --factors 64 # the 10M floor run
     python benchmarks/bench_dask.py --workers 2 4 8 --shards-per-worker 2
+    python benchmarks/bench_dask.py --keep-on-cluster --workers 2 4
 """
 
 from __future__ import annotations
@@ -70,6 +80,19 @@ def counted_bytes(client: Any) -> int:
     return int(sum(totals.values()))
 
 
+def outblock_bytes(cm: Any, k: int, itemsize: int) -> int:
+    """The out-block bytes of one iteration of a fit kept on the cluster: the rows each
+    shard rates of the opposite shards held by other workers."""
+    rows = 0
+    for side in (0, 1):
+        sizes = cm.ref_sizes[side]
+        for s in range(sizes.shape[0]):
+            for t in range(sizes.shape[1]):
+                if cm.homes[side][s] != cm.homes[1 - side][t]:
+                    rows += int(sizes[s, t])
+    return itemsize * (k + 1) * rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ratings", type=int, default=1_000_000)
@@ -79,6 +102,11 @@ def main() -> None:
     ap.add_argument("--threads-per-worker", type=int, default=1)
     ap.add_argument("--shards-per-worker", type=int, default=2)
     ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument(
+        "--keep-on-cluster",
+        action="store_true",
+        help="keep the factors on the workers (out-blocks) instead of gathering them",
+    )
     args = ap.parse_args()
 
     import dask.dataframe as dd
@@ -86,7 +114,7 @@ def main() -> None:
 
     info = machine_info()
     print("# machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
-    params = dict(factors=args.factors, epochs=args.iterations, random_state=0)
+    params = dict(factors=args.factors, epochs=args.iterations, regularization=0.05, random_state=0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         df, n_users, n_items = write_parquet(args.ratings, args.partitions, Path(tmp))
@@ -121,16 +149,25 @@ def main() -> None:
                     mfkit.ALS(**params, n_threads=args.threads_per_worker),
                     ddf,
                     callback=after_epoch,
+                    keep_on_cluster=args.keep_on_cluster,
                     **opts,
                 )
                 setup = time.perf_counter() - t0 - sum(m.history_["seconds"])
+                rows_bytes = 4 * (args.factors + 1) * (n_users + n_items)
+                broadcast = (W - 1) * rows_bytes + rows_bytes + 8 * n_items
+                if args.keep_on_cluster:
+                    copies = rows_bytes if W >= 2 else 0
+                    predicted = outblock_bytes(m, args.factors, 4) + copies + 8 * n_items
+                    m = m.to_model()
+                else:
+                    predicted = broadcast
             per_it = float(np.median(m.history_["seconds"]))
             # the steady state: what the iterations after the first moved
             measured = (counts[-1] - counts[0]) / max(1, len(counts) - 1)
-            rows_bytes = 4 * (args.factors + 1) * (n_users + n_items)
-            predicted = (W - 1) * rows_bytes + rows_bytes + 8 * n_items
+            extra = {"broadcast MB/it": f"{broadcast / 1e6:.2f}"} if args.keep_on_cluster else {}
             rows.append(
                 {
+                    "mode": "on cluster" if args.keep_on_cluster else "gathered",
                     "workers": W,
                     "shards/side": shards,
                     "threads": threads,
@@ -142,6 +179,7 @@ def main() -> None:
                     "counted MB/it": f"{measured / 1e6:.2f}",
                     "formula MB/it": f"{predicted / 1e6:.2f}",
                     "counted/formula": f"{measured / predicted:.2f}",
+                    **extra,
                 }
             )
     print_table(rows, title="mfkit.ALS on a Dask LocalCluster vs one machine")

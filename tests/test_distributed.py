@@ -7,7 +7,9 @@ processes with nannies; each test is bounded by ``timeout=`` on the fit.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,6 +103,8 @@ def assert_same_fit(a: mfkit.ALS, b: mfkit.ALS) -> None:
     assert a.rating_range_ == b.rating_range_
     assert a.history_["train_rmse"] == b.history_["train_rmse"]
     assert a.stop_reason_ == b.stop_reason_
+    assert a.regularization_ == b.regularization_
+    assert a.isa_ == b.isa_
 
 
 def single(df: pd.DataFrame, **params) -> mfkit.ALS:
@@ -300,3 +304,307 @@ def test_auto_regularization_is_refused_on_a_cluster(three_thread_workers):
     ddf = dd.from_pandas(df, npartitions=2)
     with pytest.raises(ValueError, match="regularization='auto'.*pass a number"):
         mfkit.distributed.fit(mfkit.ALS(), ddf, client=three_thread_workers)
+
+
+# ---------------------------------------------------------------- scoring on the cluster
+@pytest.fixture(scope="module")
+def fitted(frame) -> mfkit.ALS:
+    return single(frame, **PARAMS)
+
+
+@pytest.mark.parametrize("cluster", ["three_thread_workers", "two_processes"])
+def test_distributed_predict_equals_one_machine(frame, fitted, cluster, request, tmp_path):
+    client = request.getfixturevalue(cluster)
+    pairs = frame[["user", "item"]].iloc[::7].copy()
+    pairs["tag"] = np.arange(len(pairs))  # other columns are kept
+    ddf = dd.from_pandas(pairs, npartitions=5)
+    with client.as_current():
+        out = mfkit.distributed.predict(fitted, ddf)
+        assert out.npartitions == 5 and list(out.columns) == ["user", "item", "tag", "prediction"]
+        got = out.compute()
+        # written partition by partition from the workers, read back equal
+        out.to_parquet(tmp_path / "pred", write_index=False)
+    ref = fitted.predict(pairs.user.to_numpy(), pairs.item.to_numpy())
+    assert got.prediction.to_numpy().tobytes() == ref.tobytes()
+    assert np.array_equal(got.tag.to_numpy(), pairs.tag.to_numpy())
+    back = pd.read_parquet(tmp_path / "pred").sort_values("tag")
+    assert back.prediction.to_numpy().tobytes() == ref.tobytes()
+    # against the model's equation in plain NumPy
+    u = np.searchsorted(fitted.user_ids_, pairs.user.to_numpy())
+    i = np.searchsorted(fitted.item_ids_, pairs.item.to_numpy())
+    P, Q = fitted.user_factors_.astype(np.float64), fitted.item_factors_.astype(np.float64)
+    eq = fitted.global_mean_ + fitted.user_biases_[u] + fitted.item_biases_[i]
+    eq = eq + np.einsum("ij,ij->i", P[u], Q[i])
+    np.testing.assert_allclose(got.prediction.to_numpy(), eq, rtol=1e-5, atol=1e-5)
+
+
+def test_distributed_predict_unknown_ids_and_bad_input(frame, fitted, three_thread_workers):
+    pairs = pd.DataFrame({"user": frame.user.iloc[:40].to_numpy(), "item": frame.item.iloc[:40]})
+    pairs.loc[33, "item"] = "no-such-movie"
+    ddf = dd.from_pandas(pairs, npartitions=4)
+    part = int(np.searchsorted(ddf.divisions, 33, side="right") - 1)
+    with three_thread_workers.as_current():
+        with pytest.raises(ValueError, match=rf"partition {part}: items contain ids not seen"):
+            mfkit.distributed.predict(fitted, ddf).compute()
+        got = mfkit.distributed.predict(fitted, ddf, unknown="baseline", clip=True).compute()
+    ref = fitted.predict(pairs.user, pairs.item, unknown="baseline", clip=True)
+    assert got.prediction.to_numpy().tobytes() == ref.tobytes()
+    with pytest.raises(TypeError, match="pairs must be a dask.dataframe.DataFrame"):
+        mfkit.distributed.predict(fitted, pairs)
+    with pytest.raises(ValueError, match=r"no column\(s\) \['item'\]"):
+        mfkit.distributed.predict(fitted, ddf.rename(columns={"item": "movie"}))
+    with pytest.raises(ValueError, match="already has a column 'user'"):
+        mfkit.distributed.predict(fitted, ddf, column="user")
+    with pytest.raises(ValueError, match="unknown"):
+        mfkit.distributed.predict(fitted, ddf, unknown="skip")
+    with pytest.raises(mfkit.exceptions.NotFittedError):
+        mfkit.distributed.predict(mfkit.ALS(), ddf)
+
+
+@pytest.mark.parametrize(
+    "cluster,options",
+    [("three_thread_workers", dict(users_per_partition=700)),
+     ("two_processes", dict(users_per_partition=1500, exclude_seen=False, n=3))],
+)  # fmt: skip
+def test_recommend_all_equals_one_machine(fitted, cluster, options, request, tmp_path):
+    client = request.getfixturevalue(cluster)
+    n = options.pop("n", 5)
+    with client.as_current():
+        out = mfkit.distributed.recommend_all(fitted, n, **options)
+        assert out.npartitions == -(-fitted.n_users // options["users_per_partition"])
+        got = out.compute()
+        out.to_parquet(tmp_path / "top", write_index=False)
+    ref = fitted.recommend(fitted.user_ids_, n, options.get("exclude_seen", True), as_frame=True)
+    assert list(got.columns) == ["user", "rank", "item", "score"]
+    got = got.reset_index(drop=True)
+    for col in ("user", "rank", "item"):
+        assert np.array_equal(got[col].to_numpy(), ref[col].to_numpy()), col
+    assert got.score.to_numpy().tobytes() == ref.score.to_numpy().tobytes()
+    back = pd.read_parquet(tmp_path / "top").sort_values(["user", "rank"])
+    assert (
+        back.score.to_numpy().tobytes()
+        == ref.sort_values(["user", "rank"]).score.to_numpy().tobytes()
+    )
+    # the top item of a few users against a plain NumPy ranking of all unseen items
+    Pf, Qf = fitted.user_factors_.astype(np.float64), fitted.item_factors_.astype(np.float64)
+    seen_ptr, seen_idx = fitted._fitted.seen
+    for u in range(0, fitted.n_users, 401):
+        s = fitted.global_mean_ + fitted.user_biases_[u] + fitted.item_biases_ + Qf @ Pf[u]
+        if options.get("exclude_seen", True):
+            s[seen_idx[seen_ptr[u] : seen_ptr[u + 1]]] = -np.inf
+        best = got[(got.user == fitted.user_ids_[u]) & (got["rank"] == 1)]
+        assert best.item.iloc[0] == fitted.item_ids_[int(np.argmax(s))]
+        assert abs(best.score.iloc[0] - s.max()) < 1e-4
+
+
+def test_recommend_all_checks_its_arguments(fitted):
+    with pytest.raises(ValueError, match="users_per_partition"):
+        mfkit.distributed.recommend_all(fitted, users_per_partition=0)
+    with pytest.raises(ValueError, match="n must be"):
+        mfkit.distributed.recommend_all(fitted, 0)
+    with pytest.raises(ValueError, match="items contain ids not seen"):
+        mfkit.distributed.recommend_all(fitted, items=["nope"])
+    with pytest.raises(TypeError, match="model must be a fitted mfkit model"):
+        mfkit.distributed.recommend_all("model")
+
+
+# ------------------------------------------------------- factors kept on the cluster
+def test_keep_on_cluster_fit_save_and_load_equal_one_machine(
+    frame, fitted, two_processes, tmp_path
+):
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**PARAMS), dd.from_pandas(frame, npartitions=4), client=two_processes,
+        keep_on_cluster=True, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert isinstance(cm, mfkit.distributed.ClusterModel)
+    assert (cm.n_users, cm.n_items) == (fitted.n_users, fitted.n_items)
+    assert cm.history_["train_rmse"] == fitted.history_["train_rmse"]
+    # the factors as Dask arrays, chunked by shard
+    with two_processes.as_current():
+        P = cm.user_factors_
+        assert len(P.chunks[0]) == len(cm.parts[0]) and P.shape == fitted.user_factors_.shape
+        assert P.compute().tobytes() == fitted.user_factors_.tobytes()
+        assert cm.item_biases_.compute().tobytes() == fitted.item_biases_.tobytes()
+        top = cm.recommend_all(4).compute().reset_index(drop=True)
+        # predictions from the shards' rows that each partition's pairs name
+        pairs = frame[["user", "item"]].iloc[::5].reset_index(drop=True)
+        pairs.loc[7, "user"] = -99  # not seen in training: the baseline
+        pred = cm.predict(dd.from_pandas(pairs, npartitions=3), unknown="baseline", clip=True)
+        pred = pred.compute()
+        with pytest.raises(ValueError, match=r"partition 0: users contain ids not seen"):
+            cm.predict(dd.from_pandas(pairs, npartitions=3)).compute()
+    ref_top = fitted.recommend(fitted.user_ids_, 4, as_frame=True)
+    assert top.equals(ref_top)
+    ref_pred = fitted.predict(pairs.user, pairs.item, unknown="baseline", clip=True)
+    assert pred.prediction.to_numpy().tobytes() == ref_pred.tobytes()
+    # saved shard by shard from the workers, read back into an ordinary model
+    folder = tmp_path / "model"
+    cm.save(folder)
+    cm.save(folder)  # again into the same folder: the first save's files go
+    names = sorted(os.listdir(folder))
+    assert names[0] == "manifest.json" and len(names) == 2 and names[1].startswith("shards-")
+    loaded = mfkit.load(folder)
+    assert_same_fit(loaded, fitted)
+    assert np.array_equal(loaded._fitted.seen[1], fitted._fitted.seen[1])
+    ids, scores = loaded.recommend(fitted.user_ids_[:50], 5)
+    ref_ids, ref_scores = fitted.recommend(fitted.user_ids_[:50], 5)
+    assert np.array_equal(ids, ref_ids) and scores.tobytes() == ref_scores.tobytes()
+    assert cm.to_model() is cm.model
+    assert_same_fit(cm.model, fitted)
+    cm.release()
+
+
+@pytest.fixture(scope="module")
+def saved_folder(three_thread_workers, tmp_path_factory):
+    df = rating_frame(8, n=6_000)
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**PARAMS), dd.from_pandas(df, npartitions=2), client=three_thread_workers,
+        keep_on_cluster=True, shards=3, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    folder = tmp_path_factory.mktemp("sharded") / "model"
+    cm.save(folder, seen=False)
+    cm.release()
+    return folder, single(df, **PARAMS)
+
+
+def _copy(folder: Path, tmp_path: Path) -> tuple[Path, dict]:
+    dst = tmp_path / "copy"
+    shutil.copytree(folder, dst)
+    return dst, json.loads((dst / "manifest.json").read_text())
+
+
+def test_sharded_model_damage_is_named(saved_folder, tmp_path):
+    folder, ref = saved_folder
+    loaded = mfkit.load(folder)
+    assert_same_fit(loaded, ref)
+    assert loaded._fitted.seen is None  # saved with seen=False
+    dst, meta = _copy(folder, tmp_path)
+    entry = meta["shards"]["item"][1]["factors"]
+    target = dst / entry["file"]
+    blob = bytearray(target.read_bytes())
+    blob[-3] ^= 0x40
+    target.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match=rf"{entry['file']} was altered or damaged"):
+        mfkit.load(dst)
+    target.unlink()
+    with pytest.raises(ValueError, match=rf"shard file {entry['file']} is missing"):
+        mfkit.load(dst)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda m: m["shards"]["user"][0]["factors"].update(file="../../etc/passwd.npy"),
+         "not a plain file name"),
+        (lambda m: m["shards"]["user"][1].update(rows=[5, 9]), r"user shard 1 holds rows 5\.\.9"),
+        (lambda m: m["shards"]["item"][0]["biases"].update(shape=[3]), r"has shape \[3\]"),
+        (lambda m: m["shards"]["item"][0]["factors"].update(dtype="|O"), "has dtype '|O'"),
+        (lambda m: m["shards"]["user"].pop(), r"the user shards hold \d+ rows, the model has"),
+        (lambda m: m.update(format_version=99), "format version 99 is newer"),
+        (lambda m: m["shards"]["item"][2].update(extra={}), "unknown array 'extra'"),
+        (lambda m: m.update(params=[1, 2]), "entry 'params' is missing or malformed"),
+    ],
+)  # fmt: skip
+def test_sharded_manifest_is_checked_before_any_file(saved_folder, tmp_path, change, message):
+    folder, _ = saved_folder
+    dst, meta = _copy(folder, tmp_path)
+    change(meta)
+    (dst / "manifest.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=message) as err:
+        mfkit.load(dst)
+    assert str(dst) in str(err.value)
+    (dst / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match="manifest.json is damaged"):
+        mfkit.load(dst)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [dict(solver="cg", cg_steps=2), dict(biases=False, dtype="float64")],
+)
+def test_keep_on_cluster_options_match_one_machine(params, three_thread_workers):
+    df = rating_frame(9, n=8_000, string_items=False)
+    p = dict(PARAMS, epochs=3, **params)
+    ref = single(df, **p)
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**p), dd.from_pandas(df, npartitions=3), client=three_thread_workers,
+        keep_on_cluster=True, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert_same_fit(cm.to_model(), ref)
+
+
+def test_keep_on_cluster_with_a_prior_and_a_callback(three_thread_workers):
+    df = rating_frame(10, n=20_000)
+    base = single(df, **PARAMS)
+    P0, Q0 = base.user_factors_ * 2, base.item_factors_ * 2
+    p = dict(PARAMS, epochs=4, prior_regularization=0.2)
+    ref = mfkit.ALS(**p).fit(df, init=(P0, Q0), callback=lambda m, r: r["epoch"] < 3)
+    seen: list[float] = []
+
+    def stop_after_three(cm, record):
+        seen.append(record["train_rmse"])
+        return record["epoch"] < 3
+
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**p), dd.from_pandas(df, npartitions=2), init=(P0, Q0),
+        callback=stop_after_three, client=three_thread_workers, keep_on_cluster=True,
+        timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert cm.stop_reason_ == "callback" and seen == ref.history_["train_rmse"]
+    assert_same_fit(cm.to_model(), ref)
+    ddf = dd.from_pandas(df, npartitions=2)
+    with pytest.raises(ValueError, match="keep_on_cluster=True does not score validation"):
+        mfkit.distributed.fit(
+            mfkit.ALS(**PARAMS), ddf, ddf, client=three_thread_workers, keep_on_cluster=True
+        )
+    with pytest.raises(TypeError, match="keep_on_cluster must be True or False"):
+        mfkit.distributed.fit(
+            mfkit.ALS(**PARAMS), ddf, client=three_thread_workers, keep_on_cluster="yes"
+        )
+
+
+def test_keep_on_cluster_survives_a_killed_worker(frame, two_processes):
+    client = two_processes
+    client.wait_for_workers(2, timeout=30)
+    p = dict(PARAMS, epochs=4)
+    ref = single(frame, **p)
+    pids = sorted(client.run(os.getpid).values())
+    killed: list[int] = []
+    threads: list[threading.Thread] = []
+
+    def kill_during_next_epoch(cm, record):
+        if record["epoch"] == 2:
+            # SIGKILL the other worker process a moment into epoch 3: the parts and shards
+            # it held are lost, their backups on the surviving worker take their place
+
+            def kill() -> None:
+                time.sleep(0.05)
+                os.kill(pids[1], signal.SIGKILL)
+                killed.append(pids[1])
+
+            threads.append(threading.Thread(target=kill, daemon=True))
+            threads[-1].start()
+
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**p), dd.from_pandas(frame, npartitions=4), client=client,
+        callback=kill_during_next_epoch, keep_on_cluster=True, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    for t in threads:
+        t.join()
+    assert killed == pids[1:]
+    assert_same_fit(cm.to_model(), ref)
+    client.wait_for_workers(2, timeout=30)
+
+
+def test_workers_run_the_clients_kernel_path(two_processes):
+    # the worker processes would pick their own (best) path; the fit passes the client's
+    df = rating_frame(11, n=10_000)
+    for isa in mfkit.available_isas():
+        with mfkit.use_isa(isa):
+            ref = single(df, **PARAMS)
+            m = mfkit.distributed.fit(
+                mfkit.ALS(**PARAMS), dd.from_pandas(df, npartitions=2), client=two_processes,
+                timeout=FIT_TIMEOUT,
+            )  # fmt: skip
+        assert m.isa_ == ref.isa_ == isa
+        assert_same_fit(m, ref)

@@ -4,6 +4,9 @@ This layer sits above the models. Importing it imports neither Dask nor ``distri
 (they are the optional extra ``mfkit[dask]``, imported when a fit on a cluster starts); it
 registers :func:`fit` with the models for collections of the ``dask`` package, so that
 ``FactorModel.fit`` hands such data over without importing this layer.
+
+:func:`predict` and :func:`recommend_all` score a fitted model partition by partition on the
+cluster and return Dask DataFrames.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any
 
 from mfkit.distributed import _tasks
 from mfkit.distributed._fit import DEFAULT_TIMEOUT, ClusterRatings, balanced_bounds, fit
+from mfkit.distributed._resident import ClusterModel
+from mfkit.distributed._score import predict, recommend_all
 from mfkit.models._registry import register_collection_fitter
 
 
@@ -41,4 +46,13 @@ def read_ratings(paths: Sequence[Any], **options: Any) -> Any:
 
 register_collection_fitter("dask", fit)
 
-__all__ = ["DEFAULT_TIMEOUT", "ClusterRatings", "balanced_bounds", "fit", "read_ratings"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "ClusterModel",
+    "ClusterRatings",
+    "balanced_bounds",
+    "fit",
+    "predict",
+    "read_ratings",
+    "recommend_all",
+]

@@ -20,20 +20,24 @@ stopping, callbacks, divergence and Ctrl-C behave as on one machine.
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import math
+import operator
 import time
 from typing import Any
 
 import numpy as np
 
 from mfkit._core.exact import exact_mean
+from mfkit._core.isa import get_isa
 from mfkit._core.validation import check_number, check_random_state
 from mfkit.data import IdMap
 from mfkit.distributed import _tasks
+from mfkit.distributed._cluster import gather_within, lost_errors
+from mfkit.distributed._resident import ClusterModel, ResidentTrainer, initial_parts, run_resident
 from mfkit.models import ALS, FactorModel, Trainer
 from mfkit.models._state import Fitted
+from mfkit.models._training import SAFE_PREDICTION
 
 logger = logging.getLogger("mfkit.distributed")
 
@@ -112,21 +116,21 @@ def _client(distributed: Any, client: Any) -> Any:
         ) from None
 
 
-def _gather(futures: list[Any], timeout: float, what: str, client: Any) -> list[Any]:
-    """The futures' results in one transfer, in order (the first failed one raises its
-    task's error), or ``TimeoutError`` once ``timeout`` seconds have passed."""
-    import distributed
-
-    try:
-        with client.as_current():
-            distributed.wait(futures, timeout=timeout)
-    except TimeoutError:
-        n = len(client.scheduler_info().get("workers", {}))
-        raise TimeoutError(
-            f"{what} did not finish within {timeout:g} s ({n} workers connected); start "
-            f"workers or raise timeout="
-        ) from None
-    return client.gather(futures)
+def solve_options(global_mean: float, model: ALS, params: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of the shard half-step tasks."""
+    return {
+        "mu": global_mean,
+        "regularization": params["regularization"],
+        "bias_regularization": params["bias_regularization"],
+        "weighted": bool(model.weighted),
+        "solver": params["solver"],
+        "cg_steps": params["cg_steps"],
+        "prior_regularization": params["prior_regularization"],
+        # Dask runs one task per worker thread: one kernel thread each unless asked
+        "n_threads": 1 if model.n_threads is None else params["n_threads"],
+        # the client's kernel path, on every worker: the bits of the one-machine fit
+        "isa": get_isa(),
+    }
 
 
 class DaskALSTrainer(Trainer):
@@ -158,17 +162,7 @@ class DaskALSTrainer(Trainer):
         self.cg = params["solver"] == "cg"
         self.nnz, self.timeout, self.retries = nnz, timeout, retries
         self.failure: str | None = None
-        self.options = {
-            "mu": fitted.global_mean,
-            "regularization": params["regularization"],
-            "bias_regularization": params["bias_regularization"],
-            "weighted": bool(model.weighted),
-            "solver": params["solver"],
-            "cg_steps": params["cg_steps"],
-            "prior_regularization": params["prior_regularization"],
-            # Dask runs one task per worker thread: one kernel thread each unless asked
-            "n_threads": 1 if model.n_threads is None else params["n_threads"],
-        }
+        self.options = solve_options(fitted.global_mean, model, params)
         self.priors: tuple[list[Any], list[Any]] | None = None
         if prior is not None and params["prior_regularization"] > 0:
             self.priors = tuple(
@@ -222,7 +216,7 @@ class DaskALSTrainer(Trainer):
                     )
                     for s, shard in enumerate(self.shards[side])
                 ]
-                results = _gather(futures, self.timeout, f"the {label} half-step", client)
+                results = gather_within(futures, self.timeout, f"the {label} half-step", client)
                 break
             except self._lost_errors():
                 # a worker died under the half-step: its tasks' inputs are still on the
@@ -249,16 +243,12 @@ class DaskALSTrainer(Trainer):
                 sse[a:b] = row_sse
         return sse if sse is not None else np.zeros(0)
 
+    def fitted_attributes(self) -> dict[str, Any]:
+        return {"isa": self.options["isa"]}
+
     def _lost_errors(self) -> tuple[type[BaseException], ...]:
         """What a worker lost under a half-step raises on the client."""
-        d = self.distributed
-        return (
-            d.KilledWorker,
-            d.comm.CommClosedError,
-            d.client.FutureCancelledError,
-            concurrent.futures.CancelledError,
-            OSError,
-        )
+        return lost_errors()
 
     def run_epoch(self, epoch: int) -> tuple[float, bool]:
         if self._half_step(0) is None:
@@ -293,7 +283,8 @@ def fit(
     seen: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
     retries: int = 5,
-) -> FactorModel:
+    keep_on_cluster: bool = False,
+) -> Any:
     """Fit ``model`` (an :class:`mfkit.ALS`) to a Dask DataFrame of ratings on a cluster.
 
     ``model.fit(ddf)`` calls this with the defaults; call it directly for the options. The
@@ -327,6 +318,17 @@ def fit(
         with ``TimeoutError``, for example when no worker is left.
     retries : int, default 5
         Times a half-step is solved again after a worker was lost under it.
+    keep_on_cluster : bool, default False
+        Keep the factors on the cluster, shard by shard (backed up on a second worker), and
+        return a :class:`~mfkit.distributed.ClusterModel` instead of the fitted ``model``:
+        the client never holds a whole side of the factors. Its factors are byte-identical
+        to the single-machine fit; ``save`` writes them shard by shard (``mfkit.load``
+        reads the folder), ``recommend_all`` scores where they are, ``to_model`` gathers
+        them. ``validation`` and ``patience`` are not available with it yet.
+
+    Returns
+    -------
+    model, fitted (or a ClusterModel with ``keep_on_cluster=True``)
 
     What a lost worker does: the shards it held are recomputed by Dask from the input
     partitions (read again from the files or the graph) and its half-step tasks run again
@@ -355,6 +357,13 @@ def fit(
     timeout = check_number(timeout, "timeout", low=0, low_inclusive=False)
     retries = check_number(retries, "retries", low=0, integer=True)
     params = model._check_params()
+    if not isinstance(keep_on_cluster, bool | np.bool_):
+        raise TypeError(f"keep_on_cluster must be True or False, got {keep_on_cluster!r}")
+    if keep_on_cluster and (validation is not None or params["patience"] is not None):
+        raise ValueError(
+            "keep_on_cluster=True does not score validation= ratings nor stop early "
+            "(patience) yet; leave them out, or fit with keep_on_cluster=False"
+        )
     if params["regularization"] == "auto":
         raise ValueError(
             "regularization='auto' (the default) chooses the weight by refitting on an "
@@ -378,7 +387,7 @@ def fit(
         for part, w in zip(parts, names, strict=True)
     ]
     info_future = client.compute(delayed(_tasks.merge_summaries)(*summaries))
-    info = _gather([info_future], timeout, "summarising the partitions", client)[0]
+    info = gather_within([info_future], timeout, "summarising the partitions", client)[0]
     nnz = info["n"]
     if nnz == 0:
         raise ValueError("data has no ratings: cannot fit an empty rating matrix")
@@ -423,11 +432,21 @@ def fit(
         ]
         for graphs, side_homes in zip(shard_graphs, homes, strict=True)
     )
+    resident = False  # whether a returned ClusterModel holds the shards now
     try:
+        if keep_on_cluster:
+            cm = _fit_resident(
+                client, model, summary, info, (user_shards, item_shards), (homes[0], homes[1]),
+                edges, params, init, rng, callback, seen, timeout, retries,
+            )  # fmt: skip
+            # its factors descend from the shards: the shards it does not hold are released
+            # as their references go, and their lineage stays with Dask
+            resident = True
+            return cm
         seen_arrays = None
         if seen:
             seen_futures = [client.submit(_tasks.seen_of, sh) for sh in user_shards]
-            parts_seen = _gather(seen_futures, timeout, "building the user shards", client)
+            parts_seen = gather_within(seen_futures, timeout, "building the user shards", client)
             del seen_futures
             offsets = np.concatenate(([0], np.cumsum([p[0][-1] for p in parts_seen])))
             seen_arrays = (
@@ -450,6 +469,7 @@ def fit(
             rng=rng,
             params=params,
         )
+        fitted.extras.update(_choice_extras(model, params))
         val = None
         if validation is not None:
             if hasattr(validation, "compute") and hasattr(validation, "to_delayed"):
@@ -474,7 +494,94 @@ def fit(
         scale = math.sqrt(info["sum_sq"] / nnz)
         return model._run_fit(fitted, trainer, val, params, callback, scale, before)
     finally:
-        client.cancel(user_shards + item_shards + [info_future])
+        if not resident:
+            # released by dropping the references (the trainer shares these lists): a
+            # cancel would also cancel the released tasks that depend on them, which
+            # distributed does not handle (it drops the client's connection)
+            user_shards.clear()
+            item_shards.clear()
+
+
+def _choice_extras(model: ALS, params: dict[str, Any]) -> dict[str, Any]:
+    """What a single-machine fit records of its regularization weight (a number here)."""
+    if not model._auto_regularization:
+        return {}
+    return {"regularization": params["regularization"], "regularization_scores": None}
+
+
+def _fit_resident(
+    client: Any,
+    model: ALS,
+    summary: ClusterRatings,
+    info: dict[str, Any],
+    shards: tuple[list[Any], list[Any]],
+    homes: tuple[list[Any], list[Any]],
+    edges: tuple[np.ndarray, np.ndarray],
+    params: dict[str, Any],
+    init: Any,
+    rng: np.random.Generator,
+    callback: Any,
+    seen: bool,
+    timeout: float,
+    retries: int,
+) -> ClusterModel:
+    """The fit with ``keep_on_cluster=True`` (see :mod:`mfkit.distributed._resident`)."""
+    nnz = info["n"]
+    global_mean = exact_mean(info["sum"], nnz) if model.biases else 0.0
+    # each shard re-indexed against the opposite rows it rates, resident where it is, and
+    # those rows cut by opposite shard (its out-block's pieces); their sizes on the client
+    local: tuple[list[Any], list[Any]] = ([], [])
+    pieces: tuple[list[list[Any]], list[list[Any]]] = ([], [])
+    for side in (0, 1):
+        for s, raw in enumerate(shards[side]):
+            where = dict(workers=homes[side][s], allow_other_workers=True)
+            loc = client.submit(_tasks.localize, raw, **where)
+            split = client.submit(_tasks.ref_pieces, loc, edges[1 - side], **where)
+            local[side].append(loc)
+            pieces[side].append(
+                [
+                    client.submit(operator.getitem, split, t, **where)
+                    for t in range(len(edges[1 - side]) - 1)
+                ]
+            )
+    counts = gather_within(
+        [client.submit(len, p) for side in pieces for row in side for p in row],
+        timeout,
+        "building the shards",
+        client,
+    )
+    n_u, n_i = len(edges[0]) - 1, len(edges[1]) - 1
+    sizes = (
+        np.array(counts[: n_u * n_i], dtype=np.int64).reshape(n_u, n_i),
+        np.array(counts[n_u * n_i :], dtype=np.int64).reshape(n_i, n_u),
+    )
+    parts, priors, bound = initial_parts(client, model, summary, edges, homes, init, rng, params)
+    options = solve_options(global_mean, model, params)
+    cm = ClusterModel(
+        client, model, params, edges, parts, homes, local[0] if seen else None,
+        summary.user_map.ids, summary.item_map.ids, global_mean, (info["min"], info["max"]),
+        {key: [] for key in model._history_keys(params)},
+        {**_choice_extras(model, params), "isa": options["isa"]},
+    )  # fmt: skip
+    try:
+        if bound + abs(global_mean) >= SAFE_PREDICTION[np.dtype(params["dtype"]).char]:
+            raise ValueError(
+                "the starting factors are so large that predictions overflow "
+                f"{np.dtype(params['dtype'])}: lower init_std (now {params['init_std']:g}) or "
+                "pass smaller init= factors"
+            )
+        trainer = ResidentTrainer(
+            client, local, homes, edges, priors, pieces, sizes,
+            options, params["solver"] == "cg", nnz,
+            timeout, retries, lost_errors(),
+        )  # fmt: skip
+        trainer.protect(parts)
+        out = run_resident(cm, trainer, params, callback, math.sqrt(info["sum_sq"] / nnz))
+        out.ref_sizes = sizes
+    except BaseException:
+        cm.release()
+        raise
+    return out
 
 
 __all__ = ["DEFAULT_TIMEOUT", "ClusterRatings", "DaskALSTrainer", "balanced_bounds", "fit"]

@@ -28,6 +28,7 @@ from mfkit._core.version import __version__
 from mfkit.data import IdMap
 from mfkit.data._csr import check_csr_structure
 from mfkit.data._idmap import check_unique_ids
+from mfkit.models._manifest import is_sharded, read_sharded
 from mfkit.models._registry import model_class
 from mfkit.models._state import FactorState, Fitted
 
@@ -205,9 +206,14 @@ def _check_ids(path: Any, ids: np.ndarray | None, n: int, name: str) -> None:
 
 
 def load(path: Any) -> FactorModel:
-    """Load a model written by ``model.save(path)``; damaged or foreign files raise
-    ``ValueError``."""
-    meta, arrays = read_npz(path, "model")
+    """Load a model written by ``model.save(path)`` (or a folder saved shard by shard, see
+    :mod:`mfkit.models._manifest`); damaged or foreign files raise ``ValueError``."""
+    if is_sharded(path):
+        # structure and digests checked there; the content checks below are the same
+        meta, arrays = read_sharded(path)
+        meta.update(format=FORMAT_NAME, format_version=FORMAT_VERSION)
+    else:
+        meta, arrays = read_npz(path, "model")
     if meta.get("format") != FORMAT_NAME:
         raise _refuse(path, f"format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
     version = meta.get("format_version")

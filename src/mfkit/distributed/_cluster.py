@@ -1,0 +1,81 @@
+"""Waiting on a cluster: gathering futures within a time limit, and what a lost worker
+raises on the client. Imports ``distributed`` only inside its functions (the optional extra)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+class WorkerLost(Exception):
+    """A worker that computations were pinned to has left the cluster."""
+
+
+def gather_within(futures: list[Any], timeout: float, what: str, client: Any) -> list[Any]:
+    """The futures' results in one transfer, in order (the first failed one raises its
+    task's error), or ``TimeoutError`` once ``timeout`` seconds have passed."""
+    import distributed
+
+    try:
+        with client.as_current():
+            distributed.wait(futures, timeout=timeout)
+    except TimeoutError:
+        n = len(client.scheduler_info().get("workers", {}))
+        raise TimeoutError(
+            f"{what} did not finish within {timeout:g} s ({n} workers connected); start "
+            f"workers or raise timeout="
+        ) from None
+    return client.gather(futures)
+
+
+def wait_pinned(
+    futures: list[Any],
+    timeout: float,
+    what: str,
+    client: Any,
+    pinned: set[str],
+    gather: bool = True,
+) -> list[Any]:
+    """:func:`gather_within` for futures pinned to the workers ``pinned`` (strict
+    restrictions, so Dask never moves them): raises :class:`WorkerLost` as soon as one of
+    those workers has left, instead of waiting for tasks that can no longer run.
+    ``gather=False``: wait only (the results stay on the workers; returns [])."""
+    import distributed
+
+    deadline = time.monotonic() + timeout
+    with client.as_current():
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                n = len(client.scheduler_info().get("workers", {}))
+                raise TimeoutError(
+                    f"{what} did not finish within {timeout:g} s ({n} workers connected); "
+                    f"start workers or raise timeout="
+                )
+            try:
+                distributed.wait(futures, timeout=min(0.5, left))
+                break
+            except TimeoutError:
+                workers = set(client.scheduler_info().get("workers", {}))
+                if workers and not pinned <= workers:
+                    raise WorkerLost(f"{what}: workers {sorted(pinned - workers)} left") from None
+    return client.gather(futures) if gather else []
+
+
+def lost_errors() -> tuple[type[BaseException], ...]:
+    """What a worker lost under a computation raises on the client."""
+    import concurrent.futures
+
+    import distributed
+
+    return (
+        WorkerLost,
+        distributed.KilledWorker,
+        distributed.comm.CommClosedError,
+        distributed.client.FutureCancelledError,
+        concurrent.futures.CancelledError,
+        OSError,
+    )
+
+
+__all__ = ["WorkerLost", "gather_within", "lost_errors", "wait_pinned"]
