@@ -73,11 +73,6 @@ def assemble_csr_arrays(
     nt = resolve_n_threads(n_threads)
     i_idx = np.ascontiguousarray(i_idx, dtype=np.int32)
     u_idx = np.ascontiguousarray(u_idx, dtype=np.int32)
-    if values.dtype not in (np.float32, np.float64):
-        values = values.astype(np.float64)
-    values = np.ascontiguousarray(values)
-    if timestamps is not None:
-        timestamps = np.ascontiguousarray(timestamps, np.int64)
     # buckets of 2**shift users, narrower when the item indices leave fewer than shift
     # bits of the 32-bit key (one user per bucket at worst: items need at most 31 bits)
     item_bits = max(n_items - 1, 0).bit_length()
@@ -87,6 +82,11 @@ def assemble_csr_arrays(
         u_idx, i_idx, n_users, n_items, nt, shift if buckets else -1
     )
     if not in_order:
+        if values.dtype not in (np.float32, np.float64):
+            values = values.astype(np.float64)
+        values = np.ascontiguousarray(values)
+        if timestamps is not None:
+            timestamps = np.ascontiguousarray(timestamps, np.int64)
         placed = None
         if pos is not None:
             placed = _place_by_buckets(
