@@ -22,6 +22,16 @@ temporary folder) and kept with ``--keep``.
     python benchmarks/bench_load.py                 # 1M and 10M
     python benchmarks/bench_load.py --sizes 1M      # quick
     python benchmarks/bench_load.py --large --formats netflix   # the 100M Netflix floor
+    python benchmarks/bench_load.py --order --repeat 5   # sorted vs random line order
+
+``--order`` times, instead, a MovieLens CSV of ``--sizes`` (default 10M) lines in user order
+and the same lines shuffled: mfkit's load (``after``), the same load with the CSR assembly of
+earlier releases (a stable LSD radix permutation and a gather of each column: ``before``,
+kept callable for this comparison), and ``pandas.read_csv`` alone. Each cell is the median
+of ``--repeat`` fresh processes, the tools interleaved so a busy machine slows them alike;
+the ratios are of medians of the same run, checked against the floors: the random-order load
+at least 2.5x faster than ``pandas.read_csv`` alone, and the sorted load no slower than
+``before`` (within 5%, the noise of one run).
 """
 
 from __future__ import annotations
@@ -38,6 +48,8 @@ import time
 
 import numpy as np
 
+ORDER_FLOOR = 2.5  # random-order load: pandas.read_csv alone over mfkit, at least
+SORTED_SLACK = 1.05  # sorted load: after over before, at most (timing noise)
 FORMATS = ("ml-csv", "ml-dat", "ml-100k", "netflix")
 SHAPES = {"ml": (330_000, 86_000), "netflix": (480_189, 17_770)}
 
@@ -179,9 +191,19 @@ fmt, tool, path = sys.argv[1], sys.argv[2], sys.argv[3]
 import mfkit, mfkit.io
 if tool.startswith("pandas"):
     import pandas as pd
+if tool == "mfkit-before":  # the CSR assembly of earlier releases (permutation + gathers)
+    import mfkit.data._csr
+    mfkit.data._csr._PLACEMENT = "permutation"
+    tool = "mfkit"
 base = hwm_mb()
 t0 = time.perf_counter()
 t_read = None
+if tool == "pandas-read":  # the parse alone, no container
+    df = pd.read_csv(path, engine="c")
+    secs = time.perf_counter() - t0
+    print(json.dumps({"seconds": secs, "read": secs, "peak_mb": hwm_mb(), "base_mb": base,
+                      "nnz": len(df)}))
+    sys.exit(0)
 if tool == "mfkit":
     load = {"ml-csv": mfkit.io.load_movielens_csv, "ml-dat": mfkit.io.load_movielens_dat,
             "ml-100k": mfkit.io.load_movielens_100k, "netflix": mfkit.io.load_netflix}[fmt]
@@ -260,7 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dir", default=None, help="where to write the files (reused if present)")
     ap.add_argument("--keep", action="store_true", help="keep the files")
     ap.add_argument("--csv", default=None, help="also write the table as CSV here")
+    ap.add_argument("--order", action="store_true", help="sorted vs random line order (see above)")
     args = ap.parse_args(argv)
+    if args.order:
+        return order_main(args)
 
     sizes = [_size(s) for s in args.sizes.split(",") if s]
     if args.large:
@@ -361,6 +386,130 @@ def main(argv: list[str] | None = None) -> int:
             for r in rows:
                 fh.write(",".join(str(x) for x in r) + "\n")
     return 0
+
+
+def write_shuffled(src: str, dst: str, seed: int = 1) -> None:
+    """The lines of src after its header line, in a random order (the header first)."""
+    buf = np.fromfile(src, dtype=np.uint8)
+    nl = np.flatnonzero(buf == 10)
+    head = int(nl[0]) + 1
+    starts = np.concatenate(([head], nl[:-1] + 1))
+    ends = nl + 1
+    perm = np.random.default_rng(seed).permutation(len(starts))
+    with open(dst, "wb") as fh:
+        fh.write(buf[:head].tobytes())
+        step = 1_000_000
+        for a in range(0, len(perm), step):
+            p = perm[a : a + step]
+            lengths = ends[p] - starts[p]
+            offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+            idx = np.repeat(starts[p] - offsets, lengths) + np.arange(int(lengths.sum()))
+            fh.write(buf[idx].tobytes())
+
+
+def order_main(args: argparse.Namespace) -> int:
+    """Sorted vs random line order: medians of interleaved fresh processes, the floors."""
+    n = _size(args.sizes.split(",")[0]) if args.sizes != "1M,10M" else 10_000_000
+    tools = ["mfkit", "mfkit-before"] + (["pandas-read"] if _have("pandas") else [])
+    if "pandas-read" not in tools:
+        print("pandas is not installed: no pandas.read_csv column and no floor check")
+    workdir = args.dir or tempfile.mkdtemp(prefix="mfkit-bench-load-")
+    os.makedirs(workdir, exist_ok=True)
+    import mfkit
+
+    print(
+        f"mfkit {mfkit.__version__}, OpenMP {mfkit.openmp_enabled()}, threads "
+        f"{args.threads or os.environ.get('OMP_NUM_THREADS') or os.cpu_count()}, "
+        f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus, "
+        f"median of {max(1, args.repeat)} runs"
+    )
+    if _have("pandas"):
+        import pandas as pd
+
+        print(f"pandas {pd.__version__} (read_csv, engine='c')")
+    header = (
+        f"{'order':7s} {'ratings':>11s} {'tool':13s} {'median s':>9s} {'min s':>7s} "
+        f"{'max s':>7s} {'peak MB':>8s} {'B/rating':>8s} {'pandas/x':>8s}"
+    )
+    verdicts = []
+    try:
+        paths = {}
+        for order in ("sorted", "random"):
+            paths[order] = os.path.join(workdir, f"ml-csv-{n}-{order}.txt")
+        if not os.path.exists(paths["sorted"]):
+            write_file("ml-csv", n, paths["sorted"] + ".part")
+            os.replace(paths["sorted"] + ".part", paths["sorted"])
+        if not os.path.exists(paths["random"]):
+            write_shuffled(paths["sorted"], paths["random"] + ".part")
+            os.replace(paths["random"] + ".part", paths["random"])
+        print(header)
+        print("-" * len(header))
+        med: dict[tuple[str, str], float] = {}
+        best: dict[tuple[str, str], float] = {}
+        for order, path in paths.items():
+            with open(path, "rb") as fh:  # warm the page cache for every tool alike
+                while fh.read(1 << 24):
+                    pass
+            runs: dict[str, list[dict]] = {t: [] for t in tools}
+            for _ in range(max(1, args.repeat)):
+                for tool in tools:
+                    res = run_child("ml-csv", tool, path, args.threads)
+                    if "error" in res:
+                        print(f"{order:7s} {tool}: failed: {res['error']}")
+                        return 1
+                    runs[tool].append(res)
+            for tool in tools:
+                secs = sorted(r["seconds"] for r in runs[tool])
+                med[order, tool] = float(np.median(secs))
+                best[order, tool] = secs[0]
+            for tool in tools:
+                rs = runs[tool]
+                peak = float(np.median([r["peak_mb"] for r in rs]))
+                base = float(np.median([r["base_mb"] for r in rs]))
+                per = (peak - base) * 2**20 / max(1, rs[0]["nnz"])
+                ratio = med.get((order, "pandas-read"), float("nan")) / med[order, tool]
+                print(
+                    f"{order:7s} {rs[0]['nnz']:>11,d} {tool:13s} {med[order, tool]:9.3f} "
+                    f"{min(r['seconds'] for r in rs):7.3f} {max(r['seconds'] for r in rs):7.3f} "
+                    f"{peak:8.0f} {per:8.1f} {ratio:8.2f}",
+                    flush=True,
+                )
+        print("pandas/x: pandas.read_csv's median over the tool's (higher = the tool faster);")
+        print("B/rating: (peak - base resident memory) per rating; mfkit-before: the CSR assembly")
+        print("of earlier releases (permutation + gathers) in this build.")
+        print()
+        speedup = med["random", "mfkit-before"] / med["random", "mfkit"]
+        print(
+            f"random order, after vs before: {speedup:.2f}x faster (fastest runs: "
+            f"{best['random', 'mfkit-before'] / best['random', 'mfkit']:.2f}x)"
+        )
+        if "pandas-read" in tools:
+            print(
+                "fastest runs: random order "
+                f"{best['random', 'pandas-read'] / best['random', 'mfkit']:.2f}x faster than "
+                f"pandas.read_csv, sorted after/before "
+                f"{best['sorted', 'mfkit'] / best['sorted', 'mfkit-before']:.3f} (noise only "
+                f"slows a run: on a busy machine these are the steadier ratios)"
+            )
+        if "pandas-read" in tools:
+            r = med["random", "pandas-read"] / med["random", "mfkit"]
+            ok = r >= ORDER_FLOOR
+            verdicts.append(ok)
+            print(
+                f"floor: random-order load >= {ORDER_FLOOR}x faster than pandas.read_csv alone: "
+                f"{r:.2f}x  {'PASS' if ok else 'FAIL'}"
+            )
+        s = med["sorted", "mfkit"] / med["sorted", "mfkit-before"]
+        ok = s <= SORTED_SLACK
+        verdicts.append(ok)
+        print(
+            f"floor: sorted load no slower than before (after/before <= {SORTED_SLACK}): "
+            f"{s:.3f}  {'PASS' if ok else 'FAIL'}"
+        )
+    finally:
+        if not args.keep and args.dir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if all(verdicts) else 1
 
 
 def _save_cache(fmt: str, path: str, target: str) -> None:

@@ -7,10 +7,22 @@
   counting-sort passes (item, then user: an LSD radix sort), O(n + n_users + n_items).
   Input already in (user, item) order (MovieLens files) needs no permutation at all; input
   already in item order (Netflix files) needs one pass.
+* ``bucket_scatter``, ``bucket_keys``, ``bucket_rows``: the same order for ratings in any
+  order, moving the columns themselves instead of building a permutation and gathering
+  through it (random reads of every column). Users are cut into buckets of ``2**shift``
+  consecutive users (a few hundred buckets); each column in turn is placed by bucket (a
+  stable counting pass over per-thread shares, whose counts ``csr_counts`` takes in its
+  pass: few write streams, so it runs at memory speed whatever the input order), the user
+  within its bucket and the item packed in one 32-bit key; then each bucket, small enough
+  for the cache, is put in (user, item) order in place by an LSD radix sort of its keys
+  (with the position as the tie-break). The result equals the stable sort for any thread
+  count.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.math cimport fabsf, isfinite
-from libc.stdint cimport int32_t, int64_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 
 import numpy as np
 
@@ -161,12 +173,15 @@ cdef int _share_threads(Py_ssize_t n, Py_ssize_t table, int n_threads) noexcept:
     return nt
 
 
-def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
-              Py_ssize_t n_items, int n_threads=1):
-    """(indptr int64, perm or None): ``perm`` (int32 below 2**31 ratings, else int64) orders
-    ratings by (user, item), stably (ties keep input order); ``None`` when the input is
-    already in that order."""
-    cdef Py_ssize_t n = u.shape[0], j, lo_j, hi_j
+def csr_counts(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
+               Py_ssize_t n_items, int n_threads=1, int shift=-1):
+    """(indptr int64, in (user, item) order, in item order, bucket starts) of ratings given
+    as user and item indices; a ValueError if an index is out of range. With ``shift`` >= 0
+    and ratings out of order, ``bucket starts`` (int64 [threads, buckets]) gives where each
+    thread's share of each bucket (users ``b << shift`` to ``(b + 1) << shift``) begins in
+    the bucket placement (``bucket_scatter``); None otherwise."""
+    cdef Py_ssize_t n = u.shape[0], j, lo_j, hi_j, x, x1, nb, b
+    cdef int64_t off, c
     cdef int nt = _share_threads(n, n_users, n_threads), th
     cdef bint sorted_ui = True, sorted_i = True
     if i.shape[0] != n:
@@ -187,12 +202,45 @@ def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
         raise ValueError("csr_order: index out of range")
     sorted_ui = not flags_a[:, 1].any()
     sorted_i = not flags_a[:, 2].any()
+    pos_a = None
+    cdef int64_t[:, ::1] pos
+    if shift >= 0 and not sorted_ui:
+        if shift > 30:
+            raise ValueError("csr_counts: shift must be at most 30")
+        nb = (n_users + (1 << shift) - 1) >> shift
+        pos_a = np.zeros((nt, max(nb, 1)), dtype=np.int64)
+        pos = pos_a
+        with nogil:
+            for th in range(nt):
+                for b in range(nb):
+                    x1 = min((b + 1) << shift, n_users)
+                    c = 0
+                    for x in range(b << shift, x1):
+                        c = c + counts[th, x + 1]
+                    pos[th, b] = c
+            off = 0
+            for b in range(nb):
+                for th in range(nt):
+                    c = pos[th, b]
+                    pos[th, b] = off
+                    off = off + c
     indptr_a = counts_a.sum(axis=0) if nt > 1 else counts_a[0]
     del counts_a
     cdef int64_t[::1] indptr = indptr_a
     with nogil:
         for j in range(n_users):
             indptr[j + 1] += indptr[j]
+    return indptr_a, sorted_ui, sorted_i, pos_a
+
+
+def csr_order(const int32_t[::1] u, const int32_t[::1] i, Py_ssize_t n_users,
+              Py_ssize_t n_items, int n_threads=1):
+    """(indptr int64, perm or None): ``perm`` (int32 below 2**31 ratings, else int64) orders
+    ratings by (user, item), stably (ties keep input order); ``None`` when the input is
+    already in that order."""
+    cdef Py_ssize_t n = u.shape[0]
+    cdef int nt = _share_threads(n, n_users, n_threads)
+    indptr_a, sorted_ui, sorted_i, _ = csr_counts(u, i, n_users, n_items, n_threads)
     if sorted_ui:
         return indptr_a, None
     # an LSD radix sort: stably by item (unless already in item order), then by user;
@@ -375,3 +423,281 @@ def check_csr(const int64_t[::1] indptr, const int32_t[::1] indices, values, int
         if faults_a[th]:
             return int(faults_a[th]), int(where_a[th])
     return 0, -1
+
+
+# --------------------------------------------------------------------------- bucket placement
+ctypedef fused word_t:
+    uint32_t
+    uint64_t
+
+
+cdef int _bit_length(uint64_t x) noexcept nogil:
+    cdef int b = 0
+    while x:
+        b += 1
+        x >>= 1
+    return b
+
+
+cdef int _scatter_share(const word_t *col, const int32_t *u, int shift, Py_ssize_t a,
+                        Py_ssize_t b, const int64_t *start, Py_ssize_t nb,
+                        word_t *out) noexcept nogil:
+    """Place col[a:b] by the bucket of its user, from the share's start of each bucket; -1
+    if the cursor table could not be allocated."""
+    cdef int64_t *cur = <int64_t *>malloc((nb if nb else 1) * sizeof(int64_t))
+    cdef Py_ssize_t j
+    cdef int32_t k
+    if cur == NULL:
+        return -1
+    memcpy(cur, start, nb * sizeof(int64_t))
+    for j in range(a, b):
+        k = u[j] >> shift
+        out[cur[k]] = col[j]
+        cur[k] += 1
+    free(cur)
+    return 0
+
+
+cdef int _keys_share(const int32_t *u, const int32_t *items, int shift, int item_bits,
+                     Py_ssize_t a, Py_ssize_t b, const int64_t *start, Py_ssize_t nb,
+                     uint32_t *out) noexcept nogil:
+    """Place the keys (user within its bucket, item) of ratings [a, b) by bucket, like
+    _scatter_share."""
+    cdef int64_t *cur = <int64_t *>malloc((nb if nb else 1) * sizeof(int64_t))
+    cdef Py_ssize_t j
+    cdef int32_t k
+    cdef uint32_t low = (<uint32_t>1 << shift) - 1
+    if cur == NULL:
+        return -1
+    memcpy(cur, start, nb * sizeof(int64_t))
+    for j in range(a, b):
+        k = u[j] >> shift
+        out[cur[k]] = ((<uint32_t>u[j] & low) << item_bits) | <uint32_t>items[j]
+        cur[k] += 1
+    free(cur)
+    return 0
+
+
+cdef object _check_placement(Py_ssize_t n, Py_ssize_t n_u, out_a, dtype):
+    if n_u != n:
+        raise ValueError("bucket placement: the column and the users differ in length")
+    out_a = np.empty(n, dtype=dtype) if out_a is None else out_a
+    if out_a.dtype != dtype or out_a.shape != (n,) or not out_a.flags.c_contiguous:
+        raise ValueError("bucket placement: out must have the column's dtype and length")
+    return out_a
+
+
+def bucket_scatter(const word_t[::1] col, const int32_t[::1] u, int shift,
+                   const int64_t[:, ::1] pos, out=None):
+    """col placed by the bucket ``u >> shift`` of each rating's user, stably (``pos`` from
+    ``csr_counts`` with the same shift; its thread count is kept), into ``out`` (an array of
+    col's dtype and length that does not overlap it; a new one if None). 32- or 64-bit
+    words: pass other dtypes as a view."""
+    cdef Py_ssize_t n = col.shape[0], nb = pos.shape[1]
+    cdef int nt = pos.shape[0], th, bad = 0
+    out_a = _check_placement(n, u.shape[0], out, np.asarray(col).dtype)
+    if n == 0:
+        return out_a
+    cdef word_t[::1] out_v = out_a
+    with nogil:
+        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+            bad += _scatter_share(&col[0], &u[0], shift, n * th // nt, n * (th + 1) // nt,
+                                  &pos[th, 0], nb, &out_v[0])
+    if bad:
+        raise MemoryError("bucket_scatter: no memory for a cursor table")
+    return out_a
+
+
+def bucket_keys(const int32_t[::1] u, const int32_t[::1] i, int shift, int item_bits,
+                const int64_t[:, ::1] pos, out=None):
+    """The keys ``(u mod 2**shift) << item_bits | i`` (uint32; ``shift + item_bits`` at most
+    32, every item below ``2**item_bits``) placed like ``bucket_scatter`` places a column."""
+    cdef Py_ssize_t n = i.shape[0], nb = pos.shape[1]
+    cdef int nt = pos.shape[0], th, bad = 0
+    if shift < 0 or item_bits < 0 or shift + item_bits > 32:
+        raise ValueError("bucket_keys: shift + item_bits must be at most 32")
+    out_a = _check_placement(n, u.shape[0], out, np.dtype(np.uint32))
+    if n == 0:
+        return out_a
+    cdef uint32_t[::1] out_v = out_a
+    with nogil:
+        for th in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+            bad += _keys_share(&u[0], &i[0], shift, item_bits, n * th // nt,
+                               n * (th + 1) // nt, &pos[th, 0], nb, &out_v[0])
+    if bad:
+        raise MemoryError("bucket_keys: no memory for a cursor table")
+    return out_a
+
+
+cdef void _permute_keyed(char *col, size_t width, const uint64_t *words, int64_t m,
+                         char *buf) noexcept nogil:
+    """col[0:m] = col[positions in the low halves of words[0:m]], through buf."""
+    cdef int64_t x
+    cdef uint32_t *c4
+    cdef uint32_t *b4
+    cdef uint64_t *c8
+    cdef uint64_t *b8
+    if width == 4:
+        c4 = <uint32_t *>col
+        b4 = <uint32_t *>buf
+        for x in range(m):
+            b4[x] = c4[<uint32_t>words[x]]
+    else:
+        c8 = <uint64_t *>col
+        b8 = <uint64_t *>buf
+        for x in range(m):
+            b8[x] = c8[<uint32_t>words[x]]
+    memcpy(col, buf, m * width)
+
+
+cdef uint64_t *_sort_bucket(const uint32_t *keys, int64_t m, int lo_bit, int hi_bit,
+                            int radix_bits, uint64_t *w1, uint64_t *w2,
+                            int32_t *hist) noexcept nogil:
+    """Sort the words (key << 32 | position) of keys[0:m] stably by the key's bits
+    [lo_bit, hi_bit) (an LSD radix sort, passes of at most radix_bits bits; a pass whose
+    digit is the same for all is skipped, and the first pass made builds the words as it
+    places them); returns the buffer, w1 or w2, that holds them."""
+    cdef int bits = hi_bit - lo_bit, passes = 0, width = 1, p, shift
+    cdef uint32_t mask = 1, key
+    cdef int64_t k, a, c, x
+    cdef uint64_t w
+    cdef uint64_t *src = w1
+    cdef uint64_t *dst = w2
+    cdef uint64_t *tmp
+    cdef int32_t *h
+    cdef bint built = False
+    if bits > 0:
+        passes = (bits + radix_bits - 1) // radix_bits
+        width = (bits + passes - 1) // passes
+        mask = (<uint32_t>1 << width) - 1
+        for k in range(passes << width):
+            hist[k] = 0
+        for k in range(m):
+            key = keys[k] >> lo_bit
+            hist[key & mask] += 1
+            for p in range(1, passes):
+                hist[(p << width) + ((key >> (p * width)) & mask)] += 1
+    for p in range(passes):
+        h = hist + (p << width)
+        shift = lo_bit + p * width
+        if h[(keys[0] >> shift) & mask] == m:
+            continue  # one digit for all: the pass would change nothing
+        a = 0
+        for x in range((<int64_t>1) << width):
+            c = h[x]
+            h[x] = <int32_t>a
+            a += c
+        if not built:
+            for k in range(m):
+                key = keys[k]
+                x = (key >> shift) & mask
+                dst[h[x]] = (<uint64_t>key << 32) | <uint64_t>k
+                h[x] += 1
+            built = True
+        else:
+            for k in range(m):
+                w = src[k]
+                x = (w >> (32 + shift)) & mask
+                dst[h[x]] = w
+                h[x] += 1
+        tmp = src
+        src = dst
+        dst = tmp
+    if not built:  # in order already
+        for k in range(m):
+            src[k] = (<uint64_t>keys[k] << 32) | <uint64_t>k
+    return src
+
+
+def bucket_rows(uint32_t[::1] keys, const int64_t[::1] indptr, int shift, int item_bits,
+                cols, int n_threads, int radix_bits=11):
+    """Put each bucket of the bucket-placed ratings in (user, item) order, in place:
+    ``keys`` from ``bucket_keys`` (they become the item indices), ``cols`` the other placed
+    columns as writable 32- or 64-bit word arrays; ``radix_bits`` (1 to 16) the widest digit
+    of a radix pass. A bucket already in item order is only sorted by user (its items are
+    in input order, the order a stable placement keeps)."""
+    cdef Py_ssize_t n = keys.shape[0], n_users = indptr.shape[0] - 1, nb, bk, c, x
+    cdef int nt = _share_threads(n, 0, n_threads), lo_bit, ubits
+    cdef int64_t r0, r1, s, m, biggest = 0
+    cdef uint64_t *w1
+    cdef uint64_t *w2
+    cdef uint64_t *sorted_words
+    cdef char *spare
+    cdef int32_t *hist
+    cdef uint32_t *kb
+    cdef uint32_t item_mask
+    cdef bint ordered
+    cdef int64_t hist_len = ((32 + radix_bits - 1) // radix_bits) << radix_bits
+    if not 1 <= radix_bits <= 16:
+        raise ValueError("bucket_rows: radix_bits must be 1 to 16")
+    if shift < 0 or item_bits < 0 or shift + item_bits > 32:
+        raise ValueError("bucket_rows: shift + item_bits must be at most 32")
+    if n_users < 0 or indptr[n_users] != n:
+        raise ValueError("bucket_rows: indptr does not end at len(keys)")
+    item_mask = <uint32_t>((<uint64_t>1 << item_bits) - 1)
+    nb = (n_users + (1 << shift) - 1) >> shift
+    for bk in range(nb):
+        biggest = max(biggest, indptr[min((bk + 1) << shift, n_users)] - indptr[bk << shift])
+    if biggest >= 2**31:
+        raise ValueError("bucket_rows: a bucket holds 2**31 ratings or more")
+    n_cols = len(cols)
+    ptrs_a = np.zeros(max(n_cols, 1), dtype=np.uintp)
+    widths_a = np.zeros(max(n_cols, 1), dtype=np.intp)
+    arrays = []
+    for c in range(n_cols):
+        a = np.asarray(cols[c])
+        if a.shape != (n,) or a.dtype.itemsize not in (4, 8) or not a.flags.c_contiguous \
+                or not a.flags.writeable:
+            raise ValueError("bucket_rows: columns must be writable, contiguous, as long as "
+                             "keys and of 4- or 8-byte elements")
+        arrays.append(a)
+        ptrs_a[c] = a.ctypes.data
+        widths_a[c] = a.dtype.itemsize
+    cdef size_t[::1] ptrs = ptrs_a
+    cdef Py_ssize_t[::1] widths = widths_a
+    failed_a = np.zeros(1, dtype=np.uint8)  # a thread found no memory for its scratch
+    cdef unsigned char[::1] failed = failed_a
+    if n == 0:
+        return
+    with nogil, parallel(num_threads=nt):
+        w1 = <uint64_t *>malloc(max(biggest, 1) * sizeof(uint64_t))
+        w2 = <uint64_t *>malloc(max(biggest, 1) * sizeof(uint64_t))
+        hist = <int32_t *>malloc(hist_len * sizeof(int32_t))
+        try:
+            if w1 == NULL or w2 == NULL or hist == NULL:
+                failed[0] = 1
+            else:
+                for bk in prange(nb, schedule="dynamic", chunksize=1):
+                    r0 = bk << shift
+                    r1 = min(r0 + (1 << shift), n_users)
+                    s = indptr[r0]
+                    m = indptr[r1] - s
+                    kb = &keys[0] + s
+                    ordered = True
+                    for x in range(1, m):
+                        if (kb[x] & item_mask) < (kb[x - 1] & item_mask):
+                            ordered = False
+                            break
+                    ubits = _bit_length(<uint64_t>(r1 - r0 - 1))
+                    lo_bit = item_bits if ordered else 0
+                    if m < 2 or (ordered and ubits == 0):
+                        for x in range(m):  # in order already: keys become items
+                            kb[x] = kb[x] & item_mask
+                        continue
+                    sorted_words = _sort_bucket(kb, m, lo_bit, item_bits + ubits,
+                                                radix_bits, w1, w2, hist)
+                    spare = <char *>(w2 if sorted_words == w1 else w1)
+                    # the sorted words hold each key (high half) and where its rating was
+                    # (low half): the items are written from them, the other columns
+                    # gathered through them
+                    for x in range(m):
+                        kb[x] = <uint32_t>(sorted_words[x] >> 32) & item_mask
+                    for c in range(n_cols):
+                        _permute_keyed(<char *>ptrs[c] + s * widths[c], widths[c],
+                                       sorted_words, m, spare)
+        finally:
+            free(w1)
+            free(w2)
+            free(hist)
+    if failed_a.any():
+        raise MemoryError("bucket_rows: no memory for a thread's scratch")

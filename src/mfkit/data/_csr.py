@@ -53,6 +53,7 @@ def assemble_csr_arrays(
     n_threads: int | None = None,
     where: str = "",
     finite: bool = False,
+    consume: bool = False,
 ) -> CSRArrays:
     """``(indptr, indices, float32 values, timestamps)`` of ratings in any order, given as
     user and item indices (:func:`mfkit.data.assemble_csr` wraps them in the container).
@@ -63,24 +64,40 @@ def assemble_csr_arrays(
     are finite float32 (the check is then skipped unless duplicates were combined). The input
     arrays are not kept; callers that
     pass their only reference let each one be freed once its sorted copy exists.
-    ``where`` prefixes the duplicate error (a file name)."""
+    ``consume``: the caller gives the input arrays up, and the writable ones may be
+    overwritten and their memory reused for the output (fewer new pages to fault in, a lower
+    peak). ``where`` prefixes the duplicate error (a file name)."""
     if duplicates not in DUPLICATE_CHOICES:
         raise ValueError(f"duplicates must be one of {DUPLICATE_CHOICES}, got {duplicates!r}")
     n_users, n_items = shape
     nt = resolve_n_threads(n_threads)
     i_idx = np.ascontiguousarray(i_idx, dtype=np.int32)
-    indptr, perm = _assemble.csr_order(
-        np.ascontiguousarray(u_idx, dtype=np.int32), i_idx, n_users, n_items, nt
+    u_idx = np.ascontiguousarray(u_idx, dtype=np.int32)
+    # buckets of 2**shift users, narrower when the item indices leave fewer than shift
+    # bits of the 32-bit key (one user per bucket at worst: items need at most 31 bits)
+    item_bits = max(n_items - 1, 0).bit_length()
+    shift = min(((n_users - 1) // _MAX_BUCKETS).bit_length() if n_users else 0, 32 - item_bits)
+    buckets = _PLACEMENT == "buckets"
+    indptr, in_order, _, pos = _assemble.csr_counts(
+        u_idx, i_idx, n_users, n_items, nt, shift if buckets else -1
     )
-    del u_idx
-    if perm is not None:
-        i_idx = _assemble.take(i_idx, perm, nt)
+    if not in_order:
         if values.dtype not in (np.float32, np.float64):
             values = values.astype(np.float64)
-        values = _assemble.take(np.ascontiguousarray(values), perm, nt)
+        values = np.ascontiguousarray(values)
         if timestamps is not None:
-            timestamps = _assemble.take(np.ascontiguousarray(timestamps, np.int64), perm, nt)
-    del perm
+            timestamps = np.ascontiguousarray(timestamps, np.int64)
+        placed = None
+        if pos is not None:
+            placed = _place_by_buckets(
+                u_idx, i_idx, values, timestamps, indptr, pos, shift, item_bits, nt, consume
+            )
+        del pos
+        if placed is None:
+            placed = _place_by_permutation(u_idx, i_idx, values, timestamps, n_users, n_items, nt)
+        i_idx, values, timestamps = placed
+        del placed
+    del u_idx
     n_dup, first_dup = _assemble.first_duplicate(indptr, i_idx, nt)
     if n_dup:
         if duplicates == "error":
@@ -113,6 +130,87 @@ def assemble_csr_arrays(
     if (n_dup or not finite or vals32 is not values) and not np.all(np.isfinite(vals32)):
         raise ValueError("ratings overflow float32 (after combining duplicates); rescale them")
     return indptr, i_idx, vals32, timestamps
+
+
+# How ratings out of (user, item) order are put in order: "buckets" (the columns moved by
+# bucket of users, then each bucket ordered in the cache) or "permutation" (a stable LSD
+# radix sort's permutation, then a gather of each column: what earlier releases did, and
+# the fallback when one bucket would need too much scratch). Benchmarks switch it to
+# compare.
+_PLACEMENT = "buckets"
+_MAX_BUCKETS = 1024  # buckets of 2**shift users, at most this many (write streams)
+_RADIX_BITS = 11  # the widest digit of the radix sort of a bucket
+
+Placed = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+def _words(a: np.ndarray) -> np.ndarray:
+    """A 4- or 8-byte column as unsigned words of its width (the kernels move bits)."""
+    return a.view(np.uint32 if a.dtype.itemsize == 4 else np.uint64)
+
+
+def _place_by_buckets(
+    u: np.ndarray,
+    i: np.ndarray,
+    values: np.ndarray,
+    timestamps: np.ndarray | None,
+    indptr: np.ndarray,
+    pos: np.ndarray,
+    shift: int,
+    item_bits: int,
+    nt: int,
+    consume: bool = False,
+) -> Placed | None:
+    """(items, values, timestamps) in (user, item) order, stably, by the bucket placement
+    of :mod:`mfkit.data._assemble` (buckets of ``2**shift`` users, ``pos`` from
+    ``csr_counts``); None when the largest bucket (a user with most of the ratings) would
+    need more scratch than the permutation does. ``consume``: the inputs are given up; with
+    timestamps, the placed items and values are written into the timestamps' old memory (two
+    halves of it), so only the placed timestamps need new memory; without, the items go
+    where the values were."""
+    n = len(u)
+    edges = indptr[np.minimum(np.arange(pos.shape[1] + 1) << shift, len(indptr) - 1)]
+    biggest = int(np.diff(edges).max()) if len(edges) > 1 else 0
+    if biggest >= 2**31 or 16 * min(nt, pos.shape[1]) * biggest > 8 * n + (1 << 24):
+        return None
+    reuse = consume and values.dtype == np.float32
+    reuse = reuse and all(a.flags.writeable for a in (u, i, values))
+    t2: np.ndarray | None = None
+    spare: dict[str, np.ndarray | None] = {"i": None, "v": None}
+    if timestamps is not None:
+        t2 = _assemble.bucket_scatter(_words(timestamps), u, shift, pos)
+        if reuse and timestamps.flags.writeable:
+            halves = timestamps.view(np.uint32)  # 2n words: items, then values
+            spare = {"i": halves[:n], "v": halves[n:]}
+        del timestamps
+    v2 = _assemble.bucket_scatter(_words(values), u, shift, pos, spare["v"])
+    if reuse and spare["i"] is None:  # no timestamps: the keys go where the values were
+        spare["i"] = values.view(np.uint32)
+    keys = _assemble.bucket_keys(u, i, shift, item_bits, pos, spare["i"])
+    del spare
+    cols = [v2] if t2 is None else [v2, t2]
+    _assemble.bucket_rows(keys, indptr, shift, item_bits, cols, nt, _RADIX_BITS)
+    return keys.view(np.int32), v2.view(values.dtype), None if t2 is None else t2.view(np.int64)
+
+
+def _place_by_permutation(
+    u: np.ndarray,
+    i: np.ndarray,
+    values: np.ndarray,
+    timestamps: np.ndarray | None,
+    n_users: int,
+    n_items: int,
+    nt: int,
+) -> Placed:
+    """The same as :func:`_place_by_buckets` through a permutation and gathers."""
+    _, perm = _assemble.csr_order(u, i, n_users, n_items, nt)
+    if perm is None:  # not reached: the callers place ratings that are out of order
+        return i, values, timestamps
+    i = _assemble.take(i, perm, nt)
+    values = _assemble.take(values, perm, nt)
+    if timestamps is not None:
+        timestamps = _assemble.take(timestamps, perm, nt)
+    return i, values, timestamps
 
 
 def pairs_to_csr(rows: Any, cols: Any, n_rows: int) -> tuple[np.ndarray, np.ndarray]:

@@ -589,12 +589,13 @@ def assemble_csr(
     n_threads: int | None = None,
     where: str = "",
     finite: bool = False,
+    consume: bool = False,
 ) -> Ratings:
     """The container from ratings in any order, given as user and item indices (see
     :func:`mfkit.data.assemble_csr_arrays` for the arguments)."""
     indptr, indices, vals32, ts = assemble_csr_arrays(
         u_idx, i_idx, values, timestamps, shape, duplicates=duplicates, user_ids=user_ids,
-        item_ids=item_ids, n_threads=n_threads, where=where, finite=finite,
+        item_ids=item_ids, n_threads=n_threads, where=where, finite=finite, consume=consume,
     )  # fmt: skip
     return Ratings(
         indptr, indices, vals32, shape, user_ids=user_ids, item_ids=item_ids,

@@ -700,14 +700,15 @@ def build_ratings(
     finite, as the tokenizer's are).
 
     ``parts`` holds ``uidx``/``iidx`` (int32 indices), ``user_ids``/``item_ids``, ``values``
-    (float32) and ``times`` (int64 or None); entries are popped as they are consumed, so each
-    input array is freed as soon as its sorted copy exists (peak memory at 100M ratings).
+    (float32) and ``times`` (int64 or None); entries are popped as they are consumed, and
+    the writable arrays are overwritten (their memory holds the sorted columns: peak memory
+    at 100M ratings).
     """
     user_ids, item_ids = parts.pop("user_ids"), parts.pop("item_ids")
     return assemble_csr(
         parts.pop("uidx"), parts.pop("iidx"), parts.pop("values"), parts.pop("times"),
         (len(user_ids), len(item_ids)), duplicates=duplicates, user_ids=user_ids,
-        item_ids=item_ids, n_threads=n_threads, where=name, finite=finite,
+        item_ids=item_ids, n_threads=n_threads, where=name, finite=finite, consume=True,
     )  # fmt: skip
 
 
