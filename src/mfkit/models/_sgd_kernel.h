@@ -52,6 +52,8 @@ typedef struct {
         T *Gp, *Gq, *Gbu, *Gbi;                                                          \
         T mu, lr, reg, reg_bias, prior, delta;                                           \
         int k, biases, loss;                                                             \
+        ptrdiff_t ss; /* stride of the per-row scalars bu, Gbu, Gp (bi, Gbi, Gq): 1 when  \
+                         they are separate arrays, 4 when packed one row per 16/32 bytes */ \
     } mfk_sgd_##S;
 MFK_DEFINE_ARGS(float, f32)
 MFK_DEFINE_ARGS(double, f64)
@@ -279,20 +281,20 @@ MFK_AI int mfk_scalar_##S(const mfk_sgd_##S *a, int32_t u, int32_t i, float r, T
                           const T *steps, int ada, T *g_out, double *sse)                \
 {                                                                                       \
     T pred = a->mu + dot, e, g, b, gb;                                                  \
-    if (a->biases) pred = pred + a->bu[u] + a->bi[i];                                   \
+    if (a->biases) pred = pred + a->bu[u * a->ss] + a->bi[i * a->ss];                                   \
     e = (T)r - pred;                                                                    \
     if (!(FABS(e) < 1e30)) return 0;                                                    \
     *sse += (double)e * e;                                                              \
     g = mfk_psi_##S(e, a->loss, a->delta);                                              \
     if (a->biases) {                                                                    \
         if (!ada) {                                                                     \
-            b = a->bu[u]; a->bu[u] = b + a->lr * (g - a->reg_bias * b);                 \
-            b = a->bi[i]; a->bi[i] = b + a->lr * (g - a->reg_bias * b);                 \
+            b = a->bu[u * a->ss]; a->bu[u * a->ss] = b + a->lr * (g - a->reg_bias * b);                 \
+            b = a->bi[i * a->ss]; a->bi[i * a->ss] = b + a->lr * (g - a->reg_bias * b);                 \
         } else {                                                                        \
-            b = a->bu[u]; gb = g - a->reg_bias * b;                                     \
-            a->bu[u] = b + steps[2] * gb; a->Gbu[u] = a->Gbu[u] + gb * gb;              \
-            b = a->bi[i]; gb = g - a->reg_bias * b;                                     \
-            a->bi[i] = b + steps[3] * gb; a->Gbi[i] = a->Gbi[i] + gb * gb;              \
+            b = a->bu[u * a->ss]; gb = g - a->reg_bias * b;                                     \
+            a->bu[u * a->ss] = b + steps[2] * gb; a->Gbu[u * a->ss] = a->Gbu[u * a->ss] + gb * gb;              \
+            b = a->bi[i * a->ss]; gb = g - a->reg_bias * b;                                     \
+            a->bi[i * a->ss] = b + steps[3] * gb; a->Gbi[i * a->ss] = a->Gbi[i * a->ss] + gb * gb;              \
         }                                                                               \
     }                                                                                   \
     *g_out = g;                                                                         \

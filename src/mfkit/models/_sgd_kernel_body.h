@@ -49,6 +49,11 @@ MFK_TARGET MFK_AI void MFK_F(prefetch)(const mfk_rating *recs, ptrdiff_t t, ptrd
         __builtin_prefetch(pu + off, 1, 3);
         __builtin_prefetch(qi + off, 1, 3);
     }
+    if (a->ss > 1) { /* packed: one line holds a row's bias and both accumulators */
+        __builtin_prefetch(a->bu + u * a->ss, 1, 3);
+        __builtin_prefetch(a->bi + i * a->ss, 1, 3);
+        return;
+    }
     if (a->biases) {
         __builtin_prefetch(a->bu + u, 1, 3);
         __builtin_prefetch(a->bi + i, 1, 3);
@@ -86,8 +91,8 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(sweep_fixed)(const mfk_rating *recs, ptrdiff_t
         MFK_T *p = P + (ptrdiff_t)u * k, *q = Q + (ptrdiff_t)i * k;
         MFK_T steps[4] = {a->lr, a->lr, a->lr, a->lr}, g;
         if (ada)
-            MFK_X(mfk_steps)(a->lr, a->Gp[u], a->Gq[i], a->biases ? a->Gbu[u] : 1,
-                             a->biases ? a->Gbi[i] : 1, steps);
+            MFK_X(mfk_steps)(a->lr, a->Gp[u * a->ss], a->Gq[i * a->ss], a->biases ? a->Gbu[u * a->ss] : 1,
+                             a->biases ? a->Gbi[i * a->ss] : 1, steps);
         MFK_F(C) pr[8], qr[8], acc = zero; /* NC <= 8 */
         for (int c = 0; c < NC; c++) {
             pr[c] = MFK_F(load)(p + 16 * c);
@@ -112,8 +117,8 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(sweep_fixed)(const mfk_rating *recs, ptrdiff_t
             MFK_F(store)(q + 16 * c, qn);
         }
         if (ada) {
-            a->Gp[u] = a->Gp[u] + MFK_F(red)(ap) * inv_k;
-            a->Gq[i] = a->Gq[i] + MFK_F(red)(aq) * inv_k;
+            a->Gp[u * a->ss] = a->Gp[u * a->ss] + MFK_F(red)(ap) * inv_k;
+            a->Gq[i * a->ss] = a->Gq[i * a->ss] + MFK_F(red)(aq) * inv_k;
         }
     }
     *sse_out = sse;
@@ -146,8 +151,8 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(sweep_generic)(const mfk_rating *recs, ptrdiff
         const MFK_T *q0 = prior ? a->Q0 + (ptrdiff_t)i * k : NULL;
         MFK_T steps[4] = {a->lr, a->lr, a->lr, a->lr}, g;
         if (ada)
-            MFK_X(mfk_steps)(a->lr, a->Gp[u], a->Gq[i], a->biases ? a->Gbu[u] : 1,
-                             a->biases ? a->Gbi[i] : 1, steps);
+            MFK_X(mfk_steps)(a->lr, a->Gp[u * a->ss], a->Gq[i * a->ss], a->biases ? a->Gbu[u * a->ss] : 1,
+                             a->biases ? a->Gbi[i * a->ss] : 1, steps);
         MFK_F(C) acc = zero;
         for (int f = 0; f < tail; f += 16)
             acc = MFK_F(fma)(MFK_F(load)(p + f), MFK_F(load)(q + f), acc);
@@ -174,8 +179,8 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(sweep_generic)(const mfk_rating *recs, ptrdiff
             MFK_F(storem)(q + tail, m, qn);
         }
         if (ada) {
-            a->Gp[u] = a->Gp[u] + MFK_F(red)(ap) * inv_k;
-            a->Gq[i] = a->Gq[i] + MFK_F(red)(aq) * inv_k;
+            a->Gp[u * a->ss] = a->Gp[u * a->ss] + MFK_F(red)(ap) * inv_k;
+            a->Gq[i * a->ss] = a->Gq[i * a->ss] + MFK_F(red)(aq) * inv_k;
         }
     }
     *sse_out = sse;
