@@ -327,6 +327,23 @@ cdef void _unpack(object packed, floating[::1] b, floating[::1] gb, floating[::1
     np.asarray(g)[:] = packed[:, 2]
 
 
+cdef object _packed_sides(int isa, bint biases, floating[::1] bu, floating[::1] bi,
+                          floating[::1] Gbu, floating[::1] Gbi, floating[::1] Gp,
+                          floating[::1] Gq):
+    """(users, items) packed for a fast path with biases and AdaGrad, else None."""
+    if isa > 0 and biases and Gp is not None and Gp.shape[0] > 0:
+        return _pack(bu, Gbu, Gp), _pack(bi, Gbi, Gq)
+    return None
+
+
+cdef void _point(object packed, floating **b, floating **gb, floating **g):
+    """Point b, gb, g at the three columns of one packed side (kept alive by the caller)."""
+    cdef floating[:, ::1] side = packed
+    b[0] = &side[0, 0]
+    gb[0] = &side[0, 1]
+    g[0] = &side[0, 2]
+
+
 def sgd_epoch(const Rating[::1] recs, floating[:, ::1] P, floating[:, ::1] Q,
               floating[::1] bu, floating[::1] bi, double mu, double lr, double reg,
               double reg_bias, bint biases, const floating[:, ::1] P0=None,
@@ -361,21 +378,19 @@ def sgd_epoch(const Rating[::1] recs, floating[:, ::1] P, floating[:, ::1] Q,
     if n == 0:
         return 0.0, -1
     cdef Py_ssize_t ss = 1
-    cdef floating[:, ::1] up, ip
-    if isa > 0 and biases and gp != NULL:
-        upacked, ipacked = _pack(bu, Gbu, Gp), _pack(bi, Gbi, Gq)
-        up, ip = upacked, ipacked
-        pbu, gbu, gp = &up[0, 0], &up[0, 1], &up[0, 2]
-        pbi, gbi, gq = &ip[0, 0], &ip[0, 1], &ip[0, 2]
+    packed = _packed_sides(isa, biases, bu, bi, Gbu, Gbi, Gp, Gq)
+    if packed is not None:
+        _point(packed[0], &pbu, &gbu, &gp)
+        _point(packed[1], &pbi, &gbi, &gq)
         ss = 4
     with nogil:
         bad = _sweep(&recs[0], n, &P[0, 0], &Q[0, 0], pbu, pbi, k, <floating>mu,
                      <floating>lr, <floating>reg, <floating>reg_bias, biases, p0, q0,
                      <floating>prior, loss, <floating>delta, gp, gq, gbu, gbi, &sse, isa,
                      ss)
-    if ss > 1:
-        _unpack(upacked, bu, Gbu, Gp)
-        _unpack(ipacked, bi, Gbi, Gq)
+    if packed is not None:
+        _unpack(packed[0], bu, Gbu, Gp)
+        _unpack(packed[1], bi, Gbi, Gq)
     return sse, bad
 
 
@@ -594,12 +609,10 @@ def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[
     cdef Py_ssize_t *pbad = &bad_b[0]
     cdef Rating *base = &recs[0]
     cdef Py_ssize_t ss = 1
-    cdef floating[:, ::1] up, ip
-    if isa > 0 and biases and gp != NULL:
-        upacked, ipacked = _pack(bu, Gbu, Gp), _pack(bi, Gbi, Gq)
-        up, ip = upacked, ipacked
-        pbu, gbu, gp = &up[0, 0], &up[0, 1], &up[0, 2]
-        pbi, gbi, gq = &ip[0, 0], &ip[0, 1], &ip[0, 2]
+    packed = _packed_sides(isa, biases, bu, bi, Gbu, Gbi, Gp, Gq)
+    if packed is not None:
+        _point(packed[0], &pbu, &gbu, &gp)
+        _point(packed[1], &pbi, &gbi, &gq)
         ss = 4
     with nogil:
         for si in range(B):
@@ -625,7 +638,7 @@ def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[
         # a fixed summation order keeps the reported loss independent of the threads too
         for blk in range(nb):
             sse += psse[blk]
-    if ss > 1:
-        _unpack(upacked, bu, Gbu, Gp)
-        _unpack(ipacked, bi, Gbi, Gq)
+    if packed is not None:
+        _unpack(packed[0], bu, Gbu, Gp)
+        _unpack(packed[1], bi, Gbi, Gq)
     return sse, status
