@@ -160,6 +160,24 @@ MFKIT_TARGET_AVX512 static inline mf_v8df mf_fma_mf_v8df_avx512(mf_v8df a, mf_v8
 #define MF_FNMA(V, P) mf_fnma_##V##_##P
 #define MF_SPLAT(V, s) MF_SPLAT_##V(s)
 
+/* Row j of U over strips of W vectors from column cb on, while a strip of W fits in KP
+ * (the body of mf_als_cholesky, once per strip width; the names are the caller's). */
+#define MF_UPLOOK_STRIPS(T, VT, VN, P, W)                                                   \
+        for (; cb + (W) * VN <= KP; cb += (W) * VN) {                                        \
+            VT a[W];                                                                         \
+            for (int v = 0; v < (W); v++) memcpy(&a[v], Aj + cb + v * VN, sizeof(VT));       \
+            for (int i = 0; i < j; i++) {                                                    \
+                const T *Ui = A + (size_t)i * lda + cb;                                      \
+                VT m = MF_SPLAT(VT, A[(size_t)i * lda + j]);                                 \
+                for (int v = 0; v < (W); v++) {                                              \
+                    VT u;                                                                    \
+                    memcpy(&u, Ui + v * VN, sizeof(VT));                                     \
+                    a[v] = MF_FNMA(VT, P)(m, u, a[v]);                                       \
+                }                                                                            \
+            }                                                                                \
+            for (int v = 0; v < (W); v++) memcpy(Aj + cb + v * VN, &a[v], sizeof(VT));       \
+        }
+
 #define MFKIT_ALS_PATH(T, SUF, VT, VN, V8, P, ATTR, HATTR)                                       \
 ATTR static void mf_als_gram_##SUF##_##P(const T *restrict Y, int n, int ld,                 \
                                          T *restrict A, int lda)                             \
@@ -358,62 +376,10 @@ ATTR static int mf_als_cholesky_##SUF##_##P(T *A, int K, int lda, T *restrict b)
         /* row j of U, up-looking: A[j][c] - sum_{i<j} U[i][j] U[i][c] with i increasing,   \
          * the updates a right-looking elimination makes, in its order; the row stays in     \
          * registers while the rows above stream past */                                     \
-        for (; cb + 8 * VN <= KP; cb += 8 * VN) {                                            \
-            VT a[8];                                                                         \
-            for (int v = 0; v < 8; v++) memcpy(&a[v], Aj + cb + v * VN, sizeof(VT));         \
-            for (int i = 0; i < j; i++) {                                                    \
-                const T *Ui = A + (size_t)i * lda + cb;                                      \
-                VT m = MF_SPLAT(VT, A[(size_t)i * lda + j]);                                 \
-                for (int v = 0; v < 8; v++) {                                                \
-                    VT u;                                                                    \
-                    memcpy(&u, Ui + v * VN, sizeof(VT));                                     \
-                    a[v] = MF_FNMA(VT, P)(m, u, a[v]);                                       \
-                }                                                                            \
-            }                                                                                \
-            for (int v = 0; v < 8; v++) memcpy(Aj + cb + v * VN, &a[v], sizeof(VT));         \
-        }                                                                                    \
-        for (; cb + 4 * VN <= KP; cb += 4 * VN) {                                            \
-            VT a[4];                                                                         \
-            for (int v = 0; v < 4; v++) memcpy(&a[v], Aj + cb + v * VN, sizeof(VT));         \
-            for (int i = 0; i < j; i++) {                                                    \
-                const T *Ui = A + (size_t)i * lda + cb;                                      \
-                VT m = MF_SPLAT(VT, A[(size_t)i * lda + j]);                                 \
-                for (int v = 0; v < 4; v++) {                                                \
-                    VT u;                                                                    \
-                    memcpy(&u, Ui + v * VN, sizeof(VT));                                     \
-                    a[v] = MF_FNMA(VT, P)(m, u, a[v]);                                       \
-                }                                                                            \
-            }                                                                                \
-            for (int v = 0; v < 4; v++) memcpy(Aj + cb + v * VN, &a[v], sizeof(VT));         \
-        }                                                                                    \
-        for (; cb + 2 * VN <= KP; cb += 2 * VN) {                                            \
-            VT a[2];                                                                         \
-            for (int v = 0; v < 2; v++) memcpy(&a[v], Aj + cb + v * VN, sizeof(VT));         \
-            for (int i = 0; i < j; i++) {                                                    \
-                const T *Ui = A + (size_t)i * lda + cb;                                      \
-                VT m = MF_SPLAT(VT, A[(size_t)i * lda + j]);                                 \
-                for (int v = 0; v < 2; v++) {                                                \
-                    VT u;                                                                    \
-                    memcpy(&u, Ui + v * VN, sizeof(VT));                                     \
-                    a[v] = MF_FNMA(VT, P)(m, u, a[v]);                                       \
-                }                                                                            \
-            }                                                                                \
-            for (int v = 0; v < 2; v++) memcpy(Aj + cb + v * VN, &a[v], sizeof(VT));         \
-        }                                                                                    \
-        for (; cb + 1 * VN <= KP; cb += 1 * VN) {                                            \
-            VT a[1];                                                                         \
-            for (int v = 0; v < 1; v++) memcpy(&a[v], Aj + cb + v * VN, sizeof(VT));         \
-            for (int i = 0; i < j; i++) {                                                    \
-                const T *Ui = A + (size_t)i * lda + cb;                                      \
-                VT m = MF_SPLAT(VT, A[(size_t)i * lda + j]);                                 \
-                for (int v = 0; v < 1; v++) {                                                \
-                    VT u;                                                                    \
-                    memcpy(&u, Ui + v * VN, sizeof(VT));                                     \
-                    a[v] = MF_FNMA(VT, P)(m, u, a[v]);                                       \
-                }                                                                            \
-            }                                                                                \
-            for (int v = 0; v < 1; v++) memcpy(Aj + cb + v * VN, &a[v], sizeof(VT));         \
-        }                                                                                    \
+        MF_UPLOOK_STRIPS(T, VT, VN, P, 8)                                                    \
+        MF_UPLOOK_STRIPS(T, VT, VN, P, 4)                                                    \
+        MF_UPLOOK_STRIPS(T, VT, VN, P, 2)                                                    \
+        MF_UPLOOK_STRIPS(T, VT, VN, P, 1)                                                    \
         T d = Aj[j];                                                                         \
         if (!(d > 0) || !(d < INFINITY)) return j + 1;                                       \
         d = sqrt(d);                                                                         \
