@@ -39,11 +39,16 @@ def wait_pinned(
     """:func:`gather_within` for futures pinned to the workers ``pinned`` (strict
     restrictions, so Dask never moves them): raises :class:`WorkerLost` as soon as one of
     those workers has left, instead of waiting for tasks that can no longer run.
-    ``gather=False``: wait only (the results stay on the workers; returns [])."""
+    ``gather=False``: wait only (the results stay on the workers; returns []).
+    Fetching the results is bounded the same way: a worker that dies after the wait and
+    before the fetch takes results with it that nothing can compute again."""
     import distributed
 
     deadline = time.monotonic() + timeout
-    with client.as_current():
+
+    def patiently(step: Any) -> Any:
+        # run step(seconds) in slices of at most half a second until it returns, checking
+        # between slices that the pinned workers are still there and the time is not up
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -53,13 +58,17 @@ def wait_pinned(
                     f"start workers or raise timeout="
                 )
             try:
-                distributed.wait(futures, timeout=min(0.5, left))
-                break
+                return step(min(0.5, left))
             except TimeoutError:
                 workers = set(client.scheduler_info().get("workers", {}))
                 if workers and not pinned <= workers:
                     raise WorkerLost(f"{what}: workers {sorted(pinned - workers)} left") from None
-    return client.gather(futures) if gather else []
+
+    with client.as_current():
+        patiently(lambda t: distributed.wait(futures, timeout=t))
+        if not gather:
+            return []
+        return [patiently(lambda t, f=f: f.result(timeout=t)) for f in futures]
 
 
 def lost_errors() -> tuple[type[BaseException], ...]:
