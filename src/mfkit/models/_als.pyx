@@ -38,7 +38,7 @@ import numpy as np
 from mfkit.models._rows cimport (check_isa, mf_als_ld, mf_prefetch_row_read, mf_rows_scratch,
                                  mf_rows_scratch_at, mf_rows_scratch_bytes, row_cholesky,
                                  row_dot, row_gram, row_matvec, row_residual, row_rhs,
-                                 scratch_base)
+                                 scratch_base, first_bad_row)
 
 cdef enum:
     SOLVER_CHOLESKY = 0
@@ -342,7 +342,7 @@ cdef _run(int solver, const int64_t[::1] indptr, const int32_t[::1] indices,
           double mu, double reg, double reg_bias, double prior, bint weighted, int cg_steps,
           double[::1] row_sse, int n_threads, int isa, object scratch):
     """Checks shapes cheaply, solves, and reports (first bad row, its status code)."""
-    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, max_n = 0, n_bad, first = -1
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, max_n = 0, n_bad
     cdef Params p
     cdef int64_t lo, hi
     cdef unsigned char[::1] status
@@ -408,13 +408,7 @@ cdef _run(int solver, const int64_t[::1] indptr, const int32_t[::1] indices,
         n_bad = _half_step(solver, indptr, indices, values, Y, ybias, X, xbias, X0, &p, base,
                            per_thread, rows, row_sse, &status[0], n_threads)
     if n_bad:
-        for row in range(n_rows):
-            if status[row] != ROW_OK:
-                first = row
-                break
-        if status[first] == ROW_BAD_INDEX:
-            raise ValueError(f"row {first} refers to an opposite row outside [0, {Y.shape[0]})")
-        return first, int(status[first])
+        return first_bad_row(status, Y.shape[0])
     return -1, 0
 
 

@@ -33,7 +33,7 @@ from mfkit.models._als import RowScratch
 
 from mfkit.models._rows cimport (check_isa, mf_als_dot_f32, mf_als_dot_f64, mf_als_ld,
                                  mf_rows_scratch, mf_rows_scratch_at, row_cholesky, row_gram,
-                                 row_residual, row_rhs, scratch_base)
+                                 row_residual, row_rhs, scratch_base, first_bad_row)
 
 cdef enum:
     ROW_OK = 0
@@ -221,7 +221,7 @@ def sample_half(const int64_t[::1] indptr, const int32_t[::1] indices,
     raise ``ValueError``. ``isa`` is the instruction-set path of the row kernels (0
     baseline, 1 avx2, 2 avx512), ``scratch`` a ``RowScratch`` to reuse (None: one is made).
     """
-    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, max_n = 0, n_bad, first = -1
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, max_n = 0, n_bad
     cdef Params p
     cdef unsigned char[::1] status
     cdef int64_t lo, rows
@@ -281,11 +281,5 @@ def sample_half(const int64_t[::1] indptr, const int32_t[::1] indices,
         n_bad = _half_sweep(indptr, indices, values, Y, ybias, X, xbias, Lam, Lmu, &p, base,
                             per_thread, rows, row_sse, &status[0], n_threads)
     if n_bad:
-        for row in range(n_rows):
-            if status[row] != ROW_OK:
-                first = row
-                break
-        if status[first] == ROW_BAD_INDEX:
-            raise ValueError(f"row {first} refers to an opposite row outside [0, {Y.shape[0]})")
-        return first, int(status[first])
+        return first_bad_row(status, Y.shape[0])
     return -1, 0

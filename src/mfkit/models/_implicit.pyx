@@ -37,7 +37,7 @@ from mfkit.models._als import RowScratch
 from mfkit.models._rows cimport (check_isa, mf_als_alloc, mf_als_free, mf_als_ld,
                                  mf_prefetch_row_read, mf_rows_scratch, mf_rows_scratch_at,
                                  row_cholesky, row_dot, row_dots, row_gram, row_rhs, row_sweep,
-                                 scratch_base)
+                                 scratch_base, first_bad_row)
 
 cdef enum:
     SOLVER_CHOLESKY = 0
@@ -316,7 +316,7 @@ def half_step(int solver, const int64_t[::1] indptr, const int32_t[::1] indices,
     Returns ``(first_bad_row, code)``, ``(-1, 0)`` on success; code 1: not positive
     definite. Bad indices raise ``ValueError``. ``isa`` is the instruction-set path (0
     baseline, 1 avx2, 2 avx512), ``scratch`` a ``RowScratch`` to reuse (None: one is made)."""
-    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, max_n = 0, n_bad, first = -1
+    cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, max_n = 0, n_bad
     cdef Params p
     cdef int64_t lo = 0
     cdef unsigned char[::1] status
@@ -371,11 +371,5 @@ def half_step(int solver, const int64_t[::1] indptr, const int32_t[::1] indices,
         n_bad = _half_step(solver, indptr, indices, values, Y, X, &G[0, 0], &p, base,
                            per_thread, rows, row_loss, &status[0], n_threads)
     if n_bad:
-        for row in range(n_rows):
-            if status[row] != ROW_OK:
-                first = row
-                break
-        if status[first] == ROW_BAD_INDEX:
-            raise ValueError(f"row {first} refers to an opposite row outside [0, {Y.shape[0]})")
-        return first, int(status[first])
+        return first_bad_row(status, Y.shape[0])
     return -1, 0

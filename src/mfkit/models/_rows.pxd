@@ -152,3 +152,16 @@ cdef inline int check_isa(int isa) except -1:
         raise ValueError(f"isa={isa} is not a kernel path this CPU offers (0 baseline .. "
                          f"{mfkit_cpu_isa()}); pass mfkit._core.isa.isa_level()")
     return 0
+
+
+cdef inline tuple first_bad_row(const unsigned char[::1] status, Py_ssize_t n_opposite):
+    """(row, status) of the first row a half-step could not solve, after a kernel reported
+    failures in ``status`` (the row codes of the row models: 0 solved, 1 not positive
+    definite, 2 an opposite index outside [0, n_opposite), which is a ValueError)."""
+    cdef Py_ssize_t row
+    for row in range(status.shape[0]):
+        if status[row] != 0:
+            if status[row] == 2:
+                raise ValueError(f"row {row} refers to an opposite row outside [0, {n_opposite})")
+            return row, int(status[row])
+    return -1, 0
