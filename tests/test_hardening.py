@@ -894,3 +894,30 @@ def test_long_first_line_after_a_header_in_compressed_text(
     R = mfkit.load_ratings(path, on_bad_line="skip", info=info)
     assert R.nnz == 1 and info.skipped == 1 and info.headers == 1
     assert [b[1] for b in info.bad_lines] == [2]
+
+
+# --------------------------------------------------------------------------- the epoch check
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(0, 4), (1, 1), (3, 5), (257, 64), (70_001, 3)])
+def test_scan_abs_max_matches_numpy_for_any_thread_count(dtype: Any, shape: Any) -> None:
+    # the per-epoch divergence check: the largest |entry| and finiteness in one pass
+    from mfkit._core import _common
+
+    rng = np.random.default_rng(shape[0])
+    a = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 30, size=shape)).astype(dtype)
+    want = float(np.abs(a).max()) if a.size else 0.0
+    for nt in (1, 2, 3):
+        assert _common.scan_abs_max(a, nt) == (True, want)
+    if a.size:
+        for bad in (np.nan, np.inf, -np.inf):
+            for pos in {0, a.size // 2, a.size - 1}:
+                b = a.copy()
+                b.flat[pos] = bad
+                for nt in (1, 2, 3):
+                    assert _common.scan_abs_max(b, nt)[0] is False
+        # the largest finite value of the dtype is finite
+        b = a.copy()
+        b.flat[a.size - 1] = -np.finfo(dtype).max
+        assert _common.scan_abs_max(b, 2) == (True, float(np.finfo(dtype).max))
+    with pytest.raises(ValueError, match="n_threads"):
+        _common.scan_abs_max(np.ones((2, 2), dtype=dtype), 0)

@@ -5,8 +5,11 @@ from cython.parallel cimport prange
 from libc.math cimport fabs
 from libc.stdint cimport int64_t, uint64_t
 
+import numpy as np
+
 from mfkit._core._openmp cimport MFKIT_HAVE_OPENMP
-from mfkit._core._simd cimport mf_dot_f32, mf_dot_f64
+from mfkit._core._simd cimport (mf_dot_f32, mf_dot_f64, mf_scan_abs_max_f32,
+                                mf_scan_abs_max_f64)
 
 
 def openmp_enabled():
@@ -115,6 +118,48 @@ def all_finite(const floating[:, ::1] A):
             if not ok:
                 break
     return ok
+
+
+cdef enum:
+    SCAN_BLOCK = 1 << 16  # entries per task of scan_abs_max
+
+
+cdef inline void _scan_block(const floating *a, Py_ssize_t n, double *top,
+                             unsigned char *bad) noexcept nogil:
+    if floating is float:
+        mf_scan_abs_max_f32(a, n, top, bad)
+    else:
+        mf_scan_abs_max_f64(a, n, top, bad)
+
+
+def scan_abs_max(const floating[:, ::1] A, int n_threads=1):
+    """``(finite, max |A|)``: whether every entry of A is finite, and the largest absolute
+    value of its entries (0.0 for an empty A; meaningless when not finite), in one parallel
+    pass. The maximum does not depend on the order of the comparisons, so the result is the
+    same for any ``n_threads``."""
+    cdef Py_ssize_t n = A.shape[0] * A.shape[1], n_blocks, b, lo
+    cdef const floating *base
+    cdef double m = 0.0
+    cdef unsigned char any_bad = 0
+    if n == 0:
+        return True, 0.0
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    base = &A[0, 0]
+    n_blocks = (n + SCAN_BLOCK - 1) // SCAN_BLOCK
+    tops = np.zeros(n_blocks, dtype=np.float64)
+    bads = np.zeros(n_blocks, dtype=np.uint8)
+    cdef double[::1] t = tops
+    cdef unsigned char[::1] f = bads
+    with nogil:
+        for b in prange(n_blocks, num_threads=n_threads, schedule='static'):
+            lo = b * SCAN_BLOCK
+            _scan_block(base + lo, min(n - lo, <Py_ssize_t>SCAN_BLOCK), &t[b], &f[b])
+        for b in range(n_blocks):
+            any_bad |= f[b]
+            if t[b] > m:
+                m = t[b]
+    return not any_bad, m
 
 
 cdef extern from "_isa.h" nogil:

@@ -9,6 +9,8 @@
 #define MFKIT_SIMD_H
 
 #include "_platform.h"
+#include <math.h>
+#include <stddef.h>
 
 #define MFKIT_CLONES MFKIT_TARGET_CLONES("arch=x86-64-v3", "default")
 
@@ -192,5 +194,37 @@ MFKIT_DEFINE_KERNELS(float, f32)
 MFKIT_DEFINE_KERNELS(double, f64)
 MFKIT_DEFINE_ADA(float, f32)
 MFKIT_DEFINE_ADA(double, f64)
+
+/* The largest |a[j]| over n entries, and whether one of them is NaN or inf (*bad = 1),
+ * in one pass over eight independent lanes the compiler vectorises: x - x is 0 for a
+ * finite x and NaN for NaN and inf (and NaN stays), and a NaN never wins the comparison.
+ * The maximum does not depend on the order of the comparisons. */
+#define MFKIT_DEFINE_SCAN(T, SUF, ABS)                                                  \
+    static inline void mf_scan_abs_max_##SUF(const T *a, ptrdiff_t n, double *top,       \
+                                             unsigned char *bad)                        \
+    {                                                                                   \
+        T m[8] = {0}, d[8] = {0};                                                       \
+        ptrdiff_t j = 0;                                                                \
+        for (; j + 8 <= n; j += 8) {                                                    \
+            for (int l = 0; l < 8; l++) {                                               \
+                T x = ABS(a[j + l]);                                                    \
+                d[l] += x - x;                                                          \
+                m[l] = x > m[l] ? x : m[l];                                             \
+            }                                                                           \
+        }                                                                               \
+        for (; j < n; j++) {                                                            \
+            T x = ABS(a[j]);                                                            \
+            d[0] += x - x;                                                              \
+            m[0] = x > m[0] ? x : m[0];                                                 \
+        }                                                                               \
+        for (int l = 1; l < 8; l++) {                                                   \
+            d[0] += d[l];                                                               \
+            m[0] = m[l] > m[0] ? m[l] : m[0];                                           \
+        }                                                                               \
+        *top = (double)m[0];                                                            \
+        *bad = !(d[0] == 0);                                                            \
+    }
+MFKIT_DEFINE_SCAN(float, f32, fabsf)
+MFKIT_DEFINE_SCAN(double, f64, fabs)
 
 #endif /* MFKIT_SIMD_H */

@@ -17,3 +17,5 @@ cdef extern from "_simd.h" nogil:
     void mf_ada_steps_f32(float lr, float g0, float g1, float g2, float g3, float *out)
     void mf_ada_steps_f64(double lr, double g0, double g1, double g2, double g3, double *out)
     void mf_prefetch_row(const void *p, int nbytes)
+    void mf_scan_abs_max_f32(const float *a, Py_ssize_t n, double *top, unsigned char *bad)
+    void mf_scan_abs_max_f64(const double *a, Py_ssize_t n, double *top, unsigned char *bad)

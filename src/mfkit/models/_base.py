@@ -387,6 +387,7 @@ class FactorModel:
         monitor, higher_is_better = self._monitor(params)
         global_mean = fitted.global_mean
         patience = params["patience"]
+        n_threads = int(params.get("n_threads") or 1)
         best: tuple[float, int] | None = None  # (score, epoch) of the best epoch so far
         best_state: FactorState | None = None
         wait = 0
@@ -405,13 +406,15 @@ class FactorModel:
                 t0 = time.perf_counter()
                 train_loss, ok = trainer.run_epoch(epoch)
                 seconds = time.perf_counter() - t0
-                if not ok or not math.isfinite(train_loss) or not state.finite():
+                # one parallel pass over the factors: finite, and their largest entries
+                tops = state.abs_max(n_threads) if ok and math.isfinite(train_loss) else None
+                if tops is None:
                     self._end(fitted, params, snapshot, "diverged")
                     raise DivergenceError(trainer.divergence_message(epoch))
                 # the RMSE test applies to a training RMSE; a model reporting another loss
                 # (ImplicitALS, BPR) gets the prediction-bound test only
                 rmse = train_loss if self._train_key == "train_rmse" else None
-                blowup = blowup_reason(rmse, scale, state, global_mean)
+                blowup = blowup_reason(rmse, scale, state, global_mean, tops)
                 if blowup:
                     self._end(fitted, params, snapshot, "diverged")
                     raise DivergenceError(blowup_message(trainer.name, epoch, blowup, scale))

@@ -34,13 +34,19 @@ class FactorState:
         ):
             np.copyto(mine, theirs)
 
-    def finite(self) -> bool:
-        return bool(
-            _common.all_finite(self.P)
-            and _common.all_finite(self.Q)
-            and np.isfinite(self.bu).all()
-            and np.isfinite(self.bi).all()
-        )
+    def abs_max(self, n_threads: int = 1) -> tuple[float, float, float, float] | None:
+        """The largest absolute entry of P, Q, bu and bi (0.0 for an empty array), or None
+        when an entry of any of them is NaN or inf: one parallel pass over each array."""
+        tops = []
+        for a in (self.P, self.Q, self.bu, self.bi):
+            finite, top = _common.scan_abs_max(a.reshape(len(a), -1), n_threads)
+            if not finite:
+                return None
+            tops.append(top)
+        return tops[0], tops[1], tops[2], tops[3]
+
+    def finite(self, n_threads: int = 1) -> bool:
+        return self.abs_max(n_threads) is not None
 
 
 @dataclasses.dataclass

@@ -65,27 +65,36 @@ BLOWUP_FACTOR = 10.0
 SAFE_PREDICTION = {"f": 1e37, "d": 1e307}
 
 
-def prediction_bound(state: FactorState, global_mean: float) -> float:
+def prediction_bound(
+    state: FactorState, global_mean: float, tops: tuple[float, float, float, float] | None = None
+) -> float:
     """An upper bound on |prediction| over all (user, item) pairs:
-    ``k max|P| max|Q| + max|b_u| + max|b_i| + |mu|`` (no array is allocated)."""
-
-    def top(a: np.ndarray) -> float:
-        return max(abs(float(a.max())), abs(float(a.min()))) if a.size else 0.0
-
+    ``k max|P| max|Q| + max|b_u| + max|b_i| + |mu|`` (no array is allocated); inf when an
+    entry is not finite. ``tops``: the state's :meth:`~FactorState.abs_max`, if known."""
+    if tops is None:
+        tops = state.abs_max()
+        if tops is None:
+            return math.inf
+    p, q, bu, bi = tops
     k = state.P.shape[1]
-    with np.errstate(over="ignore"):
-        return k * top(state.P) * top(state.Q) + top(state.bu) + top(state.bi) + abs(global_mean)
+    return k * p * q + bu + bi + abs(global_mean)
 
 
-def blowup_reason(rmse: float | None, scale: float, state: FactorState, global_mean: float) -> str:
+def blowup_reason(
+    rmse: float | None,
+    scale: float,
+    state: FactorState,
+    global_mean: float,
+    tops: tuple[float, float, float, float] | None = None,
+) -> str:
     """Why the epoch that gave ``rmse`` (None: not an RMSE) and ``state`` is a blow-up ('' if
-    it is not)."""
+    it is not). ``tops``: the state's :meth:`~FactorState.abs_max`, if known."""
     if rmse is not None and rmse > BLOWUP_FACTOR * max(scale, 1e-12):
         return (
             f"the training RMSE grew to {rmse:.3g}, over {BLOWUP_FACTOR:g} times the "
             f"ratings' scale ({scale:.3g})"
         )
-    if prediction_bound(state, global_mean) >= SAFE_PREDICTION[state.P.dtype.char]:
+    if prediction_bound(state, global_mean, tops) >= SAFE_PREDICTION[state.P.dtype.char]:
         return f"the factors grew so large that predictions overflow {state.P.dtype}"
     return ""
 

@@ -418,7 +418,11 @@ class BayesianMF(FactorModel):
                 t0 = time.perf_counter()
                 train_rmse, ok = trainer.run_epoch(sweep)
                 seconds = time.perf_counter() - t0
-                if not ok or not math.isfinite(train_rmse) or not trainer.state.finite():
+                if (
+                    not ok
+                    or not math.isfinite(train_rmse)
+                    or not trainer.state.finite(params["n_threads"])
+                ):
                     self._set_fitted(trainer.fitted("diverged", last_good), params)
                     raise DivergenceError(trainer.divergence_message(sweep))
                 trainer.keep_if_due(sweep)
