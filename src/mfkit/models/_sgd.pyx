@@ -29,6 +29,8 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport fabs
 from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 
 import numpy as np
 
@@ -75,6 +77,19 @@ cdef extern from "_sgd_kernel.h" nogil:
     Py_ssize_t mfk_sgd_sweep_f64(int isa, const void *recs, Py_ssize_t n, const mfk_sgd_f64 *a,
                                  double *sse)
     void mfk_shuffle_records(void *recs, Py_ssize_t n, uint64_t seed)
+    void mfk_shuffle_users(int32_t *users, Py_ssize_t n, uint64_t *state)
+    uint64_t mfk_splitmix64(uint64_t *state)
+    ctypedef struct mfk_rows:
+        const int32_t *order
+        Py_ssize_t n
+        const int64_t *seg
+        Py_ssize_t stride, h
+        const int32_t *indices
+        const float *values
+        uint64_t state
+        int shuffle
+    Py_ssize_t mfk_sgd_rows_f32(int isa, const mfk_rows *r, const mfk_sgd_f32 *a, double *sse)
+    Py_ssize_t mfk_sgd_rows_f64(int isa, const mfk_rows *r, const mfk_sgd_f64 *a, double *sse)
 
 cdef packed struct Rating:
     int32_t u
@@ -83,6 +98,9 @@ cdef packed struct Rating:
 
 cdef enum:
     PREFETCH_AHEAD = 8
+    # the row-grouped epoch prefetches a user's factor row and scalars this many users
+    # ahead, and the start of the user's ratings half as many
+    USERS_AHEAD = 8
 
 #: loss codes understood by the kernels
 LOSS_SQUARED = 0
@@ -641,4 +659,358 @@ def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[
     if packed is not None:
         _unpack(packed[0], bu, Gbu, Gp)
         _unpack(packed[1], bi, Gbi, Gq)
+    return sse, status
+
+
+def row_segments(const int64_t[::1] indptr, const int32_t[::1] indices,
+                 const int32_t[::1] item_group, int B, int64_t[:, ::1] out, int n_threads=1):
+    """The per-user, per-item-group starts of CSR rows for the row-grouped epoch.
+
+    `item_group` (one entry per item, in 0..B-1) must not decrease with the item index
+    (groups are contiguous ranges of items) and each row's items must be sorted, so the
+    ratings of user u in item group g are the contiguous run
+    indices[out[u, g]:out[u, g + 1]]. `out` (n_users x (B + 1), int64) receives the absolute
+    CSR positions, out[u, 0] = indptr[u] and out[u, B] = indptr[u + 1]. Rows are independent,
+    so the result does not depend on `n_threads`. An item index out of range, a decreasing
+    `indptr` or group, or a group out of range is a ValueError.
+    """
+    cdef Py_ssize_t n_users = indptr.shape[0] - 1, nnz = indices.shape[0], u, g, j
+    cdef Py_ssize_t n_items = item_group.shape[0]
+    cdef int64_t pos, end
+    cdef int bad = 0
+    if B < 1:
+        raise ValueError("B must be >= 1")
+    if n_threads < 1:
+        raise ValueError("n_threads must be >= 1")
+    if n_users < 0 or out.shape[0] != n_users or out.shape[1] != B + 1:
+        raise ValueError("out must have one row per user and B + 1 columns")
+    if indptr[0] != 0 or indptr[n_users] != nnz:
+        raise ValueError("indptr must start at 0 and end at the number of ratings")
+    for j in range(n_items):
+        if item_group[j] < 0 or item_group[j] >= B or (j > 0 and item_group[j] < item_group[j - 1]):
+            raise ValueError("item groups must be in 0..B-1 and must not decrease with the item")
+    for u in range(n_users):
+        if indptr[u + 1] < indptr[u]:
+            raise ValueError("indptr must not decrease")
+    if n_users == 0:
+        return
+    with nogil:
+        for u in prange(n_users, num_threads=n_threads, schedule='static'):
+            pos = indptr[u]
+            end = indptr[u + 1]
+            out[u, 0] = pos
+            for g in range(1, B + 1):
+                while pos < end:
+                    if indices[pos] < 0 or indices[pos] >= n_items:
+                        bad = 1
+                        pos = end
+                        break
+                    if item_group[indices[pos]] >= g:
+                        break
+                    pos = pos + 1
+                out[u, g] = pos
+            out[u, B] = end
+    if bad:
+        raise ValueError("CSR item index out of range")
+
+
+cdef Py_ssize_t _rows_block(const int32_t *indices, const float *values, const int64_t *seg,
+                            Py_ssize_t stride, Py_ssize_t h, const int32_t *users,
+                            Py_ssize_t n_block, bint shuffle, uint64_t seed, Py_ssize_t max_seg,
+                            floating *P, floating *Q, floating *bu, floating *bi, int k,
+                            floating mu, floating lr, floating reg, floating reg_bias,
+                            bint biases, const floating *P0, const floating *Q0,
+                            floating prior, int loss, floating delta, floating *Gp,
+                            floating *Gq, floating *Gbu, floating *Gbi, double *sse_out,
+                            int isa, Py_ssize_t ss) noexcept nogil:
+    """One block of the row-grouped epoch.
+
+    The users users[0:n_block] (ascending) are put in a Fisher-Yates order from `seed`;
+    then, for each user in that order, one more draw x of the same stream fixes the order of
+    the user's m ratings in item group h: a rotation of their CSR run starting at offset
+    ((x >> 32) * m) >> 32, forwards when x is even and backwards when odd (no shuffle: users
+    ascending, every run forwards from its start). On a fast path with k in 16, 32, 64, 128
+    and no prior, the kernel's `rows` body walks the runs with p_u held in registers;
+    otherwise each run is written as records into a scratch array and swept by `_sweep`.
+    Either way the arithmetic is the record sweep's on this visiting order (the same bits).
+    Returns -1, the CSR position of the first rating with a non-finite residual, or -2 when
+    the scratch could not be allocated."""
+    cdef int32_t *order = <int32_t *>malloc((n_block if n_block > 0 else 1) * sizeof(int32_t))
+    cdef Rating *buf = NULL
+    cdef uint64_t state = seed, x
+    cdef Py_ssize_t j, t, a, m, off, pos, bad, status = -1
+    cdef int32_t u, ua
+    cdef int row_bytes = k * sizeof(floating)
+    cdef double sse = 0.0, s
+    cdef bint back
+    if order == NULL:
+        sse_out[0] = 0.0
+        return -2
+    if n_block > 0:
+        memcpy(order, users, n_block * sizeof(int32_t))
+    if shuffle:
+        mfk_shuffle_users(order, n_block, &state)
+    if isa > 0 and P0 == NULL and (k == 16 or k == 32 or k == 64 or k == 128):
+        status = _fast_rows(order, n_block, seg, stride, h, indices, values, state, shuffle,
+                            P, Q, bu, bi, k, mu, lr, reg, reg_bias, biases, loss, delta, Gp,
+                            Gq, Gbu, Gbi, sse_out, isa, ss)
+        if status != -2:
+            free(order)
+            return status
+        status = -1
+    buf = <Rating *>malloc((max_seg if max_seg > 0 else 1) * sizeof(Rating))
+    if buf == NULL:
+        free(order)
+        sse_out[0] = 0.0
+        return -2
+    for j in range(n_block):
+        if j + USERS_AHEAD < n_block:
+            ua = order[j + USERS_AHEAD]
+            mf_prefetch_row(P + <Py_ssize_t>ua * k, row_bytes)
+            mf_prefetch_row(seg + <Py_ssize_t>ua * stride + h, 16)
+            if biases:
+                mf_prefetch_row(bu + <Py_ssize_t>ua * ss, 1)
+            if Gp != NULL:
+                mf_prefetch_row(Gp + <Py_ssize_t>ua * ss, 1)
+        if j + USERS_AHEAD // 2 < n_block:
+            a = seg[<Py_ssize_t>order[j + USERS_AHEAD // 2] * stride + h]
+            mf_prefetch_row(indices + a, 64)
+            mf_prefetch_row(values + a, 64)
+        u = order[j]
+        a = seg[<Py_ssize_t>u * stride + h]
+        m = seg[<Py_ssize_t>u * stride + h + 1] - a
+        off = 0
+        back = False
+        if shuffle:
+            x = mfk_splitmix64(&state)
+            off = <Py_ssize_t>(((x >> 32) * <uint64_t>m) >> 32)
+            back = (x & 1) != 0
+        if m == 0:
+            continue
+        pos = off
+        for t in range(m):
+            buf[t].u = u
+            buf[t].i = indices[a + pos]
+            buf[t].r = values[a + pos]
+            if back:
+                pos = pos - 1 if pos > 0 else m - 1
+            else:
+                pos = pos + 1 if pos + 1 < m else 0
+        bad = _sweep(buf, m, P, Q, bu, bi, k, mu, lr, reg, reg_bias, biases, P0, Q0, prior,
+                     loss, delta, Gp, Gq, Gbu, Gbi, &s, isa, ss)
+        sse += s
+        if bad >= 0:
+            # the CSR position of the bad rating (the rotation above, bad steps on)
+            if back:
+                pos = off - bad
+                if pos < 0:
+                    pos = pos + m
+            else:
+                pos = (off + bad) % m
+            status = a + pos
+            break
+    free(order)
+    free(buf)
+    sse_out[0] = sse
+    return status
+
+
+cdef Py_ssize_t _fast_rows(const int32_t *order, Py_ssize_t n, const int64_t *seg,
+                           Py_ssize_t stride, Py_ssize_t h, const int32_t *indices,
+                           const float *values, uint64_t state, bint shuffle, floating *P,
+                           floating *Q, floating *bu, floating *bi, int k, floating mu,
+                           floating lr, floating reg, floating reg_bias, bint biases, int loss,
+                           floating delta, floating *Gp, floating *Gq, floating *Gbu,
+                           floating *Gbi, double *sse_out, int isa, Py_ssize_t ss) noexcept nogil:
+    """The kernel's row-grouped body for one block (see `_rows_block`); -2 if it has none
+    for this k and variant."""
+    cdef mfk_rows r
+    cdef mfk_sgd_f32 a32
+    cdef mfk_sgd_f64 a64
+    r.order = order
+    r.n = n
+    r.seg = seg
+    r.stride = stride
+    r.h = h
+    r.indices = indices
+    r.values = values
+    r.state = state
+    r.shuffle = shuffle
+    if floating is float:
+        a32.P = P
+        a32.Q = Q
+        a32.bu = bu
+        a32.bi = bi
+        a32.P0 = NULL
+        a32.Q0 = NULL
+        a32.Gp = Gp
+        a32.Gq = Gq
+        a32.Gbu = Gbu
+        a32.Gbi = Gbi
+        a32.mu = mu
+        a32.lr = lr
+        a32.reg = reg
+        a32.reg_bias = reg_bias
+        a32.prior = 0
+        a32.delta = delta
+        a32.k = k
+        a32.biases = biases
+        a32.loss = loss
+        a32.ss = ss
+        return mfk_sgd_rows_f32(isa, &r, &a32, sse_out)
+    else:
+        a64.P = P
+        a64.Q = Q
+        a64.bu = bu
+        a64.bi = bi
+        a64.P0 = NULL
+        a64.Q0 = NULL
+        a64.Gp = Gp
+        a64.Gq = Gq
+        a64.Gbu = Gbu
+        a64.Gbi = Gbi
+        a64.mu = mu
+        a64.lr = lr
+        a64.reg = reg
+        a64.reg_bias = reg_bias
+        a64.prior = 0
+        a64.delta = delta
+        a64.k = k
+        a64.biases = biases
+        a64.loss = loss
+        a64.ss = ss
+        return mfk_sgd_rows_f64(isa, &r, &a64, sse_out)
+
+
+def sgd_rows_epoch(const int64_t[::1] indptr, const int32_t[::1] indices,
+                   const float[::1] values, const int64_t[:, ::1] seg,
+                   const int32_t[::1] group_users, const int64_t[::1] group_ptr,
+                   const int64_t[::1] strata, const uint64_t[::1] block_seeds, bint shuffle,
+                   int n_threads, floating[:, ::1] P, floating[:, ::1] Q, floating[::1] bu,
+                   floating[::1] bi, double mu, double lr, double reg, double reg_bias,
+                   bint biases, const floating[:, ::1] P0=None,
+                   const floating[:, ::1] Q0=None, double prior=0.0, *,
+                   int loss=LOSS_SQUARED, double delta=1.0, floating[::1] Gp=None,
+                   floating[::1] Gq=None, floating[::1] Gbu=None, floating[::1] Gbi=None,
+                   int isa=0):
+    """One stratified SGD epoch visiting the ratings grouped by user, straight from the CSR
+    arrays (no record copy).
+
+    Users are in B groups (group g's users ascending in group_users[group_ptr[g]:
+    group_ptr[g + 1]]) and items in B contiguous ranges; `seg` (from `row_segments`) gives
+    each user's run of ratings in each item range. Block b = s * B + g is user group g with
+    item group (g + s) mod B; for each s in `strata` in order the B blocks of stratum s run
+    in parallel (they share no user and no item), block b visited as `_rows_block` says with
+    seed block_seeds[b] (when `shuffle`). A user's consecutive ratings update its row in
+    turn, each step from the row the previous one left: the record sweep's arithmetic on
+    this visiting order, so every path gives the bits `sgd_epoch` gives on the same records
+    in the same order, and nothing depends on `n_threads`. The item indices must be in
+    range (``Ratings`` guarantees it; `row_segments` checks them). `isa` as in `sgd_epoch`.
+    Returns (sum of squared residuals seen, -1 on success or the first block index with a
+    non-finite residual).
+    """
+    cdef Py_ssize_t B = strata.shape[0], nb, si, g, blk, n_users = indptr.shape[0] - 1
+    cdef Py_ssize_t stride, u, c, max_seg = 0, n = indices.shape[0]
+    cdef int k = P.shape[1]
+    cdef int64_t s, h
+    cdef const floating *p0 = NULL
+    cdef const floating *q0 = NULL
+    cdef double sse = 0.0
+    cdef Py_ssize_t status = -1
+    cdef bint bad_seg = False
+    _check_state(P, Q, bu, bi, biases, P0, Q0, loss, delta, Gp, Gq, Gbu, Gbi, isa)
+    nb = B * B
+    if B < 1 or block_seeds.shape[0] != nb or group_ptr.shape[0] != B + 1:
+        raise ValueError("block_seeds must have B*B and group_ptr B + 1 entries")
+    if n_users != P.shape[0] or values.shape[0] != n:
+        raise ValueError("indptr must have one entry per factor row plus one, and values "
+                         "one per index")
+    if indptr[0] != 0 or indptr[n_users] != n:
+        raise ValueError("indptr must start at 0 and end at the number of ratings")
+    if seg.shape[0] != n_users or seg.shape[1] != B + 1:
+        raise ValueError("seg must have one row per user and B + 1 columns (row_segments)")
+    if group_ptr[0] != 0 or group_ptr[B] != group_users.shape[0]:
+        raise ValueError("group_ptr must start at 0 and end at the number of grouped users")
+    for g in range(B):
+        if group_ptr[g + 1] < group_ptr[g]:
+            raise ValueError("group_ptr must not decrease")
+    for c in range(group_users.shape[0]):
+        if group_users[c] < 0 or group_users[c] >= n_users:
+            raise ValueError("group_users holds a user index out of range")
+    seen = np.zeros(B, dtype=bool)
+    for si in range(B):
+        if strata[si] < 0 or strata[si] >= B or seen[strata[si]]:
+            raise ValueError("strata must be a permutation of 0..B-1")
+        seen[strata[si]] = True
+    if n_threads < 1:
+        raise ValueError("n_threads must be >= 1")
+    with nogil:
+        # the runs must lie inside their rows: a wrong seg would read out of bounds
+        for u in range(n_users):
+            if seg[u, 0] != indptr[u] or seg[u, B] != indptr[u + 1]:
+                bad_seg = True
+                break
+            for c in range(B):
+                if seg[u, c + 1] < seg[u, c]:
+                    bad_seg = True
+                if seg[u, c + 1] - seg[u, c] > max_seg:
+                    max_seg = seg[u, c + 1] - seg[u, c]
+    if bad_seg:
+        raise ValueError("seg does not describe runs of the CSR rows (use row_segments)")
+    if P0 is not None:
+        p0 = &P0[0, 0]
+        q0 = &Q0[0, 0]
+    cdef floating *pP = &P[0, 0]
+    cdef floating *pQ = &Q[0, 0]
+    cdef floating *pbu = _opt_ptr(bu)
+    cdef floating *pbi = _opt_ptr(bi)
+    cdef floating *gp = _opt_ptr(Gp)
+    cdef floating *gq = _opt_ptr(Gq)
+    cdef floating *gbu = _opt_ptr(Gbu)
+    cdef floating *gbi = _opt_ptr(Gbi)
+    if n == 0:
+        return 0.0, -1
+    sse_arr = np.zeros(nb, dtype=np.float64)
+    bad_arr = np.full(nb, -1, dtype=np.intp)
+    cdef double[::1] sse_b = sse_arr
+    cdef Py_ssize_t[::1] bad_b = bad_arr
+    cdef double *psse = &sse_b[0]
+    cdef Py_ssize_t *pbad = &bad_b[0]
+    cdef const int32_t *pidx = &indices[0]
+    cdef const float *pval = &values[0]
+    cdef const int64_t *pseg = &seg[0, 0]
+    cdef const int32_t *pusers = &group_users[0] if group_users.shape[0] > 0 else NULL
+    cdef Py_ssize_t ss = 1
+    stride = B + 1
+    packed = _packed_sides(isa, biases, bu, bi, Gbu, Gbi, Gp, Gq)
+    if packed is not None:
+        _point(packed[0], &pbu, &gbu, &gp)
+        _point(packed[1], &pbi, &gbi, &gq)
+        ss = 4
+    with nogil:
+        for si in range(B):
+            s = strata[si]
+            for g in prange(B, num_threads=n_threads, schedule='dynamic', chunksize=1):
+                blk = s * B + g
+                h = (g + s) % B
+                pbad[blk] = _rows_block(pidx, pval, pseg, stride, h, pusers + group_ptr[g],
+                                        group_ptr[g + 1] - group_ptr[g], shuffle,
+                                        block_seeds[blk], max_seg, pP, pQ, pbu, pbi, k,
+                                        <floating>mu, <floating>lr, <floating>reg,
+                                        <floating>reg_bias, biases, p0, q0, <floating>prior,
+                                        loss, <floating>delta, gp, gq, gbu, gbi, psse + blk,
+                                        isa, ss)
+            for blk in range(s * B, s * B + B):
+                if pbad[blk] != -1:
+                    status = blk
+                    break
+            if status >= 0:
+                break
+        for blk in range(nb):
+            sse += psse[blk]
+    if packed is not None:
+        _unpack(packed[0], bu, Gbu, Gp)
+        _unpack(packed[1], bi, Gbi, Gq)
+    if status >= 0 and bad_arr[status] == -2:
+        raise MemoryError("no memory for the scratch of the row-grouped SGD epoch")
     return sse, status

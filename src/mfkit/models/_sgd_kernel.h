@@ -96,6 +96,43 @@ static void mfk_shuffle_records(void *records, ptrdiff_t n, uint64_t seed)
     }
 }
 
+/* The visiting order of one block of the row-grouped epoch (mfkit.models._sgd,
+ * `sgd_rows_epoch`): the block's users users[0:n] (given in ascending order) put in a
+ * Fisher-Yates order driven by splitmix64 from *state, position j (from the end) swapped
+ * with a uniform r in [0, j] as in mfk_shuffle_records; *state is left where the shuffle
+ * ended, so that the per-user draws continue the same stream. */
+static void mfk_shuffle_users(int32_t *users, ptrdiff_t n, uint64_t *state)
+{
+    for (ptrdiff_t j = n - 1; j > 0; j--) {
+        ptrdiff_t r = (ptrdiff_t)mfk_bounded(state, (uint64_t)(j + 1));
+        int32_t tmp = users[j];
+        users[j] = users[r];
+        users[r] = tmp;
+    }
+}
+
+/* One block of the row-grouped epoch for the fast paths: the users order[0:n] in their
+ * visiting order, and for user u its ratings indices/values[seg[u*stride + h] ..
+ * seg[u*stride + h + 1]) visited as a rotation: with `shuffle`, one splitmix64 draw x per
+ * user from `state` (continuing the stream of the user shuffle) gives the start
+ * ((x >> 32) * m) >> 32 of the m ratings and the direction (x odd: backwards); without,
+ * forwards from the first. (_sgd.pyx's `_rows_block` is the same order for the other
+ * cases.) */
+typedef struct {
+    const int32_t *order;
+    ptrdiff_t n;
+    const int64_t *seg;
+    ptrdiff_t stride, h;
+    const int32_t *indices;
+    const float *values;
+    uint64_t state;
+    int shuffle;
+} mfk_rows;
+
+/* users ahead whose rows and scalars the row-grouped block prefetches (their ratings'
+ * start half as many ahead) */
+#define MFK_USERS_AHEAD 8
+
 /* Ratings ahead of the current one whose rows are prefetched (as in the portable sweep; 4
  * and 16 timed the same as 8 within the noise of a shared two-core machine, k = 64, on the
  * 1M and 10M synthetic sets with their block layouts). */
@@ -344,6 +381,18 @@ static ptrdiff_t mfk_sgd_sweep_##S(int isa, const void *recs, ptrdiff_t n,      
 MFK_DEFINE_DISPATCH(float, f32)
 MFK_DEFINE_DISPATCH(double, f64)
 
+#define MFK_DEFINE_ROWS_DISPATCH(T, S)                                                   \
+static ptrdiff_t mfk_sgd_rows_##S(int isa, const mfk_rows *r, const mfk_sgd_##S *a,    \
+                                  double *sse)                                          \
+{                                                                                       \
+    if (isa == MFKIT_ISA_AVX512) return avx512_##S##_rows(r, a, sse);                   \
+    if (isa == MFKIT_ISA_AVX2) return avx2_##S##_rows(r, a, sse);                       \
+    *sse = 0.0;                                                                         \
+    return -2;                                                                          \
+}
+MFK_DEFINE_ROWS_DISPATCH(float, f32)
+MFK_DEFINE_ROWS_DISPATCH(double, f64)
+
 #else /* no x86 fast paths in this build: the caller only ever runs its portable sweep */
 
 #define MFK_DEFINE_DISPATCH(T, S)                                                        \
@@ -355,6 +404,16 @@ static ptrdiff_t mfk_sgd_sweep_##S(int isa, const void *recs, ptrdiff_t n,      
 }
 MFK_DEFINE_DISPATCH(float, f32)
 MFK_DEFINE_DISPATCH(double, f64)
+
+#define MFK_DEFINE_ROWS_DISPATCH(T, S)                                                   \
+static ptrdiff_t mfk_sgd_rows_##S(int isa, const mfk_rows *r, const mfk_sgd_##S *a,    \
+                                  double *sse)                                          \
+{                                                                                       \
+    (void)isa; (void)r; (void)a; *sse = 0.0;                                            \
+    return -2;                                                                          \
+}
+MFK_DEFINE_ROWS_DISPATCH(float, f32)
+MFK_DEFINE_ROWS_DISPATCH(double, f64)
 #endif /* MFKIT_HAVE_X86_PATHS */
 
 #endif /* MFKIT_SGD_KERNEL_H */

@@ -187,6 +187,124 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(sweep_generic)(const mfk_rating *recs, ptrdiff
     return bad;
 }
 
+/* One block of the row-grouped epoch (see mfk_rows in _sgd_kernel.h) with k = 16 NC fixed
+ * at compile time and no prior: each user's row p_u is loaded into registers once, takes
+ * the steps of all the user's ratings in the block, and is stored once. Rating by rating
+ * the operations are those of sweep_fixed on the same visiting order (p_u is the value
+ * the previous step left, whether it comes from a register or from memory), so the bits
+ * are the same. Returns -1 or the CSR position of the first non-finite residual. */
+MFK_TARGET MFK_AI ptrdiff_t MFK_F(rows_fixed)(const mfk_rows *r, const MFK_X(mfk_sgd) *args,
+                                              double *sse_out, const int NC, const int ada)
+{
+    const MFK_X(mfk_sgd) A = *args, *const a = &A;
+    const int k = 16 * NC, row_bytes = k * (int)sizeof(MFK_T);
+    const MFK_T inv_k = (MFK_T)1 / k;
+    const MFK_F(C) vreg = MFK_F(set1)(a->reg), zero = MFK_F(zero)();
+    const MFK_F(mask) msk = MFK_F(mk)(16);
+    MFK_T *const P = a->P, *const Q = a->Q;
+    const int32_t *const order = r->order, *const indices = r->indices;
+    const float *const values = r->values;
+    const int64_t *const seg = r->seg;
+    const ptrdiff_t n = r->n, stride = r->stride, h = r->h, ss = a->ss;
+    uint64_t state = r->state;
+    double sse = 0.0;
+    ptrdiff_t bad = -1;
+    for (ptrdiff_t j = 0; j < n; j++) {
+        if (j + MFK_USERS_AHEAD < n) {
+            const int32_t ua = order[j + MFK_USERS_AHEAD];
+            const char *pa = (const char *)(P + (ptrdiff_t)ua * k);
+            for (int off = 0; off < row_bytes; off += 64) __builtin_prefetch(pa + off, 1, 3);
+            __builtin_prefetch(seg + (ptrdiff_t)ua * stride + h, 0, 3);
+            if (a->biases) __builtin_prefetch(a->bu + (ptrdiff_t)ua * ss, 1, 3);
+            if (ada) __builtin_prefetch(a->Gp + (ptrdiff_t)ua * ss, 1, 3);
+        }
+        if (j + MFK_USERS_AHEAD / 2 < n) { /* every line of that user's run */
+            const int64_t *sa = seg + (ptrdiff_t)order[j + MFK_USERS_AHEAD / 2] * stride + h;
+            const int64_t a2 = sa[0], e2 = sa[1];
+            for (int64_t x = a2 & ~(int64_t)15; x < e2; x += 16) {
+                __builtin_prefetch(indices + x, 0, 3);
+                __builtin_prefetch(values + x, 0, 3);
+            }
+        }
+        const int32_t u = order[j];
+        const int64_t a0 = seg[(ptrdiff_t)u * stride + h];
+        const ptrdiff_t m = (ptrdiff_t)(seg[(ptrdiff_t)u * stride + h + 1] - a0);
+        ptrdiff_t pos = 0;
+        int back = 0;
+        if (r->shuffle) {
+            const uint64_t x = mfk_splitmix64(&state);
+            pos = (ptrdiff_t)(((x >> 32) * (uint64_t)m) >> 32);
+            back = (int)(x & 1);
+        }
+        if (m == 0) continue;
+        MFK_T *const p = P + (ptrdiff_t)u * k;
+        MFK_F(C) pr[8], qr[8]; /* NC <= 8 */
+        for (int c = 0; c < NC; c++) pr[c] = MFK_F(load)(p + 16 * c);
+        for (ptrdiff_t t = 0; t < m; t++) {
+            const ptrdiff_t next = back ? (pos > 0 ? pos - 1 : m - 1) : (pos + 1 < m ? pos + 1 : 0);
+            const int32_t i = indices[a0 + pos];
+            const float rv = values[a0 + pos];
+            {
+                const char *qa = (const char *)(Q + (ptrdiff_t)indices[a0 + next] * k);
+                for (int off = 0; off < row_bytes; off += 64) __builtin_prefetch(qa + off, 1, 3);
+            }
+            MFK_T *const q = Q + (ptrdiff_t)i * k;
+            MFK_T steps[4] = {a->lr, a->lr, a->lr, a->lr}, g;
+            if (ada)
+                MFK_X(mfk_steps)(a->lr, a->Gp[u * ss], a->Gq[i * ss], a->biases ? a->Gbu[u * ss] : 1,
+                                 a->biases ? a->Gbi[i * ss] : 1, steps);
+            MFK_F(C) acc = zero;
+            for (int c = 0; c < NC; c++) {
+                qr[c] = MFK_F(load)(q + 16 * c);
+                acc = MFK_F(fma)(pr[c], qr[c], acc);
+            }
+            if (!MFK_X(mfk_scalar)(a, u, i, rv, MFK_F(red)(acc), steps, ada, &g, &sse)) {
+                bad = (ptrdiff_t)a0 + pos;
+                break;
+            }
+            const MFK_F(C) eg = MFK_F(set1)(g), lp = MFK_F(set1)(steps[0]),
+                           lq = MFK_F(set1)(steps[1]);
+            MFK_F(C) ap = zero, aq = zero, pn, qn;
+            for (int c = 0; c < NC; c++) {
+                MFK_F(step)(pr[c], qr[c], NULL, NULL, 0, eg, vreg, zero, lp, lq, &ap, &aq, &pn,
+                            &qn, ada, 0, 0, msk);
+                pr[c] = pn;
+                MFK_F(store)(q + 16 * c, qn);
+            }
+            if (ada) {
+                a->Gp[u * ss] = a->Gp[u * ss] + MFK_F(red)(ap) * inv_k;
+                a->Gq[i * ss] = a->Gq[i * ss] + MFK_F(red)(aq) * inv_k;
+            }
+            pos = next;
+        }
+        for (int c = 0; c < NC; c++) MFK_F(store)(p + 16 * c, pr[c]);
+        if (bad >= 0) break;
+    }
+    *sse_out = sse;
+    return bad;
+}
+
+/* The row-grouped block of this path; -2 when k or the variant has no body here (a prior,
+ * or k not in 16, 32, 64, 128: the caller takes its scratch-record route). */
+MFK_TARGET static ptrdiff_t MFK_F(rows)(const mfk_rows *r, const MFK_X(mfk_sgd) *a,
+                                        double *sse)
+{
+    const int ada = a->Gp != NULL;
+    if (a->P0 != NULL) return -2;
+    switch (a->k) {
+#define MFK_CASE(NC)                                                                     \
+    case 16 * NC:                                                                        \
+        return ada ? MFK_F(rows_fixed)(r, a, sse, NC, 1) : MFK_F(rows_fixed)(r, a, sse, NC, 0);
+    MFK_CASE(1)
+    MFK_CASE(2)
+    MFK_CASE(4)
+    MFK_CASE(8)
+#undef MFK_CASE
+    default:
+        return -2;
+    }
+}
+
 /* The entry of this path: the body for the sweep's k and variant. */
 MFK_TARGET static ptrdiff_t MFK_F(sweep)(const mfk_rating *recs, ptrdiff_t n,
                                          const MFK_X(mfk_sgd) *a, double *sse)
