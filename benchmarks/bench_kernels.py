@@ -21,6 +21,11 @@ Prints tables (optionally a PNG of the first with ``--plot out.png``, matplotlib
    mfkit's median epoch and whole fit, with the ratio; the floor is 2x LibMF's updates/s on
    two threads at 10M ratings.
 
+``--orders`` prints instead the visiting orders side by side (``SGD(order='shuffle')``
+against ``order='rows'``): epoch updates/s at 1M and 10M ratings on 1 and 2 threads, the
+two orders alternating rep by rep, and a fit per order with its peak memory (with
+``--large`` also on the Netflix shape).
+
 ``--large`` adds the Netflix-shaped set (480,189 x 17,770, 100M ratings) to sections 3 and
 4 with its floors (an epoch <= 1.5 s on two threads, a 20-epoch fit <= 40 s and <= 0.6x
 LibMF's loop, peak memory <= 1.3x CSR + factors). It needs ~6 GiB and several minutes to
@@ -54,7 +59,14 @@ from mfkit._core.isa import isa_level
 from mfkit.data import Ratings
 from mfkit.datasets import synthetic
 from mfkit.models import _sgd
-from mfkit.models.sgd import block_layout, epoch_schedule, rating_records, resolve_blocks
+from mfkit.models.sgd import (
+    block_layout,
+    epoch_schedule,
+    rating_records,
+    resolve_blocks,
+    resolve_row_blocks,
+    row_layout,
+)
 
 KS = (16, 32, 64, 128)
 #: single-precision flops a core's multiply/FMA pipes retire per cycle, per path. Assumed:
@@ -163,6 +175,120 @@ def epoch_rates(X: Ratings, k: int, path: str, reps: int) -> tuple[float, float,
     return X.nnz / max(cpu, 1e-9), X.nnz / wall, B
 
 
+def order_rate(X: Ratings, order: str, threads: int, rep: int) -> tuple[float, float, int]:
+    """(updates per wall second, per thread CPU second, B) of one AdaGrad epoch, k=64,
+    float32, on the fastest path, in the visiting order ``order`` ('shuffle': the block
+    layout's records, each block shuffled; 'rows': the row-grouped walk of the CSR arrays),
+    on the layout ``SGD.fit`` uses for it; the epoch plan seeded by ``rep``."""
+    nu, ni, k = X.n_users, X.n_items, 64
+    rng = np.random.default_rng(0)
+    P = (rng.standard_normal((nu, k)) * 0.1).astype(np.float32)
+    Q = (rng.standard_normal((ni, k)) * 0.1).astype(np.float32)
+    bu, bi = np.zeros(nu, np.float32), np.zeros(ni, np.float32)
+    G = {
+        "Gp": np.ones(nu, np.float32),
+        "Gq": np.ones(ni, np.float32),
+        "Gbu": np.ones(nu, np.float32),
+        "Gbi": np.ones(ni, np.float32),
+    }
+    args = (P, Q, bu, bi, 3.5, 0.08, 0.05, 0.05, True)
+    level = isa_level(mfkit.available_isas()[-1])
+    if order == "rows":
+        B = resolve_row_blocks("auto", X.nnz, nu, ni, 4 * k)
+        lay = _ROW_LAYOUTS.get((id(X), B)) or row_layout(X, B, 1)
+        _ROW_LAYOUTS[(id(X), B)] = lay
+        strata, seeds = epoch_schedule(rep, B)
+        c, w = time.thread_time(), time.perf_counter()
+        _sgd.sgd_rows_epoch(
+            X.indptr, X.indices, X.values, lay.segments, lay.group_users, lay.group_ptr,
+            strata, seeds, True, threads, *args, isa=level, **G,
+        )  # fmt: skip
+    else:
+        B = resolve_blocks("auto", X.nnz, nu, ni, 4 * k)
+        blk = _BLOCK_LAYOUTS.get((id(X), B)) or block_layout(X, B, 1, 2)
+        _BLOCK_LAYOUTS[(id(X), B)] = blk
+        strata, seeds = epoch_schedule(rep, B)
+        c, w = time.thread_time(), time.perf_counter()
+        _sgd.sgd_block_epoch(
+            blk.records, blk.offsets, strata, seeds, True, threads, *args, isa=level, **G
+        )
+    cpu, wall = time.thread_time() - c, time.perf_counter() - w
+    return X.nnz / wall, X.nnz / max(cpu, 1e-9), B
+
+
+_ROW_LAYOUTS: dict[tuple[int, int], Any] = {}
+_BLOCK_LAYOUTS: dict[tuple[int, int], Any] = {}
+
+
+def order_table(args: argparse.Namespace, sets: dict[str, Ratings]) -> None:
+    """Visiting orders side by side: epoch updates/s of 'shuffle' and 'rows' at 1M and 10M
+    ratings on 1 and 2 threads, the two orders alternating rep by rep (so a change of the
+    machine's load hits both), best and median of ``--reps`` epochs each; then a 20-epoch
+    (``--epochs``) fit per order with its peak memory."""
+    rows = []
+    for name in ("ml-1m", "ml-10m"):
+        if name not in sets:
+            continue
+        X = sets[name]
+        for threads in (1, 2):
+            got: dict[str, list[tuple[float, float]]] = {"shuffle": [], "rows": []}
+            Bs = {}
+            for order in got:  # a warm-up epoch of each (layouts, first touch)
+                Bs[order] = order_rate(X, order, threads, 99)[2]
+            for rep in range(max(args.reps, 3)):
+                for order in got:
+                    wall, cpu, _ = order_rate(X, order, threads, rep)
+                    got[order].append((wall, cpu))
+            base = np.median([w for w, _ in got["shuffle"]])
+            for order, v in got.items():
+                walls = [w for w, _ in v]
+                rows.append(
+                    {
+                        "set": name,
+                        "threads": threads,
+                        "order": order,
+                        "B": Bs[order],
+                        "M upd/s wall best": max(walls) / 1e6,
+                        "M upd/s wall median": float(np.median(walls)) / 1e6,
+                        "M upd/s cpu best": max(c for _, c in v) / 1e6,
+                        "median / shuffle": float(np.median(walls)) / base,
+                    }
+                )
+    print_table(
+        rows,
+        "visiting orders, one AdaGrad epoch, k=64, float32, path "
+        f"{mfkit.available_isas()[-1]}; orders alternated rep by rep; load average "
+        f"{os.getloadavg()[0]:.2f}",
+    )
+    fits = []
+    for name, X in sets.items():
+        if name == "ml-100k":
+            continue
+        for order in ("shuffle", "rows"):
+            warm = mfkit.SGD(factors=64, epochs=1, regularization=0.05, order=order)
+            warm.n_threads = args.threads
+            warm.fit(X)
+            m, seconds, peak = fit_once(X, args.epochs, args.threads, order=order)
+            csr = X.indptr.nbytes + X.indices.nbytes + X.values.nbytes
+            factors = m.user_factors_.nbytes + m.item_factors_.nbytes
+            fits.append(
+                {
+                    "set": name,
+                    "order": order,
+                    "B": m.blocks_,
+                    "fit s": seconds,
+                    "median epoch s": float(np.median(m.history_["seconds"])),
+                    "train rmse": m.history_["train_rmse"][-1],
+                    "peak / (CSR+factors)": (csr + peak) / (csr + factors),
+                }
+            )
+    print_table(
+        fits,
+        f"SGD.fit per visiting order, k=64, float32, AdaGrad, {args.epochs} epochs, "
+        f"{args.threads} threads; peak = CSR arrays + the fit's tracemalloc peak",
+    )
+
+
 # ---------------------------------------------------------------------------- sections
 def kernel_table(args: argparse.Namespace, X: Ratings) -> list[dict[str, Any]]:
     ghz, bw = cpu_ghz(), copy_bandwidth()
@@ -213,10 +339,19 @@ def floor(what: str, value: float, limit: float, *, higher: bool) -> None:
     print(f"FLOOR {'PASS' if ok else 'FAIL'}: {what}: {value:.4g}")
 
 
-def fit_once(X: Ratings, epochs: int, threads: int) -> tuple[mfkit.SGD, float, int]:
+def fit_once(
+    X: Ratings, epochs: int, threads: int, order: str = "shuffle"
+) -> tuple[mfkit.SGD, float, int]:
     """A fit with a fixed regularization (0.05; 'auto' would add its search): the model,
     the fit's seconds and its tracemalloc peak in bytes above what existed before."""
-    m = mfkit.SGD(factors=64, epochs=epochs, regularization=0.05, random_state=0, n_threads=threads)
+    m = mfkit.SGD(
+        factors=64,
+        epochs=epochs,
+        regularization=0.05,
+        random_state=0,
+        n_threads=threads,
+        order=order,
+    )
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     t = time.perf_counter()
@@ -399,6 +534,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=None, help="epochs of the fits (20)")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of each timing")
     ap.add_argument("--plot", default=None, help="write the kernel table as this PNG")
+    ap.add_argument(
+        "--orders",
+        action="store_true",
+        help="only the visiting orders side by side (SGD order='shuffle' vs 'rows')",
+    )
     args = ap.parse_args(argv)
     if args.epochs is None:
         args.epochs = 5 if args.quick else 20
@@ -412,6 +552,9 @@ def main(argv: list[str] | None = None) -> None:
     names = ["ml-100k", "ml-1m"] + ([] if args.quick else ["ml-10m"])
     names += ["netflix"] if args.large else []
     sets = {name: load_set(name) for name in names}
+    if args.orders:
+        order_table(args, sets)
+        return
     rows = kernel_table(args, sets["ml-1m"])
     serial_floor(args, sets["ml-1m" if args.quick else "ml-10m"])
     models = fit_overhead(args, sets)
