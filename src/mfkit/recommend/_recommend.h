@@ -533,23 +533,40 @@ static inline int mf_score8_filter_f64(int isa, const double *const *p, const do
  * NaN in base_up or thresh makes the comparisons false, so the row stays live (the caller
  * sets base_up = NaN for a row with a non-finite norm, and a = +inf, b = 0 for a slot with
  * a non-finite norm or bias). Returns the mask of live rows among the first ng. */
-static inline int mf_panel_live(const double *a, const double *b, double amax, double bmax,
-                                const double *base_up, const double *pn,
-                                const double *thresh, int ng)
+MFKIT_TOPN_CLONES static int mf_panel_live(const double *a, const double *b, double amax,
+                                           double bmax, const double *base_up,
+                                           const double *pn, const double *thresh, int ng)
 {
-    int live = 0;
-    for (int u = 0; u < ng; u++) {
-        if (base_up[u] + (amax + pn[u] * bmax) < thresh[u])
-            continue;
-        double m = -INFINITY;
-        for (int w = 0; w < MFKIT_PANEL; w++) {
-            double v = a[w] + pn[u] * b[w];
-            m = v > m ? v : m;
-        }
-        if (!(base_up[u] + m < thresh[u]))
-            live |= 1 << u;
+    /* vector lanes across the 8 rows of the group (arrays of 8, a short group repeats its
+     * last row), so each clone vectorises it without reordering anything */
+    double m[8];
+    int any = 0, live = 0;
+    for (int u = 0; u < 8; u++) {
+        m[u] = base_up[u] + (amax + pn[u] * bmax);
+        any |= (u < ng) & !(m[u] < thresh[u]);
     }
+    if (!any)
+        return 0;
+    for (int u = 0; u < 8; u++) m[u] = -INFINITY;
+    for (int w = 0; w < MFKIT_PANEL; w++)
+        for (int u = 0; u < 8; u++) {
+            double v = a[w] + pn[u] * b[w];
+            m[u] = v > m[u] ? v : m[u];
+        }
+    for (int u = 0; u < 8; u++)
+        live |= ((u < ng) & !(base_up[u] + m[u] < thresh[u])) << u;
     return live;
+}
+
+/* Whether no row of the group can gain from any panel whose largest a and b are amax and
+ * bmax (for the panels still to come: the suffix maxima), by the same bound. */
+static inline int mf_rows_done(double amax, double bmax, const double *base_up,
+                               const double *pn, const double *thresh, int ng)
+{
+    for (int u = 0; u < ng; u++)
+        if (!(base_up[u] + (amax + pn[u] * bmax) < thresh[u]))
+            return 0;
+    return 1;
 }
 
 static inline int mf_topn_have_filter(void) { return MFKIT_TOPN_HAVE_FILTER; }

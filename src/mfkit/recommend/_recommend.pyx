@@ -55,6 +55,8 @@ cdef extern from "_recommend.h" nogil:
                              double *s, int live)
     int mf_panel_live(const double *a, const double *b, double amax, double bmax,
                       const double *base_up, const double *pn, const double *thresh, int ng)
+    int mf_rows_done(double amax, double bmax, const double *base_up, const double *pn,
+                     const double *thresh, int ng)
     double mf_rescore_f32(const float *p, const float *panel, int w, int k)
     double mf_rescore_f64(const double *p, const double *panel, int w, int k)
     double mf_topn_margin(int k, int itemsize)
@@ -69,9 +71,11 @@ cdef double BOUND_REL = 3.552713678800501e-15  # MFKIT_BOUND_REL, 2^-48
 cdef enum:
     PANEL = 16  # items per packed panel (MFKIT_PANEL)
     GROUP = 8  # query rows scored together (two 4-row tiles on the baseline)
+    MAX_BLOCK = 64  # the largest BLOCK_ROWS (a multiple of GROUP)
+    MAX_GROUPS = 8  # MAX_BLOCK / GROUP
 
 # queries per parallel task and item panels per cache chunk
-cdef Py_ssize_t BLOCK_ROWS = 64
+cdef Py_ssize_t BLOCK_ROWS = MAX_BLOCK
 cdef Py_ssize_t CHUNK_BYTES = 256 * 1024
 
 
@@ -152,13 +156,17 @@ cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
                       Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t chunk_panels,
                       int wide, int isa, const double[::1] item_margin,
                       const double[::1] bound_a, const double[::1] bound_b,
-                      const double[::1] panel_a, const double[::1] panel_b) noexcept nogil:
+                      const double[::1] panel_a, const double[::1] panel_b,
+                      const double[::1] rest_a, const double[::1] rest_b) noexcept nogil:
     cdef floating tile[GROUP * PANEL]
     cdef double s[GROUP * PANEL]
     cdef double base[GROUP]
     cdef double base_up[GROUP]
     cdef double thresh[GROUP]
     cdef double pn[GROUP]
+    cdef double block_pn[MAX_BLOCK]
+    cdef double block_up[MAX_BLOCK]
+    cdef bint done[MAX_GROUPS]
     cdef double acc, sc
     cdef Py_ssize_t n = out_items.shape[1]
     cdef Py_ssize_t n_panels = panels.shape[0], n_cand = cand.shape[0]
@@ -167,35 +175,51 @@ cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
     cdef Py_ssize_t c0, c1, g, pnl, uu, w, q, ng, slot
     cdef const floating *prow[GROUP]
     cdef int mask, live
+    cdef Py_ssize_t gi
     cdef int64_t item
     cdef double *srow
     cdef int64_t *irow
 
+    for q in range(q0, q1):
+        # the rows' norms and bound offsets (see mf_panel_live)
+        acc = 0.0
+        for f in range(k):
+            acc = acc + <double>P[rows[q], f] * <double>P[rows[q], f]
+        block_pn[q - q0] = sqrt(acc)
+        block_up[q - q0] = row_add[q] + BOUND_REL * fabs(row_add[q])
+        if not isfinite(block_pn[q - q0]):
+            block_up[q - q0] = NAN  # no bound: the row stays live on every panel
+    for gi in range(MAX_GROUPS):
+        done[gi] = False
     c0 = 0
     while c0 < n_panels:
         c1 = min(c0 + chunk_panels, n_panels)
         g = q0
         while g < q1:
             ng = min(<Py_ssize_t>GROUP, q1 - g)
+            gi = (g - q0) // GROUP
+            if done[gi]:
+                g += GROUP
+                continue
             for uu in range(GROUP):
                 # a short last group repeats its last row; those scores are ignored
                 q = g + min(uu, ng - 1)
                 prow[uu] = &P[rows[q], 0]
                 base[uu] = row_add[q]
-                base_up[uu] = base[uu] + BOUND_REL * fabs(base[uu])
+                base_up[uu] = block_up[q - q0]
+                pn[uu] = block_pn[q - q0]
                 thresh[uu] = out_scores[q, n - 1]
-                acc = 0.0
-                for f in range(k):
-                    acc = acc + <double>prow[uu][f] * <double>prow[uu][f]
-                pn[uu] = sqrt(acc)
-                if not isfinite(pn[uu]):
-                    base_up[uu] = NAN  # no bound: the row stays live on every panel
             for pnl in range(c0, c1):
                 # rows whose bound on this panel's scores reaches their n-th best
                 live = mf_panel_live(&bound_a[pnl * PANEL], &bound_b[pnl * PANEL],
                                      panel_a[pnl], panel_b[pnl], base_up, pn, thresh,
                                      <int>ng)
                 if live == 0:
+                    # now and then: whether no later panel can serve any row of the group
+                    if (pnl & 7) == 0 and mf_rows_done(rest_a[pnl], rest_b[pnl], base_up,
+                                                       pn, thresh, <int>ng):
+                        done[gi] = True
+                        break
                     continue
                 # the same sums, in the same order, as predict(): ((mu + b_u) + b_i) + p.q;
                 # padding slots have item_add = -inf and never pass
@@ -307,6 +331,8 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
     cdef double[::1] bound_b = np.empty(n_slots)
     cdef double[::1] panel_a = np.empty(panels.shape[0])
     cdef double[::1] panel_b = np.empty(panels.shape[0])
+    cdef double[::1] rest_a = np.empty(panels.shape[0])
+    cdef double[::1] rest_b = np.empty(panels.shape[0])
     cdef double c = mf_topn_margin(<int>k, <int>sizeof(floating)), acc, qn, ad
     cdef Py_ssize_t pnl, w, f, slot
     with nogil:
@@ -334,6 +360,12 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
                     bound_a[slot], bound_b[slot] = INFINITY, 0.0
                 panel_a[pnl] = max(panel_a[pnl], bound_a[slot])
                 panel_b[pnl] = max(panel_b[pnl], bound_b[slot])
+        # the largest a and b of the panels from pnl on
+        for pnl in range(panels.shape[0] - 1, -1, -1):
+            rest_a[pnl], rest_b[pnl] = panel_a[pnl], panel_b[pnl]
+            if pnl + 1 < panels.shape[0]:
+                rest_a[pnl] = max(rest_a[pnl], rest_a[pnl + 1])
+                rest_b[pnl] = max(rest_b[pnl], rest_b[pnl + 1])
     out_items[:, :] = -1
     out_scores[:, :] = -float("inf")
     chunk_panels = max(1, CHUNK_BYTES // (PANEL * k * sizeof(floating)))
@@ -344,4 +376,4 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
             _topn_block(P, rows, panels, cand, item_add, row_add, seen_indptr, seen_indices,
                         seen_row, out_items, out_scores, b * BLOCK_ROWS,
                         min((b + 1) * BLOCK_ROWS, n_q), chunk_panels, wide, isa, margin,
-                        bound_a, bound_b, panel_a, panel_b)
+                        bound_a, bound_b, panel_a, panel_b, rest_a, rest_b)
