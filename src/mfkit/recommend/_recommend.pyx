@@ -280,7 +280,7 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
          const int64_t[::1] seen_indptr, const int32_t[::1] seen_indices,
          const int64_t[::1] seen_row,
          int64_t[:, ::1] out_items, double[:, ::1] out_scores, int n_threads,
-         bint use_avx512=True, int isa=0):
+         bint use_avx512=True, int isa=0, bint prune=True):
     """The best ``n = out_items.shape[1]`` candidates for each query row.
 
     ``P[rows[q]]`` is query q's factor row. ``panels`` holds the candidate items' factors
@@ -293,7 +293,8 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
     ``out_scores`` hold item indices / scores, best first; slots without a candidate keep
     -1 / -inf. ``use_avx512=False`` forces the portable threshold test of the baseline
     path (same results). ``isa`` (0 baseline, 1 avx2, 2 avx512) picks the scoring path;
-    every path gives the same lists.
+    every path gives the same lists. ``prune=False`` scores every panel (no bound test;
+    the same lists, for measuring what the skipping saves).
     """
     cdef Py_ssize_t n_q = rows.shape[0], n = out_items.shape[1]
     cdef Py_ssize_t k = P.shape[1], n_blocks, b, q, j, chunk_panels
@@ -351,7 +352,9 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
                 # the bound of slot's scores for a row of norm pn: a + pn b (see
                 # mf_panel_live); a non-finite slot gets a = +inf (never skipped)
                 ad = item_add[slot]
-                if ad == -INFINITY:
+                if not prune:  # +inf: every panel stays live
+                    bound_a[slot], bound_b[slot] = INFINITY, 0.0
+                elif ad == -INFINITY:
                     bound_a[slot], bound_b[slot] = -INFINITY, 0.0
                 elif isfinite(ad) and isfinite(qn):
                     bound_a[slot] = ad + BOUND_REL * fabs(ad)
