@@ -286,7 +286,8 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
     ``P[rows[q]]`` is query q's factor row. ``panels`` holds the candidate items' factors
     packed 16 items per row (shape ``(ceil(n_cand / 16), 16 * k)``, layout
     ``[f * 16 + w]``, zero padded) and ``cand[slot]`` the item index of each packed slot
-    (distinct, in any order; decreasing bounds make the skipping effective). Score = ``(row_add[q] + item_add[slot]) + P[rows[q]] . factors``;
+    (distinct, in any order; decreasing bounds make the skipping effective).
+    Score = ``(row_add[q] + item_add[slot]) + P[rows[q]] . factors``;
     ``item_add`` covers every packed slot, with -inf on the padding slots. Items listed in
     the CSR row ``seen_row[q]`` of (``seen_indptr``, ``seen_indices``) are skipped (no row:
     -1; empty ``seen_row``: nothing is skipped). On return the rows of ``out_items`` /
