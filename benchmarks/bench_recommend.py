@@ -25,6 +25,7 @@ during the call (tracemalloc), beyond the model and the seen matrix.
     python benchmarks/bench_recommend.py                   # full size
     python benchmarks/bench_recommend.py --users 50000     # quicker
     python benchmarks/bench_recommend.py --quick           # 60,000 users, each path
+    python benchmarks/bench_recommend.py --quick --seen synthetic --fit-epochs 5  # trained
 """
 
 from __future__ import annotations
@@ -124,6 +125,13 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seen", choices=["random", "synthetic"], default="random")
+    ap.add_argument(
+        "--fit-epochs",
+        type=int,
+        default=0,
+        help="train SGD this many epochs on the seen ratings (use with --seen synthetic) "
+        "instead of random factors and biases: the skipping depends on the model",
+    )
     ap.add_argument("--metric-users", type=int, default=100_000)
     ap.add_argument("--reference-users", type=int, default=4096)
     ap.add_argument("--seed", type=int, default=0)
@@ -150,7 +158,13 @@ def main() -> None:
     else:
         seen = random_seen(args.users, args.items, nnz, args.seed)
     t_data = time.perf_counter() - t0
-    model = make_model(seen, args.factors, args.seed)
+    if args.fit_epochs > 0:
+        t0 = time.perf_counter()
+        model = SGD(factors=args.factors, epochs=args.fit_epochs, random_state=args.seed)
+        model.fit(seen)
+        print(f"trained     SGD, {args.fit_epochs} epochs in {time.perf_counter() - t0:.1f}s")
+    else:
+        model = make_model(seen, args.factors, args.seed)
     if args.threads is not None:
         model.n_threads_ = args.threads
     users = np.arange(args.users)
@@ -195,7 +209,8 @@ def main() -> None:
     mu = min(args.metric_users, args.users)
     rng = np.random.default_rng(args.seed + 2)
     rel_items = rng.integers(0, args.items, (mu, 10))
-    rel_items = np.where(rng.random((mu, 10)) < 0.3, ids[:mu], rel_items)  # some hits
+    hit = (rng.random((mu, 10)) < 0.3) & (ids[:mu] >= 0)  # some hits (not on padding)
+    rel_items = np.where(hit, ids[:mu], rel_items)
     rel = Ratings.from_triplets(
         np.repeat(np.arange(mu), 10),
         rel_items.ravel(),
