@@ -132,6 +132,7 @@ def sample_rows(
     n_threads: int = 1,
     isa: str | None = None,
     scratch: RowScratch | None = None,
+    row_offset: int = 0,
 ) -> None:
     r"""Draw every row of ``X`` (and ``xbias``) from its Gaussian conditional given ``Y``.
 
@@ -149,7 +150,9 @@ def sample_rows(
     set to zero. ``row_sse`` (float64, one per row) receives each row's sum of squared
     residuals under the new draw. ``isa``: the kernel path (None: :func:`mfkit.get_isa`;
     paths as for :func:`mfkit.models.als.half_step`); ``scratch``: a reusable
-    :class:`~mfkit.models.als.RowScratch`.
+    :class:`~mfkit.models.als.RowScratch`. ``row_offset``: when the rows are a shard, the
+    global index of its first row (the rows ``u`` draw the normals of ``row_offset + u``, so
+    a shard's rows equal the same rows of a whole-side call; errors name the global row).
     """
     for name, arr, want in (
         ("indptr", indptr, np.int64),
@@ -194,11 +197,12 @@ def sample_rows(
         int(n_threads),
         isa_level(isa),
         scratch,
+        int(row_offset),
     )
     if first >= 0:
         raise np.linalg.LinAlgError(
-            f"the conditional precision of row {first} is not positive definite in {dtype}; "
-            f"use dtype='float64'"
+            f"the conditional precision of row {first + int(row_offset)} is not positive "
+            f"definite in {dtype}; use dtype='float64'"
         )
 
 
