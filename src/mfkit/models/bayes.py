@@ -7,10 +7,11 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from mfkit._core.exact import exact_mean, exact_residual_sq, exact_sum_f32, exact_sum_sq_f32
 from mfkit._core.frames import is_frame, pairs_from_frame
 from mfkit._core.isa import get_isa, isa_level
 from mfkit._core.validation import (
@@ -25,8 +26,9 @@ from mfkit.exceptions import DivergenceError
 from mfkit.models import _als, _bayes
 from mfkit.models._als import RowScratch
 from mfkit.models._base import HISTORY_KEYS, FactorModel
+from mfkit.models._registry import collection_fitter
 from mfkit.models._state import FactorState, Fitted
-from mfkit.models._training import print_record
+from mfkit.models._training import RatingShape, print_record
 
 #: the per-sweep record of ``BayesianMF.history_``
 BAYES_HISTORY_KEYS = (*HISTORY_KEYS, "noise_precision")
@@ -398,12 +400,11 @@ class BayesianMF(FactorModel):
         after every sweep (returning ``False`` stops). ``init`` is not supported (the chain
         starts from small random factors) and must be None.
         """
+        fitter = collection_fitter(data)
+        if fitter is not None:  # a cluster collection (Dask): its layer's fit
+            return fitter(self, data, validation, init=init, callback=callback)
         params = self._check_params()
-        if init is not None:
-            raise ValueError(
-                "BayesianMF does not take init: the sampler starts from small random "
-                "factors and forgets its start during burn_in"
-            )
+        refuse_init(init)
         X = as_ratings(data)
         if X.nnz == 0:
             raise ValueError("data has no ratings: cannot fit an empty rating matrix")
@@ -411,6 +412,20 @@ class BayesianMF(FactorModel):
         val = None if validation is None else self._validation_arrays(validation, X)
         history: dict[str, list[float]] = {key: [] for key in BAYES_HISTORY_KEYS}
         trainer = self._trainer(X, history, rng, params)
+        return self._run_sampler(trainer, val, params, callback)
+
+    def _run_sampler(
+        self,
+        trainer: GibbsSampler,
+        val: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+        params: dict[str, Any],
+        callback: Callable[[FactorModel, dict[str, float]], Any] | None,
+    ) -> BayesianMF:
+        """The sweep loop of every fit, on one machine or a cluster (whose ``trainer``
+        draws the rows on the workers): validation scores of the running posterior mean,
+        callbacks, divergence and Ctrl-C. ``val``: the validation (user index, item index,
+        rating) arrays or None."""
+        history = trainer.history
         # while sampling, the model (as a callback sees it) holds the current sample
         self._set_fitted(trainer.current(), params)
         stop = "epochs"
@@ -464,7 +479,7 @@ class BayesianMF(FactorModel):
                 f"sampling interrupted during sweep {sweep}; the model averages over the "
                 f"{max(trainer.n_kept, 1)} sample(s) kept so far",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             return self
         self._set_fitted(trainer.fitted(stop, trainer.state), params)
@@ -477,7 +492,19 @@ class BayesianMF(FactorModel):
         rng: np.random.Generator,
         params: dict[str, Any],
     ) -> GibbsSampler:
-        return GibbsSampler(self, X, history, rng, params)
+        v = X.values
+        return GibbsSampler(
+            self,
+            X,
+            LocalRows(X, params, get_isa()),
+            nnz=X.nnz,
+            sums=(exact_sum_f32(v), exact_sum_sq_f32(v)),
+            rating_range=(float(v.min()), float(v.max())),
+            seen=(X.indptr, X.indices),
+            history=history,
+            rng=rng,
+            params=params,
+        )
 
     # ------------------------------------------------------------------ prediction
     def predict(
@@ -541,33 +568,114 @@ class BayesianMF(FactorModel):
         return out
 
 
+def refuse_init(init: Any) -> None:
+    """``init`` must be None: the sampler starts from small random factors."""
+    if init is not None:
+        raise ValueError(
+            "BayesianMF does not take init: the sampler starts from small random "
+            "factors and forgets its start during burn_in"
+        )
+
+
+class RowDraws(Protocol):
+    """Where a Gibbs run draws one side's rows given the other (:func:`sample_rows` on
+    the whole side's ratings, or shard by shard on a cluster, with the same bits)."""
+
+    isa: str
+
+    def sample(
+        self,
+        side: int,
+        Y: np.ndarray,
+        X: np.ndarray,
+        ybias: np.ndarray | None,
+        xbias: np.ndarray | None,
+        draw: dict[str, Any],
+        row_sse: np.ndarray | None,
+    ) -> None:
+        """Draw every row of ``X`` (``xbias``) of ``side`` (0 users, 1 items) in place;
+        ``draw``: the keyword arguments ``mu``, ``prior_mean``, ``prior_precision``,
+        ``noise_precision``, ``seed``, ``sweep`` of :func:`sample_rows`. Raises
+        ``numpy.linalg.LinAlgError`` naming the first row whose precision is not positive
+        definite."""
+        ...
+
+
+class LocalRows:
+    """The row draws of a fit on one machine: the ratings by user (CSR) and by item (CSC)
+    and the kernel's scratch, reused every half-sweep."""
+
+    def __init__(self, X: Ratings, params: dict[str, Any], isa: str) -> None:
+        indptr_c, users_c, values_c = X.csc_arrays()
+        self.sides = ((X.indptr, X.indices, X.values), (indptr_c, users_c, values_c))
+        self.n_threads = int(params["n_threads"])
+        self.isa = isa
+        rows = max(_als.max_row_length(X.indptr), _als.max_row_length(indptr_c))
+        itemsize = params["dtype"].itemsize
+        self.scratch = RowScratch(params["factors"], rows, itemsize, self.n_threads)
+
+    def sample(
+        self,
+        side: int,
+        Y: np.ndarray,
+        X: np.ndarray,
+        ybias: np.ndarray | None,
+        xbias: np.ndarray | None,
+        draw: dict[str, Any],
+        row_sse: np.ndarray | None,
+    ) -> None:
+        sample_rows(
+            *self.sides[side],
+            Y,
+            X,
+            ybias=ybias,
+            xbias=xbias,
+            side=side,
+            row_sse=row_sse,
+            n_threads=self.n_threads,
+            isa=self.isa,
+            scratch=self.scratch,
+            **draw,
+        )
+
+
 class GibbsSampler:
-    """One Gibbs run: the ratings by user and by item, the current sample (``state``), and
-    the kept samples (written into the arrays the fitted model will hold)."""
+    """One Gibbs run: the current sample (``state``), the kept samples (written into the
+    arrays the fitted model will hold) and every random draw but the rows', which
+    ``rows`` makes (on this machine or on a cluster's workers)."""
 
     def __init__(
         self,
         model: BayesianMF,
-        X: Ratings,
+        X: RatingShape,
+        rows: RowDraws,
+        *,
+        nnz: int,
+        sums: tuple[int, int],
+        rating_range: tuple[float, float],
+        seen: tuple[np.ndarray, np.ndarray] | None,
         history: dict[str, list[float]],
         rng: np.random.Generator,
         params: dict[str, Any],
     ) -> None:
+        """``X``: the shape, id maps and per-row counts of the ratings; ``sums``: their
+        exact sum and sum of squares (:func:`mfkit._core.exact.exact_sum_f32`,
+        :func:`~mfkit._core.exact.exact_sum_sq_f32`), from which the global mean and the
+        starting noise precision are rounded once, so a cluster that sums them by shard
+        starts from the same bits."""
         self.history = history
         self.params = params
         self.rng = rng
+        self.rows = rows
         self.biases = bool(model.biases)
         k, dtype = params["factors"], params["dtype"]
         self.k, self.dtype = k, dtype
         n_users, n_items = X.shape
-        indptr_c, users_c, values_c = X.csc_arrays()
-        self.csr = (X.indptr, X.indices, X.values)
-        self.csc = (indptr_c, users_c, values_c)
-        self.nnz = X.nnz
-        self.global_mean = float(np.mean(X.values, dtype=np.float64)) if self.biases else 0.0
-        self.rating_range = (float(X.values.min()), float(X.values.max()))
+        self.nnz = nnz
+        self.global_mean = exact_mean(sums[0], nnz) if self.biases else 0.0
+        self.rating_range = rating_range
         self.user_map, self.item_map = X.user_map, X.item_map
-        self.seen = (X.indptr, X.indices)
+        self.seen = seen
         self.rated_users = X.user_counts() > 0
         self.rated_items = X.item_counts() > 0
         P = rng.standard_normal((n_users, k), dtype=dtype) * dtype.type(INIT_STD)
@@ -578,17 +686,11 @@ class GibbsSampler:
             P, Q, np.zeros(n_users, dtype=dtype), np.zeros(n_items, dtype=dtype)
         )
         self.seed = int(rng.integers(0, 2**63))
-        # start the noise precision at 1 / (mean squared residual of the baseline mu),
-        # summed in blocks so that no float64 copy of the ratings is made
-        sq = 0.0
-        for a in range(0, self.nnz, _STD_BLOCK * 256):
-            block = X.values[a : a + _STD_BLOCK * 256].astype(np.float64) - self.global_mean
-            sq += float(np.sum(block * block))
-        self.alpha = 1.0 / max(sq / self.nnz, 1e-12)
+        # start the noise precision at 1 / (mean squared residual of the baseline mu)
+        sq = exact_residual_sq(sums[0], sums[1], nnz, self.global_mean)
+        self.alpha = 1.0 / max(sq / nnz, 1e-12)
         self.item_sse = np.zeros(n_items, dtype=np.float64)
-        self.isa = get_isa()
-        rows = max(_als.max_row_length(X.indptr), _als.max_row_length(indptr_c))
-        self.scratch = RowScratch(k, rows, dtype.itemsize, int(params["n_threads"]))
+        self.isa = rows.isa
         E, B, S = params["epochs"], params["burn_in"], params["keep"]
         self.kept_sweeps = {E - (j * (E - B)) // S for j in range(S)}
         self.S = S
@@ -618,27 +720,26 @@ class GibbsSampler:
         m, Lam = sample_hyper(self._rows(users), self.rng)
         st = self.state
         if users:
-            csr, Y, X, ybias, xbias = self.csr, st.Q, st.P, st.bi, st.bu
+            Y, X, ybias, xbias = st.Q, st.P, st.bi, st.bu
         else:
-            csr, Y, X, ybias, xbias = self.csc, st.P, st.Q, st.bu, st.bi
+            Y, X, ybias, xbias = st.P, st.Q, st.bu, st.bi
+        draw = {
+            "mu": self.global_mean,
+            "prior_mean": m,
+            "prior_precision": Lam,
+            "noise_precision": self.alpha,
+            "seed": self.seed,
+            "sweep": sweep,
+        }
         try:
-            sample_rows(
-                *csr,
+            self.rows.sample(
+                0 if users else 1,
                 Y,
                 X,
-                ybias=ybias if self.biases else None,
-                xbias=xbias if self.biases else None,
-                mu=self.global_mean,
-                prior_mean=m,
-                prior_precision=Lam,
-                noise_precision=self.alpha,
-                seed=self.seed,
-                sweep=sweep,
-                side=0 if users else 1,
-                row_sse=None if users else self.item_sse,
-                n_threads=self.params["n_threads"],
-                isa=self.isa,
-                scratch=self.scratch,
+                ybias if self.biases else None,
+                xbias if self.biases else None,
+                draw,
+                None if users else self.item_sse,
             )
         except np.linalg.LinAlgError as exc:
             self.failure = f"{'user' if users else 'item'} half-sweep: {exc}"
@@ -758,7 +859,10 @@ __all__ = [
     "BAYES_HISTORY_KEYS",
     "BayesianMF",
     "GibbsSampler",
+    "LocalRows",
+    "RowDraws",
     "normal_wishart_posterior",
+    "refuse_init",
     "sample_hyper",
     "sample_noise_precision",
     "sample_rows",
