@@ -226,3 +226,30 @@ def test_bad_input_is_named(three_workers):
         )  # fmt: skip
     with pytest.raises(ValueError, match="shards must be"):
         mfkit.distributed.fit(mfkit.BayesianMF(**PARAMS), good, client=three_workers, shards=0)
+
+
+def test_a_shard_names_the_global_row_that_failed_as_one_machine_does():
+    # a prior precision that is not positive definite: every rated row fails
+    rng = np.random.default_rng(25)
+    n_rows, n_cols, k = 30, 12, 3
+    mask = rng.random((n_rows, n_cols)) < 0.4
+    mask[:12] = False  # the first rows have no ratings (they are set to zero, not solved)
+    indptr = np.concatenate([[0], np.cumsum(mask.sum(axis=1))]).astype(np.int64)
+    indices = np.nonzero(mask)[1].astype(np.int32)
+    values = rng.integers(1, 6, len(indices)).astype(np.float32)
+    Y = rng.standard_normal((n_cols, k)).astype(np.float32)
+    draw = dict(
+        mu=0.0, prior_mean=np.zeros(k), prior_precision=-np.eye(k), noise_precision=1e-6,
+        seed=1, sweep=1, side=0,
+    )  # fmt: skip
+    first = int(np.flatnonzero(mask.any(axis=1))[0])
+    with pytest.raises(np.linalg.LinAlgError) as whole:
+        mfkit.models.bayes.sample_rows(
+            indptr, indices, values, Y, np.zeros((n_rows, k), np.float32), **draw
+        )
+    assert f"row {first} " in str(whole.value)
+    a = 10  # a shard of rows 10..29
+    shard = (indptr[a:] - indptr[a], indices[indptr[a] :], values[indptr[a] :])
+    options = dict(draw, want_sse=False, n_threads=1, isa=mfkit.get_isa())
+    *_, error = mfkit.distributed._tasks.sample_shard(shard, (Y, None), a, options)
+    assert error == str(whole.value)
