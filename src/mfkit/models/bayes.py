@@ -296,7 +296,8 @@ class BayesianMF(FactorModel):
     the baseline. Ctrl-C keeps the samples kept so far (the current state if none) with a
     warning; a sweep that produces NaN or inf raises :class:`~mfkit.DivergenceError` and
     keeps the samples kept before it. While ``fit`` runs (as a ``callback`` sees it), the
-    model holds the current sample as a one-sample model.
+    model holds the current sample as a one-sample model. ``fit`` of a Dask DataFrame
+    samples on a cluster with the same bits (:func:`mfkit.distributed.fit`).
     """
 
     _extra_attributes = (
@@ -399,6 +400,14 @@ class BayesianMF(FactorModel):
         posterior mean on them are recorded per sweep. ``callback(model, record)`` is called
         after every sweep (returning ``False`` stops). ``init`` is not supported (the chain
         starts from small random factors) and must be None.
+
+        A ``dask.dataframe.DataFrame`` of ``user``, ``item``, ``rating`` columns (with
+        ``mfkit[dask]`` installed) is sampled on the current Dask client's workers by
+        :func:`mfkit.distributed.fit`: the client makes every draw but the rows', the
+        workers draw the rows shard by shard, and the samples are byte-identical to this
+        fit on one machine (``validation`` may then be a Dask or pandas DataFrame). Call
+        :func:`mfkit.distributed.fit` directly for its options; ``keep_on_cluster=True``
+        is not available for BayesianMF (its priors are drawn from all current rows).
         """
         fitter = collection_fitter(data)
         if fitter is not None:  # a cluster collection (Dask): its layer's fit
