@@ -19,7 +19,6 @@ rebuilds the lost shards from the input partitions, and the half-step runs again
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,9 +27,7 @@ import numpy as np
 
 from mfkit.data import IdMap
 from mfkit.distributed import _tasks
-from mfkit.distributed._cluster import gather_within, lost_errors
-
-logger = logging.getLogger("mfkit.distributed")
+from mfkit.distributed._cluster import gather_within, lost_errors, pause_after_loss
 
 #: what a fit waits for one half-step (or the preparation of the shards) before it fails
 DEFAULT_TIMEOUT = 600.0
@@ -308,13 +305,7 @@ class HalfSteps:
                 # the scheduler has noticed (a broadcast may have gone to the dead worker)
                 if attempt == self.retries:
                     raise
-                logger.warning(
-                    "a worker was lost during the %s half-step; solving it again (%d of %d)",
-                    label,
-                    attempt + 1,
-                    self.retries,
-                )
-                time.sleep(min(0.25 * 2**attempt, 5.0))
+                pause_after_loss(label, attempt, self.retries)
         for s, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
             rows, biases, row_sse, error = results[s]
             if error is not None:
