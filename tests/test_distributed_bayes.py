@@ -253,3 +253,28 @@ def test_a_shard_names_the_global_row_that_failed_as_one_machine_does():
     options = dict(draw, want_sse=False, n_threads=1, isa=mfkit.get_isa())
     *_, error = mfkit.distributed._tasks.sample_shard(shard, (Y, None), a, options)
     assert error == str(whole.value)
+
+
+@pytest.mark.parametrize(
+    "scale,reason", [(2e37, "a residual became NaN or inf"), (5e37, "not positive definite")]
+)
+def test_divergence_is_reported_and_kept_as_on_one_machine(scale, reason, three_workers):
+    # ratings near float32's limit: a residual overflows, or an item's precision is not
+    # positive definite in float32
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"user": rng.integers(0, 200, 3000), "item": rng.integers(0, 50, 3000)})
+    df = df.drop_duplicates(["user", "item"]).reset_index(drop=True)
+    df["rating"] = rng.standard_normal(len(df)) * scale
+    p = dict(factors=3, epochs=4, random_state=0)
+    with pytest.raises(mfkit.DivergenceError) as one:
+        ref = mfkit.BayesianMF(**p)
+        ref.fit(df)
+    with pytest.raises(mfkit.DivergenceError) as cluster:
+        m = mfkit.BayesianMF(**p)
+        mfkit.distributed.fit(
+            m, dd.from_pandas(df, npartitions=3), client=three_workers, timeout=FIT_TIMEOUT
+        )
+    assert reason in str(one.value)
+    assert str(cluster.value) == str(one.value)
+    assert m.stop_reason_ == "diverged"
+    assert_same_samples(m, ref)
