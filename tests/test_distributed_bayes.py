@@ -278,3 +278,17 @@ def test_divergence_is_reported_and_kept_as_on_one_machine(scale, reason, three_
     assert str(cluster.value) == str(one.value)
     assert m.stop_reason_ == "diverged"
     assert_same_samples(m, ref)
+
+
+def test_workers_draw_on_the_clients_kernel_path(two_processes):
+    # the worker processes would pick their own (best) path; the fit passes the client's
+    df = rating_frame(26, n=8_000)
+    for isa in mfkit.available_isas():
+        with mfkit.use_isa(isa):
+            ref = single(df, **PARAMS)
+            m = mfkit.distributed.fit(
+                mfkit.BayesianMF(**PARAMS), dd.from_pandas(df, npartitions=2),
+                client=two_processes, timeout=FIT_TIMEOUT,
+            )  # fmt: skip
+        assert m.isa_ == ref.isa_ == isa
+        assert_same_samples(m, ref)
