@@ -138,9 +138,9 @@ def fit_bayes(
         )
         history: dict[str, list[float]] = {key: [] for key in BAYES_HISTORY_KEYS}
         trainer = GibbsSampler(
-            model,
             res.summary,
             rows,
+            biases=bool(model.biases),
             nnz=res.nnz,
             sums=(int(info["sum"]), sum(int(q) for q in squares)),
             rating_range=(float(info["min"]), float(info["max"])),
