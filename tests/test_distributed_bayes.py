@@ -198,7 +198,14 @@ def test_rating_files_read_by_the_workers(tmp_path: Path, three_workers):
     ddf = mfkit.distributed.read_ratings(paths, format="delimited", delimiter=",")
     with three_workers.as_current():
         m = mfkit.BayesianMF(**PARAMS).fit(ddf)
-    assert_same_samples(m, single(df, **PARAMS))
+    ref = single(df, **PARAMS)
+    assert_same_samples(m, ref)
+    # without gathering what each user rated: the same samples, nothing to exclude
+    m = mfkit.distributed.fit(
+        mfkit.BayesianMF(**PARAMS), ddf, client=three_workers, seen=False, timeout=FIT_TIMEOUT
+    )
+    assert m._fitted.seen is None
+    assert_same_samples(m, ref)
 
 
 def test_bad_input_is_named(three_workers):
