@@ -130,7 +130,7 @@ def fit_bayes(
             client,
         )
         rows = ClusterRows(
-            HalfSteps(client, res, "bayes", timeout, retries),
+            HalfSteps.on(client, res, "bayes", timeout, retries),
             # Dask runs one task per worker thread: one kernel thread each unless asked
             1 if model.n_threads is None else int(params["n_threads"]),
             # the client's kernel path, on every worker: the bits of the one-machine fit

@@ -296,7 +296,7 @@ def fit(
         if validation is not None:
             val = model._validation_scorer(computed(validation), summary, params)
         trainer = DaskALSTrainer(
-            client, HalfSteps(client, res, "als", timeout, retries), fitted, prior, model,
+            client, HalfSteps.on(client, res, "als", timeout, retries), fitted, prior, model,
             params, nnz,
         )  # fmt: skip
         # the ratings' RMS (a float sum of the shards' sums of squares: it only sets the

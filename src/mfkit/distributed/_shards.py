@@ -55,6 +55,14 @@ class ClusterRatings:
         return (len(self.user_ids), len(self.item_ids))
 
     @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
     def user_map(self) -> IdMap:
         return IdMap(self.user_ids, len(self.user_ids))
 
@@ -250,10 +258,29 @@ class HalfSteps:
     sides of the factors; each half-step sends the fixed side to the workers and runs a
     task on every shard of the other side, where the shard was built."""
 
-    def __init__(self, client: Any, resident: Resident, name: str, timeout: float, retries: int):
+    def __init__(
+        self,
+        client: Any,
+        shards: tuple[list[Any], list[Any]],
+        homes: tuple[list[Any], list[Any]],
+        edges: tuple[np.ndarray, np.ndarray],
+        name: str,
+        timeout: float,
+        retries: int,
+    ) -> None:
+        """``shards``, ``homes``, ``edges``: each side's shard futures, their home workers
+        and the shard edges (as a :class:`Resident` holds them); ``name`` goes into the
+        task keys."""
         self.client = client
-        self.shards, self.homes, self.edges = resident.shards, resident.homes, resident.edges
+        self.shards, self.homes, self.edges = shards, homes, edges
         self.name, self.timeout, self.retries = name, timeout, retries
+
+    @classmethod
+    def on(
+        cls, client: Any, resident: Resident, name: str, timeout: float, retries: int
+    ) -> HalfSteps:
+        """The half-steps on the shards of ``resident``."""
+        return cls(client, resident.shards, resident.homes, resident.edges, name, timeout, retries)
 
     def run(
         self,
