@@ -263,9 +263,7 @@ def test_a_non_finite_residual_stops_the_epoch_at_that_rating(path):
     recs = visit_order(X, lay.user_groups, lay.item_groups, B, STRATA, SEEDS)
     stop = len(recs) // 2  # a rating in the middle of the epoch
     pos = int(
-        np.flatnonzero(
-            (X.user_index() == recs["u"][stop]) & (X.indices == recs["i"][stop])
-        )[0]
+        np.flatnonzero((X.user_index() == recs["u"][stop]) & (X.indices == recs["i"][stop]))[0]
     )
     values = X.values.copy()
     values[pos] = np.inf
@@ -314,9 +312,7 @@ def test_prior_regularization_runs_the_row_order():
     first = mfkit.SGD(factors=16, epochs=2, regularization=0.05, random_state=1).fit(X)
     init = (first.user_factors_, first.item_factors_)
     kw = {"factors": 16, "epochs": 2, "prior_regularization": 0.1, "random_state": 2}
-    fits = [
-        mfkit.SGD(order="rows", blocks=4, n_threads=t, **kw).fit(X, init=init) for t in (1, 3)
-    ]
+    fits = [mfkit.SGD(order="rows", blocks=4, n_threads=t, **kw).fit(X, init=init) for t in (1, 3)]
     assert np.array_equal(fits[0].user_factors_, fits[1].user_factors_)
 
 
