@@ -34,8 +34,10 @@ from mfkit._core.validation import check_number, check_random_state
 from mfkit.data import IdMap
 from mfkit.distributed import _tasks
 from mfkit.distributed._cluster import gather_within, lost_errors
+from mfkit.distributed._heldout import split_held_out
 from mfkit.distributed._resident import ClusterModel, ResidentTrainer, initial_parts, run_resident
 from mfkit.models import ALS, FactorModel, Trainer
+from mfkit.models._autoreg import AUTO_START, selection_generator, set_choice, walk_grid
 from mfkit.models._state import Fitted
 from mfkit.models._training import SAFE_PREDICTION
 
@@ -63,6 +65,14 @@ class ClusterRatings:
     @property
     def shape(self) -> tuple[int, int]:
         return (len(self.user_ids), len(self.item_ids))
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
 
     @property
     def user_map(self) -> IdMap:
@@ -364,11 +374,11 @@ def fit(
             "keep_on_cluster=True does not score validation= ratings nor stop early "
             "(patience) yet; leave them out, or fit with keep_on_cluster=False"
         )
-    if params["regularization"] == "auto":
+    if keep_on_cluster and params["regularization"] == "auto":
         raise ValueError(
-            "regularization='auto' (the default) chooses the weight by refitting on an "
-            "internal split, which a Dask fit does not do yet; pass a number, e.g. "
-            "ALS(regularization=0.05), or choose it on a sample that fits in memory"
+            "regularization='auto' (the default) chooses the weight by fits whose factors "
+            "the client holds, which keep_on_cluster=True does not do yet; pass a number, "
+            "e.g. ALS(regularization=0.05), or fit with keep_on_cluster=False"
         )
     rng = check_random_state(model.random_state)
     client = _client(distributed, client)
@@ -443,6 +453,14 @@ def fit(
             # as their references go, and their lineage stays with Dask
             resident = True
             return cm
+        # regularization='auto': the grid fits on the held-out split of the resident shards,
+        # before the main fit's draws (as on one machine)
+        scores = None
+        if params["regularization"] == "auto":
+            scores = _choose_regularization(
+                client, distributed, model, rng, summary, (user_shards, item_shards),
+                (homes[0], homes[1]), edges, params, init, timeout, retries,
+            )  # fmt: skip
         seen_arrays = None
         if seen:
             seen_futures = [client.submit(_tasks.seen_of, sh) for sh in user_shards]
@@ -469,7 +487,7 @@ def fit(
             rng=rng,
             params=params,
         )
-        fitted.extras.update(_choice_extras(model, params))
+        fitted.extras.update(_choice_extras(model, params, scores))
         val = None
         if validation is not None:
             if hasattr(validation, "compute") and hasattr(validation, "to_delayed"):
@@ -502,11 +520,83 @@ def fit(
             item_shards.clear()
 
 
-def _choice_extras(model: ALS, params: dict[str, Any]) -> dict[str, Any]:
-    """What a single-machine fit records of its regularization weight (a number here)."""
+def _choice_extras(
+    model: ALS, params: dict[str, Any], scores: list[tuple[float, float]] | None = None
+) -> dict[str, Any]:
+    """What a single-machine fit records of its regularization weight: the value, and the
+    scores of ``'auto'`` (None for a number)."""
     if not model._auto_regularization:
         return {}
-    return {"regularization": params["regularization"], "regularization_scores": None}
+    return {"regularization": params["regularization"], "regularization_scores": scores}
+
+
+def _choose_regularization(
+    client: Any,
+    distributed: Any,
+    model: ALS,
+    rng: np.random.Generator,
+    summary: ClusterRatings,
+    shards: tuple[list[Any], list[Any]],
+    homes: tuple[list[Any], list[Any]],
+    edges: tuple[np.ndarray, np.ndarray],
+    params: dict[str, Any],
+    init: Any,
+    timeout: float,
+    retries: int,
+) -> list[tuple[float, float]]:
+    """``regularization='auto'`` on the cluster: one machine's rule
+    (:func:`mfkit.models._autoreg.select_regularization`) with its held-out split made
+    shard by shard (:mod:`mfkit.distributed._heldout`) and its grid fits run as cluster
+    fits on the training shards; the same value, scores and draws. Puts the value into
+    ``params`` and returns the scores."""
+    sel = selection_generator(rng)
+    scale = model._regularization_scale(summary, params)  # type: ignore[arg-type]
+    split = split_held_out(
+        client, sel, shards, homes, edges, summary.user_counts(), summary.n_users, timeout
+    )
+    if split is None:  # too few ratings to hold any out: the starting value
+        set_choice(model, params, float(AUTO_START * scale))
+        return []
+    seed = int(sel.integers(2**63))
+    train = ClusterRatings(
+        summary.user_ids, summary.item_ids, split.user_counts, split.item_counts, split.nnz
+    )
+    u, i, r = split.validation
+
+    def fit_scored(sub: Any) -> list[float]:
+        sub_params = sub._check_params()
+        before = sub._fit_snapshot()
+        fitted, prior = sub._begin_fit(
+            train,
+            global_mean=exact_mean(split.total, split.nnz) if sub.biases else 0.0,
+            rating_range=split.rating_range,
+            seen=None,
+            init=init,
+            rng=check_random_state(sub.random_state),
+            params=sub_params,
+        )
+        fitted.extras.update(_choice_extras(sub, sub_params))
+
+        def val() -> dict[str, float]:  # one machine's scorer on the same arrays
+            val_rmse, val_mae = sub._score_arrays(u, i, r)
+            return {"val_rmse": val_rmse, "val_mae": val_mae}
+
+        trainer = DaskALSTrainer(
+            client, distributed, split.shards, homes, edges, fitted, prior, sub, sub_params,
+            split.nnz, timeout, retries,
+        )  # fmt: skip
+        sub._run_fit(
+            fitted, trainer, val, sub_params, None, math.sqrt(split.sum_sq / split.nnz), before
+        )
+        return list(sub.history_["val_rmse"])
+
+    try:
+        lam, scores = walk_grid(model, scale, seed, fit_scored)
+    finally:
+        for side in split.shards:
+            side.clear()
+    set_choice(model, params, lam)
+    return scores
 
 
 def _fit_resident(
