@@ -674,14 +674,85 @@ def test_keep_on_cluster_with_a_prior_and_a_callback(three_thread_workers):
     assert cm.stop_reason_ == "callback" and seen == ref.history_["train_rmse"]
     assert_same_fit(cm.to_model(), ref)
     ddf = dd.from_pandas(df, npartitions=2)
-    with pytest.raises(ValueError, match="keep_on_cluster=True does not score validation"):
-        mfkit.distributed.fit(
-            mfkit.ALS(**PARAMS), ddf, ddf, client=three_thread_workers, keep_on_cluster=True
-        )
     with pytest.raises(TypeError, match="keep_on_cluster must be True or False"):
         mfkit.distributed.fit(
             mfkit.ALS(**PARAMS), ddf, client=three_thread_workers, keep_on_cluster="yes"
         )
+
+
+@pytest.mark.parametrize(
+    "cluster,partitions,shards,p",
+    [("two_processes", 3, None, dict(patience=1, tol=0.02, epochs=6)),
+     ("two_processes", 2, 3, dict(patience=2, tol=0.0, epochs=4, biases=False)),
+     ("three_thread_workers", 4, 5, dict(epochs=3, solver="cg"))],
+)  # fmt: skip
+def test_keep_on_cluster_validation_and_patience_match_one_machine(
+    cluster, partitions, shards, p, request
+):
+    client = request.getfixturevalue(cluster)
+    df = rating_frame(15, n=24_000)
+    # validation with users and items not seen in training (predicted by the baseline)
+    train, val = df.iloc[:21_000], df.iloc[21_000:].copy()
+    val.loc[val.index[:5], "user"] = -1
+    val.loc[val.index[5:9], "item"] = "movie-unseen"
+    val = val.drop_duplicates(["user", "item"])
+    params = dict(PARAMS, **p)
+    ref = mfkit.ALS(**params).fit(train, val)
+    if "patience" in p:
+        assert ref.best_epoch_ is not None
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**params), dd.from_pandas(train, npartitions=partitions),
+        dd.from_pandas(val, npartitions=3), client=client, shards=shards,
+        keep_on_cluster=True, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    for key in ("train_rmse", "val_rmse", "val_mae"):
+        assert cm.history_[key] == ref.history_[key], key
+    assert cm.best_epoch_ == ref.best_epoch_ and cm.stop_reason_ == ref.stop_reason_
+    m = cm.to_model()
+    assert_same_fit(m, ref)
+    assert m.best_epoch_ == ref.best_epoch_
+    cm.release()
+
+
+def test_keep_on_cluster_validation_as_pandas_or_refused(three_thread_workers):
+    df = rating_frame(17, n=6_000)
+    train, val = df.iloc[:5_000], df.iloc[5_000:]
+    p = dict(PARAMS, epochs=2)
+    ref = mfkit.ALS(**p).fit(train, val)
+    ddf = dd.from_pandas(train, npartitions=2)
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**p), ddf, val, client=three_thread_workers, keep_on_cluster=True,
+        timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert cm.history_["val_rmse"] == ref.history_["val_rmse"]
+    assert cm.history_["val_mae"] == ref.history_["val_mae"]
+    cm.release()
+    with pytest.raises(TypeError, match="validation must be a Dask or pandas DataFrame"):
+        mfkit.distributed.fit(
+            mfkit.ALS(**p), ddf, (1, 2, 3), client=three_thread_workers, keep_on_cluster=True
+        )
+    with pytest.raises(ValueError, match=r"validation has no column\(s\) \['rating'\]"):
+        mfkit.distributed.fit(
+            mfkit.ALS(**p), ddf, val.rename(columns={"rating": "r"}),
+            client=three_thread_workers, keep_on_cluster=True,
+        )  # fmt: skip
+
+
+def test_pairwise_plan_gives_numpy_sums():
+    from mfkit.distributed._validate import answer, pairwise_plan, pairwise_total
+
+    rng = np.random.default_rng(16)
+    for n in [1, 7, 8, 9, 127, 128, 129, 1000, 8193, 70_001]:
+        a = rng.standard_normal(n) ** 2 * rng.choice([1.0, 1e9, 1e-9], n)
+        for k in (0, 1, 4):
+            cuts = np.unique(np.concatenate(([0, n], rng.integers(1, max(n, 2), k)))).astype(
+                np.int64
+            )
+            cuts = cuts[cuts <= n]
+            plan = pairwise_plan(cuts)
+            got = [answer(a[cuts[s] : cuts[s + 1]], plan[s]) for s in range(len(cuts) - 1)]
+            total = pairwise_total(cuts, got)
+            assert total == float(np.sum(a)) and total / n == float(np.mean(a)), (n, cuts)
 
 
 def test_keep_on_cluster_survives_a_killed_worker(frame, two_processes):

@@ -36,6 +36,7 @@ from mfkit.distributed import _tasks
 from mfkit.distributed._cluster import gather_within, lost_errors
 from mfkit.distributed._heldout import split_held_out
 from mfkit.distributed._resident import ClusterModel, ResidentTrainer, initial_parts, run_resident
+from mfkit.distributed._validate import validation_on_cluster
 from mfkit.models import ALS, FactorModel, Trainer
 from mfkit.models._autoreg import AUTO_START, selection_generator, set_choice, walk_grid
 from mfkit.models._state import Fitted
@@ -334,7 +335,10 @@ def fit(
         the client never holds a whole side of the factors. Its factors are byte-identical
         to the single-machine fit; ``save`` writes them shard by shard (``mfkit.load``
         reads the folder), ``recommend_all`` scores where they are, ``to_model`` gathers
-        them. ``validation`` and ``patience`` are not available with it yet.
+        them. ``validation`` (a Dask or pandas DataFrame with the columns of ``data``) is then
+        scored on the cluster (the client receives a few numbers per epoch), with
+        ``patience`` as on one machine; ``regularization='auto'`` is not available with it
+        yet.
 
     Returns
     -------
@@ -369,11 +373,14 @@ def fit(
     params = model._check_params()
     if not isinstance(keep_on_cluster, bool | np.bool_):
         raise TypeError(f"keep_on_cluster must be True or False, got {keep_on_cluster!r}")
-    if keep_on_cluster and (validation is not None or params["patience"] is not None):
-        raise ValueError(
-            "keep_on_cluster=True does not score validation= ratings nor stop early "
-            "(patience) yet; leave them out, or fit with keep_on_cluster=False"
-        )
+    if keep_on_cluster and validation is not None:
+        if not hasattr(validation, "to_delayed"):
+            if not hasattr(validation, "columns"):
+                raise TypeError(
+                    "with keep_on_cluster=True, validation must be a Dask or pandas "
+                    f"DataFrame with the columns of data, got {type(validation).__name__}"
+                )
+            validation = dask.dataframe.from_pandas(validation, npartitions=1)
     if keep_on_cluster and params["regularization"] == "auto":
         raise ValueError(
             "regularization='auto' (the default) chooses the weight by fits whose factors "
@@ -448,6 +455,7 @@ def fit(
             cm = _fit_resident(
                 client, model, summary, info, (user_shards, item_shards), (homes[0], homes[1]),
                 edges, params, init, rng, callback, seen, timeout, retries,
+                validation, cols, id_maps, n_shards,
             )  # fmt: skip
             # its factors descend from the shards: the shards it does not hold are released
             # as their references go, and their lineage stays with Dask
@@ -614,8 +622,13 @@ def _fit_resident(
     seen: bool,
     timeout: float,
     retries: int,
+    validation: Any,
+    cols: tuple[str, str, str],
+    id_maps: Any,
+    n_shards: int,
 ) -> ClusterModel:
-    """The fit with ``keep_on_cluster=True`` (see :mod:`mfkit.distributed._resident`)."""
+    """The fit with ``keep_on_cluster=True`` (see :mod:`mfkit.distributed._resident`);
+    ``validation``: a Dask DataFrame scored on the cluster (:mod:`._validate`) or None."""
     nnz = info["n"]
     global_mean = exact_mean(info["sum"], nnz) if model.biases else 0.0
     # each shard re-indexed against the opposite rows it rates, resident where it is, and
@@ -647,6 +660,7 @@ def _fit_resident(
     )
     parts, priors, bound = initial_parts(client, model, summary, edges, homes, init, rng, params)
     options = solve_options(global_mean, model, params)
+    val = None
     cm = ClusterModel(
         client, model, params, edges, parts, homes, local[0] if seen else None,
         summary.user_map.ids, summary.item_map.ids, global_mean, (info["min"], info["max"]),
@@ -666,11 +680,19 @@ def _fit_resident(
             timeout, retries, lost_errors(),
         )  # fmt: skip
         trainer.protect(parts)
-        out = run_resident(cm, trainer, params, callback, math.sqrt(info["sum_sq"] / nnz))
+        if validation is not None:
+            val = validation_on_cluster(
+                client, validation, cols, id_maps, summary.shape, edges, n_shards,
+                global_mean, timeout, balanced_bounds,
+            )  # fmt: skip
+        out = run_resident(cm, trainer, params, callback, math.sqrt(info["sum_sq"] / nnz), val)
         out.ref_sizes = sizes
     except BaseException:
         cm.release()
         raise
+    finally:
+        if val is not None:
+            val.release()
     return out
 
 
