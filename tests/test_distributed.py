@@ -420,11 +420,19 @@ def test_shard_splits_equal_the_whole_array_split():
         assert np.array_equal(counts, np.diff(ref.indptr[a : b + 1]))
 
 
-def test_auto_regularization_with_keep_on_cluster_is_refused(three_thread_workers):
-    df = pd.DataFrame({"user": [0, 1, 2], "item": [0, 1, 0], "rating": [1.0, 2.0, 3.0]})
-    ddf = dd.from_pandas(df, npartitions=2)
-    with pytest.raises(ValueError, match="regularization='auto'.*keep_on_cluster=True"):
-        mfkit.distributed.fit(mfkit.ALS(), ddf, client=three_thread_workers, keep_on_cluster=True)
+def test_auto_regularization_with_keep_on_cluster_matches_one_machine(two_processes):
+    # the grid fits keep their factors on the workers and are scored there
+    client = two_processes
+    df = rating_frame(18, n=8_000)
+    ref = single(df, **AUTO)
+    assert ref.regularization_scores_
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**AUTO), dd.from_pandas(df, npartitions=3), client=client, shards=3,
+        keep_on_cluster=True, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert cm.extras["regularization_scores"] == ref.regularization_scores_
+    assert_same_choice(cm.to_model(), ref)
+    cm.release()
 
 
 # ---------------------------------------------------------------- scoring on the cluster

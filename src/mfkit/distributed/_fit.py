@@ -36,9 +36,15 @@ from mfkit.distributed import _tasks
 from mfkit.distributed._cluster import gather_within, lost_errors
 from mfkit.distributed._heldout import split_held_out
 from mfkit.distributed._resident import ClusterModel, ResidentTrainer, initial_parts, run_resident
-from mfkit.distributed._validate import validation_on_cluster
+from mfkit.distributed._validate import ClusterValidation, validation_on_cluster
 from mfkit.models import ALS, FactorModel, Trainer
-from mfkit.models._autoreg import AUTO_START, selection_generator, set_choice, walk_grid
+from mfkit.models._autoreg import (
+    AUTO_START,
+    check_interrupted,
+    selection_generator,
+    set_choice,
+    walk_grid,
+)
 from mfkit.models._state import Fitted
 from mfkit.models._training import SAFE_PREDICTION
 
@@ -337,8 +343,8 @@ def fit(
         reads the folder), ``recommend_all`` scores where they are, ``to_model`` gathers
         them. ``validation`` (a Dask or pandas DataFrame with the columns of ``data``) is then
         scored on the cluster (the client receives a few numbers per epoch), with
-        ``patience`` as on one machine; ``regularization='auto'`` is not available with it
-        yet.
+        ``patience`` as on one machine; ``regularization='auto'`` runs its grid fits
+        the same way, on the held-out ratings left on the workers.
 
     Returns
     -------
@@ -381,12 +387,6 @@ def fit(
                     f"DataFrame with the columns of data, got {type(validation).__name__}"
                 )
             validation = dask.dataframe.from_pandas(validation, npartitions=1)
-    if keep_on_cluster and params["regularization"] == "auto":
-        raise ValueError(
-            "regularization='auto' (the default) chooses the weight by fits whose factors "
-            "the client holds, which keep_on_cluster=True does not do yet; pass a number, "
-            "e.g. ALS(regularization=0.05), or fit with keep_on_cluster=False"
-        )
     rng = check_random_state(model.random_state)
     client = _client(distributed, client)
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
@@ -451,16 +451,6 @@ def fit(
     )
     resident = False  # whether a returned ClusterModel holds the shards now
     try:
-        if keep_on_cluster:
-            cm = _fit_resident(
-                client, model, summary, info, (user_shards, item_shards), (homes[0], homes[1]),
-                edges, params, init, rng, callback, seen, timeout, retries,
-                validation, cols, id_maps, n_shards,
-            )  # fmt: skip
-            # its factors descend from the shards: the shards it does not hold are released
-            # as their references go, and their lineage stays with Dask
-            resident = True
-            return cm
         # regularization='auto': the grid fits on the held-out split of the resident shards,
         # before the main fit's draws (as on one machine)
         scores = None
@@ -468,7 +458,18 @@ def fit(
             scores = _choose_regularization(
                 client, distributed, model, rng, summary, (user_shards, item_shards),
                 (homes[0], homes[1]), edges, params, init, timeout, retries,
+                keep_on_cluster, n_shards,
             )  # fmt: skip
+        if keep_on_cluster:
+            cm = _fit_resident(
+                client, model, summary, info, (user_shards, item_shards), (homes[0], homes[1]),
+                edges, params, init, rng, callback, seen, timeout, retries,
+                validation, cols, id_maps, n_shards, scores,
+            )  # fmt: skip
+            # its factors descend from the shards: the shards it does not hold are released
+            # as their references go, and their lineage stays with Dask
+            resident = True
+            return cm
         seen_arrays = None
         if seen:
             seen_futures = [client.submit(_tasks.seen_of, sh) for sh in user_shards]
@@ -551,17 +552,22 @@ def _choose_regularization(
     init: Any,
     timeout: float,
     retries: int,
+    resident: bool,
+    n_shards: int,
 ) -> list[tuple[float, float]]:
     """``regularization='auto'`` on the cluster: one machine's rule
     (:func:`mfkit.models._autoreg.select_regularization`) with its held-out split made
     shard by shard (:mod:`mfkit.distributed._heldout`) and its grid fits run as cluster
-    fits on the training shards; the same value, scores and draws. Puts the value into
-    ``params`` and returns the scores."""
+    fits on the training shards; the same value, scores and draws. ``resident``: the grid
+    fits keep their factors on the cluster too (``keep_on_cluster=True``), scored there on
+    the held ratings, which stay on the workers. Puts the value into ``params`` and
+    returns the scores."""
     sel = selection_generator(rng)
     scale = model._regularization_scale(summary, params)  # type: ignore[arg-type]
     split = split_held_out(
-        client, sel, shards, homes, edges, summary.user_counts(), summary.n_users, timeout
-    )
+        client, sel, shards, homes, edges, summary.user_counts(), summary.n_users, timeout,
+        gather=not resident,
+    )  # fmt: skip
     if split is None:  # too few ratings to hold any out: the starting value
         set_choice(model, params, float(AUTO_START * scale))
         return []
@@ -569,6 +575,37 @@ def _choose_regularization(
     train = ClusterRatings(
         summary.user_ids, summary.item_ids, split.user_counts, split.item_counts, split.nnz
     )
+    if resident:
+        mu = exact_mean(split.total, split.nnz) if model.biases else 0.0
+        held = ClusterValidation(client, split.validation, split.held_bounds, edges, mu, timeout)
+        info = {
+            "n": split.nnz,
+            "sum": split.total,
+            "sum_sq": split.sum_sq,
+            "min": split.rating_range[0],
+            "max": split.rating_range[1],
+        }
+
+        def fit_resident(sub: Any) -> list[float]:
+            cm = _fit_resident(
+                client, sub, train, info, split.shards, homes, edges, sub._check_params(),
+                init, check_random_state(sub.random_state), None, False, timeout, retries,
+                held, ("user", "item", "rating"), None, n_shards, None,
+            )  # fmt: skip
+            try:
+                check_interrupted(cm.stop_reason_)
+                return list(cm.history_["val_rmse"])
+            finally:
+                cm.release()
+
+        try:
+            lam, scores = walk_grid(model, scale, seed, fit_resident)
+        finally:
+            held.release()
+            for side in split.shards:
+                side.clear()
+        set_choice(model, params, lam)
+        return scores
     u, i, r = split.validation
 
     def fit_scored(sub: Any) -> list[float]:
@@ -596,6 +633,7 @@ def _choose_regularization(
         sub._run_fit(
             fitted, trainer, val, sub_params, None, math.sqrt(split.sum_sq / split.nnz), before
         )
+        check_interrupted(sub.stop_reason_)
         return list(sub.history_["val_rmse"])
 
     try:
@@ -626,9 +664,12 @@ def _fit_resident(
     cols: tuple[str, str, str],
     id_maps: Any,
     n_shards: int,
+    scores: list[tuple[float, float]] | None,
 ) -> ClusterModel:
     """The fit with ``keep_on_cluster=True`` (see :mod:`mfkit.distributed._resident`);
-    ``validation``: a Dask DataFrame scored on the cluster (:mod:`._validate`) or None."""
+    ``validation``: a Dask DataFrame scored on the cluster (:mod:`._validate`), validation
+    ratings already there (a ClusterValidation, left to the caller), or None; ``scores``:
+    those of ``regularization='auto'``."""
     nnz = info["n"]
     global_mean = exact_mean(info["sum"], nnz) if model.biases else 0.0
     # each shard re-indexed against the opposite rows it rates, resident where it is, and
@@ -661,11 +702,12 @@ def _fit_resident(
     parts, priors, bound = initial_parts(client, model, summary, edges, homes, init, rng, params)
     options = solve_options(global_mean, model, params)
     val = None
+    owned = False  # whether this fit made val (and releases it)
     cm = ClusterModel(
         client, model, params, edges, parts, homes, local[0] if seen else None,
         summary.user_map.ids, summary.item_map.ids, global_mean, (info["min"], info["max"]),
         {key: [] for key in model._history_keys(params)},
-        {**_choice_extras(model, params), "isa": options["isa"]},
+        {**_choice_extras(model, params, scores), "isa": options["isa"]},
     )  # fmt: skip
     try:
         if bound + abs(global_mean) >= SAFE_PREDICTION[np.dtype(params["dtype"]).char]:
@@ -680,7 +722,10 @@ def _fit_resident(
             timeout, retries, lost_errors(),
         )  # fmt: skip
         trainer.protect(parts)
-        if validation is not None:
+        if isinstance(validation, ClusterValidation):
+            val = validation
+        elif validation is not None:
+            owned = True
             val = validation_on_cluster(
                 client, validation, cols, id_maps, summary.shape, edges, n_shards,
                 global_mean, timeout, balanced_bounds,
@@ -691,7 +736,7 @@ def _fit_resident(
         cm.release()
         raise
     finally:
-        if val is not None:
+        if owned and val is not None:
             val.release()
     return out
 

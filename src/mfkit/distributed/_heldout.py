@@ -12,10 +12,11 @@ client then draws the slices one shard after another (the same stream, so the sa
 and sends each, packed to a bit per rating, with its shard's split task.
 
 Each user shard then splits on its worker into the training rows (its CSR without the held
-ratings), the held ratings (gathered by the client: the scoring set, a tenth of the ratings)
-and, for each item shard, the (user, item) pairs it holds out. An item shard removes those
-pairs from its CSC, so the training item shards are exactly the CSC of
-``X.subset(~held)``, and no rating but the held-out tenth leaves the workers.
+ratings), the held ratings (the scoring set, a tenth of the ratings: gathered by the client,
+or kept on the workers for fits whose factors stay there) and, for each item shard, the
+(user, item) pairs it holds out. An item shard removes those pairs from its CSC, so the
+training item shards are exactly the CSC of ``X.subset(~held)``, and no rating but the
+held-out tenth leaves the workers.
 """
 
 from __future__ import annotations
@@ -127,7 +128,10 @@ class HeldOutSplit:
     total: int
     sum_sq: float
     rating_range: tuple[float, float]
-    validation: tuple[np.ndarray, np.ndarray, np.ndarray]
+    #: gathered: the (users, items, ratings) arrays; else futures of each user shard's
+    validation: Any
+    #: the positions of each user shard's held ratings in the held-out order
+    held_bounds: np.ndarray
 
 
 def split_held_out(
@@ -139,10 +143,12 @@ def split_held_out(
     user_counts: np.ndarray,
     n_users: int,
     timeout: float,
+    gather: bool = True,
 ) -> HeldOutSplit | None:
     """The held-out split of the resident shards by ``sel``'s mask (None when it holds out
     no rating or all of them, as one machine's rule then takes the starting value). Draws
-    from ``sel`` what one machine draws for the mask (nnz doubles)."""
+    from ``sel`` what one machine draws for the mask (nnz doubles). ``gather``: copy the
+    held ratings to the client (else they stay on the workers, one part per user shard)."""
     e_u, e_i = edges
     csr = np.concatenate(([0], np.cumsum(user_counts, dtype=np.int64)))
     offsets = csr[e_u]
@@ -162,12 +168,13 @@ def split_held_out(
         # where one machine's draw leaves it
         sel.bit_generator.advance(int(csr[-1]))  # type: ignore[attr-defined]
     got = gather_within(
-        [client.submit(operator.itemgetter(1, 3), sp, pure=False) for sp in splits],
+        [client.submit(_held_count, sp, pure=False) for sp in splits],
         timeout,
         "splitting off the held-out ratings",
         client,
     )
-    n_held = sum(len(g[0][2]) for g in got)
+    held_counts = np.array([g[0] for g in got], dtype=np.int64)
+    n_held = int(held_counts.sum())
     if n_held == 0 or n_held == csr[-1]:
         return None
     train_users = [client.submit(operator.getitem, sp, 0, pure=False) for sp in splits]
@@ -189,7 +196,16 @@ def split_held_out(
     counts = gather_within(item_counts, timeout, "splitting off the held-out ratings", client)
     summaries = [g[1] for g in got]
     rated = [x for x in summaries if x["n"]]
-    held = [g[0] for g in got]
+    held = [
+        client.submit(
+            validation_pairs, sp, pure=False, workers=homes[0][s], allow_other_workers=True
+        )
+        for s, sp in enumerate(splits)
+    ]
+    validation: Any = held
+    if gather:
+        got_held = gather_within(held, timeout, "gathering the held-out ratings", client)
+        validation = tuple(np.concatenate([h[j] for h in got_held]) for j in range(3))
     return HeldOutSplit(
         shards=(train_users, train_items),
         user_counts=np.concatenate([x["counts"] for x in summaries]),
@@ -198,14 +214,21 @@ def split_held_out(
         total=sum(x["sum"] for x in summaries),
         sum_sq=float(sum(x["sum_sq"] for x in summaries)),
         rating_range=(min(x["min"] for x in rated), max(x["max"] for x in rated)),
-        # what one machine's validation scorer reads of X.subset(held): row and item
-        # indices and the ratings in float64, in CSR order
-        validation=(
-            np.concatenate([h[0] for h in held]).astype(np.int64),
-            np.concatenate([h[1] for h in held]).astype(np.int64),
-            np.concatenate([h[2] for h in held]).astype(np.float64),
-        ),
+        validation=validation,
+        held_bounds=np.concatenate(([0], np.cumsum(held_counts))),
     )
+
+
+def _held_count(split: Any) -> tuple[int, dict[str, Any]]:
+    return len(split[1][2]), split[3]
+
+
+def validation_pairs(split: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What one machine's validation scorer reads of ``X.subset(held)``, for one user
+    shard's held ratings: row and item indices (int64) and the ratings in float64, in CSR
+    order."""
+    users, items, values = split[1]
+    return users.astype(np.int64), items.astype(np.int64), values.astype(np.float64)
 
 
 def _piece(split: Any, t: int) -> tuple[np.ndarray, np.ndarray]:
@@ -221,4 +244,5 @@ __all__ = [
     "split_held_out",
     "split_user_shard",
     "train_item_shard",
+    "validation_pairs",
 ]

@@ -123,9 +123,17 @@ def select_regularization(
 
     def fit_scored(sub: Any) -> list[float]:
         sub.fit(train, validation=val, init=init)
+        check_interrupted(sub.stop_reason_)
         return list(sub.history_["val_rmse"])
 
     return walk_grid(model, scale, seed, fit_scored)
+
+
+def check_interrupted(stop_reason: str) -> None:
+    """``KeyboardInterrupt`` for a grid fit that Ctrl-C stopped (it keeps its last epoch
+    and returns): nothing is fitted on all the ratings yet, so the choice stops there."""
+    if stop_reason == "interrupted":
+        raise KeyboardInterrupt
 
 
 def walk_grid(
@@ -135,7 +143,8 @@ def walk_grid(
     with ``fit_scored(sub)``, which fits ``sub`` (a copy of ``model`` with the grid's
     settings, seed ``seed`` and one grid value) on the training part and returns its
     held-out RMSE per epoch (one machine and a cluster plug in their own fit); returns
-    (value, scores). ``DivergenceError`` from ``fit_scored`` scores infinity."""
+    (value, scores). ``DivergenceError`` from ``fit_scored`` scores infinity; a grid fit
+    stopped by Ctrl-C raises ``KeyboardInterrupt`` from it (:func:`check_interrupted`)."""
     # float32 (the faster precision) whatever the model's dtype, so the choice does not depend on it
     params = model.get_params()
     params.update(patience=None, verbose=False, random_state=seed, dtype="float32")
@@ -151,9 +160,6 @@ def walk_grid(
                 rmse = float(hist[-1]) if hist else math.inf
             except DivergenceError:
                 rmse = math.inf
-            if sub.stop_reason_ == "interrupted":
-                # Ctrl-C during the choice: nothing is fitted on all the ratings yet
-                raise KeyboardInterrupt
             scores[j] = rmse if math.isfinite(rmse) else math.inf
             order.append(j)
         return scores[j]
@@ -173,6 +179,7 @@ def walk_grid(
 
 __all__ = [
     "AUTO_GRID",
+    "check_interrupted",
     "check_regularization",
     "resolve_auto",
     "restore_choice",
