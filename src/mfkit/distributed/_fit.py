@@ -317,7 +317,8 @@ def fit(
         Ratings with columns ``user_col``, ``item_col``, ``rating_col`` (integer or string
         ids; any number of partitions). :func:`read_ratings` makes one from rating files.
     validation : Dask or pandas DataFrame, or anything ``ALS.fit`` accepts, optional
-        Held-out ratings, gathered to the client (they are small) and scored every epoch.
+        Held-out ratings, gathered to the client (they are small) and scored every epoch;
+        with ``keep_on_cluster=True`` kept and scored on the workers instead.
     init, callback
         As for :meth:`mfkit.ALS.fit`.
     client : distributed.Client, optional
