@@ -1,4 +1,4 @@
-"""Benchmark of mfkit.ALS on a Dask cluster against the same fit on one machine.
+"""Benchmark of mfkit.ALS (or BayesianMF) on a Dask cluster against the same fit on one machine.
 
 A seeded synthetic rating set (heavy-tailed users, ``--ratings`` ratings) is written as
 Parquet files, one per partition; the workers read them (``dask.dataframe.read_parquet``),
@@ -27,12 +27,19 @@ shard its out-block, only the opposite rows it rates (Spark's out-blocks); per i
 + 8 * n_items                                                  (per-item squared errors)
 The table then also shows what the broadcast formula above would send for comparison.
 
+With ``--model bayes`` the model is mfkit.BayesianMF (``--iterations`` Gibbs sweeps, a
+quarter of them burn-in): the client makes the hyperparameter and noise draws and the
+workers sample the rows, so a sweep sends what a gathered ALS iteration sends (the broadcast
+formula above; the K x K priors ride in the tasks). "identical" then compares every kept
+sample (factors, bias samples, noise precisions).
+
 Examples::
 
     python benchmarks/bench_dask.py                                 # 1M ratings, k=32
     python benchmarks/bench_dask.py --ratings 10000000 --factors 64 # the 10M floor run
     python benchmarks/bench_dask.py --workers 2 4 8 --shards-per-worker 2
     python benchmarks/bench_dask.py --keep-on-cluster --workers 2 4
+    python benchmarks/bench_dask.py --model bayes                   # BayesianMF sweeps
 """
 
 from __future__ import annotations
@@ -53,7 +60,10 @@ import mfkit
 
 def digest(m: Any) -> str:
     h = hashlib.sha256()
-    for a in (m.user_factors_, m.item_factors_, m.user_biases_, m.item_biases_):
+    arrays = [m.user_factors_, m.item_factors_, m.user_biases_, m.item_biases_]
+    if isinstance(m, mfkit.BayesianMF):
+        arrays += [m.user_bias_samples_, m.item_bias_samples_, m.noise_precision_samples_]
+    for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:12]
 
@@ -107,24 +117,38 @@ def main() -> None:
         action="store_true",
         help="keep the factors on the workers (out-blocks) instead of gathering them",
     )
+    ap.add_argument(
+        "--model",
+        choices=["als", "bayes"],
+        default="als",
+        help="ALS (default) or BayesianMF (Gibbs sweeps; not with --keep-on-cluster)",
+    )
     args = ap.parse_args()
+    if args.model == "bayes" and args.keep_on_cluster:
+        ap.error("--keep-on-cluster is not available for --model bayes")
 
     import dask.dataframe as dd
     import distributed
 
     info = machine_info()
     print("# machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
-    params = dict(factors=args.factors, epochs=args.iterations, regularization=0.05, random_state=0)
+    params: dict[str, Any] = dict(factors=args.factors, epochs=args.iterations, random_state=0)
+    if args.model == "als":
+        model_class: Any = mfkit.ALS
+        params["regularization"] = 0.05
+    else:
+        model_class = mfkit.BayesianMF
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         df, n_users, n_items = write_parquet(args.ratings, args.partitions, Path(tmp))
         print(
             f"# data: {len(df):,} ratings, {n_users:,} users x {n_items:,} items, "
-            f"{args.partitions} Parquet files; k={args.factors}, {args.iterations} iterations"
+            f"{args.partitions} Parquet files; {model_class.__name__}, k={args.factors}, "
+            f"{args.iterations} iterations"
         )
         for W in args.workers:
             threads = W * args.threads_per_worker
-            ref = mfkit.ALS(**params, n_threads=threads).fit(df)
+            ref = model_class(**params, n_threads=threads).fit(df)
             one = float(np.median(ref.history_["seconds"]))
             with (
                 distributed.LocalCluster(
@@ -146,7 +170,7 @@ def main() -> None:
                     counts.append(counted_bytes(client))  # noqa: B023
 
                 m = mfkit.distributed.fit(
-                    mfkit.ALS(**params, n_threads=args.threads_per_worker),
+                    model_class(**params, n_threads=args.threads_per_worker),
                     ddf,
                     callback=after_epoch,
                     keep_on_cluster=args.keep_on_cluster,
@@ -167,6 +191,7 @@ def main() -> None:
             extra = {"broadcast MB/it": f"{broadcast / 1e6:.2f}"} if args.keep_on_cluster else {}
             rows.append(
                 {
+                    "model": model_class.__name__,
                     "mode": "on cluster" if args.keep_on_cluster else "gathered",
                     "workers": W,
                     "shards/side": shards,
@@ -182,7 +207,7 @@ def main() -> None:
                     **extra,
                 }
             )
-    print_table(rows, title="mfkit.ALS on a Dask LocalCluster vs one machine")
+    print_table(rows, title=f"mfkit.{model_class.__name__} on a Dask LocalCluster vs one machine")
     if not all(r["identical"] for r in rows):
         sys.exit("distributed factors differ from the single-machine factors")
 

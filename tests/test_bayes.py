@@ -45,8 +45,11 @@ def _spd(rng: np.random.Generator, K: int) -> np.ndarray:
     return B @ B.T / K + np.eye(K)
 
 
-def _reference_rows(indptr, indices, values, Y, ybias, mu, m, Lam, alpha, seed, sweep, side):  # type: ignore[no-untyped-def]
-    """Plain NumPy/SciPy: each row's precision, mean, and mean + U^-1 z (A = U^T U)."""
+def _reference_rows(  # type: ignore[no-untyped-def]
+    indptr, indices, values, Y, ybias, mu, m, Lam, alpha, seed, sweep, side, first=0
+):
+    """Plain NumPy/SciPy: each row's precision, mean, and mean + U^-1 z (A = U^T U); row u
+    draws the normals of global row ``first + u``."""
     k = Y.shape[1]
     biases = ybias is not None
     K = k + (1 if biases else 0)
@@ -63,7 +66,7 @@ def _reference_rows(indptr, indices, values, Y, ybias, mu, m, Lam, alpha, seed, 
         b = alpha * Aa.T @ t + Lam @ m
         mean = np.linalg.solve(A, b)
         U = np.linalg.cholesky(A).T
-        z = _bayes.normal_draws(seed, sweep, side, u, K)
+        z = _bayes.normal_draws(seed, sweep, side, first + u, K)
         out[u] = mean + scipy.linalg.solve_triangular(U, z, lower=False)
         e = t - Aa @ out[u]
         sse[u] = e @ e
@@ -96,6 +99,54 @@ def test_row_sampler_matches_numpy_given_the_same_normals(biases: bool) -> None:
     np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(row_sse, ref_sse, rtol=1e-10, atol=1e-10)
     assert np.all(got[0] == 0)  # the row without ratings
+
+
+@pytest.mark.parametrize("biases,dtype", [(True, np.float32), (False, np.float64)])
+def test_a_shard_with_its_row_offset_equals_those_rows_of_the_whole_side(biases, dtype) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(11)
+    n_rows, n_cols, k = 60, 30, 4
+    indptr, indices, values = _csr(rng, n_rows, n_cols, 0.3)
+    Y = rng.standard_normal((n_cols, k)).astype(dtype)
+    ybias = (rng.standard_normal(n_cols) * 0.3).astype(dtype) if biases else None
+    tol = 2e-3 if dtype == np.float32 else 1e-10
+    K = k + (1 if biases else 0)
+    Lam, m = _spd(rng, K), rng.standard_normal(K) * 0.2
+    opts = dict(
+        ybias=ybias, mu=3.1, prior_mean=m, prior_precision=Lam, noise_precision=1.3,
+        seed=77, sweep=4, side=1,
+    )  # fmt: skip
+    for isa in mfkit.available_isas():
+        X = np.zeros((n_rows, k), dtype)
+        xbias = np.zeros(n_rows, dtype) if biases else None
+        sse = np.zeros(n_rows)
+        sample_rows(
+            indptr, indices, values, Y, X, xbias=xbias, row_sse=sse, isa=isa, **opts
+        )  # fmt: skip
+        for a, b, threads in [(0, 17, 1), (17, 18, 2), (18, 60, 3)]:
+            ptr = (indptr[a : b + 1] - indptr[a]).astype(np.int64)
+            sl = slice(int(indptr[a]), int(indptr[b]))
+            Xs = np.full((b - a, k), 5.0, dtype)
+            xbs = np.full(b - a, 5.0, dtype) if biases else None
+            sse_s = np.zeros(b - a)
+            sample_rows(
+                ptr, indices[sl], values[sl], Y, Xs, xbias=xbs, row_sse=sse_s, isa=isa,
+                n_threads=threads, row_offset=a, **opts,
+            )  # fmt: skip
+            assert Xs.tobytes() == X[a:b].tobytes(), (isa, a, b)
+            assert sse_s.tobytes() == sse[a:b].tobytes(), (isa, a, b)
+            if biases:
+                assert xbs.tobytes() == xbias[a:b].tobytes(), (isa, a, b)
+            # and against NumPy with the normals of the global rows
+            ref, ref_sse = _reference_rows(
+                ptr, indices[sl], values[sl], Y.astype(np.float64),
+                None if ybias is None else ybias.astype(np.float64), 3.1, m, Lam, 1.3, 77, 4,
+                1, first=a,
+            )  # fmt: skip
+            got = np.column_stack([Xs, xbs]) if biases else Xs
+            np.testing.assert_allclose(got, ref, rtol=tol, atol=tol)
+            np.testing.assert_allclose(sse_s, ref_sse, rtol=tol, atol=5 * tol)
+    with pytest.raises(ValueError, match="row_offset must be >= 0"):
+        sample_rows(indptr, indices, values, Y, X, xbias=xbias, row_offset=-1, **opts)
 
 
 def test_normal_draws_depend_on_every_key_part() -> None:

@@ -1,4 +1,5 @@
-"""mfkit on a Dask cluster: ``mfkit.ALS(...).fit(ddf)`` with a ``dask.dataframe.DataFrame``.
+"""mfkit on a Dask cluster: ``mfkit.ALS(...).fit(ddf)`` and ``mfkit.BayesianMF(...).fit(ddf)``
+with a ``dask.dataframe.DataFrame``.
 
 This layer sits above the models. Importing it imports neither Dask nor ``distributed``
 (they are the optional extra ``mfkit[dask]``, imported when a fit on a cluster starts); it
@@ -15,9 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from mfkit.distributed import _tasks
-from mfkit.distributed._fit import DEFAULT_TIMEOUT, ClusterRatings, balanced_bounds, fit
+from mfkit.distributed._fit import fit
 from mfkit.distributed._resident import ClusterModel
 from mfkit.distributed._score import predict, recommend_all
+from mfkit.distributed._shards import DEFAULT_TIMEOUT, ClusterRatings, balanced_bounds
 from mfkit.models._registry import register_collection_fitter
 
 

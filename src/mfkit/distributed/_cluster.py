@@ -3,8 +3,11 @@ raises on the client. Imports ``distributed`` only inside its functions (the opt
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
+
+logger = logging.getLogger("mfkit.distributed")
 
 
 class WorkerLost(Exception):
@@ -71,6 +74,19 @@ def wait_pinned(
         return [patiently(lambda t, f=f: f.result(timeout=t)) for f in futures]
 
 
+def pause_after_loss(label: str, attempt: int, retries: int) -> None:
+    """Log that a worker was lost under the ``label`` half-step (try ``attempt`` of
+    ``retries``) and wait, longer after each loss, for the scheduler to notice before the
+    half-step runs again."""
+    logger.warning(
+        "a worker was lost during the %s half-step; solving it again (%d of %d)",
+        label,
+        attempt + 1,
+        retries,
+    )
+    time.sleep(min(0.25 * 2**attempt, 5.0))
+
+
 def lost_errors() -> tuple[type[BaseException], ...]:
     """What a worker lost under a computation raises on the client."""
     import concurrent.futures
@@ -87,4 +103,4 @@ def lost_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-__all__ = ["WorkerLost", "gather_within", "lost_errors", "wait_pinned"]
+__all__ = ["WorkerLost", "gather_within", "lost_errors", "pause_after_loss", "wait_pinned"]

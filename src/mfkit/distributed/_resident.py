@@ -23,7 +23,6 @@ worker's shards are re-homed on the others and the half-step is solved again.
 
 from __future__ import annotations
 
-import logging
 import math
 import operator
 import os
@@ -38,7 +37,7 @@ from mfkit._core.validation import check_number
 from mfkit._core.version import __version__
 from mfkit.data import IdMap
 from mfkit.distributed import _tasks
-from mfkit.distributed._cluster import gather_within, wait_pinned
+from mfkit.distributed._cluster import gather_within, pause_after_loss, wait_pinned
 from mfkit.distributed._score import check_pairs
 from mfkit.exceptions import DivergenceError
 from mfkit.models import FactorModel
@@ -46,8 +45,6 @@ from mfkit.models._manifest import FORMAT_NAME, FORMAT_VERSION, write_array, wri
 from mfkit.models._persistence import _jsonable
 from mfkit.models._state import FactorState, Fitted, normal_rows
 from mfkit.models._training import BLOWUP_FACTOR, SAFE_PREDICTION
-
-logger = logging.getLogger("mfkit.distributed")
 
 Future = Any
 
@@ -575,13 +572,7 @@ class ResidentTrainer:
                     self.restore(current, backups)
                 except self.lost:
                     pass
-                logger.warning(
-                    "a worker was lost during the %s half-step; solving it again (%d of %d)",
-                    label,
-                    attempt + 1,
-                    self.retries,
-                )
-                time.sleep(min(0.25 * 2**attempt, 5.0))
+                pause_after_loss(label, attempt, self.retries)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _live_homes(self) -> set[str]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from mfkit._core._common import predict_pairs
-from mfkit._core.exact import exact_sum_f32
+from mfkit._core.exact import exact_sum_f32, exact_sum_sq_f32
 from mfkit._core.frames import recommendations_frame
 from mfkit.data import IdMap
 from mfkit.data._csr import assemble_csr_arrays
@@ -22,6 +22,7 @@ from mfkit.data._idmap import as_id_array
 from mfkit.io import load_ratings
 from mfkit.models._manifest import write_array
 from mfkit.models.als import half_step
+from mfkit.models.bayes import sample_rows
 from mfkit.recommend._topn import _topn as topn_rows
 
 #: (indptr int64 starting at 0, opposite indices int32, ratings float32) of one shard's rows
@@ -252,6 +253,55 @@ def solve_shard(
     except np.linalg.LinAlgError as exc:
         return X, xbias, sse, str(exc)
     return X, xbias, sse, None
+
+
+def sample_shard(
+    shard: Shard,
+    fixed: tuple[np.ndarray, np.ndarray | None],
+    first_row: int,
+    options: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str | None]:
+    """One shard's part of a Gibbs half-sweep with the opposite side ``fixed`` = (factors,
+    biases or None): ``mfkit.models.bayes.sample_rows`` on the shard's rows, keyed by their
+    global rows (``first_row`` is the shard's first), exactly as one machine draws them.
+    ``options``: the draw (``mu``, ``prior_mean``, ``prior_precision``,
+    ``noise_precision``, ``seed``, ``sweep``, ``side``) and ``want_sse``, ``n_threads``,
+    ``isa``. Returns (factors, biases, per-row squared error or None, None), or
+    (.., message) naming the first global row whose precision is not positive definite."""
+    indptr, indices, values = shard
+    Y, ybias = fixed
+    n = len(indptr) - 1
+    X = np.zeros((n, Y.shape[1]), dtype=Y.dtype)
+    xbias = None if ybias is None else np.zeros(n, dtype=Y.dtype)
+    sse = np.zeros(n, dtype=np.float64) if options["want_sse"] else None
+    draw = {key: options[key] for key in ("mu", "prior_mean", "prior_precision")}
+    try:
+        sample_rows(
+            indptr,
+            indices,
+            values,
+            Y,
+            X,
+            ybias=ybias,
+            xbias=xbias,
+            noise_precision=options["noise_precision"],
+            seed=options["seed"],
+            sweep=options["sweep"],
+            side=options["side"],
+            row_sse=sse,
+            n_threads=options["n_threads"],
+            isa=options["isa"],
+            row_offset=first_row,
+            **draw,
+        )
+    except np.linalg.LinAlgError as exc:
+        return X, xbias, sse, str(exc)
+    return X, xbias, sse, None
+
+
+def shard_sum_sq(shard: Shard) -> int:
+    """The exact sum of the squares of a shard's ratings, times ``2**298``."""
+    return exact_sum_sq_f32(shard[2])
 
 
 #: one shard's factors on the cluster: (rows, biases or None, per-row squared error or None,
@@ -513,8 +563,10 @@ __all__ = [
     "recommend_part",
     "ref_pieces",
     "rows_for",
+    "sample_shard",
     "seen_local",
     "seen_of",
+    "shard_sum_sq",
     "solve_resident",
     "solve_shard",
     "split_partition",

@@ -23,4 +23,5 @@ def sample_half(
     n_threads: int,
     isa: int = 0,
     scratch: RowScratch | None = None,
+    row_offset: int = 0,
 ) -> tuple[int, int]: ...

@@ -59,6 +59,7 @@ cdef struct Params:
     uint64_t seed
     int64_t sweep
     int side
+    int64_t row_offset   # the global index of local row 0 (a shard's first row)
     Py_ssize_t n_opposite
 
 
@@ -151,7 +152,8 @@ cdef int _sample_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::
     if status != 0:
         return ROW_NOT_PD
     # z <- U^-1 z by back substitution on the factor A now holds (row j: U[j, j:])
-    _normals(p.seed, p.sweep, p.side, row, K, zd)
+    # keyed by the global row: a shard draws the same normals as the whole matrix
+    _normals(p.seed, p.sweep, p.side, p.row_offset + row, K, zd)
     for f in range(K):
         z[f] = <floating>zd[f]
     for f in range(K - 1, -1, -1):
@@ -210,7 +212,7 @@ def sample_half(const int64_t[::1] indptr, const int32_t[::1] indices,
                 floating[:, ::1] X, floating[::1] xbias, const floating[:, ::1] Lam,
                 const floating[::1] Lmu, double alpha, double mu, uint64_t seed,
                 int64_t sweep, int side, double[::1] row_sse, int n_threads, int isa=0,
-                object scratch=None):
+                object scratch=None, int64_t row_offset=0):
     """Draw every row of ``X`` (and ``xbias``) from its conditional given ``Y``/``ybias``.
 
     ``Lam`` (K x K, upper triangle read) and ``Lmu`` (K) are the prior precision and
@@ -220,6 +222,10 @@ def sample_half(const int64_t[::1] indptr, const int32_t[::1] indices,
     else the first row whose precision was not positive definite (code 1); bad indices
     raise ``ValueError``. ``isa`` is the instruction-set path of the row kernels (0
     baseline, 1 avx2, 2 avx512), ``scratch`` a ``RowScratch`` to reuse (None: one is made).
+    ``row_offset``: the global index of the first row, when the rows are a shard (rows
+    ``row_offset .. row_offset + n_rows - 1`` of the whole side): row ``r`` draws the normals
+    of global row ``row_offset + r``, so a shard's rows equal those rows of a whole-side call.
+    The returned row is local (0 .. n_rows - 1).
     """
     cdef Py_ssize_t n_rows = indptr.shape[0] - 1, row, max_n = 0, n_bad
     cdef Params p
@@ -253,6 +259,8 @@ def sample_half(const int64_t[::1] indptr, const int32_t[::1] indices,
         raise ValueError(f"side must be 0 (users) or 1 (items), got {side}")
     if n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
+    if row_offset < 0:
+        raise ValueError(f"row_offset must be >= 0, got {row_offset}")
     lo = indptr[0]
     for row in range(n_rows):
         if indptr[row + 1] < indptr[row]:
@@ -270,6 +278,7 @@ def sample_half(const int64_t[::1] indptr, const int32_t[::1] indices,
     p.seed = seed
     p.sweep = sweep
     p.side = side
+    p.row_offset = row_offset
     p.n_opposite = Y.shape[0]
     check_isa(isa)
     p.isa = isa
