@@ -300,3 +300,94 @@ def test_topn_refuses_a_path_the_cpu_lacks() -> None:
     case = _topn_case(np.float32, 4, 0)
     with pytest.raises(ValueError, match="this CPU offers"):
         _run_topn(case, 9, 1)
+
+
+# ------------------------------------------- top-N: skipping panels by their score bound
+def _bound_model(n_users: int, n_items: int, k: int, dtype: str, seed: int):  # type: ignore[no-untyped-def]
+    """Integer factors and widely spread half-integer item biases: every score is exact,
+    ties are common, and most item panels lie below a user's n-th best (skipped)."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n_users, n_items)) < 0.2
+    mask[:, 0] = True
+    X = mfkit.Ratings.from_dense(np.where(mask, 3.0, np.nan))
+    m = mfkit.SGD(factors=k, epochs=0, dtype=dtype, random_state=seed).fit(X)
+    m.user_factors[:] = rng.integers(-1, 2, (n_users, k))
+    m.item_factors[:] = rng.integers(-1, 2, (n_items, k))
+    m.user_biases[:] = rng.integers(-2, 3, n_users) / 2
+    m.item_biases[:] = rng.integers(-8 * k, 8 * k + 1, n_items) / 2
+    m.global_mean = 3.0
+    return m, X, mask
+
+
+def _brute(m, mask: np.ndarray | None, n: int):  # type: ignore[no-untyped-def]
+    """Stable argsort of the exact scores (ties: lower item index), -1 / NaN padding."""
+    S = m.user_factors.astype(np.float64) @ m.item_factors.astype(np.float64).T
+    S += m.global_mean + m.user_biases[:, None] + m.item_biases[None, :].astype(np.float64)
+    n_eff = min(n, S.shape[1])
+    items = np.full((S.shape[0], n_eff), -1, dtype=np.int64)
+    scores = np.full((S.shape[0], n_eff), np.nan)
+    for u in range(S.shape[0]):
+        idx = np.arange(S.shape[1]) if mask is None else np.flatnonzero(~mask[u])
+        order = idx[np.argsort(-S[u, idx], kind="stable")][:n_eff]
+        items[u, : len(order)] = order
+        scores[u, : len(order)] = S[u, order]
+    return items, scores
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize(("n_items", "k"), [(1, 3), (15, 16), (17, 13), (53, 64), (301, 70)])
+def test_topn_with_skipped_panels_equals_argsort(dtype: str, n_items: int, k: int) -> None:
+    m, X, mask = _bound_model(45, n_items, k, dtype, seed=n_items + k)
+    for n in (1, 10, n_items + 3):
+        ref = _brute(m, mask, n)
+        ref_all = _brute(m, None, n)
+        for isa in ISAS:
+            for nt in (1, 2, 3):
+                m.n_threads_ = nt
+                with mfkit.use_isa(isa):
+                    ids, scores = m.recommend(np.arange(45), n=n)
+                    ids_all, scores_all = m.recommend(np.arange(45), n=n, exclude_seen=False)
+                np.testing.assert_array_equal(ids, ref[0], err_msg=f"{isa} {nt}")
+                np.testing.assert_array_equal(scores, ref[1], err_msg=f"{isa} {nt}")
+                np.testing.assert_array_equal(ids_all, ref_all[0], err_msg=f"{isa} {nt}")
+                np.testing.assert_array_equal(scores_all, ref_all[1], err_msg=f"{isa} {nt}")
+
+
+def test_topn_user_with_every_item_seen_gets_only_padding() -> None:
+    m, X, mask = _bound_model(20, 40, 8, "float32", seed=5)
+    full = np.ones((20, 40), dtype=bool)
+    full[1:] = mask[1:]
+    seen = mfkit.Ratings.from_dense(np.where(full, 3.0, np.nan))
+    for isa in ISAS:
+        with mfkit.use_isa(isa):
+            ids, scores = m.recommend(np.arange(20), n=5, seen=seen)
+        assert (ids[0] == -1).all() and np.isnan(scores[0]).all()
+        ref = _brute(m, full, 5)
+        np.testing.assert_array_equal(ids, ref[0])
+        np.testing.assert_array_equal(scores, ref[1])
+
+
+def test_topn_never_skips_an_item_with_an_infinite_bias() -> None:
+    m, X, mask = _bound_model(30, 100, 16, "float32", seed=6)
+    m.item_biases[77] = np.inf  # its bound is infinite: its panel must always be scored
+    for isa in ISAS:
+        with mfkit.use_isa(isa):
+            ids, scores = m.recommend(np.arange(30), n=3, exclude_seen=False)
+        assert (ids[:, 0] == 77).all() and np.isinf(scores[:, 0]).all()
+        ref = _brute(m, None, 3)
+        np.testing.assert_array_equal(ids[:, 1:], ref[0][:, 1:])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_topn_kernel_result_does_not_depend_on_the_candidate_order(dtype: type) -> None:
+    case = _topn_case(dtype, 21, 3, ties=True)
+    P, Q, cand, panels, add, base, s_indptr, s_indices = case
+    perm = np.random.default_rng(3).permutation(len(cand))
+    add_p = np.full_like(add, -np.inf)
+    add_p[: len(cand)] = add[: len(cand)][perm]
+    shuffled = (P, Q, cand[perm], pack_items(Q, cand[perm]), add_p, base, s_indptr, s_indices)
+    for level in range(len(ISAS)):
+        a = _run_topn(case, level, 2)
+        b = _run_topn(shuffled, level, 3)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])

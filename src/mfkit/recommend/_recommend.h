@@ -110,7 +110,7 @@ MFKIT_DEFINE_SCORE4(double, f64)
 
 /* The threshold test of one 4 x 16 tile with AVX-512 mask compares (the plain loop below
  * vectorises poorly and would cost as much as the scoring). Same IEEE double operations
- * as the plain loop, so the same bits; _CMP_GT_OQ is C's '>' (false on NaN). */
+ * as the plain loop, so the same bits; _CMP_GE_OQ is C's '>=' (false on NaN). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
     && !defined(MFKIT_NO_DISPATCH) && !defined(__OPTIMIZE_SIZE__)
 #include <immintrin.h>
@@ -128,7 +128,7 @@ __attribute__((target("avx512f"))) static inline int mf_tile_any512_##SUF(      
         __m512d s1 = _mm512_add_pd(_mm512_add_pd(b, a1), LOAD8(tile + u * MFKIT_PANEL + 8)); \
         _mm512_storeu_pd(s + u * MFKIT_PANEL, s0);                                         \
         _mm512_storeu_pd(s + u * MFKIT_PANEL + 8, s1);                                     \
-        if (_mm512_cmp_pd_mask(s0, t, _CMP_GT_OQ) | _mm512_cmp_pd_mask(s1, t, _CMP_GT_OQ))  \
+        if (_mm512_cmp_pd_mask(s0, t, _CMP_GE_OQ) | _mm512_cmp_pd_mask(s1, t, _CMP_GE_OQ))  \
             m |= 1 << u;                                                                   \
     }                                                                                      \
     return m;                                                                              \
@@ -144,7 +144,7 @@ MFKIT_DEFINE_ANY512(double, f64, MFKIT_LOAD8_F64)
 #endif
 
 /* Score 4 rows against one panel, then s[u * 16 + w] = (base[u] + add[w]) + (double)dot
- * (the order of predict()). Returns a 4-bit mask of the rows with some s > thresh[u]
+ * (the order of predict()). Returns a 4-bit mask of the rows with some s >= thresh[u]
  * (rare once a row's list is full, so the caller looks at single slots only then). */
 #define MFKIT_DEFINE_ANY(T, SUF)                                                            \
 MFKIT_INLINE static int mf_panel_any_##SUF(const T *restrict dot,                          \
@@ -154,7 +154,7 @@ MFKIT_INLINE static int mf_panel_any_##SUF(const T *restrict dot,               
     for (int w = 0; w < MFKIT_PANEL; w++) {                                                \
         double v = (base + add[w]) + (double)dot[w];                                       \
         s[w] = v;                                                                          \
-        any |= v > thresh;                                                                 \
+        any |= v >= thresh;                                                                \
     }                                                                                      \
     return any;                                                                            \
 }                                                                                          \
@@ -220,7 +220,8 @@ static inline double mf_topn_margin(int k, int itemsize)
 #include <immintrin.h>
 
 /* The filter's test of one tile row (16 slots) given its fused dots as doubles in d0..:
- * s = (base + add[w]) + d, stored, and whether some s + (pn qn[w] + REL |s|) > thresh. */
+ * s = (base + add[w]) + d, stored, and whether some s + (pn qn[w] + REL |s|) >= thresh
+ * (>=: a slot tying the n-th best may still enter by its lower item index). */
 #define MFKIT_TEST8_512(dv, off)                                                           \
     {                                                                                      \
         __m512d s_ = _mm512_add_pd(_mm512_add_pd(b_, _mm512_loadu_pd(add + (off))), (dv)); \
@@ -228,7 +229,7 @@ static inline double mf_topn_margin(int k, int itemsize)
         __m512d abs_ = _mm512_abs_pd(s_);                                                  \
         __m512d m_ = _mm512_add_pd(_mm512_mul_pd(pn_, _mm512_loadu_pd(qn + (off))),        \
                                    _mm512_mul_pd(rel_, abs_));                             \
-        hit_ |= _mm512_cmp_pd_mask(_mm512_add_pd(s_, m_), t_, _CMP_GT_OQ);                 \
+        hit_ |= _mm512_cmp_pd_mask(_mm512_add_pd(s_, m_), t_, _CMP_GE_OQ);                 \
     }
 #define MFKIT_TEST4_256(dv, off)                                                           \
     {                                                                                      \
@@ -237,12 +238,12 @@ static inline double mf_topn_margin(int k, int itemsize)
         __m256d abs_ = _mm256_andnot_pd(_mm256_set1_pd(-0.0), s_);                         \
         __m256d m_ = _mm256_add_pd(_mm256_mul_pd(pn_, _mm256_loadu_pd(qn + (off))),        \
                                    _mm256_mul_pd(rel_, abs_));                             \
-        hit_ |= _mm256_movemask_pd(_mm256_cmp_pd(_mm256_add_pd(s_, m_), t_, _CMP_GT_OQ));  \
+        hit_ |= _mm256_movemask_pd(_mm256_cmp_pd(_mm256_add_pd(s_, m_), t_, _CMP_GE_OQ));  \
     }
 
 /* Fused scores of 4 rows against one panel, then the filter: s[u * 16 + w] =
  * (base[u] + add[w]) + (double)fused dot, and bit u of the result is set when some slot has
- * s + pn[u] qn[w] + REL |s| > thresh[u] (pn: the rows' norms, qn: c times the slots'
+ * s + pn[u] qn[w] + REL |s| >= thresh[u] (pn: the rows' norms, qn: c times the slots'
  * norms). The caller rescores those slots exactly. One fused chain per register over all
  * k factors (the margin assumes chains of up to k + 2 terms). */
 MFKIT_TARGET_AVX512 static int mf_score4_filter_f32_avx512(const float *p0, const float *p1,
@@ -465,39 +466,109 @@ MFKIT_TARGET_AVX2 static int mf_score4_filter_f64_avx2(const double *p0, const d
 #endif
 
 /* The filter of path isa (avx2 or avx512; never called on the baseline) for 8 rows p[0..7]:
- * tile and s hold 8 x 16 entries, bit u of the result is row u's. */
+ * tile and s hold 8 x 16 entries, bit u of the result is row u's. A half of the group with
+ * no row in live (mf_panel_live) is not scored; its bits are 0. */
 static inline int mf_score8_filter_f32(int isa, const float *const *p, const float *panel,
         int k, const double *add, const double *qn, const double *base, const double *pn,
-        const double *thresh, float *tile, double *s)
+        const double *thresh, float *tile, double *s, int live)
 {
 #if MFKIT_TOPN_HAVE_FILTER
-    if (isa >= MFKIT_ISA_AVX512)
+    if (isa >= MFKIT_ISA_AVX512) {
+        if ((live & 0xF0) == 0)
+            return mf_score4_filter_f32_avx512(p[0], p[1], p[2], p[3], panel, k, add, qn,
+                                               base, pn, thresh, tile, s);
+        if ((live & 0x0F) == 0)
+            return mf_score4_filter_f32_avx512(p[4], p[5], p[6], p[7], panel, k, add, qn,
+                                               base + 4, pn + 4, thresh + 4, tile + 64,
+                                               s + 64) << 4;
         return mf_score8_filter_f32_avx512(p, panel, k, add, qn, base, pn, thresh, tile, s);
-    return mf_score4_filter_f32_avx2(p[0], p[1], p[2], p[3], panel, k, add, qn, base, pn,
-                                     thresh, tile, s)
-           | mf_score4_filter_f32_avx2(p[4], p[5], p[6], p[7], panel, k, add, qn, base + 4,
+    }
+    int m = 0;
+    if (live & 0x0F)
+        m = mf_score4_filter_f32_avx2(p[0], p[1], p[2], p[3], panel, k, add, qn, base, pn,
+                                      thresh, tile, s);
+    if (live & 0xF0)
+        m |= mf_score4_filter_f32_avx2(p[4], p[5], p[6], p[7], panel, k, add, qn, base + 4,
                                        pn + 4, thresh + 4, tile + 64, s + 64) << 4;
+    return m;
 #else
     (void)isa; (void)p; (void)panel; (void)k; (void)add; (void)qn; (void)base; (void)pn;
-    (void)thresh; (void)tile; (void)s;
+    (void)thresh; (void)tile; (void)s; (void)live;
     return 0;
 #endif
 }
 static inline int mf_score8_filter_f64(int isa, const double *const *p, const double *panel,
         int k, const double *add, const double *qn, const double *base, const double *pn,
-        const double *thresh, double *tile, double *s)
+        const double *thresh, double *tile, double *s, int live)
 {
 #if MFKIT_TOPN_HAVE_FILTER
-    return MFKIT_TOPN_FILTER(f64, isa, p[0], p[1], p[2], p[3], panel, k, add, qn, base, pn,
-                             thresh, tile, s)
-           | MFKIT_TOPN_FILTER(f64, isa, p[4], p[5], p[6], p[7], panel, k, add, qn, base + 4,
+    int m = 0;
+    if (live & 0x0F)
+        m = MFKIT_TOPN_FILTER(f64, isa, p[0], p[1], p[2], p[3], panel, k, add, qn, base, pn,
+                              thresh, tile, s);
+    if (live & 0xF0)
+        m |= MFKIT_TOPN_FILTER(f64, isa, p[4], p[5], p[6], p[7], panel, k, add, qn, base + 4,
                                pn + 4, thresh + 4, tile + 64, s + 64) << 4;
+    return m;
 #else
     (void)isa; (void)p; (void)panel; (void)k; (void)add; (void)qn; (void)base; (void)pn;
-    (void)thresh; (void)tile; (void)s;
+    (void)thresh; (void)tile; (void)s; (void)live;
     return 0;
 #endif
 }
+
+/* ------------------------------------------------------------------ skipping panels
+ * An upper bound of the exact scores of a panel for row u, so that a panel none of whose
+ * items can enter a row's list costs a few comparisons instead of 16 k multiply-adds.
+ * By Cauchy-Schwarz the computed dot product of p and q is at most (1 + c) |p| |q|
+ * (c = mf_topn_margin(k) bounds its rounding, as for the filter), and the two double
+ * additions of the score add at most 2^-52 (|base| + |add|) + 2^-53 |dot|. The caller
+ * stores, per slot w, a[w] = add[w] + 2^-48 |add[w]| and b[w] = |q_w| (1 + 3c + 2^-48)
+ * (the extra 2c covers the rounding of the norms, computed in double; 2^-48 the rounding
+ * of the score's additions and of this bound's own three operations), and per row
+ * base_up = base + 2^-48 |base| and pn = |p_u|; then every slot's exact score is at most
+ * base_up[u] + max_w (a[w] + pn[u] b[w]). amax / bmax (the panel's largest a and b) give
+ * a cheaper, looser bound tried first. A row is dead on the panel when the bound is below
+ * its n-th best score thresh[u] (strictly: a tie may still enter by its item index); a
+ * NaN in base_up or thresh makes the comparisons false, so the row stays live (the caller
+ * sets base_up = NaN for a row with a non-finite norm, and a = +inf, b = 0 for a slot with
+ * a non-finite norm or bias). Returns the mask of live rows among the first ng. */
+MFKIT_TOPN_CLONES static int mf_panel_live(const double *a, const double *b, double amax,
+                                           double bmax, const double *base_up,
+                                           const double *pn, const double *thresh, int ng)
+{
+    /* vector lanes across the 8 rows of the group (arrays of 8, a short group repeats its
+     * last row), so each clone vectorises it without reordering anything */
+    double m[8];
+    int any = 0, live = 0;
+    for (int u = 0; u < 8; u++) {
+        m[u] = base_up[u] + (amax + pn[u] * bmax);
+        any |= (u < ng) & !(m[u] < thresh[u]);
+    }
+    if (!any)
+        return 0;
+    for (int u = 0; u < 8; u++) m[u] = -INFINITY;
+    for (int w = 0; w < MFKIT_PANEL; w++)
+        for (int u = 0; u < 8; u++) {
+            double v = a[w] + pn[u] * b[w];
+            m[u] = v > m[u] ? v : m[u];
+        }
+    for (int u = 0; u < 8; u++)
+        live |= ((u < ng) & !(base_up[u] + m[u] < thresh[u])) << u;
+    return live;
+}
+
+/* Whether no row of the group can gain from any panel whose largest a and b are amax and
+ * bmax (for the panels still to come: the suffix maxima), by the same bound. */
+static inline int mf_rows_done(double amax, double bmax, const double *base_up,
+                               const double *pn, const double *thresh, int ng)
+{
+    for (int u = 0; u < ng; u++)
+        if (!(base_up[u] + (amax + pn[u] * bmax) < thresh[u]))
+            return 0;
+    return 1;
+}
+
 static inline int mf_topn_have_filter(void) { return MFKIT_TOPN_HAVE_FILTER; }
 
 #endif /* MFKIT_RECOMMEND_H */

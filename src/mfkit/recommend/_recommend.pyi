@@ -22,4 +22,5 @@ def topn(
     n_threads: int,
     use_avx512: bool = True,
     isa: int = 0,
+    prune: bool = True,
 ) -> None: ...

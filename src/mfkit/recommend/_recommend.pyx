@@ -8,8 +8,18 @@ row's running top-n list, which lives in the output arrays. No users x items sco
 is ever formed and nothing is sorted in full: a candidate costs one comparison against the
 row's current n-th best score unless it beats it.
 
-Order: higher score first; equal scores keep the lower item index first (candidates are
-visited in increasing item index and a new one must beat the n-th best strictly).
+Order: higher score first; equal scores keep the lower item index first (a newcomer
+enters when it ranks before the n-th best by (score, index), whatever order the candidates
+are visited in).
+
+Skipping: the caller packs the candidates in decreasing order of a Cauchy-Schwarz bound
+of their scores (b_i + r |q_i|), so each row's list fills with high scores within the first
+panels; before scoring a panel, each row compares a rigorous upper bound of the panel's
+exact scores (its bias and norm terms, with the rounding accounted for; mf_panel_live in
+_recommend.h) with its current n-th best, and a panel no row of the group can use is
+skipped. Only items that provably cannot enter a list are skipped, so the lists are the
+same as without it; how much is skipped depends on the model (the spread of the item
+biases and norms against the spread of the dot products).
 
 Paths (``isa``): the baseline scores each tile exactly; avx2 and avx512 score it with fused
 multiply-adds and use that only to pick candidates (with a bound on the rounding
@@ -19,7 +29,7 @@ is bit-identical for any ``n_threads``.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
-from libc.math cimport fabs, sqrt
+from libc.math cimport INFINITY, NAN, fabs, isfinite, sqrt
 from libc.stdint cimport int32_t, int64_t
 
 import numpy as np
@@ -37,10 +47,16 @@ cdef extern from "_recommend.h" nogil:
     int mf_have_avx512()
     int mf_score8_filter_f32(int isa, const float *const *p, const float *panel, int k,
                              const double *add, const double *qn, const double *base,
-                             const double *pn, const double *thresh, float *tile, double *s)
+                             const double *pn, const double *thresh, float *tile, double *s,
+                             int live)
     int mf_score8_filter_f64(int isa, const double *const *p, const double *panel, int k,
                              const double *add, const double *qn, const double *base,
-                             const double *pn, const double *thresh, double *tile, double *s)
+                             const double *pn, const double *thresh, double *tile,
+                             double *s, int live)
+    int mf_panel_live(const double *a, const double *b, double amax, double bmax,
+                      const double *base_up, const double *pn, const double *thresh, int ng)
+    int mf_rows_done(double amax, double bmax, const double *base_up, const double *pn,
+                     const double *thresh, int ng)
     double mf_rescore_f32(const float *p, const float *panel, int w, int k)
     double mf_rescore_f64(const double *p, const double *panel, int w, int k)
     double mf_topn_margin(int k, int itemsize)
@@ -50,13 +66,16 @@ cdef extern from "_isa.h" nogil:
     int mfkit_cpu_isa()
 
 cdef double REL = 8.881784197001252e-16  # MFKIT_TOPN_REL, 2^-50
+cdef double BOUND_REL = 3.552713678800501e-15  # MFKIT_BOUND_REL, 2^-48
 
 cdef enum:
     PANEL = 16  # items per packed panel (MFKIT_PANEL)
     GROUP = 8  # query rows scored together (two 4-row tiles on the baseline)
+    MAX_BLOCK = 64  # the largest BLOCK_ROWS (a multiple of GROUP)
+    MAX_GROUPS = 8  # MAX_BLOCK / GROUP
 
 # queries per parallel task and item panels per cache chunk
-cdef Py_ssize_t BLOCK_ROWS = 64
+cdef Py_ssize_t BLOCK_ROWS = MAX_BLOCK
 cdef Py_ssize_t CHUNK_BYTES = 256 * 1024
 
 
@@ -78,11 +97,13 @@ cdef inline int _score4_select(const floating *p0, const floating *p1,
 cdef inline int _filter8(int isa, const floating **p, const floating *panel, int k,
                          const double *add, const double *qn, const double *base,
                          const double *pn, const double *thresh, floating *tile,
-                         double *s) noexcept nogil:
+                         double *s, int live) noexcept nogil:
     if floating is float:
-        return mf_score8_filter_f32(isa, p, panel, k, add, qn, base, pn, thresh, tile, s)
+        return mf_score8_filter_f32(isa, p, panel, k, add, qn, base, pn, thresh, tile, s,
+                                    live)
     else:
-        return mf_score8_filter_f64(isa, p, panel, k, add, qn, base, pn, thresh, tile, s)
+        return mf_score8_filter_f64(isa, p, panel, k, add, qn, base, pn, thresh, tile, s,
+                                    live)
 
 
 cdef inline double _rescore(const floating *p, const floating *panel, int w,
@@ -93,12 +114,18 @@ cdef inline double _rescore(const floating *p, const floating *panel, int w,
         return mf_rescore_f64(p, panel, w, k)
 
 
+cdef inline bint _better(double s, int64_t item, double s2, int64_t item2) noexcept nogil:
+    """Whether (s, item) ranks before (s2, item2): a higher score, or an equal score and a
+    lower item index. An empty place holds (-inf, -1): nothing scoring -inf or NaN enters."""
+    return s > s2 or (s == s2 and item < item2)
+
+
 cdef inline void _insert(double *scores, int64_t *items, Py_ssize_t n, double s,
                          int64_t item) noexcept nogil:
-    """Put (s, item) into the sorted top-n list, dropping the last entry; entries with an
-    equal score stay ahead of the newcomer."""
+    """Put (s, item) into the top-n list sorted by :func:`_better`, dropping the last
+    entry (the caller has checked that (s, item) ranks before it)."""
     cdef Py_ssize_t pos = n - 1
-    while pos > 0 and scores[pos - 1] < s:
+    while pos > 0 and _better(s, item, scores[pos - 1], items[pos - 1]):
         scores[pos] = scores[pos - 1]
         items[pos] = items[pos - 1]
         pos -= 1
@@ -106,66 +133,112 @@ cdef inline void _insert(double *scores, int64_t *items, Py_ssize_t n, double s,
     items[pos] = item
 
 
+cdef inline bint _is_seen(const int32_t[::1] seen_indices, int64_t lo, int64_t hi,
+                          int64_t item) noexcept nogil:
+    """Whether item is in the sorted slice seen_indices[lo:hi] (binary search: the
+    candidates arrive in the order of their bounds, not of their indices)."""
+    cdef int64_t mid, end = hi
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        if seen_indices[mid] < item:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < end and seen_indices[lo] == item
+
+
 cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
                       const floating[:, ::1] panels, const int64_t[::1] cand,
                       const double[::1] item_add, const double[::1] row_add,
                       const int64_t[::1] seen_indptr, const int32_t[::1] seen_indices,
-                      const int64_t[::1] seen_row, int64_t[::1] seen_pos,
+                      const int64_t[::1] seen_row,
                       int64_t[:, ::1] out_items, double[:, ::1] out_scores,
                       Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t chunk_panels,
-                      int wide, int isa, const double[::1] item_margin) noexcept nogil:
+                      int wide, int isa, const double[::1] item_margin,
+                      const double[::1] bound_a, const double[::1] bound_b,
+                      const double[::1] panel_a, const double[::1] panel_b,
+                      const double[::1] rest_a, const double[::1] rest_b) noexcept nogil:
     cdef floating tile[GROUP * PANEL]
     cdef double s[GROUP * PANEL]
     cdef double base[GROUP]
+    cdef double base_up[GROUP]
     cdef double thresh[GROUP]
     cdef double pn[GROUP]
+    cdef double block_pn[MAX_BLOCK]
+    cdef double block_up[MAX_BLOCK]
+    cdef bint done[MAX_GROUPS]
     cdef double acc, sc
     cdef Py_ssize_t n = out_items.shape[1]
-    cdef Py_ssize_t n_panels = panels.shape[0]
+    cdef Py_ssize_t n_panels = panels.shape[0], n_cand = cand.shape[0]
     cdef int k = P.shape[1], f
     cdef bint has_seen = seen_row.shape[0] > 0
-    cdef Py_ssize_t c0, c1, g, pnl, uu, w, q, sp, send, ng
+    cdef Py_ssize_t c0, c1, g, pnl, uu, w, q, ng, slot
     cdef const floating *prow[GROUP]
-    cdef int mask
+    cdef int mask, live
+    cdef Py_ssize_t gi
     cdef int64_t item
     cdef double *srow
     cdef int64_t *irow
 
     for q in range(q0, q1):
-        if has_seen and seen_row[q] >= 0:
-            seen_pos[q] = seen_indptr[seen_row[q]]
+        # the rows' norms and bound offsets (see mf_panel_live)
+        acc = 0.0
+        for f in range(k):
+            acc = acc + <double>P[rows[q], f] * <double>P[rows[q], f]
+        block_pn[q - q0] = sqrt(acc)
+        block_up[q - q0] = row_add[q] + BOUND_REL * fabs(row_add[q])
+        if not isfinite(block_pn[q - q0]):
+            block_up[q - q0] = NAN  # no bound: the row stays live on every panel
+    for gi in range(MAX_GROUPS):
+        done[gi] = False
     c0 = 0
     while c0 < n_panels:
         c1 = min(c0 + chunk_panels, n_panels)
         g = q0
         while g < q1:
             ng = min(<Py_ssize_t>GROUP, q1 - g)
+            gi = (g - q0) // GROUP
+            if done[gi]:
+                g += GROUP
+                continue
             for uu in range(GROUP):
                 # a short last group repeats its last row; those scores are ignored
                 q = g + min(uu, ng - 1)
                 prow[uu] = &P[rows[q], 0]
                 base[uu] = row_add[q]
+                base_up[uu] = block_up[q - q0]
+                pn[uu] = block_pn[q - q0]
                 thresh[uu] = out_scores[q, n - 1]
-                if isa > 0:
-                    acc = 0.0
-                    for f in range(k):
-                        acc = acc + <double>prow[uu][f] * <double>prow[uu][f]
-                    pn[uu] = sqrt(acc)
             for pnl in range(c0, c1):
+                # rows whose bound on this panel's scores reaches their n-th best
+                live = mf_panel_live(&bound_a[pnl * PANEL], &bound_b[pnl * PANEL],
+                                     panel_a[pnl], panel_b[pnl], base_up, pn, thresh,
+                                     <int>ng)
+                if live == 0:
+                    # now and then: whether no later panel can serve any row of the group
+                    if (pnl & 7) == 0 and mf_rows_done(rest_a[pnl], rest_b[pnl], base_up,
+                                                       pn, thresh, <int>ng):
+                        done[gi] = True
+                        break
+                    continue
                 # the same sums, in the same order, as predict(): ((mu + b_u) + b_i) + p.q;
                 # padding slots have item_add = -inf and never pass
                 if isa > 0:
                     mask = _filter8(isa, prow, &panels[pnl, 0], k, &item_add[pnl * PANEL],
-                                    &item_margin[pnl * PANEL], base, pn, thresh, tile, s)
+                                    &item_margin[pnl * PANEL], base, pn, thresh, tile, s,
+                                    live)
                 else:
-                    mask = _score4_select(prow[0], prow[1], prow[2], prow[3], &panels[pnl, 0],
-                                          k, &item_add[pnl * PANEL], base, thresh, wide, tile,
-                                          s)
-                    if ng > 4:
+                    mask = 0
+                    if live & 0x0F:
+                        mask = _score4_select(prow[0], prow[1], prow[2], prow[3],
+                                              &panels[pnl, 0], k, &item_add[pnl * PANEL],
+                                              base, thresh, wide, tile, s)
+                    if live & 0xF0:
                         mask |= _score4_select(prow[4], prow[5], prow[6], prow[7],
                                                &panels[pnl, 0], k, &item_add[pnl * PANEL],
                                                &base[4], &thresh[4], wide, &tile[4 * PANEL],
                                                &s[4 * PANEL]) << 4
+                mask &= live
                 if mask == 0:
                     continue
                 for uu in range(ng):
@@ -175,25 +248,26 @@ cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
                     srow = &out_scores[q, 0]
                     irow = &out_items[q, 0]
                     for w in range(PANEL):
+                        slot = pnl * PANEL + w
+                        if slot >= n_cand:
+                            break
                         sc = s[uu * PANEL + w]
                         if isa > 0:
                             # a candidate of the fused filter: its exact score decides
-                            if not (sc + (pn[uu] * item_margin[pnl * PANEL + w]
-                                          + REL * fabs(sc)) > thresh[uu]):
+                            if not (sc + (pn[uu] * item_margin[slot] + REL * fabs(sc))
+                                    >= thresh[uu]):
                                 continue
-                            sc = (base[uu] + item_add[pnl * PANEL + w]) + \
+                            sc = (base[uu] + item_add[slot]) + \
                                 _rescore(prow[uu], &panels[pnl, 0], <int>w, k)
-                        if not (sc > thresh[uu]):
+                        if not (sc >= thresh[uu]):
                             continue
-                        item = cand[pnl * PANEL + w]
-                        if has_seen and seen_row[q] >= 0:
-                            sp = seen_pos[q]
-                            send = seen_indptr[seen_row[q] + 1]
-                            while sp < send and seen_indices[sp] < item:
-                                sp += 1
-                            seen_pos[q] = sp
-                            if sp < send and seen_indices[sp] == item:
-                                continue
+                        item = cand[slot]
+                        if not _better(sc, item, srow[n - 1], irow[n - 1]):
+                            continue
+                        if has_seen and seen_row[q] >= 0 and _is_seen(
+                                seen_indices, seen_indptr[seen_row[q]],
+                                seen_indptr[seen_row[q] + 1], item):
+                            continue
                         _insert(srow, irow, n, sc, item)
                         thresh[uu] = srow[n - 1]
             g += GROUP
@@ -206,20 +280,22 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
          const int64_t[::1] seen_indptr, const int32_t[::1] seen_indices,
          const int64_t[::1] seen_row,
          int64_t[:, ::1] out_items, double[:, ::1] out_scores, int n_threads,
-         bint use_avx512=True, int isa=0):
+         bint use_avx512=True, int isa=0, bint prune=True):
     """The best ``n = out_items.shape[1]`` candidates for each query row.
 
     ``P[rows[q]]`` is query q's factor row. ``panels`` holds the candidate items' factors
     packed 16 items per row (shape ``(ceil(n_cand / 16), 16 * k)``, layout
-    ``[f * 16 + w]``, zero padded) and ``cand[slot]`` the item index of each packed slot,
-    strictly increasing. Score = ``(row_add[q] + item_add[slot]) + P[rows[q]] . factors``;
+    ``[f * 16 + w]``, zero padded) and ``cand[slot]`` the item index of each packed slot
+    (distinct, in any order; decreasing bounds make the skipping effective).
+    Score = ``(row_add[q] + item_add[slot]) + P[rows[q]] . factors``;
     ``item_add`` covers every packed slot, with -inf on the padding slots. Items listed in
     the CSR row ``seen_row[q]`` of (``seen_indptr``, ``seen_indices``) are skipped (no row:
     -1; empty ``seen_row``: nothing is skipped). On return the rows of ``out_items`` /
     ``out_scores`` hold item indices / scores, best first; slots without a candidate keep
     -1 / -inf. ``use_avx512=False`` forces the portable threshold test of the baseline
     path (same results). ``isa`` (0 baseline, 1 avx2, 2 avx512) picks the scoring path;
-    every path gives the same lists.
+    every path gives the same lists. ``prune=False`` scores every panel (no bound test;
+    the same lists, for measuring what the skipping saves).
     """
     cdef Py_ssize_t n_q = rows.shape[0], n = out_items.shape[1]
     cdef Py_ssize_t k = P.shape[1], n_blocks, b, q, j, chunk_panels
@@ -243,29 +319,57 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
             raise ValueError(f"query row {rows[q]} is out of range")
         if seen_row.shape[0] and seen_row[q] >= seen_indptr.shape[0] - 1:
             raise ValueError(f"seen row {seen_row[q]} is out of range")
-    for j in range(1, cand.shape[0]):
-        if cand[j] <= cand[j - 1]:
-            raise ValueError("candidate items must be strictly increasing")
+    for j in range(cand.shape[0]):
+        if cand[j] < 0:
+            raise ValueError(f"candidate item {cand[j]} is negative")
     if isa < 0 or isa > mfkit_cpu_isa():
         raise ValueError(f"isa={isa} is not a kernel path this CPU offers (0 .. "
                          f"{mfkit_cpu_isa()}); pass mfkit._core.isa.isa_level()")
     if not mf_topn_have_filter():
         isa = 0
-    cdef double[::1] margin = np.zeros(panels.shape[0] * PANEL if isa > 0 else 1)
-    cdef double c = mf_topn_margin(<int>k, <int>sizeof(floating)), acc
-    cdef Py_ssize_t pnl, w, f
-    if isa > 0:
-        with nogil:
-            # c |q_w| per packed slot (zero-padded slots: 0, and item_add -inf there)
-            for pnl in range(panels.shape[0]):
-                for w in range(PANEL):
-                    acc = 0.0
-                    for f in range(k):
-                        acc = acc + <double>panels[pnl, f * PANEL + w] * \
-                            <double>panels[pnl, f * PANEL + w]
-                    margin[pnl * PANEL + w] = c * sqrt(acc)
-    seen_pos_arr = np.zeros(max(n_q, 1), dtype=np.int64)
-    cdef int64_t[::1] seen_pos = seen_pos_arr
+    cdef Py_ssize_t n_slots = panels.shape[0] * PANEL
+    cdef double[::1] margin = np.zeros(n_slots if isa > 0 else 1)
+    cdef double[::1] bound_a = np.empty(n_slots)
+    cdef double[::1] bound_b = np.empty(n_slots)
+    cdef double[::1] panel_a = np.empty(panels.shape[0])
+    cdef double[::1] panel_b = np.empty(panels.shape[0])
+    cdef double[::1] rest_a = np.empty(panels.shape[0])
+    cdef double[::1] rest_b = np.empty(panels.shape[0])
+    cdef double c = mf_topn_margin(<int>k, <int>sizeof(floating)), acc, qn, ad
+    cdef Py_ssize_t pnl, w, f, slot
+    with nogil:
+        for pnl in range(panels.shape[0]):
+            panel_a[pnl] = -INFINITY
+            panel_b[pnl] = 0.0
+            for w in range(PANEL):
+                slot = pnl * PANEL + w
+                acc = 0.0
+                for f in range(k):
+                    acc = acc + <double>panels[pnl, f * PANEL + w] * \
+                        <double>panels[pnl, f * PANEL + w]
+                qn = sqrt(acc)
+                if isa > 0:  # c |q_w| per packed slot (zero-padded slots: 0)
+                    margin[slot] = c * qn
+                # the bound of slot's scores for a row of norm pn: a + pn b (see
+                # mf_panel_live); a non-finite slot gets a = +inf (never skipped)
+                ad = item_add[slot]
+                if not prune:  # +inf: every panel stays live
+                    bound_a[slot], bound_b[slot] = INFINITY, 0.0
+                elif ad == -INFINITY:
+                    bound_a[slot], bound_b[slot] = -INFINITY, 0.0
+                elif isfinite(ad) and isfinite(qn):
+                    bound_a[slot] = ad + BOUND_REL * fabs(ad)
+                    bound_b[slot] = qn * (1.0 + 3.0 * c + BOUND_REL)
+                else:
+                    bound_a[slot], bound_b[slot] = INFINITY, 0.0
+                panel_a[pnl] = max(panel_a[pnl], bound_a[slot])
+                panel_b[pnl] = max(panel_b[pnl], bound_b[slot])
+        # the largest a and b of the panels from pnl on
+        for pnl in range(panels.shape[0] - 1, -1, -1):
+            rest_a[pnl], rest_b[pnl] = panel_a[pnl], panel_b[pnl]
+            if pnl + 1 < panels.shape[0]:
+                rest_a[pnl] = max(rest_a[pnl], rest_a[pnl + 1])
+                rest_b[pnl] = max(rest_b[pnl], rest_b[pnl + 1])
     out_items[:, :] = -1
     out_scores[:, :] = -float("inf")
     chunk_panels = max(1, CHUNK_BYTES // (PANEL * k * sizeof(floating)))
@@ -274,5 +378,6 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
     with nogil, parallel(num_threads=n_threads):
         for b in prange(n_blocks, schedule='dynamic', chunksize=1):
             _topn_block(P, rows, panels, cand, item_add, row_add, seen_indptr, seen_indices,
-                        seen_row, seen_pos, out_items, out_scores, b * BLOCK_ROWS,
-                        min((b + 1) * BLOCK_ROWS, n_q), chunk_panels, wide, isa, margin)
+                        seen_row, out_items, out_scores, b * BLOCK_ROWS,
+                        min((b + 1) * BLOCK_ROWS, n_q), chunk_panels, wide, isa, margin,
+                        bound_a, bound_b, panel_a, panel_b, rest_a, rest_b)
