@@ -299,11 +299,140 @@ def test_import_mfkit_imports_no_dask():
     assert out.stdout.strip() == "[]"
 
 
-def test_auto_regularization_is_refused_on_a_cluster(three_thread_workers):
+# ------------------------------------------------- regularization='auto' on the cluster
+AUTO = dict(factors=8, epochs=2, random_state=7, n_threads=2)
+
+
+def assert_same_choice(a: mfkit.ALS, b: mfkit.ALS) -> None:
+    assert a.regularization_ == b.regularization_
+    assert a.regularization_scores_ == b.regularization_scores_
+    assert_same_fit(a, b)
+
+
+@pytest.mark.parametrize(
+    "cluster,partitions,shards",
+    [("two_processes", 3, None), ("two_processes", 4, 3), ("three_thread_workers", 2, None)],
+)
+def test_auto_regularization_matches_one_machine(cluster, partitions, shards, request):
+    client = request.getfixturevalue(cluster)
+    df = rating_frame(12, n=30_000)
+    ref = single(df, **AUTO)
+    assert ref.regularization_scores_  # the grid was walked
+    m = mfkit.distributed.fit(
+        mfkit.ALS(**AUTO), dd.from_pandas(df, npartitions=partitions), client=client,
+        shards=shards, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert_same_choice(m, ref)
+
+
+def test_auto_regularization_with_a_generator_that_cannot_advance(three_thread_workers):
+    # MT19937 has no advance(): the client draws the mask slices and sends them
+    df = rating_frame(13, n=12_000, string_items=False)
+    p = dict(AUTO, weighted=False)  # the grid scaled by the mean ratings per row
+    ref = single(df, **dict(p, random_state=np.random.Generator(np.random.MT19937(5))))
+    m = mfkit.distributed.fit(
+        mfkit.ALS(**dict(p, random_state=np.random.Generator(np.random.MT19937(5)))),
+        dd.from_pandas(df, npartitions=3), client=three_thread_workers, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert ref.regularization_scores_
+    assert_same_choice(m, ref)
+
+
+def test_auto_regularization_with_too_few_ratings(three_thread_workers):
     df = pd.DataFrame({"user": [0, 1, 2], "item": [0, 1, 0], "rating": [1.0, 2.0, 3.0]})
     ddf = dd.from_pandas(df, npartitions=2)
-    with pytest.raises(ValueError, match="regularization='auto'.*pass a number"):
-        mfkit.distributed.fit(mfkit.ALS(), ddf, client=three_thread_workers)
+
+    def held(seed: int) -> int:  # the rule's mask, drawn here with NumPy
+        return int(np.sum(np.random.default_rng(seed).spawn(1)[0].random(3) < 0.1))
+
+    # one seed holding out nothing (the starting value), one holding out a rating
+    seeds = [next(s for s in range(100) if held(s) == 0), next(s for s in range(100) if held(s))]
+    for seed in seeds:
+        p = dict(AUTO, random_state=seed)
+        ref = single(df, **p)
+        m = mfkit.distributed.fit(mfkit.ALS(**p), ddf, client=three_thread_workers)
+        assert (ref.regularization_scores_ == []) == (seed == seeds[0])
+        assert_same_choice(m, ref)
+
+
+@pytest.mark.parametrize("kind", [np.random.PCG64, np.random.PCG64DXSM])
+def test_advance_skips_one_step_per_double(kind):
+    from mfkit.distributed._heldout import ADVANCING, held_slice
+
+    assert kind in ADVANCING
+    sel = np.random.Generator(kind(2024)).spawn(1)[0]
+    state = sel.bit_generator.state
+    whole = sel.random(50_001)
+    for a, b in [(0, 0), (0, 17), (3, 4), (17, 12_345), (12_345, 50_001)]:
+        assert np.array_equal(held_slice(kind, state, a, b - a), whole[a:b] < 0.1)
+    # and the generator after the whole draw is where an advance by its length leaves it
+    bits = kind()
+    bits.state = state
+    bits.advance(len(whole))
+    assert np.random.Generator(bits).integers(2**63) == sel.integers(2**63)
+
+
+def test_shard_splits_equal_the_whole_array_split():
+    from mfkit.distributed._heldout import split_user_shard, train_item_shard
+
+    df = rating_frame(14, n=5_000)
+    X = mfkit.Ratings.from_dataframe(df)
+    sel = np.random.default_rng(3)
+    state = sel.bit_generator.state
+    held = sel.random(X.nnz) < 0.1
+    train, val = X.subset(~held), X.subset(held)
+    user_edges = np.array([0, 100, 101, 2000, X.n_users])
+    item_edges = np.array([0, 300, X.n_items])
+    pieces, user_parts, held_parts = [], [], []
+    for a, b in zip(user_edges[:-1], user_edges[1:], strict=True):
+        lo, hi = X.indptr[a], X.indptr[b]
+        shard = (X.indptr[a : b + 1] - lo, X.indices[lo:hi], X.values[lo:hi])
+        spec = ("draw", np.random.PCG64, state, int(lo))
+        tr, h, p, _ = split_user_shard(shard, spec, int(a), item_edges)
+        bits = ("bits", np.packbits(held[lo:hi]))
+        tr2, h2, _, _ = split_user_shard(shard, bits, int(a), item_edges)
+        assert all(np.array_equal(x, y) for x, y in zip(tr + h, tr2 + h2, strict=True))
+        user_parts.append(tr)
+        held_parts.append(h)
+        pieces.append(p)
+    # the training rows are train's CSR rows, the held ratings val's, in CSR order
+    assert np.array_equal(np.concatenate([t[1] for t in user_parts]), train.indices)
+    assert np.array_equal(np.concatenate([t[2] for t in user_parts]), train.values)
+    u, i, r = (np.concatenate([h[j] for h in held_parts]) for j in range(3))
+    assert np.array_equal(u, val.user_index()) and np.array_equal(i, val.indices)
+    assert np.array_equal(r, val.values)
+    # the item shards without the held pairs are train's CSC rows (scipy builds the CSC)
+    sp = pytest.importorskip("scipy.sparse")
+    ref = sp.csr_matrix((train.values, train.indices, train.indptr), shape=X.shape).tocsc()
+    full = sp.csr_matrix((X.values, X.indices, X.indptr), shape=X.shape).tocsc()
+    ref.sort_indices()
+    full.sort_indices()
+    for t, (a, b) in enumerate(zip(item_edges[:-1], item_edges[1:], strict=True)):
+        lo, hi = full.indptr[a], full.indptr[b]
+        shard = (full.indptr[a : b + 1] - lo, full.indices[lo:hi], full.data[lo:hi])
+        (ptr, idx, vals), counts = train_item_shard(
+            shard, int(a), X.n_users, *[p[t] for p in pieces]
+        )
+        rlo, rhi = ref.indptr[a], ref.indptr[b]
+        assert np.array_equal(ptr, ref.indptr[a : b + 1] - rlo)
+        assert np.array_equal(idx, ref.indices[rlo:rhi])
+        assert np.array_equal(vals, ref.data[rlo:rhi])
+        assert np.array_equal(counts, np.diff(ref.indptr[a : b + 1]))
+
+
+def test_auto_regularization_with_keep_on_cluster_matches_one_machine(two_processes):
+    # the grid fits keep their factors on the workers and are scored there
+    client = two_processes
+    df = rating_frame(18, n=8_000)
+    ref = single(df, **AUTO)
+    assert ref.regularization_scores_
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**AUTO), dd.from_pandas(df, npartitions=3), client=client, shards=3,
+        keep_on_cluster=True, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert cm.extras["regularization_scores"] == ref.regularization_scores_
+    assert_same_choice(cm.to_model(), ref)
+    cm.release()
 
 
 # ---------------------------------------------------------------- scoring on the cluster
@@ -553,14 +682,85 @@ def test_keep_on_cluster_with_a_prior_and_a_callback(three_thread_workers):
     assert cm.stop_reason_ == "callback" and seen == ref.history_["train_rmse"]
     assert_same_fit(cm.to_model(), ref)
     ddf = dd.from_pandas(df, npartitions=2)
-    with pytest.raises(ValueError, match="keep_on_cluster=True does not score validation"):
-        mfkit.distributed.fit(
-            mfkit.ALS(**PARAMS), ddf, ddf, client=three_thread_workers, keep_on_cluster=True
-        )
     with pytest.raises(TypeError, match="keep_on_cluster must be True or False"):
         mfkit.distributed.fit(
             mfkit.ALS(**PARAMS), ddf, client=three_thread_workers, keep_on_cluster="yes"
         )
+
+
+@pytest.mark.parametrize(
+    "cluster,partitions,shards,p",
+    [("two_processes", 3, None, dict(patience=1, tol=0.02, epochs=6)),
+     ("two_processes", 2, 3, dict(patience=2, tol=0.0, epochs=4, biases=False)),
+     ("three_thread_workers", 4, 5, dict(epochs=3, solver="cg"))],
+)  # fmt: skip
+def test_keep_on_cluster_validation_and_patience_match_one_machine(
+    cluster, partitions, shards, p, request
+):
+    client = request.getfixturevalue(cluster)
+    df = rating_frame(15, n=24_000)
+    # validation with users and items not seen in training (predicted by the baseline)
+    train, val = df.iloc[:21_000], df.iloc[21_000:].copy()
+    val.loc[val.index[:5], "user"] = -1
+    val.loc[val.index[5:9], "item"] = "movie-unseen"
+    val = val.drop_duplicates(["user", "item"])
+    params = dict(PARAMS, **p)
+    ref = mfkit.ALS(**params).fit(train, val)
+    if "patience" in p:
+        assert ref.best_epoch_ is not None
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**params), dd.from_pandas(train, npartitions=partitions),
+        dd.from_pandas(val, npartitions=3), client=client, shards=shards,
+        keep_on_cluster=True, timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    for key in ("train_rmse", "val_rmse", "val_mae"):
+        assert cm.history_[key] == ref.history_[key], key
+    assert cm.best_epoch_ == ref.best_epoch_ and cm.stop_reason_ == ref.stop_reason_
+    m = cm.to_model()
+    assert_same_fit(m, ref)
+    assert m.best_epoch_ == ref.best_epoch_
+    cm.release()
+
+
+def test_keep_on_cluster_validation_as_pandas_or_refused(three_thread_workers):
+    df = rating_frame(17, n=6_000)
+    train, val = df.iloc[:5_000], df.iloc[5_000:]
+    p = dict(PARAMS, epochs=2)
+    ref = mfkit.ALS(**p).fit(train, val)
+    ddf = dd.from_pandas(train, npartitions=2)
+    cm = mfkit.distributed.fit(
+        mfkit.ALS(**p), ddf, val, client=three_thread_workers, keep_on_cluster=True,
+        timeout=FIT_TIMEOUT,
+    )  # fmt: skip
+    assert cm.history_["val_rmse"] == ref.history_["val_rmse"]
+    assert cm.history_["val_mae"] == ref.history_["val_mae"]
+    cm.release()
+    with pytest.raises(TypeError, match="validation must be a Dask or pandas DataFrame"):
+        mfkit.distributed.fit(
+            mfkit.ALS(**p), ddf, (1, 2, 3), client=three_thread_workers, keep_on_cluster=True
+        )
+    with pytest.raises(ValueError, match=r"validation has no column\(s\) \['rating'\]"):
+        mfkit.distributed.fit(
+            mfkit.ALS(**p), ddf, val.rename(columns={"rating": "r"}),
+            client=three_thread_workers, keep_on_cluster=True,
+        )  # fmt: skip
+
+
+def test_pairwise_plan_gives_numpy_sums():
+    from mfkit.distributed._validate import answer, pairwise_plan, pairwise_total
+
+    rng = np.random.default_rng(16)
+    for n in [1, 7, 8, 9, 127, 128, 129, 1000, 8193, 70_001]:
+        a = rng.standard_normal(n) ** 2 * rng.choice([1.0, 1e9, 1e-9], n)
+        for k in (0, 1, 4):
+            cuts = np.unique(np.concatenate(([0, n], rng.integers(1, max(n, 2), k)))).astype(
+                np.int64
+            )
+            cuts = cuts[cuts <= n]
+            plan = pairwise_plan(cuts)
+            got = [answer(a[cuts[s] : cuts[s + 1]], plan[s]) for s in range(len(cuts) - 1)]
+            total = pairwise_total(cuts, got)
+            assert total == float(np.sum(a)) and total / n == float(np.mean(a)), (n, cuts)
 
 
 def test_keep_on_cluster_survives_a_killed_worker(frame, two_processes):

@@ -27,11 +27,14 @@ from mfkit._core.validation import check_number, check_random_state
 from mfkit.distributed import _tasks
 from mfkit.distributed._bayes import fit_bayes
 from mfkit.distributed._cluster import gather_within, lost_errors
+from mfkit.distributed._heldout import split_held_out
 from mfkit.distributed._resident import ClusterModel, ResidentTrainer, initial_parts, run_resident
 from mfkit.distributed._shards import (
     DEFAULT_TIMEOUT,
     ClusterRatings,
     HalfSteps,
+    Resident,
+    balanced_bounds,
     build_shards,
     check_frame,
     computed,
@@ -39,7 +42,15 @@ from mfkit.distributed._shards import (
     gather_seen,
     get_client,
 )
+from mfkit.distributed._validate import ClusterValidation, validation_on_cluster
 from mfkit.models import ALS, BayesianMF, FactorModel, Trainer
+from mfkit.models._autoreg import (
+    AUTO_START,
+    check_interrupted,
+    selection_generator,
+    set_choice,
+    walk_grid,
+)
 from mfkit.models._state import Fitted
 from mfkit.models._training import SAFE_PREDICTION
 
@@ -193,7 +204,8 @@ def fit(
         Ratings with columns ``user_col``, ``item_col``, ``rating_col`` (integer or string
         ids; any number of partitions). :func:`read_ratings` makes one from rating files.
     validation : Dask or pandas DataFrame, or anything ``ALS.fit`` accepts, optional
-        Held-out ratings, gathered to the client (they are small) and scored every epoch.
+        Held-out ratings, gathered to the client (they are small) and scored every epoch;
+        with ``keep_on_cluster=True`` kept and scored on the workers instead.
     init, callback
         As for the model's ``fit`` (BayesianMF takes no ``init``).
     client : distributed.Client, optional
@@ -217,8 +229,11 @@ def fit(
         the client never holds a whole side of the factors. Its factors are byte-identical
         to the single-machine fit; ``save`` writes them shard by shard (``mfkit.load``
         reads the folder), ``recommend_all`` scores where they are, ``to_model`` gathers
-        them. ``validation`` and ``patience`` are not available with it yet, nor is it
-        available for BayesianMF (a ValueError: its prior draws need all the current rows
+        them. ``validation`` (a Dask or pandas DataFrame with the columns of ``data``) is then
+        scored on the cluster (the client receives a few numbers per epoch), with
+        ``patience`` as on one machine; ``regularization='auto'`` runs its grid fits the
+        same way, on the held-out ratings left on the workers. It is not available for
+        BayesianMF (a ValueError: its prior draws need all the current rows
         on the client).
 
     Returns
@@ -250,17 +265,14 @@ def fit(
     params = model._check_params()
     if not isinstance(keep_on_cluster, bool | np.bool_):
         raise TypeError(f"keep_on_cluster must be True or False, got {keep_on_cluster!r}")
-    if keep_on_cluster and (validation is not None or params["patience"] is not None):
-        raise ValueError(
-            "keep_on_cluster=True does not score validation= ratings nor stop early "
-            "(patience) yet; leave them out, or fit with keep_on_cluster=False"
-        )
-    if params["regularization"] == "auto":
-        raise ValueError(
-            "regularization='auto' (the default) chooses the weight by refitting on an "
-            "internal split, which a Dask fit does not do yet; pass a number, e.g. "
-            "ALS(regularization=0.05), or choose it on a sample that fits in memory"
-        )
+    if keep_on_cluster and validation is not None:
+        if not hasattr(validation, "to_delayed"):
+            if not hasattr(validation, "columns"):
+                raise TypeError(
+                    "with keep_on_cluster=True, validation must be a Dask or pandas "
+                    f"DataFrame with the columns of data, got {type(validation).__name__}"
+                )
+            validation = dask.dataframe.from_pandas(validation, npartitions=1)
     rng = check_random_state(model.random_state)
     client = get_client(distributed, client)
     n_shards = None if shards is None else check_number(shards, "shards", low=1, integer=True)
@@ -269,10 +281,17 @@ def fit(
     total, lo, hi = info["sum"], info["min"], info["max"]
     resident = False  # whether a returned ClusterModel holds the shards now
     try:
+        # regularization='auto': the grid fits on the held-out split of the resident shards,
+        # before the main fit's draws (as on one machine)
+        scores = None
+        if params["regularization"] == "auto":
+            scores = _choose_regularization(
+                client, model, rng, res, params, init, timeout, retries, keep_on_cluster
+            )
         if keep_on_cluster:
             cm = _fit_resident(
                 client, model, summary, info, res.shards, res.homes, res.edges, params, init,
-                rng, callback, seen, timeout, retries,
+                rng, callback, seen, timeout, retries, validation, cols, res.id_maps, scores,
             )  # fmt: skip
             # its factors descend from the shards: the shards it does not hold are released
             # as their references go, and their lineage stays with Dask
@@ -291,7 +310,7 @@ def fit(
             rng=rng,
             params=params,
         )
-        fitted.extras.update(_choice_extras(model, params))
+        fitted.extras.update(_choice_extras(model, params, scores))
         val = None
         if validation is not None:
             val = model._validation_scorer(computed(validation), summary, params)
@@ -308,11 +327,114 @@ def fit(
             res.release()
 
 
-def _choice_extras(model: ALS, params: dict[str, Any]) -> dict[str, Any]:
-    """What a single-machine fit records of its regularization weight (a number here)."""
+def _choice_extras(
+    model: ALS, params: dict[str, Any], scores: list[tuple[float, float]] | None = None
+) -> dict[str, Any]:
+    """What a single-machine fit records of its regularization weight: the value, and the
+    scores of ``'auto'`` (None for a number)."""
     if not model._auto_regularization:
         return {}
-    return {"regularization": params["regularization"], "regularization_scores": None}
+    return {"regularization": params["regularization"], "regularization_scores": scores}
+
+
+def _choose_regularization(
+    client: Any,
+    model: ALS,
+    rng: np.random.Generator,
+    res: Resident,
+    params: dict[str, Any],
+    init: Any,
+    timeout: float,
+    retries: int,
+    resident: bool,
+) -> list[tuple[float, float]]:
+    """``regularization='auto'`` on the cluster: one machine's rule
+    (:func:`mfkit.models._autoreg.select_regularization`) with its held-out split made
+    shard by shard (:mod:`mfkit.distributed._heldout`) and its grid fits run as cluster
+    fits on the training shards; the same value, scores and draws. ``resident``: the grid
+    fits keep their factors on the cluster too (``keep_on_cluster=True``), scored there on
+    the held ratings, which stay on the workers. Puts the value into ``params`` and
+    returns the scores."""
+    summary, homes, edges = res.summary, res.homes, res.edges
+    sel = selection_generator(rng)
+    scale = model._regularization_scale(summary, params)  # type: ignore[arg-type]
+    split = split_held_out(
+        client, sel, res.shards, homes, edges, summary.user_counts(), summary.n_users, timeout,
+        gather=not resident,
+    )  # fmt: skip
+    if split is None:  # too few ratings to hold any out: the starting value
+        set_choice(model, params, float(AUTO_START * scale))
+        return []
+    seed = int(sel.integers(2**63))
+    train = ClusterRatings(
+        summary.user_ids, summary.item_ids, split.user_counts, split.item_counts, split.nnz
+    )
+    if resident:
+        mu = exact_mean(split.total, split.nnz) if model.biases else 0.0
+        held = ClusterValidation(client, split.validation, split.held_bounds, edges, mu, timeout)
+        info = {
+            "n": split.nnz,
+            "sum": split.total,
+            "sum_sq": split.sum_sq,
+            "min": split.rating_range[0],
+            "max": split.rating_range[1],
+        }
+
+        def fit_resident(sub: Any) -> list[float]:
+            cm = _fit_resident(
+                client, sub, train, info, split.shards, homes, edges, sub._check_params(),
+                init, check_random_state(sub.random_state), None, False, timeout, retries,
+                held, ("user", "item", "rating"), None, None,
+            )  # fmt: skip
+            try:
+                check_interrupted(cm.stop_reason_)
+                return list(cm.history_["val_rmse"])
+            finally:
+                cm.release()
+
+        try:
+            lam, scores = walk_grid(model, scale, seed, fit_resident)
+        finally:
+            held.release()
+            for side in split.shards:
+                side.clear()
+        set_choice(model, params, lam)
+        return scores
+    u, i, r = split.validation
+
+    def fit_scored(sub: Any) -> list[float]:
+        sub_params = sub._check_params()
+        before = sub._fit_snapshot()
+        fitted, prior = sub._begin_fit(
+            train,
+            global_mean=exact_mean(split.total, split.nnz) if sub.biases else 0.0,
+            rating_range=split.rating_range,
+            seen=None,
+            init=init,
+            rng=check_random_state(sub.random_state),
+            params=sub_params,
+        )
+        fitted.extras.update(_choice_extras(sub, sub_params))
+
+        def val() -> dict[str, float]:  # one machine's scorer on the same arrays
+            val_rmse, val_mae = sub._score_arrays(u, i, r)
+            return {"val_rmse": val_rmse, "val_mae": val_mae}
+
+        steps = HalfSteps(client, split.shards, homes, edges, "als-grid", timeout, retries)
+        trainer = DaskALSTrainer(client, steps, fitted, prior, sub, sub_params, split.nnz)
+        sub._run_fit(
+            fitted, trainer, val, sub_params, None, math.sqrt(split.sum_sq / split.nnz), before
+        )
+        check_interrupted(sub.stop_reason_)
+        return list(sub.history_["val_rmse"])
+
+    try:
+        lam, scores = walk_grid(model, scale, seed, fit_scored)
+    finally:
+        for side in split.shards:
+            side.clear()
+    set_choice(model, params, lam)
+    return scores
 
 
 def _fit_resident(
@@ -330,8 +452,16 @@ def _fit_resident(
     seen: bool,
     timeout: float,
     retries: int,
+    validation: Any,
+    cols: tuple[str, str, str],
+    id_maps: Any,
+    scores: list[tuple[float, float]] | None,
 ) -> ClusterModel:
-    """The fit with ``keep_on_cluster=True`` (see :mod:`mfkit.distributed._resident`)."""
+    """The fit with ``keep_on_cluster=True`` (see :mod:`mfkit.distributed._resident`);
+    ``validation``: a Dask DataFrame scored on the cluster (:mod:`._validate`), validation
+    ratings already there (a ClusterValidation, left to the caller), or None; ``id_maps``:
+    a task of the training (user ids, item ids); ``scores``: those of
+    ``regularization='auto'``."""
     nnz = info["n"]
     global_mean = exact_mean(info["sum"], nnz) if model.biases else 0.0
     # each shard re-indexed against the opposite rows it rates, resident where it is, and
@@ -363,11 +493,13 @@ def _fit_resident(
     )
     parts, priors, bound = initial_parts(client, model, summary, edges, homes, init, rng, params)
     options = solve_options(global_mean, model, params)
+    val = None
+    owned = False  # whether this fit made val (and releases it)
     cm = ClusterModel(
         client, model, params, edges, parts, homes, local[0] if seen else None,
         summary.user_map.ids, summary.item_map.ids, global_mean, (info["min"], info["max"]),
         {key: [] for key in model._history_keys(params)},
-        {**_choice_extras(model, params), "isa": options["isa"]},
+        {**_choice_extras(model, params, scores), "isa": options["isa"]},
     )  # fmt: skip
     try:
         if bound + abs(global_mean) >= SAFE_PREDICTION[np.dtype(params["dtype"]).char]:
@@ -382,11 +514,22 @@ def _fit_resident(
             timeout, retries, lost_errors(),
         )  # fmt: skip
         trainer.protect(parts)
-        out = run_resident(cm, trainer, params, callback, math.sqrt(info["sum_sq"] / nnz))
+        if isinstance(validation, ClusterValidation):
+            val = validation
+        elif validation is not None:
+            owned = True
+            val = validation_on_cluster(
+                client, validation, cols, id_maps, summary.shape, edges, len(edges[0]) - 1,
+                global_mean, timeout, balanced_bounds,
+            )  # fmt: skip
+        out = run_resident(cm, trainer, params, callback, math.sqrt(info["sum_sq"] / nnz), val)
         out.ref_sizes = sizes
     except BaseException:
         cm.release()
         raise
+    finally:
+        if owned and val is not None:
+            val.release()
     return out
 
 

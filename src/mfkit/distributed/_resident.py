@@ -11,7 +11,9 @@ into an ordinary model when it fits in memory).
 What the epoch loop keeps of the single-machine one: the training RMSE, divergence (a row
 that is not positive definite, NaN/inf, the blow-up tests: the model keeps the last good
 epoch), callbacks (``callback(cluster_model, record)``; False stops), Ctrl-C (keeps the last
-completed epoch). ``validation=`` and ``patience`` are refused by name for now.
+completed epoch), ``validation=`` scored on the cluster (see :mod:`._validate`: the same
+bits as one machine's scores) and early stopping with ``patience``, which ends with the
+best epoch's factors (``best_epoch_``) as one machine does.
 
 A lost worker: every solved shard is copied to a second worker (a key of its own, which
 Dask's memory manager leaves alone) before the previous epoch's parts are released, so the
@@ -629,12 +631,20 @@ def run_resident(
     params: dict[str, Any],
     callback: Any,
     scale: float,
+    val: Any = None,
 ) -> ClusterModel:
     """The epoch loop of a fit that keeps its factors on the cluster (see the module
-    docstring for what it keeps of the single-machine loop)."""
+    docstring for what it keeps of the single-machine loop). ``val``: the validation
+    ratings on the cluster (a :class:`~mfkit.distributed._validate.ClusterValidation`)."""
     history = cm.history_
     current = cm.parts
     done = 0
+    patience = params["patience"] if val is not None else None
+    monitor, higher_is_better = cm.model._monitor(params)
+    best: tuple[float, int] | None = None  # (score, epoch) of the best epoch so far
+    # the best epoch's parts and their backups (futures: held, not copied)
+    best_parts: tuple[tuple[list[Future], list[Future]], Any] | None = None
+    wait = 0
     k, dtype = cm.factors, cm.dtype
     name = type(cm.model).__name__
     try:
@@ -677,10 +687,27 @@ def run_resident(
                 "val_mae": math.nan,
                 "seconds": seconds,
             }
+            if val is not None:
+                record.update(_scored(val, trainer, current))
             for key in history:
                 history[key].append(record[key])
             if params.get("verbose"):
                 print(f"epoch {epoch}: train_rmse={rmse:.5f} ({seconds:.2f} s)")
+            if patience is not None:
+                # as one machine: compared as "lower is better"
+                score = -record[monitor] if higher_is_better else record[monitor]
+                if best is None or score < best[0] - params["tol"]:
+                    best = (score, epoch)
+                    best_parts = (
+                        (list(current[0]), list(current[1])),
+                        (list(trainer.backups[0]), list(trainer.backups[1])),
+                    )
+                    wait = 0
+                else:
+                    wait += 1
+                    if wait >= patience:
+                        cm.stop_reason_ = "early_stopping"
+                        break
             if callback is not None and callback(cm, record) is False:
                 cm.stop_reason_ = "callback"
                 break
@@ -694,7 +721,34 @@ def run_resident(
             UserWarning,
             stacklevel=3,
         )
+        return cm
+    if best is not None and best_parts is not None:
+        # the best epoch's factors, as one machine keeps them (its backups for lost parts)
+        kept, spare = best_parts
+        try:
+            trainer.restore(kept, spare)
+        except trainer.lost:
+            pass
+        cm.parts = kept
+        cm.best_epoch_ = best[1]
     return cm
+
+
+def _scored(val: Any, trainer: ResidentTrainer, current: Any) -> dict[str, float]:
+    """The validation scores of ``current``, scored again after a lost worker (whose
+    parts the backups replace)."""
+    for attempt in range(trainer.retries + 1):
+        try:
+            return dict(val.score(current))
+        except trainer.lost:
+            if attempt == trainer.retries:
+                raise
+            try:
+                trainer.restore(current, trainer.backups)
+            except trainer.lost:
+                pass
+            time.sleep(min(0.25 * 2**attempt, 5.0))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 __all__ = ["ClusterModel", "ResidentTrainer", "initial_parts", "run_resident"]

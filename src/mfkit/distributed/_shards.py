@@ -150,8 +150,11 @@ class Resident:
         edges: tuple[np.ndarray, np.ndarray],
         homes: tuple[list[Any], list[Any]],
         shards: tuple[list[Any], list[Any]],
+        id_maps: Any = None,
     ) -> None:
         self.info = info
+        #: a task of the (user ids, item ids) that the shards were mapped with
+        self.id_maps = id_maps
         self.nnz = int(info["n"])
         self.summary = ClusterRatings(
             info["users"], info["items"], info["user_counts"], info["item_counts"], self.nnz
@@ -225,7 +228,7 @@ def build_shards(
         ]
         for graphs, side_homes in zip(shard_graphs, homes, strict=True)
     )
-    return Resident(info, edges, (homes[0], homes[1]), (user_shards, item_shards))
+    return Resident(info, edges, (homes[0], homes[1]), (user_shards, item_shards), id_maps)
 
 
 def gather_seen(

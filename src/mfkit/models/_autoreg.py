@@ -37,6 +37,7 @@ gradient steps leave slowly, and the weak values were under-rated.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -65,7 +66,9 @@ def check_regularization(model: Any) -> float | str:
     return float(check_number(reg, "regularization", low=0))
 
 
-def _set_choice(model: Any, params: dict[str, Any], lam: float) -> None:
+def set_choice(model: Any, params: dict[str, Any], lam: float) -> None:
+    """Put a chosen value into ``params`` (and into ``bias_regularization`` when that
+    follows ``regularization``)."""
     params["regularization"] = lam
     if model.bias_regularization is None:
         params["bias_regularization"] = lam
@@ -79,7 +82,7 @@ def resolve_auto(
     if params["regularization"] != "auto":
         return None
     lam, scores = select_regularization(model, X, rng, model._regularization_scale(X, params), init)
-    _set_choice(model, params, lam)
+    set_choice(model, params, lam)
     return scores
 
 
@@ -93,7 +96,7 @@ def restore_choice(model: Any, params: dict[str, Any], extras: dict[str, Any]) -
             "its parameters say regularization='auto' but it does not record the value "
             "that fit chose (regularization_)"
         )
-    _set_choice(model, params, float(extras["regularization"]))
+    set_choice(model, params, float(extras["regularization"]))
 
 
 def selection_generator(rng: np.random.Generator) -> np.random.Generator:
@@ -117,6 +120,31 @@ def select_regularization(
         return float(AUTO_START * scale), []
     train, val = X.subset(~held), X.subset(held)
     seed = int(sel.integers(2**63))
+
+    def fit_scored(sub: Any) -> list[float]:
+        sub.fit(train, validation=val, init=init)
+        check_interrupted(sub.stop_reason_)
+        return list(sub.history_["val_rmse"])
+
+    return walk_grid(model, scale, seed, fit_scored)
+
+
+def check_interrupted(stop_reason: str) -> None:
+    """``KeyboardInterrupt`` for a grid fit that Ctrl-C stopped (it keeps its last epoch
+    and returns): nothing is fitted on all the ratings yet, so the choice stops there."""
+    if stop_reason == "interrupted":
+        raise KeyboardInterrupt
+
+
+def walk_grid(
+    model: Any, scale: float, seed: int, fit_scored: Callable[[Any], list[float]]
+) -> tuple[float, list[tuple[float, float]]]:
+    """Steps 2 and 3 of the rule: walk the grid from ``AUTO_START``, fitting each value
+    with ``fit_scored(sub)``, which fits ``sub`` (a copy of ``model`` with the grid's
+    settings, seed ``seed`` and one grid value) on the training part and returns its
+    held-out RMSE per epoch (one machine and a cluster plug in their own fit); returns
+    (value, scores). ``DivergenceError`` from ``fit_scored`` scores infinity; a grid fit
+    stopped by Ctrl-C raises ``KeyboardInterrupt`` from it (:func:`check_interrupted`)."""
     # float32 (the faster precision) whatever the model's dtype, so the choice does not depend on it
     params = model.get_params()
     params.update(patience=None, verbose=False, random_state=seed, dtype="float32")
@@ -128,14 +156,10 @@ def select_regularization(
             lam = float(AUTO_GRID[j] * scale)
             sub = type(model)(**params).set_params(regularization=lam)
             try:
-                sub.fit(train, validation=val, init=init)
-                hist = sub.history_["val_rmse"]
+                hist = fit_scored(sub)
                 rmse = float(hist[-1]) if hist else math.inf
             except DivergenceError:
                 rmse = math.inf
-            if sub.stop_reason_ == "interrupted":
-                # Ctrl-C during the choice: nothing is fitted on all the ratings yet
-                raise KeyboardInterrupt
             scores[j] = rmse if math.isfinite(rmse) else math.inf
             order.append(j)
         return scores[j]
@@ -155,6 +179,7 @@ def select_regularization(
 
 __all__ = [
     "AUTO_GRID",
+    "check_interrupted",
     "check_regularization",
     "resolve_auto",
     "restore_choice",
@@ -162,4 +187,6 @@ __all__ = [
     "AUTO_VALIDATION_FRACTION",
     "select_regularization",
     "selection_generator",
+    "set_choice",
+    "walk_grid",
 ]
