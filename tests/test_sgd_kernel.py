@@ -22,7 +22,7 @@ import pytest
 import mfkit
 from mfkit import Ratings
 from mfkit._core.isa import isa_level
-from mfkit.models import _sgd
+from mfkit.models import _sgd, _sgd_layout
 from mfkit.models.sgd import RATING_DTYPE, block_layout
 from tests.conftest import hidden_low_rank
 
@@ -338,7 +338,7 @@ def test_block_layout_refuses_a_bad_group_in_any_run():
         groups[where] = 4
         for n_threads in (1, 3):
             with pytest.raises(ValueError, match="group index out of range"):
-                _sgd.build_blocks(
+                _sgd_layout.build_blocks(
                     X.indptr,
                     X.indices,
                     X.values,

@@ -14,7 +14,7 @@ import pytest
 
 import mfkit
 from mfkit.model_selection import train_test_split
-from mfkit.models import _sgd
+from mfkit.models import _sgd, _sgd_layout
 from mfkit.models import sgd as sgd_mod
 from tests.conftest import awkward_ratings, hidden_low_rank
 
@@ -515,7 +515,7 @@ def test_block_kernel_rejects_inconsistent_plans():
     with pytest.raises(ValueError, match="group"):
         bad_groups = lay.user_groups.copy()
         bad_groups[0] = B
-        _sgd.build_blocks(
+        _sgd_layout.build_blocks(
             X.indptr,
             X.indices,
             X.values,

@@ -18,7 +18,7 @@ import pytest
 import mfkit
 from mfkit import Ratings
 from mfkit._core.isa import isa_level
-from mfkit.models import _sgd
+from mfkit.models import _sgd, _sgd_layout
 from mfkit.models.sgd import (
     RATING_DTYPE,
     balanced_groups,
@@ -206,7 +206,7 @@ def test_row_segments_are_the_runs_of_each_row_for_any_thread_count():
             want[u, b] = hi
         for n_threads in (1, 2, 3):
             got = np.empty_like(want)
-            _sgd.row_segments(X.indptr, X.indices, ig, b, got, n_threads=n_threads)
+            _sgd_layout.row_segments(X.indptr, X.indices, ig, b, got, n_threads=n_threads)
             assert np.array_equal(got, want)
 
 
@@ -249,11 +249,11 @@ def test_bad_layouts_are_refused():
     with pytest.raises(ValueError, match="permutation"):
         call(strata=np.array([0, 0, 1], dtype=np.int64))
     with pytest.raises(ValueError, match="must not decrease with the item"):
-        _sgd.row_segments(X.indptr, X.indices, lay.item_groups[::-1].copy(), B, lay.segments)
+        _sgd_layout.row_segments(X.indptr, X.indices, lay.item_groups[::-1].copy(), B, lay.segments)
     idx = X.indices.copy()
     idx[5] = X.n_items
     with pytest.raises(ValueError, match="item index out of range"):
-        _sgd.row_segments(X.indptr, idx, lay.item_groups, B, lay.segments.copy())
+        _sgd_layout.row_segments(X.indptr, idx, lay.item_groups, B, lay.segments.copy())
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 import mfkit
-from mfkit.models import _svdpp
-from mfkit.models import sgd as sgd_module
+from mfkit.models import _blocks, _svdpp
 from mfkit.models.sgd import (
     RATING_DTYPE,
     SVDPP_CHUNK_COUPLING,
@@ -356,7 +355,7 @@ def test_chunk_rule() -> None:
     assert resolve_svdpp_blocks("auto", 20_000, 100, 1000) == 1  # too narrow for groups
     assert resolve_svdpp_blocks(7, 10, 10, 10) == 7
     # threads only with at least SVDPP_PARALLEL_WORK updates between synchronisations
-    work = sgd_module.SVDPP_PARALLEL_WORK
+    work = _blocks.SVDPP_PARALLEL_WORK
     assert svdpp_threads(4, work * 10, 1, 2, 4) == 4  # 10 * work / (2 * 5) = work
     assert svdpp_threads(4, work * 10 - 10, 1, 2, 4) == 1
 
@@ -368,7 +367,7 @@ def test_bit_identical_for_any_thread_count(
     schedule: str, blocks, dtype: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # threads on however little work, so that the parallel epoch really runs
-    monkeypatch.setattr(sgd_module, "SVDPP_PARALLEL_WORK", 0)
+    monkeypatch.setattr(_blocks, "SVDPP_PARALLEL_WORK", 0)
     data = small_ratings(9, n_users=300, n_items=40, density=0.4)
     assert svdpp_chunks(data.user_counts(), data.n_items) > 1
     fits = [
@@ -424,7 +423,7 @@ def test_chunks_keep_popular_items_stable(monkeypatch: pytest.MonkeyPatch) -> No
         blocks=1,
     )
     chunked = mfkit.SGD(**common).fit(X)
-    monkeypatch.setattr(sgd_module, "SVDPP_CHUNK_COUPLING", 1e30)  # one chunk for all
+    monkeypatch.setattr(_blocks, "SVDPP_CHUNK_COUPLING", 1e30)  # one chunk for all
     one = mfkit.SGD(**common).fit(X)
     h_chunked, h_one = chunked.history_["train_rmse"], one.history_["train_rmse"]
     assert np.all(np.diff(h_chunked) <= 1e-6)

@@ -9,7 +9,7 @@ stochastic gradient step (old values on the right, z = sigma(-x_uij)):
     q_i += lr (z p_u - reg q_i)
     q_j += lr (-z p_u - reg q_j)
 
-The epoch is stratified like SGD's (``_sgd.build_blocks``): the interactions are stored in
+The epoch is stratified like SGD's (``_sgd_layout.build_blocks``): the interactions are stored in
 B x B blocks of (user group, item group), stratum s holds the B blocks that share no user and
 no item, and the blocks of a stratum run concurrently. A negative is drawn uniformly from the
 items of its block's item group, so blocks stay disjoint; it is redrawn (up to MAX_TRIES
@@ -123,7 +123,7 @@ def bpr_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[
                     const int32_t[::1] indices, const int64_t[::1] group_ptr,
                     const int32_t[::1] group_items, floating[:, ::1] P, floating[:, ::1] Q,
                     double lr, double reg, int32_t[::1] neg_out, int n_threads):
-    """One stratified BPR epoch over records laid out by ``_sgd.build_blocks``.
+    """One stratified BPR epoch over records laid out by ``_sgd_layout.build_blocks``.
 
     ``indptr``/``indices``: the users' training items (CSR, sorted rows) that negatives must
     avoid; ``group_items[group_ptr[g]:group_ptr[g + 1]]``: the items of item group g. A

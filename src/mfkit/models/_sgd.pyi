@@ -52,20 +52,6 @@ def sgd_epoch(
     isa: int = 0,
 ) -> tuple[float, int]: ...
 def shuffle_records(recs: _Records, seed: int) -> None: ...
-def epoch_schedule(
-    seed: int | np.unsignedinteger[Any], B: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]: ...
-def build_blocks(
-    indptr: npt.NDArray[np.int64],
-    indices: npt.NDArray[np.int32],
-    values: npt.NDArray[np.float32],
-    user_group: npt.NDArray[np.int32],
-    item_group: npt.NDArray[np.int32],
-    B: int,
-    out: _Records,
-    offsets: npt.NDArray[np.int64],
-    n_threads: int = 1,
-) -> None: ...
 def sgd_block_epoch(
     recs: _Records,
     offsets: npt.NDArray[np.int64],
@@ -94,14 +80,6 @@ def sgd_block_epoch(
     Gbi: npt.NDArray[_F] | None = None,
     isa: int = 0,
 ) -> tuple[float, int]: ...
-def row_segments(
-    indptr: npt.NDArray[np.int64],
-    indices: npt.NDArray[np.int32],
-    item_group: npt.NDArray[np.int32],
-    B: int,
-    out: npt.NDArray[np.int64],
-    n_threads: int = 1,
-) -> None: ...
 def sgd_rows_epoch(
     indptr: npt.NDArray[np.int64],
     indices: npt.NDArray[np.int32],
