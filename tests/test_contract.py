@@ -24,6 +24,8 @@ from tests.conftest import awkward_ratings, hidden_low_rank
 MODELS: list[tuple[type[FactorModel], dict[str, Any]]] = [
     (mfkit.SGD, {"factors": 4, "epochs": 4}),
     (mfkit.SGD, {"factors": 4, "epochs": 4, "blocks": 4}),  # the block-parallel path
+    (mfkit.SGD, {"factors": 4, "epochs": 4, "order": "rows"}),  # each user's ratings in a row
+    (mfkit.SGD, {"factors": 4, "epochs": 4, "order": "rows", "blocks": 4}),
     (mfkit.ALS, {"factors": 4, "epochs": 3}),
     (mfkit.ALS, {"factors": 4, "epochs": 3, "solver": "cg"}),
     (mfkit.SGD, {"factors": 4, "epochs": 4, "implicit_feedback": True}),  # SVD++

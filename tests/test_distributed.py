@@ -23,73 +23,19 @@ import pytest
 
 import mfkit
 from mfkit.exceptions import RatingFileError
+from tests.dask_clusters import FIT_TIMEOUT, cluster_fixture, make_client, rating_frame
 
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
-FIT_TIMEOUT = 60.0
-
-
-def rating_frame(seed: int, n: int = 100_000, string_items: bool = True) -> pd.DataFrame:
-    """Synthetic ratings with non-contiguous integer user ids and string (or sparse
-    integer) item ids, each pair once, in no particular order."""
-    rng = np.random.default_rng(seed)
-    users = rng.integers(0, 4000, n) * 7 + 1000
-    items = rng.integers(0, 900, n)
-    df = pd.DataFrame({"user": users, "item": items})
-    df = df.drop_duplicates(["user", "item"]).reset_index(drop=True)
-    # ratings from a low-rank model plus noise, on half stars
-    pu = rng.standard_normal((4000, 3))
-    qi = rng.standard_normal((900, 3))
-    score = np.sum(pu[(df.user.to_numpy() - 1000) // 7] * qi[df.item.to_numpy()], axis=1)
-    df["rating"] = np.clip(np.round((3 + score + rng.normal(0, 0.5, len(df))) * 2) / 2, 0.5, 5)
-    if string_items:
-        df["item"] = np.array([f"movie-{x:05d}" for x in df.item.to_numpy() * 13])
-    else:
-        df["item"] = df.item * 13 + 5
-    return df
+two_processes = cluster_fixture(2, processes=True)
+one_thread_worker = cluster_fixture(1, processes=False)
+three_thread_workers = cluster_fixture(3, processes=False)
 
 
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
     return rating_frame(0)
-
-
-def make_client(n_workers: int, processes: bool) -> tuple[object, object]:
-    cluster = distributed.LocalCluster(
-        n_workers=n_workers,
-        processes=processes,
-        threads_per_worker=1,
-        dashboard_address=":0",
-        protocol="tcp://",  # real connections over loopback, threads or processes
-        host="127.0.0.1",
-        silence_logs=40,
-    )
-    return cluster, distributed.Client(cluster, set_as_default=False)
-
-
-@pytest.fixture(scope="module")
-def one_thread_worker():
-    cluster, client = make_client(1, False)
-    yield client
-    client.close()
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
-def three_thread_workers():
-    cluster, client = make_client(3, False)
-    yield client
-    client.close()
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
-def two_processes():
-    cluster, client = make_client(2, True)
-    yield client
-    client.close()
-    cluster.close()
 
 
 def assert_same_fit(a: mfkit.ALS, b: mfkit.ALS) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 import mfkit
-from tests.test_distributed import FIT_TIMEOUT, make_client, rating_frame
+from tests.dask_clusters import FIT_TIMEOUT, cluster_fixture, rating_frame
 
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
@@ -42,20 +42,8 @@ def frame() -> pd.DataFrame:
     return rating_frame(21, n=40_000)
 
 
-@pytest.fixture(scope="module")
-def two_processes():
-    cluster, client = make_client(2, True)
-    yield client
-    client.close()
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
-def three_workers():
-    cluster, client = make_client(3, False)
-    yield client
-    client.close()
-    cluster.close()
+two_processes = cluster_fixture(2, processes=True)
+three_workers = cluster_fixture(3, processes=False)
 
 
 def assert_same_samples(a: mfkit.BayesianMF, b: mfkit.BayesianMF) -> None:
