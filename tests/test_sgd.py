@@ -260,15 +260,16 @@ def test_divergence_keeps_last_good_epoch_and_names_learning_rate() -> None:
         np.testing.assert_array_equal(m.user_factors, seen[-1])
 
 
-def test_callback_can_stop_and_interrupt_keeps_last_epoch(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("order,kernel", [("shuffle", "sgd_epoch"), ("rows", "sgd_rows_epoch")])
+def test_callback_can_stop_and_interrupt_keeps_last_epoch(monkeypatch, order, kernel) -> None:  # type: ignore[no-untyped-def]
     data = mfkit.datasets.synthetic("toy", random_state=0)
-    m = mfkit.SGD(factors=4, epochs=10, random_state=0)
+    m = mfkit.SGD(factors=4, epochs=10, random_state=0, order=order)
     m.fit(data, callback=lambda model, rec: rec["epoch"] < 3)
     assert len(m.history_["epoch"]) == 3 and m.stop_reason_ == "callback"
 
     snapshots: list[np.ndarray] = []
     calls = {"n": 0}
-    original = _sgd.sgd_epoch
+    original = getattr(_sgd, kernel)
 
     def interrupting(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
@@ -277,9 +278,9 @@ def test_callback_can_stop_and_interrupt_keeps_last_epoch(monkeypatch) -> None: 
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(_sgd, "sgd_epoch", interrupting)
+    monkeypatch.setattr(_sgd, kernel, interrupting)
     # a fixed weight: regularization='auto' would run grid fits through the same kernel first
-    m2 = mfkit.SGD(factors=4, epochs=10, random_state=0, regularization=0.05)
+    m2 = mfkit.SGD(factors=4, epochs=10, random_state=0, regularization=0.05, order=order)
     with pytest.warns(UserWarning, match="interrupted during epoch 4"):
         m2.fit(data, callback=lambda model, rec: snapshots.append(model.user_factors.copy()))
     assert m2.stop_reason_ == "interrupted" and len(m2.history_["epoch"]) == 3

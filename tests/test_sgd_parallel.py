@@ -18,6 +18,14 @@ from mfkit.models import _sgd, _sgd_layout
 from mfkit.models import sgd as sgd_mod
 from tests.conftest import awkward_ratings, hidden_low_rank
 
+
+def shuffled_sgd(**params: object) -> mfkit.SGD:
+    """SGD with order='shuffle' (unless given): the shuffled-record order whose block layout
+    and visiting order these tests rebuild (the default order, 'rows', has its own tests in
+    test_sgd_rows.py)."""
+    return mfkit.SGD(**{"order": "shuffle", **params})  # type: ignore[arg-type]
+
+
 M64 = (1 << 64) - 1
 
 
@@ -183,7 +191,7 @@ def test_auto_blocks_ignores_threads():
     assert sgd_mod.resolve_blocks("auto", 2_000_000, 100, 5_000) == 1
     X = awkward_ratings(1)
     for nt in (1, 3):
-        m = mfkit.SGD(factors=4, epochs=1, random_state=0, n_threads=nt).fit(X)
+        m = shuffled_sgd(factors=4, epochs=1, random_state=0, n_threads=nt).fit(X)
         assert m.blocks_ == 1
 
 
@@ -195,7 +203,7 @@ def test_bit_identical_for_any_thread_count(schedule, loss, B):
     X = awkward_ratings(7)
     ref = None
     for nt in (1, 2, 3, 4):
-        m = mfkit.SGD(
+        m = shuffled_sgd(
             factors=9,
             epochs=4,
             blocks=B,
@@ -211,7 +219,7 @@ def test_bit_identical_for_any_thread_count(schedule, loss, B):
         else:
             assert got == ref, f"n_threads={nt} differs from n_threads=1"
     # a different seed gives different factors (the comparison above is not vacuous)
-    other = mfkit.SGD(
+    other = shuffled_sgd(
         factors=9,
         epochs=4,
         blocks=B,
@@ -228,7 +236,7 @@ def test_bit_identical_float64_and_larger_blocks():
     X = triplets(u, i, r, (300, 200))
     runs = [
         factor_bytes(
-            mfkit.SGD(
+            shuffled_sgd(
                 factors=16, epochs=3, blocks=16, n_threads=nt, dtype="float64", random_state=1
             ).fit(X)
         )
@@ -239,8 +247,8 @@ def test_bit_identical_float64_and_larger_blocks():
 
 def test_generator_and_int_seeds_agree():
     X = awkward_ratings(2)
-    a = mfkit.SGD(factors=5, epochs=2, blocks=3, random_state=42).fit(X)
-    b = mfkit.SGD(factors=5, epochs=2, blocks=3, random_state=np.random.default_rng(42)).fit(X)
+    a = shuffled_sgd(factors=5, epochs=2, blocks=3, random_state=42).fit(X)
+    b = shuffled_sgd(factors=5, epochs=2, blocks=3, random_state=np.random.default_rng(42)).fit(X)
     assert factor_bytes(a) == factor_bytes(b)
 
 
@@ -264,7 +272,7 @@ def test_parallel_epochs_match_numpy_reference(schedule, loss, B):
     rng0 = np.random.default_rng(5)
     P0 = rng0.normal(0, 0.2, (n_users, k))
     Q0 = rng0.normal(0, 0.2, (n_items, k))
-    m = mfkit.SGD(
+    m = shuffled_sgd(
         factors=k,
         epochs=epochs,
         learning_rate=lr,
@@ -379,8 +387,8 @@ def test_float32_close_to_float64_in_parallel():
     rng = np.random.default_rng(0)
     init = (rng.normal(0, 0.1, (200, 8)), rng.normal(0, 0.1, (150, 8)))
     kw = dict(factors=8, epochs=5, blocks=4, random_state=3, n_threads=2)
-    a = mfkit.SGD(dtype="float32", **kw).fit(X, init=init)
-    b = mfkit.SGD(dtype="float64", **kw).fit(X, init=init)
+    a = shuffled_sgd(dtype="float32", **kw).fit(X, init=init)
+    b = shuffled_sgd(dtype="float64", **kw).fit(X, init=init)
     np.testing.assert_allclose(a.user_factors, b.user_factors, atol=2e-4)
     np.testing.assert_allclose(a.item_biases, b.item_biases, atol=2e-4)
 
@@ -391,8 +399,8 @@ def test_parallel_matches_serial_accuracy():
     X = triplets(u, i, r, (3000, 1500))
     train, test = train_test_split(X, 0.1, random_state=0)
     kw = dict(factors=16, epochs=12, random_state=5)
-    serial = mfkit.SGD(blocks=1, **kw).fit(train)
-    parallel = mfkit.SGD(blocks=16, n_threads=2, **kw).fit(train)
+    serial = shuffled_sgd(blocks=1, **kw).fit(train)
+    parallel = shuffled_sgd(blocks=16, n_threads=2, **kw).fit(train)
     e_ser, e_par = test_rmse(serial, test), test_rmse(parallel, test)
     assert e_ser < 0.42  # well fitted (noise sd 0.3, ratings sd about 0.8)
     assert abs(e_par - e_ser) <= 0.01 * e_ser
@@ -406,7 +414,7 @@ def test_each_schedule_converges_untuned(schedule, size):
     X = triplets(u, i, r, (n_users, n_items))
     train, test = train_test_split(X, 0.1, random_state=1)
     blocks = 1 if size == "small" else 8
-    m = mfkit.SGD(
+    m = shuffled_sgd(
         factors=16,
         epochs=30,
         random_state=0,
@@ -436,8 +444,8 @@ def test_robust_losses_beat_squared_with_outliers(loss):
     train = triplets(u[tr], i[tr], r_train, (n_users, n_items))
     test = triplets(u[te], i[te], clean[te], (n_users, n_items))
     kw = dict(factors=8, epochs=25, random_state=3, blocks=4, n_threads=2)
-    sq = test_rmse(mfkit.SGD(loss="squared", **kw).fit(train), test)
-    rob = test_rmse(mfkit.SGD(loss=loss, **kw).fit(train), test)
+    sq = test_rmse(shuffled_sgd(loss="squared", **kw).fit(train), test)
+    rob = test_rmse(shuffled_sgd(loss=loss, **kw).fit(train), test)
     assert rob < 0.9 * sq
 
 
@@ -458,16 +466,16 @@ def test_robust_losses_beat_squared_with_outliers(loss):
 )
 def test_bad_parameters_are_named(params, exc, word):
     with pytest.raises(exc, match=word):
-        mfkit.SGD(**params).fit(awkward_ratings(0))
+        shuffled_sgd(**params).fit(awkward_ratings(0))
 
 
 def test_fit_memory_is_accounted_and_scratch_dropped():
     X = awkward_ratings(3)
-    m = mfkit.SGD(factors=4, epochs=1, blocks=3, random_state=0).fit(X)
+    m = shuffled_sgd(factors=4, epochs=1, blocks=3, random_state=0).fit(X)
     n_users, n_items = X.shape
     assert m.fit_nbytes_ == 12 * X.nnz + 8 * (9 + 1) + 4 * 2 * (n_users + n_items)
     assert not hasattr(m, "_records") and not hasattr(m, "_grad_sq")
-    m2 = mfkit.SGD(
+    m2 = shuffled_sgd(
         factors=4, epochs=1, blocks=1, random_state=0, learning_rate_schedule="constant"
     ).fit(X)
     assert m2.fit_nbytes_ == 12 * X.nnz
@@ -475,7 +483,7 @@ def test_fit_memory_is_accounted_and_scratch_dropped():
 
 def test_saved_parallel_model_round_trips(tmp_path):
     X = awkward_ratings(5)
-    m = mfkit.SGD(factors=4, epochs=2, blocks=3, loss="huber", random_state=0).fit(X)
+    m = shuffled_sgd(factors=4, epochs=2, blocks=3, loss="huber", random_state=0).fit(X)
     m.save(tmp_path / "m.npz")
     back = mfkit.load(tmp_path / "m.npz")
     assert back.get_params()["blocks"] == 3 and back.get_params()["loss"] == "huber"
@@ -485,7 +493,7 @@ def test_saved_parallel_model_round_trips(tmp_path):
 def test_divergence_message_names_the_step():
     X = awkward_ratings(6)
     with pytest.raises(mfkit.DivergenceError, match="learning_rate"):
-        mfkit.SGD(
+        shuffled_sgd(
             factors=4,
             epochs=30,
             blocks=3,
@@ -534,8 +542,8 @@ def test_block_kernel_rejects_inconsistent_plans():
 
 def test_serial_path_is_the_shuffled_sgd_whatever_the_threads():
     X = awkward_ratings(9)
-    a = mfkit.SGD(factors=6, epochs=3, blocks=1, n_threads=1, random_state=4).fit(X)
-    b = mfkit.SGD(factors=6, epochs=3, blocks=1, n_threads=3, random_state=4).fit(X)
+    a = shuffled_sgd(factors=6, epochs=3, blocks=1, n_threads=1, random_state=4).fit(X)
+    b = shuffled_sgd(factors=6, epochs=3, blocks=1, n_threads=3, random_state=4).fit(X)
     assert factor_bytes(a) == factor_bytes(b)
 
 

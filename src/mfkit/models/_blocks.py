@@ -215,7 +215,8 @@ def epoch_schedule(seed: int, B: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: the visiting orders of ``SGD(order=...)``
-ORDERS = ("shuffle", "rows")
+#: ``order='auto'`` is ``'rows'`` for plain SGD (SVD++ visits its ratings in its own block order)
+ORDERS = ("auto", "shuffle", "rows")
 #: ``order='rows'``, ``blocks='auto'``: B = 1 below ``AUTO_BLOCKS_MIN_RATINGS`` ratings, else
 #: ``ROWS_AUTO_BLOCKS`` groups, doubled (up to ``AUTO_BLOCKS_MAX``) while one item group's
 #: factor rows and scalars exceed ``ROWS_GROUP_BYTES`` (so they stay in a core's L2 cache)
