@@ -294,8 +294,9 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
     ``out_scores`` hold item indices / scores, best first; slots without a candidate keep
     -1 / -inf. ``use_avx512=False`` forces the portable threshold test of the baseline
     path (same results). ``isa`` (0 baseline, 1 avx2, 2 avx512; 3 neon scores as the
-    baseline) picks the scoring path; every path gives the same lists. ``prune=False`` scores every panel (no bound test;
-    the same lists, for measuring what the skipping saves).
+    baseline) picks the scoring path; every path gives the same lists. ``prune=False``
+    scores every panel (no bound test; the same lists, for measuring what the skipping
+    saves).
     """
     cdef Py_ssize_t n_q = rows.shape[0], n = out_items.shape[1]
     cdef Py_ssize_t k = P.shape[1], n_blocks, b, q, j, chunk_panels
