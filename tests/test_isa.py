@@ -11,13 +11,48 @@ from mfkit._core import isa
 def test_available_starts_with_baseline_and_is_ordered():
     avail = mfkit.available_isas()
     assert avail[0] == "baseline"
-    assert avail == isa.ISAS[: len(avail)]
+    assert avail in (isa.ISAS[:1], isa.ISAS[:2], isa.ISAS[:3], ("baseline", "neon"))
 
 
 def test_default_is_best_available(monkeypatch):
     monkeypatch.delenv("MFKIT_ISA", raising=False)
     assert mfkit.get_isa() == mfkit.available_isas()[-1]
-    assert isa.isa_level() == len(mfkit.available_isas()) - 1
+    assert isa.isa_level() == isa.ISAS.index(mfkit.available_isas()[-1])
+
+
+def test_paths_of_each_architecture():
+    """The x86-64 levels include the ones below; aarch64 has the baseline and neon."""
+    assert isa._paths_of(0) == ("baseline",)
+    assert isa._paths_of(1) == ("baseline", "avx2")
+    assert isa._paths_of(2) == ("baseline", "avx2", "avx512")
+    assert isa._paths_of(3) == ("baseline", "neon")
+    assert isa.ISAS.index("neon") == 3  # MFKIT_ISA_NEON in _isa.h
+
+
+def test_neon_on_an_aarch64_build(monkeypatch):
+    """What an aarch64 build (best path MFKIT_ISA_NEON) offers: baseline and neon; neon by
+    default and by MFKIT_ISA; the x86 paths refused with the available ones named."""
+    monkeypatch.setattr(isa, "_CPU_LEVEL", isa.ISAS.index("neon"))
+    monkeypatch.delenv("MFKIT_ISA", raising=False)
+    assert mfkit.available_isas() == ("baseline", "neon")
+    assert mfkit.get_isa() == "neon" and isa.isa_level() == 3
+    monkeypatch.setenv("MFKIT_ISA", "NEON")
+    assert mfkit.get_isa() == "neon"
+    monkeypatch.setenv("MFKIT_ISA", "baseline")
+    assert isa.isa_level() == 0
+    for name in ("avx2", "avx512"):
+        monkeypatch.setenv("MFKIT_ISA", name)
+        with pytest.raises(ValueError, match="offers only baseline, neon;"):
+            mfkit.get_isa()
+
+
+def test_neon_off_aarch64_names_the_available_paths(monkeypatch):
+    if "neon" in mfkit.available_isas():
+        pytest.skip("this build is for aarch64")
+    monkeypatch.setenv("MFKIT_ISA", "neon")
+    avail = ", ".join(mfkit.available_isas())
+    with pytest.raises(ValueError, match=f"MFKIT_ISA='neon': .* offers only {avail};"):
+        mfkit.get_isa()
 
 
 def test_environment_variable(monkeypatch):

@@ -167,5 +167,6 @@ cdef extern from "_isa.h" nogil:
 
 
 def cpu_isa():
-    """The best kernel path this CPU and OS support: 0 baseline, 1 AVX2+FMA, 2 AVX-512."""
+    """The best kernel path this CPU and OS support: 0 baseline, 1 AVX2+FMA, 2 AVX-512
+    (x86-64, each including the ones below), 3 NEON (aarch64: baseline and NEON only)."""
     return mfkit_cpu_isa()

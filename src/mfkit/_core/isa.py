@@ -1,7 +1,7 @@
 """Which instruction-set path the kernels run: the best this CPU offers, or one forced.
 
 Kernels with vector fast paths take the path as an argument; every fit asks
-:func:`isa_level` once and records the name it used. The paths, slowest first:
+:func:`isa_level` once and records the name it used. The paths:
 
 ``"baseline"``
     The portable path (the build's baseline target, no fused multiply-add). It gives the
@@ -10,15 +10,20 @@ Kernels with vector fast paths take the path as an argument; every fit asks
     x86-64-v3: AVX2 and FMA.
 ``"avx512"``
     x86-64-v4: AVX-512 (F, BW, DQ, VL).
+``"neon"``
+    aarch64: Advanced SIMD (NEON) with FMA. Every aarch64 CPU has it, so an aarch64 build
+    offers ``baseline`` and ``neon``; an x86-64 build offers ``baseline`` and the x86 paths
+    its CPU supports.
 
 On one machine, every path gives bit-identical results for any thread count. Across paths
 the bits may differ (FMA rounds once where the baseline rounds twice); each kernel's
-docstring says which of its paths agree bit for bit.
+docstring says which of its paths agree bit for bit (the fused SGD sweep: avx2, avx512 and
+neon give the same bits, on any machine).
 
 The choice: ``set_isa(name)`` (or ``with use_isa(name):``) in the process, else the
-``MFKIT_ISA`` environment variable (``baseline``, ``avx2``, ``avx512`` or ``auto``), else the
-best available. Asking for a path the CPU does not have is a ``ValueError``. The setting is
-process-wide, not per thread.
+``MFKIT_ISA`` environment variable (``baseline``, ``avx2``, ``avx512``, ``neon`` or
+``auto``), else the best available. Asking for a path this CPU or build does not have is a
+``ValueError`` naming the ones it has. The setting is process-wide, not per thread.
 """
 
 from __future__ import annotations
@@ -31,15 +36,24 @@ from mfkit._core._common import cpu_isa
 
 __all__ = ["ISAS", "available_isas", "get_isa", "isa_level", "set_isa", "use_isa"]
 
-#: every path mfkit knows, in order of level
-ISAS: tuple[str, ...] = ("baseline", "avx2", "avx512")
+#: every path mfkit knows; a path's index is the integer its kernels take (_isa.h)
+ISAS: tuple[str, ...] = ("baseline", "avx2", "avx512", "neon")
+_NEON = ISAS.index("neon")
 _CPU_LEVEL = int(cpu_isa())
 _forced: str | None = None
 
 
+def _paths_of(level: int) -> tuple[str, ...]:
+    """The paths of a build whose best path is `level`: the x86-64 levels include the ones
+    below them; neon (aarch64) comes with the baseline only."""
+    if level == _NEON:
+        return ("baseline", "neon")
+    return ISAS[: level + 1]
+
+
 def available_isas() -> tuple[str, ...]:
     """The paths this CPU and build can run, slowest first (always starts with baseline)."""
-    return ISAS[: _CPU_LEVEL + 1]
+    return _paths_of(_CPU_LEVEL)
 
 
 def _check(name: object, source: str) -> str:

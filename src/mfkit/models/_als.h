@@ -23,7 +23,9 @@
  *
  * avx2 and avx512 give the same bits (the same fused operations on the same operands, in the
  * same order: only the register width differs, and every vector operation is lane-wise);
- * baseline differs from them in the last bits. On every path each output element is a sum
+ * baseline differs from them in the last bits. An aarch64 build has no fast row kernels:
+ * its neon path (MFKIT_ISA_NEON, the fused SGD sweep's) runs the baseline body here, with
+ * the baseline's bits. On every path each output element is a sum
  * taken in an order fixed by the source: loops are vectorised across columns only
  * (independent sums), dot products use eight partial accumulators combined in a fixed order
  * as in _simd.h, so a row's result never depends on which thread solves it.

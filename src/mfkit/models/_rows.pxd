@@ -1,12 +1,13 @@
 # The row kernels of _als.h, shared by the ALS, implicit-feedback ALS and Bayesian half-steps:
 # each dispatched over the instruction-set paths by its first argument `isa` (0 baseline,
-# 1 avx2, 2 avx512; see _als.h for which paths give which bits), typed wrappers over the
+# 1 avx2, 2 avx512, 3 neon: the baseline body on aarch64; see _als.h for which paths give
+# which bits), typed wrappers over the
 # float32 / float64 versions, and the per-thread scratch every half-step of a fit reuses.
 from cython cimport floating
 from libc.stdint cimport int64_t
 
 cdef extern from "_isa.h" nogil:
-    int mfkit_cpu_isa()
+    int mfkit_isa_runs(int isa)
 
 cdef extern from "_als.h" nogil:
     int mf_als_ld(int k)
@@ -148,9 +149,10 @@ cdef inline unsigned char *scratch_base(object scratch, int k, Py_ssize_t max_n,
 
 cdef inline int check_isa(int isa) except -1:
     """ValueError unless ``isa`` is a path this CPU runs (a wrong one would crash)."""
-    if isa < 0 or isa > mfkit_cpu_isa():
-        raise ValueError(f"isa={isa} is not a kernel path this CPU offers (0 baseline .. "
-                         f"{mfkit_cpu_isa()}); pass mfkit._core.isa.isa_level()")
+    if not mfkit_isa_runs(isa):
+        runs = [j for j in range(4) if mfkit_isa_runs(j)]
+        raise ValueError(f"isa={isa} is not a kernel path this CPU offers (one of {runs}); "
+                         "pass mfkit._core.isa.isa_level()")
     return 0
 
 

@@ -41,7 +41,7 @@ from mfkit._core._simd cimport (mf_dot_f32, mf_dot_f64, mf_sgd_pair_f32, mf_sgd_
                                 mf_ada_steps_f64, mf_prefetch_row)
 
 cdef extern from "_isa.h" nogil:
-    int mfkit_cpu_isa()
+    int mfkit_isa_runs(int isa)
 
 from mfkit.models._sgd_kernel cimport (mfk_rows, mfk_sgd_f32, mfk_sgd_f64, mfk_sgd_rows_f32,
                                        mfk_sgd_rows_f64, mfk_sgd_sweep_f32, mfk_sgd_sweep_f64,
@@ -255,8 +255,9 @@ cdef floating *_opt_ptr(floating[::1] a) noexcept:
 
 def _check_state(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] bu, floating[::1] bi,
                  bint biases, P0, Q0, int loss, double delta, Gp, Gq, Gbu, Gbi, int isa=0):
-    if isa < 0 or isa > mfkit_cpu_isa():
-        raise ValueError(f"isa={isa} is not a kernel path this CPU runs: use 0..{mfkit_cpu_isa()}"
+    if not mfkit_isa_runs(isa):
+        runs = [j for j in range(4) if mfkit_isa_runs(j)]
+        raise ValueError(f"isa={isa} is not a kernel path this CPU runs: use one of {runs}"
                          " (mfkit.isa_level() gives the current one)")
     if Q.shape[1] != P.shape[1]:
         raise ValueError("P and Q must have the same number of columns")
@@ -329,8 +330,9 @@ def sgd_epoch(const Rating[::1] recs, floating[:, ::1] P, floating[:, ::1] Q,
     `loss` is a LOSS_* code (`delta` the Huber threshold); giving the AdaGrad
     accumulators Gp, Gq (and Gbu, Gbi with biases) switches to row-adaptive steps.
     `isa` is the kernel path (mfkit._core.isa.isa_level(): 0 the portable loop, the same
-    bits everywhere; 1 AVX2+FMA and 2 AVX-512, the fused sweep of _sgd_kernel.h, which give
-    the same bits as each other); a path the CPU lacks is a ValueError.
+    bits everywhere; 1 AVX2+FMA, 2 AVX-512 and 3 NEON (aarch64), the fused sweep of
+    _sgd_kernel.h, which give the same bits as each other); a path the CPU lacks is a
+    ValueError.
     Returns (sum of squared residuals seen, position of the first non-finite residual or -1).
     """
     cdef double sse = 0.0

@@ -1,4 +1,4 @@
-/* The fused SGD sweep of mfkit's fast kernel paths (AVX2+FMA and AVX-512).
+/* The fused SGD sweep of mfkit's fast kernel paths (AVX2+FMA, AVX-512 and aarch64 NEON).
  *
  * One pass per rating does the dot product, the residual, the bias steps, both row steps
  * and the AdaGrad accumulators, with the two factor rows loaded once into vector
@@ -16,15 +16,18 @@
  *     portable sweep's, operation for operation.
  *
  * The AVX2 path holds a 16-lane chunk in two (float) or four (double) 256-bit registers,
- * the AVX-512 path in one or two 512-bit registers; each lane sees the same operations in
- * the same order and the reduction trees are the same, so the two paths give bit-identical
- * results. They differ from the portable (baseline) path, which has eight partial sums and
- * rounds every product separately, by a few units in the last place per step.
+ * the AVX-512 path in one or two 512-bit registers, the NEON path in four (float) or eight
+ * (double) 128-bit registers; each lane sees the same operations in the same order, the
+ * reduction trees are the same, and the scalar part's square roots and divisions are
+ * correctly rounded on all three, so the three paths give bit-identical results. They
+ * differ from the portable (baseline) path, which has eight partial sums and rounds every
+ * product separately, by a few units in the last place per step.
  *
  * The body is written once in _sgd_kernel_body.h and compiled here for each path and
- * dtype; mfk_sgd_sweep_f32/_f64 dispatch on the `isa` argument (MFKIT_ISA_AVX2 or
- * MFKIT_ISA_AVX512; the caller runs its portable sweep for MFKIT_ISA_BASELINE and must not
- * pass a path the CPU lacks).
+ * dtype of the build's architecture (avx2 and avx512 on x86-64, neon on aarch64);
+ * mfk_sgd_sweep_f32/_f64 dispatch on the `isa` argument (MFKIT_ISA_AVX2, MFKIT_ISA_AVX512
+ * or MFKIT_ISA_NEON; the caller runs its portable sweep for MFKIT_ISA_BASELINE and must
+ * not pass a path the build or CPU lacks: mfkit_isa_runs).
  */
 #ifndef MFKIT_SGD_KERNEL_H
 #define MFKIT_SGD_KERNEL_H
@@ -138,10 +141,12 @@ typedef struct {
  * 1M and 10M synthetic sets with their block layouts). */
 #define MFK_PREFETCH_AHEAD 8
 
+#if MFKIT_HAVE_X86_PATHS || MFKIT_HAVE_NEON_PATHS
+#define MFK_AI static inline __attribute__((always_inline))
+#endif
+
 #if MFKIT_HAVE_X86_PATHS
 #include <immintrin.h>
-
-#define MFK_AI static inline __attribute__((always_inline))
 
 /* ---- the four 16-lane chunk types and their operations --------------------------------
  * load/store (16 values), loadm/storem (the first r of 16; the others read as 0 and are
@@ -290,7 +295,6 @@ MFK_T256 double avx2_f64_red(avx2_f64_c16 a)
     return _mm_cvtsd_f64(_mm_add_sd(s2, _mm_unpackhi_pd(s2, s2)));
 }
 
-/* ---- the scalar part of one rating, shared by every body --------------------------- */
 /* The AdaGrad steps lr / sqrt(G) of [p_u, q_i, b_u, b_i], packed: one square root and one
  * division of four lanes instead of four of each (the divider would otherwise limit small
  * k); both are correctly rounded, so the bits are the portable sweep's. */
@@ -304,6 +308,162 @@ MFK_AI void mfk_steps_f64(double lr, double g0, double g1, double g2, double g3,
     _mm_storeu_pd(out, _mm_div_pd(l, _mm_sqrt_pd(_mm_set_pd(g1, g0))));
     _mm_storeu_pd(out + 2, _mm_div_pd(l, _mm_sqrt_pd(_mm_set_pd(g3, g2))));
 }
+#endif /* MFKIT_HAVE_X86_PATHS */
+
+#if MFKIT_HAVE_NEON_PATHS
+#include <arm_neon.h>
+#include <string.h>
+
+/* ---- the NEON chunk types (aarch64) -------------------------------------------------
+ * The operations of the x86 chunk types, lane for lane: vfmaq is the fused a b + c, and
+ * fms(a, b, c) = a b - c is the fused multiply-add of a b and -c (vfmsq would give
+ * c - a b, whose negation differs from a b - c in the sign of an exact zero). There is no
+ * masked load or store: loadm/storem copy the first r values through a zeroed buffer, so
+ * nothing past them is read or written (the generic body's tail only). 32 registers of
+ * 128 bits. */
+#define neon_f32_VPC 4
+#define neon_f64_VPC 8
+#define neon_REGS 32
+
+/* float: lanes 4j..4j+3 in v[j] */
+typedef struct { float32x4_t v[4]; } neon_f32_c16;
+typedef struct { int r; } neon_f32_mask;
+MFK_AI neon_f32_mask neon_f32_mk(int r) { neon_f32_mask m = {r}; return m; }
+MFK_AI neon_f32_c16 neon_f32_load(const float *p)
+{
+    neon_f32_c16 c = {{vld1q_f32(p), vld1q_f32(p + 4), vld1q_f32(p + 8), vld1q_f32(p + 12)}};
+    return c;
+}
+MFK_AI void neon_f32_store(float *p, neon_f32_c16 c)
+{
+    vst1q_f32(p, c.v[0]); vst1q_f32(p + 4, c.v[1]); vst1q_f32(p + 8, c.v[2]); vst1q_f32(p + 12, c.v[3]);
+}
+MFK_AI neon_f32_c16 neon_f32_loadm(const float *p, neon_f32_mask m)
+{
+    float buf[16] = {0};
+    memcpy(buf, p, (size_t)m.r * sizeof(float));
+    return neon_f32_load(buf);
+}
+MFK_AI void neon_f32_storem(float *p, neon_f32_mask m, neon_f32_c16 c)
+{
+    float buf[16];
+    neon_f32_store(buf, c);
+    memcpy(p, buf, (size_t)m.r * sizeof(float));
+}
+MFK_AI neon_f32_c16 neon_f32_set1(float x)
+{
+    float32x4_t v = vdupq_n_f32(x);
+    neon_f32_c16 c = {{v, v, v, v}};
+    return c;
+}
+MFK_AI neon_f32_c16 neon_f32_zero(void) { return neon_f32_set1(0.0f); }
+MFK_AI neon_f32_c16 neon_f32_fma(neon_f32_c16 a, neon_f32_c16 b, neon_f32_c16 c)
+{
+    for (int j = 0; j < 4; j++) c.v[j] = vfmaq_f32(c.v[j], a.v[j], b.v[j]);
+    return c;
+}
+MFK_AI neon_f32_c16 neon_f32_fms(neon_f32_c16 a, neon_f32_c16 b, neon_f32_c16 c)
+{
+    for (int j = 0; j < 4; j++) c.v[j] = vfmaq_f32(vnegq_f32(c.v[j]), a.v[j], b.v[j]);
+    return c;
+}
+MFK_AI neon_f32_c16 neon_f32_mul(neon_f32_c16 a, neon_f32_c16 b)
+{
+    for (int j = 0; j < 4; j++) a.v[j] = vmulq_f32(a.v[j], b.v[j]);
+    return a;
+}
+MFK_AI neon_f32_c16 neon_f32_sub(neon_f32_c16 a, neon_f32_c16 b)
+{
+    for (int j = 0; j < 4; j++) a.v[j] = vsubq_f32(a.v[j], b.v[j]);
+    return a;
+}
+MFK_AI float neon_f32_red(neon_f32_c16 a)
+{
+    /* s8 = (v0 + v2, v1 + v3): lane j + lane j+8; s4 = lane j + j+4; s2 = j + j+2 */
+    float32x4_t s4 = vaddq_f32(vaddq_f32(a.v[0], a.v[2]), vaddq_f32(a.v[1], a.v[3]));
+    float32x2_t s2 = vadd_f32(vget_low_f32(s4), vget_high_f32(s4));
+    return vget_lane_f32(s2, 0) + vget_lane_f32(s2, 1);
+}
+
+/* double: lanes 2j, 2j+1 in v[j] */
+typedef struct { float64x2_t v[8]; } neon_f64_c16;
+typedef struct { int r; } neon_f64_mask;
+MFK_AI neon_f64_mask neon_f64_mk(int r) { neon_f64_mask m = {r}; return m; }
+MFK_AI neon_f64_c16 neon_f64_load(const double *p)
+{
+    neon_f64_c16 c;
+    for (int j = 0; j < 8; j++) c.v[j] = vld1q_f64(p + 2 * j);
+    return c;
+}
+MFK_AI void neon_f64_store(double *p, neon_f64_c16 c)
+{
+    for (int j = 0; j < 8; j++) vst1q_f64(p + 2 * j, c.v[j]);
+}
+MFK_AI neon_f64_c16 neon_f64_loadm(const double *p, neon_f64_mask m)
+{
+    double buf[16] = {0};
+    memcpy(buf, p, (size_t)m.r * sizeof(double));
+    return neon_f64_load(buf);
+}
+MFK_AI void neon_f64_storem(double *p, neon_f64_mask m, neon_f64_c16 c)
+{
+    double buf[16];
+    neon_f64_store(buf, c);
+    memcpy(p, buf, (size_t)m.r * sizeof(double));
+}
+MFK_AI neon_f64_c16 neon_f64_set1(double x)
+{
+    neon_f64_c16 c;
+    for (int j = 0; j < 8; j++) c.v[j] = vdupq_n_f64(x);
+    return c;
+}
+MFK_AI neon_f64_c16 neon_f64_zero(void) { return neon_f64_set1(0.0); }
+MFK_AI neon_f64_c16 neon_f64_fma(neon_f64_c16 a, neon_f64_c16 b, neon_f64_c16 c)
+{
+    for (int j = 0; j < 8; j++) c.v[j] = vfmaq_f64(c.v[j], a.v[j], b.v[j]);
+    return c;
+}
+MFK_AI neon_f64_c16 neon_f64_fms(neon_f64_c16 a, neon_f64_c16 b, neon_f64_c16 c)
+{
+    for (int j = 0; j < 8; j++) c.v[j] = vfmaq_f64(vnegq_f64(c.v[j]), a.v[j], b.v[j]);
+    return c;
+}
+MFK_AI neon_f64_c16 neon_f64_mul(neon_f64_c16 a, neon_f64_c16 b)
+{
+    for (int j = 0; j < 8; j++) a.v[j] = vmulq_f64(a.v[j], b.v[j]);
+    return a;
+}
+MFK_AI neon_f64_c16 neon_f64_sub(neon_f64_c16 a, neon_f64_c16 b)
+{
+    for (int j = 0; j < 8; j++) a.v[j] = vsubq_f64(a.v[j], b.v[j]);
+    return a;
+}
+MFK_AI double neon_f64_red(neon_f64_c16 a)
+{
+    /* s8[j] = lane j + lane j+8 (v[i] + v[i+4]); s4 = j + j+4; s2 = j + j+2 (one register) */
+    float64x2_t s4lo = vaddq_f64(vaddq_f64(a.v[0], a.v[4]), vaddq_f64(a.v[2], a.v[6]));
+    float64x2_t s4hi = vaddq_f64(vaddq_f64(a.v[1], a.v[5]), vaddq_f64(a.v[3], a.v[7]));
+    float64x2_t s2 = vaddq_f64(s4lo, s4hi);
+    return vgetq_lane_f64(s2, 0) + vgetq_lane_f64(s2, 1);
+}
+
+/* The AdaGrad steps (see the x86 ones): vsqrtq and vdivq round correctly, as SSE does. */
+MFK_AI void mfk_steps_f32(float lr, float g0, float g1, float g2, float g3, float *out)
+{
+    const float g[4] = {g0, g1, g2, g3};
+    vst1q_f32(out, vdivq_f32(vdupq_n_f32(lr), vsqrtq_f32(vld1q_f32(g))));
+}
+MFK_AI void mfk_steps_f64(double lr, double g0, double g1, double g2, double g3, double *out)
+{
+    const double g[4] = {g0, g1, g2, g3};
+    float64x2_t l = vdupq_n_f64(lr);
+    vst1q_f64(out, vdivq_f64(l, vsqrtq_f64(vld1q_f64(g))));
+    vst1q_f64(out + 2, vdivq_f64(l, vsqrtq_f64(vld1q_f64(g + 2))));
+}
+#endif /* MFKIT_HAVE_NEON_PATHS */
+
+#if MFKIT_HAVE_X86_PATHS || MFKIT_HAVE_NEON_PATHS
+/* ---- the scalar part of one rating, shared by every body --------------------------- */
 
 #define MFK_DEFINE_SCALAR(T, S, FABS)                                              \
 MFK_AI T mfk_psi_##S(T e, int loss, T delta)                                            \
@@ -341,6 +501,7 @@ MFK_DEFINE_SCALAR(float, f32, fabsf)
 MFK_DEFINE_SCALAR(double, f64, fabs)
 
 /* ---- the bodies, one per path and dtype ------------------------------------------- */
+#if MFKIT_HAVE_X86_PATHS
 #define MFK_T float
 #define MFK_S f32
 #define MFK_ISA avx512
@@ -392,8 +553,48 @@ static ptrdiff_t mfk_sgd_rows_##S(int isa, const mfk_rows *r, const mfk_sgd_##S 
 }
 MFK_DEFINE_ROWS_DISPATCH(float, f32)
 MFK_DEFINE_ROWS_DISPATCH(double, f64)
+#endif /* MFKIT_HAVE_X86_PATHS: the bodies */
 
-#else /* no x86 fast paths in this build: the caller only ever runs its portable sweep */
+#if MFKIT_HAVE_NEON_PATHS
+#define MFK_T float
+#define MFK_S f32
+#define MFK_ISA neon
+#define MFK_TARGET MFKIT_TARGET_NEON
+#include "_sgd_kernel_body.h"
+#undef MFK_T
+#undef MFK_S
+#define MFK_T double
+#define MFK_S f64
+#include "_sgd_kernel_body.h"
+#undef MFK_T
+#undef MFK_S
+#undef MFK_ISA
+#undef MFK_TARGET
+
+/* NEON is the one fast path of an aarch64 build */
+#define MFK_DEFINE_DISPATCH(T, S)                                                        \
+static ptrdiff_t mfk_sgd_sweep_##S(int isa, const void *recs, ptrdiff_t n,              \
+                                   const mfk_sgd_##S *a, double *sse)                    \
+{                                                                                       \
+    (void)isa;                                                                          \
+    return neon_##S##_sweep((const mfk_rating *)recs, n, a, sse);                       \
+}
+MFK_DEFINE_DISPATCH(float, f32)
+MFK_DEFINE_DISPATCH(double, f64)
+
+#define MFK_DEFINE_ROWS_DISPATCH(T, S)                                                   \
+static ptrdiff_t mfk_sgd_rows_##S(int isa, const mfk_rows *r, const mfk_sgd_##S *a,    \
+                                  double *sse)                                          \
+{                                                                                       \
+    if (isa == MFKIT_ISA_NEON) return neon_##S##_rows(r, a, sse);                       \
+    *sse = 0.0;                                                                         \
+    return -2;                                                                          \
+}
+MFK_DEFINE_ROWS_DISPATCH(float, f32)
+MFK_DEFINE_ROWS_DISPATCH(double, f64)
+#endif /* MFKIT_HAVE_NEON_PATHS */
+
+#else /* no fast paths in this build: the caller only ever runs its portable sweep */
 
 #define MFK_DEFINE_DISPATCH(T, S)                                                        \
 static ptrdiff_t mfk_sgd_sweep_##S(int isa, const void *recs, ptrdiff_t n,              \
@@ -414,6 +615,6 @@ static ptrdiff_t mfk_sgd_rows_##S(int isa, const mfk_rows *r, const mfk_sgd_##S 
 }
 MFK_DEFINE_ROWS_DISPATCH(float, f32)
 MFK_DEFINE_ROWS_DISPATCH(double, f64)
-#endif /* MFKIT_HAVE_X86_PATHS */
+#endif /* MFKIT_HAVE_X86_PATHS || MFKIT_HAVE_NEON_PATHS */
 
 #endif /* MFKIT_SGD_KERNEL_H */

@@ -60,10 +60,11 @@ def half_step(
     prior) with bias 0. ``row_sse``, if given (float64, one per row), receives each row's sum
     of squared residuals after the update. Updates ``X`` and ``xbias`` in place.
 
-    ``isa`` names the kernel path (``'baseline'``, ``'avx2'``, ``'avx512'``; None: the
-    current choice of :func:`mfkit.get_isa`). Every path gives the same bits for any
-    ``n_threads``; ``'avx2'`` and ``'avx512'`` (fused multiply-adds) agree with each other
-    and differ from ``'baseline'`` in the last bits. ``scratch``, a
+    ``isa`` names the kernel path (``'baseline'``, ``'avx2'``, ``'avx512'``, ``'neon'``;
+    None: the current choice of :func:`mfkit.get_isa`). Every path gives the same bits for
+    any ``n_threads``; ``'avx2'`` and ``'avx512'`` (fused multiply-adds) agree with each
+    other and differ from ``'baseline'`` in the last bits; ``'neon'`` (aarch64) runs the
+    baseline row kernels and gives the baseline's bits. ``scratch``, a
     ``RowScratch(k, rows, itemsize, n_threads)`` covering the longest row, is reused instead
     of allocating the per-thread work space (a fit passes one to all its half-steps).
 
@@ -231,7 +232,8 @@ class ALS(FactorModel):
         by :func:`mfkit.set_isa` / ``MFKIT_ISA``, default the best the CPU offers). Factors
         are bit-identical for any ``n_threads`` on each path; ``'avx2'`` and ``'avx512'``
         agree with each other, ``'baseline'`` (no fused multiply-add) differs from them in
-        the last bits and is the same on every machine.
+        the last bits and is the same on every machine; ``'neon'`` (aarch64) runs the
+        baseline row kernels, so it gives the baseline's bits.
 
     Notes
     -----

@@ -190,8 +190,8 @@ class ImplicitALS(PreferenceModel):
     best_epoch_ : epoch restored by early stopping (None without it)
     stop_reason_ : 'epochs', 'early_stopping', 'callback', 'interrupted' or 'diverged'
     isa_ : the kernel path the fit ran (as for :class:`ALS`: ``'avx2'`` and ``'avx512'``
-        agree bit for bit, ``'baseline'`` differs in the last bits; each is bit-identical
-        for any ``n_threads``)
+        agree bit for bit, ``'baseline'`` and ``'neon'`` differ from them in the last bits;
+        each is bit-identical for any ``n_threads``)
 
     Notes
     -----

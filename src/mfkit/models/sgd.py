@@ -239,12 +239,12 @@ class SGD(FactorModel):
     best_epoch_ : epoch restored by early stopping (None without it)
     stop_reason_ : 'epochs', 'early_stopping', 'callback', 'interrupted' or 'diverged'
     blocks_ : the B the last fit used
-    isa_ : the kernel path the last fit's epochs ran (``'baseline'``, ``'avx2'`` or
-        ``'avx512'``; :func:`mfkit.get_isa` at the start of the fit, see
-        :mod:`mfkit._core.isa`). ``'baseline'`` gives the same bits on every machine;
-        ``'avx2'`` and ``'avx512'`` give the same bits as each other (fused multiply-adds,
-        16 partial sums), which differ from the baseline's in the last places. SVD++
-        (``implicit_feedback=True``) always runs the baseline path.
+    isa_ : the kernel path the last fit's epochs ran (``'baseline'``, ``'avx2'``,
+        ``'avx512'`` or, on aarch64, ``'neon'``; :func:`mfkit.get_isa` at the start of the
+        fit, see :mod:`mfkit._core.isa`). ``'baseline'`` gives the same bits on every
+        machine; ``'avx2'``, ``'avx512'`` and ``'neon'`` give the same bits as each other
+        (fused multiply-adds, 16 partial sums), which differ from the baseline's in the
+        last places. SVD++ (``implicit_feedback=True``) always runs the baseline path.
     fit_nbytes_ : bytes of the per-fit scratch of the last fit (rating records, block
         offsets, with ``order='rows'`` the run starts and user groups instead, AdaGrad
         accumulators; with SVD++ also the own user factors, the implicit

@@ -7,7 +7,8 @@
  * when its fused score plus a bound on the rounding difference (margin below) beats the
  * row's n-th best, and every candidate is then scored again exactly (mf_rescore_*, the
  * order of mf_dot) before it enters the list. The lists, ids and scores, are therefore the
- * same on every path and bit-identical to predict().
+ * same on every path and bit-identical to predict(). An aarch64 build has no filter: its
+ * neon path scores as the baseline does (the same lists).
  *
  * mf_score4_* computes the dot products of 4 query rows with the 16 items of one packed
  * panel (layout panel[f * 16 + w] = factor f of item w). The vector lanes run across

@@ -63,7 +63,7 @@ cdef extern from "_recommend.h" nogil:
     int mf_topn_have_filter()
 
 cdef extern from "_isa.h" nogil:
-    int mfkit_cpu_isa()
+    int mfkit_isa_runs(int isa)
 
 cdef double REL = 8.881784197001252e-16  # MFKIT_TOPN_REL, 2^-50
 cdef double BOUND_REL = 3.552713678800501e-15  # MFKIT_BOUND_REL, 2^-48
@@ -293,9 +293,10 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
     -1; empty ``seen_row``: nothing is skipped). On return the rows of ``out_items`` /
     ``out_scores`` hold item indices / scores, best first; slots without a candidate keep
     -1 / -inf. ``use_avx512=False`` forces the portable threshold test of the baseline
-    path (same results). ``isa`` (0 baseline, 1 avx2, 2 avx512) picks the scoring path;
-    every path gives the same lists. ``prune=False`` scores every panel (no bound test;
-    the same lists, for measuring what the skipping saves).
+    path (same results). ``isa`` (0 baseline, 1 avx2, 2 avx512; 3 neon scores as the
+    baseline) picks the scoring path; every path gives the same lists. ``prune=False``
+    scores every panel (no bound test; the same lists, for measuring what the skipping
+    saves).
     """
     cdef Py_ssize_t n_q = rows.shape[0], n = out_items.shape[1]
     cdef Py_ssize_t k = P.shape[1], n_blocks, b, q, j, chunk_panels
@@ -322,9 +323,10 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
     for j in range(cand.shape[0]):
         if cand[j] < 0:
             raise ValueError(f"candidate item {cand[j]} is negative")
-    if isa < 0 or isa > mfkit_cpu_isa():
-        raise ValueError(f"isa={isa} is not a kernel path this CPU offers (0 .. "
-                         f"{mfkit_cpu_isa()}); pass mfkit._core.isa.isa_level()")
+    if not mfkit_isa_runs(isa):
+        runs = [j for j in range(4) if mfkit_isa_runs(j)]
+        raise ValueError(f"isa={isa} is not a kernel path this CPU offers (one of {runs}); "
+                         "pass mfkit._core.isa.isa_level()")
     if not mf_topn_have_filter():
         isa = 0
     cdef Py_ssize_t n_slots = panels.shape[0] * PANEL
