@@ -343,7 +343,7 @@ def floor(what: str, value: float, limit: float, *, higher: bool) -> None:
 
 
 def fit_once(
-    X: Ratings, epochs: int, threads: int, order: str = "shuffle"
+    X: Ratings, epochs: int, threads: int, order: str = "auto"
 ) -> tuple[mfkit.SGD, float, int]:
     """A fit with a fixed regularization (0.05; 'auto' would add its search): the model,
     the fit's seconds and its tracemalloc peak in bytes above what existed before."""
