@@ -43,7 +43,8 @@ from mfkit._core._simd cimport (mf_dot_f32, mf_dot_f64, mf_sgd_pair_f32, mf_sgd_
 cdef extern from "_isa.h" nogil:
     int mfkit_isa_runs(int isa)
 
-from mfkit.models._sgd_kernel cimport (mfk_rows, mfk_sgd_f32, mfk_sgd_f64, mfk_sgd_rows_f32,
+from mfkit.models._sgd_kernel cimport (mfk_rows, mfk_sgd_f32, mfk_sgd_f64, mfk_sgd_fill_f32,
+                                       mfk_sgd_fill_f64, mfk_sgd_rows_f32,
                                        mfk_sgd_rows_f64, mfk_sgd_sweep_f32, mfk_sgd_sweep_f64,
                                        mfk_shuffle_records, mfk_shuffle_users, mfk_splitmix64)
 
@@ -98,48 +99,12 @@ cdef Py_ssize_t _sweep(const Rating *recs, Py_ssize_t n,
     cdef mfk_sgd_f64 a64
     if isa > 0:
         if floating is float:
-            a32.P = P
-            a32.Q = Q
-            a32.bu = bu
-            a32.bi = bi
-            a32.P0 = P0
-            a32.Q0 = Q0
-            a32.Gp = Gp
-            a32.Gq = Gq
-            a32.Gbu = Gbu
-            a32.Gbi = Gbi
-            a32.mu = mu
-            a32.lr = lr
-            a32.reg = reg
-            a32.reg_bias = reg_bias
-            a32.prior = prior
-            a32.delta = delta
-            a32.k = k
-            a32.biases = biases
-            a32.loss = loss
-            a32.ss = ss
+            mfk_sgd_fill_f32(&a32, P, Q, bu, bi, P0, Q0, Gp, Gq, Gbu, Gbi, mu, lr, reg,
+                             reg_bias, prior, delta, k, biases, loss, ss)
             return mfk_sgd_sweep_f32(isa, recs, n, &a32, sse_out)
         else:
-            a64.P = P
-            a64.Q = Q
-            a64.bu = bu
-            a64.bi = bi
-            a64.P0 = P0
-            a64.Q0 = Q0
-            a64.Gp = Gp
-            a64.Gq = Gq
-            a64.Gbu = Gbu
-            a64.Gbi = Gbi
-            a64.mu = mu
-            a64.lr = lr
-            a64.reg = reg
-            a64.reg_bias = reg_bias
-            a64.prior = prior
-            a64.delta = delta
-            a64.k = k
-            a64.biases = biases
-            a64.loss = loss
-            a64.ss = ss
+            mfk_sgd_fill_f64(&a64, P, Q, bu, bi, P0, Q0, Gp, Gq, Gbu, Gbi, mu, lr, reg,
+                             reg_bias, prior, delta, k, biases, loss, ss)
             return mfk_sgd_sweep_f64(isa, recs, n, &a64, sse_out)
     cdef Py_ssize_t t, ahead
     cdef int row_bytes = k * sizeof(floating)
@@ -319,6 +284,37 @@ cdef void _point(object packed, floating **b, floating **gb, floating **g):
     g[0] = &side[0, 2]
 
 
+cdef object _scalars(int isa, bint biases, floating[::1] bu, floating[::1] bi,
+                     floating[::1] Gbu, floating[::1] Gbi, floating[::1] Gp, floating[::1] Gq,
+                     floating **pbu, floating **pbi, floating **gbu, floating **gbi,
+                     floating **gp, floating **gq, Py_ssize_t *ss):
+    """Point the kernels at the per-row scalars: the two packed sides (returned, with
+    *ss = 4; the caller keeps them alive and hands them to `_restore` after the sweep) on a
+    fast path with biases and AdaGrad, else the arrays themselves (None, *ss = 1; NULL for
+    an array not given)."""
+    pbu[0] = _opt_ptr(bu)
+    pbi[0] = _opt_ptr(bi)
+    gbu[0] = _opt_ptr(Gbu)
+    gbi[0] = _opt_ptr(Gbi)
+    gp[0] = _opt_ptr(Gp)
+    gq[0] = _opt_ptr(Gq)
+    ss[0] = 1
+    packed = _packed_sides(isa, biases, bu, bi, Gbu, Gbi, Gp, Gq)
+    if packed is not None:
+        _point(packed[0], pbu, gbu, gp)
+        _point(packed[1], pbi, gbi, gq)
+        ss[0] = 4
+    return packed
+
+
+cdef void _restore(object packed, floating[::1] bu, floating[::1] bi, floating[::1] Gbu,
+                   floating[::1] Gbi, floating[::1] Gp, floating[::1] Gq):
+    """Copy packed sides (from `_scalars`) back into the arrays; nothing when None."""
+    if packed is not None:
+        _unpack(packed[0], bu, Gbu, Gp)
+        _unpack(packed[1], bi, Gbi, Gq)
+
+
 def sgd_epoch(const Rating[::1] recs, floating[:, ::1] P, floating[:, ::1] Q,
               floating[::1] bu, floating[::1] bi, double mu, double lr, double reg,
               double reg_bias, bint biases, const floating[:, ::1] P0=None,
@@ -344,29 +340,19 @@ def sgd_epoch(const Rating[::1] recs, floating[:, ::1] P, floating[:, ::1] Q,
     if P0 is not None:
         p0 = &P0[0, 0]
         q0 = &Q0[0, 0]
-    cdef floating *pbu = _opt_ptr(bu)
-    cdef floating *pbi = _opt_ptr(bi)
-    cdef floating *gp = _opt_ptr(Gp)
-    cdef floating *gq = _opt_ptr(Gq)
-    cdef floating *gbu = _opt_ptr(Gbu)
-    cdef floating *gbi = _opt_ptr(Gbi)
+    cdef floating *pbu, *pbi, *gp, *gq, *gbu, *gbi  # the per-row scalars (_scalars)
     cdef Py_ssize_t n = recs.shape[0]
     if n == 0:
         return 0.0, -1
-    cdef Py_ssize_t ss = 1
-    packed = _packed_sides(isa, biases, bu, bi, Gbu, Gbi, Gp, Gq)
-    if packed is not None:
-        _point(packed[0], &pbu, &gbu, &gp)
-        _point(packed[1], &pbi, &gbi, &gq)
-        ss = 4
+    cdef Py_ssize_t ss
+    packed = _scalars(isa, biases, bu, bi, Gbu, Gbi, Gp, Gq, &pbu, &pbi, &gbu, &gbi, &gp,
+                      &gq, &ss)
     with nogil:
         bad = _sweep(&recs[0], n, &P[0, 0], &Q[0, 0], pbu, pbi, k, <floating>mu,
                      <floating>lr, <floating>reg, <floating>reg_bias, biases, p0, q0,
                      <floating>prior, loss, <floating>delta, gp, gq, gbu, gbi, &sse, isa,
                      ss)
-    if packed is not None:
-        _unpack(packed[0], bu, Gbu, Gp)
-        _unpack(packed[1], bi, Gbi, Gq)
+    _restore(packed, bu, bi, Gbu, Gbi, Gp, Gq)
     return sse, bad
 
 
@@ -423,12 +409,7 @@ def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[
         q0 = &Q0[0, 0]
     cdef floating *pP = &P[0, 0]
     cdef floating *pQ = &Q[0, 0]
-    cdef floating *pbu = _opt_ptr(bu)
-    cdef floating *pbi = _opt_ptr(bi)
-    cdef floating *gp = _opt_ptr(Gp)
-    cdef floating *gq = _opt_ptr(Gq)
-    cdef floating *gbu = _opt_ptr(Gbu)
-    cdef floating *gbi = _opt_ptr(Gbi)
+    cdef floating *pbu, *pbi, *gp, *gq, *gbu, *gbi  # the per-row scalars (_scalars)
     if n == 0:
         return 0.0, -1
     sse_arr = np.zeros(nb, dtype=np.float64)
@@ -438,12 +419,9 @@ def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[
     cdef double *psse = &sse_b[0]
     cdef Py_ssize_t *pbad = &bad_b[0]
     cdef Rating *base = &recs[0]
-    cdef Py_ssize_t ss = 1
-    packed = _packed_sides(isa, biases, bu, bi, Gbu, Gbi, Gp, Gq)
-    if packed is not None:
-        _point(packed[0], &pbu, &gbu, &gp)
-        _point(packed[1], &pbi, &gbi, &gq)
-        ss = 4
+    cdef Py_ssize_t ss
+    packed = _scalars(isa, biases, bu, bi, Gbu, Gbi, Gp, Gq, &pbu, &pbi, &gbu, &gbi, &gp,
+                      &gq, &ss)
     with nogil:
         for si in range(B):
             s = strata[si]
@@ -468,9 +446,7 @@ def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[
         # a fixed summation order keeps the reported loss independent of the threads too
         for blk in range(nb):
             sse += psse[blk]
-    if packed is not None:
-        _unpack(packed[0], bu, Gbu, Gp)
-        _unpack(packed[1], bi, Gbi, Gq)
+    _restore(packed, bu, bi, Gbu, Gbi, Gp, Gq)
     return sse, status
 
 
@@ -597,48 +573,12 @@ cdef Py_ssize_t _fast_rows(const int32_t *order, Py_ssize_t n, const int64_t *se
     r.state = state
     r.shuffle = shuffle
     if floating is float:
-        a32.P = P
-        a32.Q = Q
-        a32.bu = bu
-        a32.bi = bi
-        a32.P0 = NULL
-        a32.Q0 = NULL
-        a32.Gp = Gp
-        a32.Gq = Gq
-        a32.Gbu = Gbu
-        a32.Gbi = Gbi
-        a32.mu = mu
-        a32.lr = lr
-        a32.reg = reg
-        a32.reg_bias = reg_bias
-        a32.prior = 0
-        a32.delta = delta
-        a32.k = k
-        a32.biases = biases
-        a32.loss = loss
-        a32.ss = ss
+        mfk_sgd_fill_f32(&a32, P, Q, bu, bi, NULL, NULL, Gp, Gq, Gbu, Gbi, mu, lr, reg,
+                         reg_bias, 0, delta, k, biases, loss, ss)
         return mfk_sgd_rows_f32(isa, &r, &a32, sse_out)
     else:
-        a64.P = P
-        a64.Q = Q
-        a64.bu = bu
-        a64.bi = bi
-        a64.P0 = NULL
-        a64.Q0 = NULL
-        a64.Gp = Gp
-        a64.Gq = Gq
-        a64.Gbu = Gbu
-        a64.Gbi = Gbi
-        a64.mu = mu
-        a64.lr = lr
-        a64.reg = reg
-        a64.reg_bias = reg_bias
-        a64.prior = 0
-        a64.delta = delta
-        a64.k = k
-        a64.biases = biases
-        a64.loss = loss
-        a64.ss = ss
+        mfk_sgd_fill_f64(&a64, P, Q, bu, bi, NULL, NULL, Gp, Gq, Gbu, Gbi, mu, lr, reg,
+                         reg_bias, 0, delta, k, biases, loss, ss)
         return mfk_sgd_rows_f64(isa, &r, &a64, sse_out)
 
 
@@ -722,12 +662,7 @@ def sgd_rows_epoch(const int64_t[::1] indptr, const int32_t[::1] indices,
         q0 = &Q0[0, 0]
     cdef floating *pP = &P[0, 0]
     cdef floating *pQ = &Q[0, 0]
-    cdef floating *pbu = _opt_ptr(bu)
-    cdef floating *pbi = _opt_ptr(bi)
-    cdef floating *gp = _opt_ptr(Gp)
-    cdef floating *gq = _opt_ptr(Gq)
-    cdef floating *gbu = _opt_ptr(Gbu)
-    cdef floating *gbi = _opt_ptr(Gbi)
+    cdef floating *pbu, *pbi, *gp, *gq, *gbu, *gbi  # the per-row scalars (_scalars)
     if n == 0:
         return 0.0, -1
     sse_arr = np.zeros(nb, dtype=np.float64)
@@ -740,13 +675,10 @@ def sgd_rows_epoch(const int64_t[::1] indptr, const int32_t[::1] indices,
     cdef const float *pval = &values[0]
     cdef const int64_t *pseg = &seg[0, 0]
     cdef const int32_t *pusers = &group_users[0] if group_users.shape[0] > 0 else NULL
-    cdef Py_ssize_t ss = 1
     stride = B + 1
-    packed = _packed_sides(isa, biases, bu, bi, Gbu, Gbi, Gp, Gq)
-    if packed is not None:
-        _point(packed[0], &pbu, &gbu, &gp)
-        _point(packed[1], &pbi, &gbi, &gq)
-        ss = 4
+    cdef Py_ssize_t ss
+    packed = _scalars(isa, biases, bu, bi, Gbu, Gbi, Gp, Gq, &pbu, &pbi, &gbu, &gbi, &gp,
+                      &gq, &ss)
     with nogil:
         for si in range(B):
             s = strata[si]
@@ -768,9 +700,7 @@ def sgd_rows_epoch(const int64_t[::1] indptr, const int32_t[::1] indices,
                 break
         for blk in range(nb):
             sse += psse[blk]
-    if packed is not None:
-        _unpack(packed[0], bu, Gbu, Gp)
-        _unpack(packed[1], bi, Gbi, Gq)
+    _restore(packed, bu, bi, Gbu, Gbi, Gp, Gq)
     if status >= 0 and bad_arr[status] == -2:
         raise MemoryError("no memory for the scratch of the row-grouped SGD epoch")
     return sse, status

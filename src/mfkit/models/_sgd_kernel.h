@@ -61,6 +61,22 @@ typedef struct {
 MFK_DEFINE_ARGS(float, f32)
 MFK_DEFINE_ARGS(double, f64)
 
+/* Fill an argument block field by field (the one place that knows its layout). */
+#define MFK_DEFINE_FILL(T, S)                                                            \
+    static inline void mfk_sgd_fill_##S(mfk_sgd_##S *a, T *P, T *Q, T *bu, T *bi,         \
+                                        const T *P0, const T *Q0, T *Gp, T *Gq, T *Gbu,   \
+                                        T *Gbi, T mu, T lr, T reg, T reg_bias, T prior,   \
+                                        T delta, int k, int biases, int loss,             \
+                                        ptrdiff_t ss)                                     \
+    {                                                                                    \
+        a->P = P; a->Q = Q; a->bu = bu; a->bi = bi; a->P0 = P0; a->Q0 = Q0;               \
+        a->Gp = Gp; a->Gq = Gq; a->Gbu = Gbu; a->Gbi = Gbi;                               \
+        a->mu = mu; a->lr = lr; a->reg = reg; a->reg_bias = reg_bias; a->prior = prior;   \
+        a->delta = delta; a->k = k; a->biases = biases; a->loss = loss; a->ss = ss;       \
+    }
+MFK_DEFINE_FILL(float, f32)
+MFK_DEFINE_FILL(double, f64)
+
 /* Fisher-Yates shuffle of recs[0:n] driven by splitmix64 from `seed`, position j (from the
  * end) swapped with a uniform r in [0, j] by Lemire's nearly divisionless method: the
  * permutation of mfkit._core._common's shuffles, written here so that the generator inlines

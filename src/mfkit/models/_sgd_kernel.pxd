@@ -32,6 +32,16 @@ cdef extern from "_sgd_kernel.h" nogil:
         double mu, lr, reg, reg_bias, prior, delta
         int k, biases, loss
         Py_ssize_t ss
+    void mfk_sgd_fill_f32(mfk_sgd_f32 *a, float *P, float *Q, float *bu, float *bi,
+                          const float *P0, const float *Q0, float *Gp, float *Gq, float *Gbu,
+                          float *Gbi, float mu, float lr, float reg, float reg_bias,
+                          float prior, float delta, int k, int biases, int loss,
+                          Py_ssize_t ss)
+    void mfk_sgd_fill_f64(mfk_sgd_f64 *a, double *P, double *Q, double *bu, double *bi,
+                          const double *P0, const double *Q0, double *Gp, double *Gq,
+                          double *Gbu, double *Gbi, double mu, double lr, double reg,
+                          double reg_bias, double prior, double delta, int k, int biases,
+                          int loss, Py_ssize_t ss)
     Py_ssize_t mfk_sgd_sweep_f32(int isa, const void *recs, Py_ssize_t n, const mfk_sgd_f32 *a,
                                  double *sse)
     Py_ssize_t mfk_sgd_sweep_f64(int isa, const void *recs, Py_ssize_t n, const mfk_sgd_f64 *a,
