@@ -35,7 +35,7 @@ from libc.string cimport memset
 
 import numpy as np
 
-from mfkit.models._rows cimport (check_isa, mf_als_ld, mf_prefetch_row_read, mf_rows_scratch,
+from mfkit.models._rows cimport (check_isa, mf_als_ld, mf_als_prefetch, mf_rows_scratch,
                                  mf_rows_scratch_at, mf_rows_scratch_bytes, row_cholesky,
                                  row_dot, row_gram_ptr, row_pass, row_rhs_ptr, scratch_base,
                                  first_bad_row)
@@ -53,8 +53,11 @@ cdef enum:
     GRAM_CHUNK_BYTES = 16384
     # most rows per Gram pass (the pass's row pointers sit on the stack)
     MAX_CHUNK = 256
+    # factor rows of the next row prefetched while this one is solved
+    NEXT_AHEAD = 64
     # a row whose factor rows take more bytes than this is prefetched on every CG pass
-    LONG_ROW = 0
+    LONG_ROW = 262144
+    DIRECT_GRAM = 0
 
 
 cdef struct Params:
@@ -109,8 +112,24 @@ cdef int _check_row(Py_ssize_t start, Py_ssize_t n, const int32_t[::1] indices,
         if idx < 0 or idx >= p.n_opposite:
             return ROW_BAD_INDEX
     for jj in range(min(n, <Py_ssize_t>PREFETCH_AHEAD)):
-        mf_prefetch_row_read(&Y[indices[start + jj], 0], p.k * <int>sizeof(floating))
+        mf_als_prefetch(&Y[indices[start + jj], 0], p.k * <int>sizeof(floating), 1)
     return ROW_OK
+
+
+cdef void _prefetch_next(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] indices,
+                         const floating[:, ::1] Y, const Params *p) noexcept nogil:
+    """Prefetch (into L2) the first factor rows of the next row, which this thread will
+    likely solve next: their misses then overlap this row's arithmetic."""
+    cdef Py_ssize_t jj, start, n
+    cdef int32_t idx
+    if row + 1 >= indptr.shape[0] - 1:
+        return
+    start = indptr[row + 1]
+    n = min(<Py_ssize_t>(indptr[row + 2] - start), <Py_ssize_t>NEXT_AHEAD)
+    for jj in range(n):
+        idx = indices[start + jj]
+        if 0 <= idx < p.n_opposite:
+            mf_als_prefetch(&Y[idx, 0], p.k * <int>sizeof(floating), 0)
 
 
 cdef inline floating *_ybias_ptr(const floating[::1] ybias, const Params *p) noexcept nogil:
@@ -161,7 +180,7 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
         for jj in range(m):
             j = start + c0 + jj
             idx = indices[j]
-            if k == ld:
+            if DIRECT_GRAM and k == ld:
                 ptrs[jj] = &Y[idx, 0]
             else:
                 _copy(blk + jj * ld, &Y[idx, 0], k)
@@ -172,7 +191,7 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
                 t[c0 + jj] = <floating>values[j]
             st = st + t[c0 + jj]
         for jj in range(c0 + m, min(c0 + 2 * m, n)):
-            mf_prefetch_row_read(&Y[indices[start + jj], 0], k * <int>sizeof(floating))
+            mf_als_prefetch(&Y[indices[start + jj], 0], k * <int>sizeof(floating), 0)
         row_gram_ptr(p.isa, ptrs, m, ld, A, lda)
         row_rhs_ptr(p.isa, ptrs, m, ld, t + c0, rhs, colsum if p.biases else NULL)
         c0 += m
@@ -189,6 +208,7 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
             A[f * lda + k] = colsum[f]
         A[k * lda + k] = <floating>n + cw * <floating>p.reg_bias
         rhs[k] = st
+    _prefetch_next(row, indptr, indices, Y, p)
     status = row_cholesky(p.isa, A, K, lda, rhs)
     if status != 0:
         return ROW_NOT_PD
@@ -256,6 +276,7 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
         d[f] = r[f]
     db = rb
     rr = row_dot(r, r, k) + rb * rb
+    _prefetch_next(row, indptr, indices, Y, p)
     for _step in range(p.cg_steps):
         if not (rr > 0):
             break

@@ -24,6 +24,21 @@
 /* rows of the index list whose factor rows are prefetched ahead of the one being read */
 #define MFKIT_ALS_PASS_AHEAD 8
 
+/* Prefetch every cache line of [p, p + nbytes) into L1 (near != 0) or L2 (a row read soon
+ * but not next: it should not push the lines in use out of L1). */
+static inline void mf_als_prefetch(const void *p, int nbytes, int near)
+{
+#if defined(__GNUC__)
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)63, end = (uintptr_t)p + (uintptr_t)nbytes;
+    if (near)
+        for (; a < end; a += 64) __builtin_prefetch((const void *)a, 0, 3);
+    else
+        for (; a < end; a += 64) __builtin_prefetch((const void *)a, 0, 2);
+#else
+    (void)p; (void)nbytes; (void)near;
+#endif
+}
+
 /* factor row j of Y (n x k, row stride k), or its copy in `line` (ld long, padding zero)
  * when k is short of ld */
 #define MF_DIRECT_ROW(T, Y, j, k, ld, line)                                                 \
@@ -34,7 +49,7 @@
  *   w_i = y_i . v + vb                              (residual == 0)
  *   w_i = t_i - (y_i . v + vb),  t_i = (r_i - mu) - yb[idx_i]   (yb != NULL), else r_i
  * With out != NULL also out = sum_i w_i y_i (out is ld long; entries past k stay zero) and
- * *outb = sum_i w_i. v is ld long and zero past k. `lines` is 4 ld of scratch (used when
+ * *outb = sum_i w_i. v is ld long and zero past k. `lines` is 8 ld of scratch (used when
  * k < ld, its padding zero); `pf` asks for software prefetch of rows ahead (long rows whose
  * factors are not in cache yet). */
 #if MFKIT_HAVE_VEC
@@ -68,6 +83,41 @@
                 memcpy(A + (size_t)(r0 + q) * lda + c0 + w * VN, &acc[q][w], sizeof(VT));    \
     }
 
+/* s[q] = hsum8(a[q]) + vb for eight accumulators: the sums of mf_als_hsum8, each rounded
+ * alike. The x86 float paths take them for eight rows at once (pairs of 128-bit halves
+ * added, then three horizontal adds: lane for lane the additions of mf_als_hsum8). */
+#define MF_HSUM8X8_GENERIC(T, SUF, V8, P, HATTR)                                             \
+HATTR static inline void mf_als_hsum8x8_##SUF##_##P(const V8 *a, T vb, T *s)                  \
+{                                                                                            \
+    for (int q = 0; q < 8; q++) s[q] = mf_als_hsum8_##SUF##_##P(a[q]) + vb;                  \
+}
+MF_HSUM8X8_GENERIC(float, f32, mf_v8sf, base, )
+MF_HSUM8X8_GENERIC(double, f64, mf_v8df, base, )
+#if MFKIT_ALS_FAST_PATHS
+MF_HSUM8X8_GENERIC(double, f64, mf_v8df, avx2, MFKIT_TARGET_AVX2)
+MF_HSUM8X8_GENERIC(double, f64, mf_v8df, avx512, MFKIT_TARGET_AVX512)
+#define MF_HSUM8X8_F32_X86(P, HATTR)                                                         \
+HATTR static inline void mf_als_hsum8x8_f32_##P(const mf_v8sf *a, float vb, float *s)         \
+{                                                                                            \
+    __m256 h[4];                                                                             \
+    for (int q = 0; q < 4; q++) {                                                            \
+        __m256 x = (__m256)a[2 * q], y = (__m256)a[2 * q + 1];                               \
+        /* [x0+x4, x1+x5, x2+x6, x3+x7 | the same of y] */                                   \
+        h[q] = _mm256_add_ps(_mm256_permute2f128_ps(x, y, 0x20),                             \
+                             _mm256_permute2f128_ps(x, y, 0x31));                            \
+    }                                                                                        \
+    /* lanes: rows 0 2 4 6 | 1 3 5 7, each ((x0+x4)+(x1+x5)) + ((x2+x6)+(x3+x7)) */          \
+    __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));      \
+    t = _mm256_add_ps(t, _mm256_set1_ps(vb));                                                \
+    float u[8];                                                                              \
+    _mm256_storeu_ps(u, t);                                                                  \
+    s[0] = u[0]; s[2] = u[1]; s[4] = u[2]; s[6] = u[3];                                      \
+    s[1] = u[4]; s[3] = u[5]; s[5] = u[6]; s[7] = u[7];                                      \
+}
+MF_HSUM8X8_F32_X86(avx2, MFKIT_TARGET_AVX2)
+MF_HSUM8X8_F32_X86(avx512, MFKIT_TARGET_AVX512)
+#endif
+
 #define MFKIT_ALS_DIRECT_PATH(T, SUF, VT, VN, V8, P, ATTR, HATTR)                              \
 HATTR static inline T mf_als_target_##SUF##_##P(const float *r, const int32_t *idx, int i,  \
                                                  T mu, const T *yb)                          \
@@ -85,46 +135,46 @@ ATTR static double mf_als_pass_##SUF##_##P(const T *restrict Y, int k, int ld,  
     if (out != NULL)                                                                         \
         for (int c = 0; c < ld; c++) out[c] = 0;                                             \
     int i = 0;                                                                               \
-    for (; i + 4 <= n; i += 4) {                                                             \
+    for (; i + 8 <= n; i += 8) {                                                             \
         if (pf) {                                                                            \
-            for (int q = i + MFKIT_ALS_PASS_AHEAD; q < i + MFKIT_ALS_PASS_AHEAD + 4 && q < n;  \
+            for (int q = i + MFKIT_ALS_PASS_AHEAD; q < i + MFKIT_ALS_PASS_AHEAD + 8 && q < n;\
                  q++)                                                                        \
-                mf_prefetch_row_read(Y + (size_t)idx[q] * k, k * (int)sizeof(T));            \
+                mf_als_prefetch(Y + (size_t)idx[q] * k, k * (int)sizeof(T), 1);            \
         }                                                                                    \
-        const T *y0 = MF_DIRECT_ROW(T, Y, idx[i], k, ld, lines);                             \
-        const T *y1 = MF_DIRECT_ROW(T, Y, idx[i + 1], k, ld, lines + ld);                    \
-        const T *y2 = MF_DIRECT_ROW(T, Y, idx[i + 2], k, ld, lines + 2 * ld);                \
-        const T *y3 = MF_DIRECT_ROW(T, Y, idx[i + 3], k, ld, lines + 3 * ld);                \
-        V8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                           \
+        const T *y[8];                                                                       \
+        for (int q = 0; q < 8; q++) y[q] = MF_DIRECT_ROW(T, Y, idx[i + q], k, ld, lines + q * ld);\
+        /* eight rows' dot products at once: eight independent chains of fused steps */      \
+        V8 acc[8];                                                                           \
+        for (int q = 0; q < 8; q++) acc[q] = (V8){0};                                        \
         for (int f = 0; f < ld; f += 8) {                                                    \
-            V8 vv, b0, b1, b2, b3;                                                           \
+            V8 vv;                                                                           \
             memcpy(&vv, v + f, sizeof(V8));                                                  \
-            memcpy(&b0, y0 + f, sizeof(V8)); memcpy(&b1, y1 + f, sizeof(V8));               \
-            memcpy(&b2, y2 + f, sizeof(V8)); memcpy(&b3, y3 + f, sizeof(V8));               \
-            a0 = MF_FMA(V8, P)(b0, vv, a0); a1 = MF_FMA(V8, P)(b1, vv, a1);                  \
-            a2 = MF_FMA(V8, P)(b2, vv, a2); a3 = MF_FMA(V8, P)(b3, vv, a3);                  \
+            for (int q = 0; q < 8; q++) {                                                    \
+                V8 bq;                                                                       \
+                memcpy(&bq, y[q] + f, sizeof(V8));                                           \
+                acc[q] = MF_FMA(V8, P)(bq, vv, acc[q]);                                      \
+            }                                                                                \
         }                                                                                    \
-        T w0 = mf_als_hsum8_##SUF##_##P(a0) + vb, w1 = mf_als_hsum8_##SUF##_##P(a1) + vb;    \
-        T w2 = mf_als_hsum8_##SUF##_##P(a2) + vb, w3 = mf_als_hsum8_##SUF##_##P(a3) + vb;    \
+        T w[8];                                                                              \
+        mf_als_hsum8x8_##SUF##_##P(acc, vb, w);                                              \
         if (residual) {                                                                      \
-            w0 = mf_als_target_##SUF##_##P(r, idx, i, mu, yb) - w0;                          \
-            w1 = mf_als_target_##SUF##_##P(r, idx, i + 1, mu, yb) - w1;                      \
-            w2 = mf_als_target_##SUF##_##P(r, idx, i + 2, mu, yb) - w2;                      \
-            w3 = mf_als_target_##SUF##_##P(r, idx, i + 3, mu, yb) - w3;                      \
-            sse += (double)w0 * (double)w0; sse += (double)w1 * (double)w1;                  \
-            sse += (double)w2 * (double)w2; sse += (double)w3 * (double)w3;                  \
+            for (int q = 0; q < 8; q++) {                                                    \
+                w[q] = mf_als_target_##SUF##_##P(r, idx, i + q, mu, yb) - w[q];              \
+                sse += (double)w[q] * (double)w[q];                                          \
+            }                                                                                \
         }                                                                                    \
-        sb += w0; sb += w1; sb += w2; sb += w3;                                              \
+        for (int q = 0; q < 8; q++) sb += w[q];                                              \
         if (out != NULL) {                                                                   \
-            VT s0 = MF_SPLAT(VT, w0), s1 = MF_SPLAT(VT, w1);                                 \
-            VT s2 = MF_SPLAT(VT, w2), s3 = MF_SPLAT(VT, w3);                                 \
+            VT sp[8];                                                                        \
+            for (int q = 0; q < 8; q++) sp[q] = MF_SPLAT(VT, w[q]);                          \
             for (int c = 0; c < ld; c += VN) {                                               \
-                VT o, b;                                                                     \
+                VT o;                                                                        \
                 memcpy(&o, out + c, sizeof(VT));                                             \
-                memcpy(&b, y0 + c, sizeof(VT)); o = MF_FMA(VT, P)(s0, b, o);                 \
-                memcpy(&b, y1 + c, sizeof(VT)); o = MF_FMA(VT, P)(s1, b, o);                 \
-                memcpy(&b, y2 + c, sizeof(VT)); o = MF_FMA(VT, P)(s2, b, o);                 \
-                memcpy(&b, y3 + c, sizeof(VT)); o = MF_FMA(VT, P)(s3, b, o);                 \
+                for (int q = 0; q < 8; q++) {                                                \
+                    VT bq;                                                                   \
+                    memcpy(&bq, y[q] + c, sizeof(VT));                                       \
+                    o = MF_FMA(VT, P)(sp[q], bq, o);                                         \
+                }                                                                            \
                 memcpy(out + c, &o, sizeof(VT));                                             \
             }                                                                                \
         }                                                                                    \

@@ -53,6 +53,7 @@ cdef extern from "_als.h" nogil:
 
 
 cdef extern from "_als_direct.h" nogil:
+    void mf_als_prefetch(const void *p, int nbytes, int near)
     double mf_als_pass_f32(int isa, const float *Y, int k, int ld, const int32_t *idx,
                            const float *r, int n, float mu, const float *yb, const float *v,
                            float vb, int residual, float *out, float *outb, float *lines,
