@@ -11,6 +11,9 @@
  *   mf_als_sweep     s = Y v (or t - Y v) and Y^T s in one sweep over Y (same bits as the
  *                    residual and matvec kernels; the implicit-feedback half-step's product).
  *
+ * The explicit ALS half-step reads the factor rows in place instead (_als_direct.h: the same
+ * sums in the same order over rows given by an index list or pointers, so the same bits).
+ *
  * Instruction-set paths (_isa.h). Each kernel is compiled three times from one body and
  * takes the path as its first argument, `int isa`:
  *

@@ -20,12 +20,16 @@ method for implicit feedback collaborative filtering", RecSys 2011). A row witho
 gets the minimiser of its penalty alone: x = prior / (reg + prior) x0 (zero without a
 prior), b = 0.
 
-Rows are independent: ``prange`` hands them out dynamically, each thread gathers the row's
-opposite factors into its own contiguous scratch block (a slice of the fit's
-:class:`RowScratch`), and every sum inside a row is taken in a fixed order, so the result is
-bit-identical for any thread count on each instruction-set path ``isa``; the avx2 and avx512
-paths (fused multiply-adds) agree with each other and differ from the baseline in the last
-bits (see _als.h).
+Rows are independent: ``prange`` hands them out dynamically, and each thread reads the row's
+opposite factor rows in place through its index list (_als_direct.h): a conjugate-gradient
+step is one pass over them (each row's dot product and its share of Y^T s together, eight
+rows at a time), and the Gram tiles sweep chunks of them copied into the thread's scratch (a
+slice of the fit's :class:`RowScratch`) while the next chunk, and the next row's first
+factor rows, are prefetched. Every sum inside a row is taken in a fixed order, the order of
+the gathered-block kernels of _als.h, so the result is bit-identical for any thread count on
+each instruction-set path ``isa``, and the same bits as those kernels gave; the avx2 and
+avx512 paths (fused multiply-adds) agree with each other and differ from the baseline in
+the last bits (see _als.h).
 """
 cimport cython
 from cython cimport floating
