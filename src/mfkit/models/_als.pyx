@@ -61,7 +61,6 @@ cdef enum:
     NEXT_AHEAD = 64
     # a row whose factor rows take more bytes than this is prefetched on every CG pass
     LONG_ROW = 262144
-    DIRECT_GRAM = 0
 
 
 cdef struct Params:
@@ -176,19 +175,18 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
         return status
     memset(A, 0, <size_t>max(K, ld) * lda * sizeof(floating))
     memset(rhs, 0, <size_t>(2 * lda) * sizeof(floating))
-    # the Gram tiles and Y^T t chunk by chunk: the chunk's factor rows, read in place (or
-    # copied into padded lines when k < ld), stay in L1 while the tiles sweep them
+    # the Gram tiles and Y^T t chunk by chunk: the chunk's factor rows are copied (the copy
+    # takes the cache misses, which the next chunk's prefetch mostly hides; tiles reading
+    # the rows in place were slower, their misses stalling the multiply-adds) and stay in
+    # L1 while the tiles sweep them
     c0 = 0
     while c0 < n:
         m = min(<Py_ssize_t>p.chunk, n - c0)
         for jj in range(m):
             j = start + c0 + jj
             idx = indices[j]
-            if DIRECT_GRAM and k == ld:
-                ptrs[jj] = &Y[idx, 0]
-            else:
-                _copy(blk + jj * ld, &Y[idx, 0], k)
-                ptrs[jj] = blk + jj * ld
+            _copy(blk + jj * ld, &Y[idx, 0], k)
+            ptrs[jj] = blk + jj * ld
             if p.biases:
                 t[c0 + jj] = (<floating>values[j] - mu) - ybias[idx]
             else:
