@@ -11,6 +11,9 @@
  *   mf_als_sweep     s = Y v (or t - Y v) and Y^T s in one sweep over Y (same bits as the
  *                    residual and matvec kernels; the implicit-feedback half-step's product).
  *
+ * The explicit ALS half-step reads the factor rows in place instead (_als_direct.h: the same
+ * sums in the same order over rows given by an index list or pointers, so the same bits).
+ *
  * Instruction-set paths (_isa.h). Each kernel is compiled three times from one body and
  * takes the path as its first argument, `int isa`:
  *
@@ -179,6 +182,33 @@ MFKIT_TARGET_AVX512 static inline mf_v8df mf_fma_mf_v8df_avx512(mf_v8df a, mf_v8
             }                                                                                \
             for (int v = 0; v < (W); v++) memcpy(Aj + cb + v * VN, &a[v], sizeof(VT));       \
         }
+
+/* Rows j and j + 1 together over the rows i < j above them (their updates interleaved, each \
+ * row's in order of i: twice the independent sums of one row); row j + 1 takes its i = j    \
+ * term once row j is done. */                                                               \
+#define MF_UPLOOK_PAIR_STRIPS(T, VT, VN, P, W)                                               \
+        for (; cb + (W) * VN <= KP; cb += (W) * VN) {                                        \
+            VT a[W], a1[W];                                                                  \
+            for (int v = 0; v < (W); v++) {                                                  \
+                memcpy(&a[v], Aj + cb + v * VN, sizeof(VT));                                 \
+                memcpy(&a1[v], Aj1 + cb + v * VN, sizeof(VT));                               \
+            }                                                                                \
+            for (int i = 0; i < j; i++) {                                                    \
+                const T *Ui = A + (size_t)i * lda + cb;                                      \
+                VT m = MF_SPLAT(VT, A[(size_t)i * lda + j]);                                 \
+                VT m1 = MF_SPLAT(VT, A[(size_t)i * lda + j + 1]);                            \
+                for (int v = 0; v < (W); v++) {                                              \
+                    VT u;                                                                    \
+                    memcpy(&u, Ui + v * VN, sizeof(VT));                                     \
+                    a[v] = MF_FNMA(VT, P)(m, u, a[v]);                                       \
+                    a1[v] = MF_FNMA(VT, P)(m1, u, a1[v]);                                    \
+                }                                                                            \
+            }                                                                                \
+            for (int v = 0; v < (W); v++) {                                                  \
+                memcpy(Aj + cb + v * VN, &a[v], sizeof(VT));                                 \
+                memcpy(Aj1 + cb + v * VN, &a1[v], sizeof(VT));                               \
+            }                                                                                \
+        }                                                                                    \
 
 #define MFKIT_ALS_PATH(T, SUF, VT, VN, V8, P, ATTR, HATTR)                                       \
 ATTR static void mf_als_gram_##SUF##_##P(const T *restrict Y, int n, int ld,                 \
@@ -378,10 +408,35 @@ ATTR static int mf_als_cholesky_##SUF##_##P(T *A, int K, int lda, T *restrict b)
         /* row j of U, up-looking: A[j][c] - sum_{i<j} U[i][j] U[i][c] with i increasing,   \
          * the updates a right-looking elimination makes, in its order; the row stays in     \
          * registers while the rows above stream past */                                     \
-        MF_UPLOOK_STRIPS(T, VT, VN, P, 8)                                                    \
-        MF_UPLOOK_STRIPS(T, VT, VN, P, 4)                                                    \
-        MF_UPLOOK_STRIPS(T, VT, VN, P, 2)                                                    \
-        MF_UPLOOK_STRIPS(T, VT, VN, P, 1)                                                    \
+        if (j + 1 < K && (j & 1) == 0) {                                                     \
+            /* (j even: row j + 1 starts at the same column c0) */                           \
+            T *Aj1 = Aj + lda;                                                               \
+            MF_UPLOOK_PAIR_STRIPS(T, VT, VN, P, 4)                                           \
+            MF_UPLOOK_PAIR_STRIPS(T, VT, VN, P, 2)                                           \
+            MF_UPLOOK_PAIR_STRIPS(T, VT, VN, P, 1)                                           \
+            T dj = Aj[j];                                                                    \
+            if (!(dj > 0) || !(dj < INFINITY)) return j + 1;                                 \
+            dj = sqrt(dj);                                                                   \
+            T invj = (T)1 / dj;                                                              \
+            for (int c = c0; c < j; c++) Aj[c] = 0;                                          \
+            Aj[j] = dj;                                                                      \
+            for (int c = j + 1; c < KP; c++) Aj[c] *= invj;                                  \
+            VT m = MF_SPLAT(VT, Aj[j + 1]);                                                  \
+            for (cb = c0; cb < KP; cb += VN) {                                               \
+                VT u, a;                                                                     \
+                memcpy(&u, Aj + cb, sizeof(VT));                                             \
+                memcpy(&a, Aj1 + cb, sizeof(VT));                                            \
+                a = MF_FNMA(VT, P)(m, u, a);                                                 \
+                memcpy(Aj1 + cb, &a, sizeof(VT));                                            \
+            }                                                                                \
+            j++;                                                                             \
+            Aj = Aj1;                                                                        \
+        } else {                                                                             \
+            MF_UPLOOK_STRIPS(T, VT, VN, P, 8)                                                \
+            MF_UPLOOK_STRIPS(T, VT, VN, P, 4)                                                \
+            MF_UPLOOK_STRIPS(T, VT, VN, P, 2)                                                \
+            MF_UPLOOK_STRIPS(T, VT, VN, P, 1)                                                \
+        }                                                                                    \
         T d = Aj[j];                                                                         \
         if (!(d > 0) || !(d < INFINITY)) return j + 1;                                       \
         d = sqrt(d);                                                                         \

@@ -20,12 +20,16 @@ method for implicit feedback collaborative filtering", RecSys 2011). A row witho
 gets the minimiser of its penalty alone: x = prior / (reg + prior) x0 (zero without a
 prior), b = 0.
 
-Rows are independent: ``prange`` hands them out dynamically, each thread gathers the row's
-opposite factors into its own contiguous scratch block (a slice of the fit's
-:class:`RowScratch`), and every sum inside a row is taken in a fixed order, so the result is
-bit-identical for any thread count on each instruction-set path ``isa``; the avx2 and avx512
-paths (fused multiply-adds) agree with each other and differ from the baseline in the last
-bits (see _als.h).
+Rows are independent: ``prange`` hands them out dynamically, and each thread reads the row's
+opposite factor rows in place through its index list (_als_direct.h): a conjugate-gradient
+step is one pass over them (each row's dot product and its share of Y^T s together, eight
+rows at a time), and the Gram tiles sweep chunks of them copied into the thread's scratch (a
+slice of the fit's :class:`RowScratch`) while the next chunk, and the next row's first
+factor rows, are prefetched. Every sum inside a row is taken in a fixed order, the order of
+the gathered-block kernels of _als.h, so the result is bit-identical for any thread count on
+each instruction-set path ``isa``, and the same bits as those kernels gave; the avx2 and
+avx512 paths (fused multiply-adds) agree with each other and differ from the baseline in
+the last bits (see _als.h).
 """
 cimport cython
 from cython cimport floating
@@ -35,10 +39,10 @@ from libc.string cimport memset
 
 import numpy as np
 
-from mfkit.models._rows cimport (check_isa, mf_als_ld, mf_prefetch_row_read, mf_rows_scratch,
+from mfkit.models._rows cimport (check_isa, mf_als_ld, mf_als_prefetch, mf_rows_scratch,
                                  mf_rows_scratch_at, mf_rows_scratch_bytes, row_cholesky,
-                                 row_dot, row_gram, row_matvec, row_residual, row_rhs,
-                                 scratch_base, first_bad_row)
+                                 row_dot, row_gram_ptr, row_pass, row_rhs_ptr, scratch_base,
+                                 first_bad_row)
 
 cdef enum:
     SOLVER_CHOLESKY = 0
@@ -49,8 +53,14 @@ cdef enum:
     ROW_BAD_INDEX = 2
     # ratings ahead whose factor rows are prefetched while gathering
     PREFETCH_AHEAD = 16
-    # bytes of gathered rows per Gram pass (stays in L1 while the tiles sweep it)
-    GRAM_CHUNK_BYTES = 32768
+    # bytes of factor rows per Gram pass (stay in L1 while the tiles sweep them)
+    GRAM_CHUNK_BYTES = 16384
+    # most rows per Gram pass (the pass's row pointers sit on the stack)
+    MAX_CHUNK = 256
+    # factor rows of the next row prefetched while this one is solved
+    NEXT_AHEAD = 64
+    # a row whose factor rows take more bytes than this is prefetched on every CG pass
+    LONG_ROW = 262144
 
 
 cdef struct Params:
@@ -79,33 +89,6 @@ cdef inline void _copy(floating *dst, const floating *src, int k) noexcept nogil
         dst[f] = src[f]
 
 
-cdef int _gather(Py_ssize_t start, Py_ssize_t n, const int32_t[::1] indices,
-                 const float[::1] values, const floating[:, ::1] Y, const floating[::1] ybias,
-                 const Params *p, floating *blk, floating *t) noexcept nogil:
-    """Copy the row's opposite factor rows into blk (n x ld) and its targets into t."""
-    cdef Py_ssize_t j, jj, ahead
-    cdef int32_t idx
-    cdef int k = p.k, ld = p.ld
-    cdef floating mu = <floating>p.mu
-    cdef size_t row_bytes = k * sizeof(floating)
-    for jj in range(n):
-        ahead = jj + PREFETCH_AHEAD
-        if ahead < n:
-            idx = indices[start + ahead]
-            if 0 <= idx < p.n_opposite:
-                mf_prefetch_row_read(&Y[idx, 0], <int>row_bytes)
-        j = start + jj
-        idx = indices[j]
-        if idx < 0 or idx >= p.n_opposite:
-            return ROW_BAD_INDEX
-        _copy(blk + jj * ld, &Y[idx, 0], k)
-        if p.biases:
-            t[jj] = (<floating>values[j] - mu) - ybias[idx]
-        else:
-            t[jj] = <floating>values[j]
-    return ROW_OK
-
-
 cdef void _empty_row(Py_ssize_t row, floating[:, ::1] X, floating[::1] xbias,
                      const floating[:, ::1] X0, const Params *p) noexcept nogil:
     cdef int f
@@ -121,37 +104,99 @@ cdef void _empty_row(Py_ssize_t row, floating[:, ::1] X, floating[::1] xbias,
         xbias[row] = 0
 
 
-cdef double _sse(Py_ssize_t n, const floating *x, floating xb, const Params *p,
-                 const floating *blk, const floating *t, floating *e) noexcept nogil:
+cdef int _check_row(Py_ssize_t start, Py_ssize_t n, const int32_t[::1] indices,
+                    const floating[:, ::1] Y, const Params *p) noexcept nogil:
+    """ROW_BAD_INDEX if an index of the row is outside Y, else ROW_OK; prefetches the
+    factor rows the first pass reads first."""
+    cdef Py_ssize_t jj
+    cdef int32_t idx
+    for jj in range(n):
+        idx = indices[start + jj]
+        if idx < 0 or idx >= p.n_opposite:
+            return ROW_BAD_INDEX
+    for jj in range(min(n, <Py_ssize_t>PREFETCH_AHEAD)):
+        mf_als_prefetch(&Y[indices[start + jj], 0], p.k * <int>sizeof(floating), 1)
+    return ROW_OK
+
+
+cdef void _prefetch_next(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] indices,
+                         const floating[:, ::1] Y, const Params *p) noexcept nogil:
+    """Prefetch (into L2) the first factor rows of the next row, which this thread will
+    likely solve next: their misses then overlap this row's arithmetic."""
+    cdef Py_ssize_t jj, start, n
+    cdef int32_t idx
+    if row + 1 >= indptr.shape[0] - 1:
+        return
+    start = indptr[row + 1]
+    n = min(<Py_ssize_t>(indptr[row + 2] - start), <Py_ssize_t>NEXT_AHEAD)
+    for jj in range(n):
+        idx = indices[start + jj]
+        if 0 <= idx < p.n_opposite:
+            mf_als_prefetch(&Y[idx, 0], p.k * <int>sizeof(floating), 0)
+
+
+cdef inline floating *_ybias_ptr(const floating[::1] ybias, const Params *p) noexcept nogil:
+    return <floating *>&ybias[0] if p.biases else NULL
+
+
+cdef double _sse(Py_ssize_t start, Py_ssize_t n, const int32_t[::1] indices,
+                 const float[::1] values, const floating[:, ::1] Y, const floating[::1] ybias,
+                 const floating *x, floating xb, const Params *p,
+                 floating *lines) noexcept nogil:
     """Sum of squared residuals of the row with its new values x (ld entries, only
-    multiplied by the zero padding of blk beyond k) and xb."""
-    return row_residual(p.isa, blk, n, p.ld, t, x, xb, e, <floating *>NULL, <floating *>NULL)
+    multiplied by the zero padding of the rows beyond k) and xb."""
+    return row_pass(p.isa, &Y[0, 0], p.k, p.ld, &indices[start], &values[start], n,
+                    <floating>p.mu, _ybias_ptr(ybias, p), x, xb, 1, <floating *>NULL,
+                    <floating *>NULL, lines, n * p.k * <Py_ssize_t>sizeof(floating) > LONG_ROW)
 
 
 cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] indices,
                        const float[::1] values, const floating[:, ::1] Y,
                        const floating[::1] ybias, floating[:, ::1] X, floating[::1] xbias,
                        const floating[:, ::1] X0, const Params *p, void *blk_,
-                       void *t_, void *e_, void *A_, void *v_, double *sse) noexcept nogil:
-    cdef Py_ssize_t start = indptr[row], n = indptr[row + 1] - indptr[row]
+                       void *t_, void *A_, void *v_, double *sse) noexcept nogil:
+    cdef Py_ssize_t start = indptr[row], n = indptr[row + 1] - indptr[row], c0, m, jj, j
     cdef int k = p.k, ld = p.ld, lda = p.lda, K = p.k + (1 if p.biases else 0), f, status
     cdef floating *blk = <floating *>blk_
     cdef floating *t = <floating *>t_
-    cdef floating *e = <floating *>e_
     cdef floating *A = <floating *>A_
     cdef floating *rhs = <floating *>v_
     cdef floating *colsum = rhs + lda
-    cdef floating cw, dreg, st
+    cdef floating cw, dreg, st = 0
+    cdef floating mu = <floating>p.mu
+    cdef const floating *ptrs[MAX_CHUNK]
+    cdef int32_t idx
     sse[0] = 0.0
     if n == 0:
         _empty_row(row, X, xbias, X0, p)
         return ROW_OK
-    status = _gather(start, n, indices, values, Y, ybias, p, blk, t)
+    status = _check_row(start, n, indices, Y, p)
     if status != ROW_OK:
         return status
     memset(A, 0, <size_t>max(K, ld) * lda * sizeof(floating))
-    row_gram(p.isa, blk, n, ld, A, lda, p.chunk)
-    st = row_rhs(p.isa, blk, n, ld, t, rhs, colsum if p.biases else NULL)
+    memset(rhs, 0, <size_t>(2 * lda) * sizeof(floating))
+    # the Gram tiles and Y^T t chunk by chunk: the chunk's factor rows are copied (the copy
+    # takes the cache misses, which the next chunk's prefetch mostly hides; tiles reading
+    # the rows in place were slower, their misses stalling the multiply-adds) and stay in
+    # L1 while the tiles sweep them
+    c0 = 0
+    while c0 < n:
+        m = min(<Py_ssize_t>p.chunk, n - c0)
+        for jj in range(m):
+            j = start + c0 + jj
+            idx = indices[j]
+            _copy(blk + jj * ld, &Y[idx, 0], k)
+            ptrs[jj] = blk + jj * ld
+            if p.biases:
+                t[c0 + jj] = (<floating>values[j] - mu) - ybias[idx]
+            else:
+                t[c0 + jj] = <floating>values[j]
+            st = st + t[c0 + jj]
+        for jj in range(c0 + m, min(c0 + 2 * m, n)):
+            mf_als_prefetch(&Y[indices[start + jj], 0], k * <int>sizeof(floating), 0)
+        row_gram_ptr(p.isa, ptrs, m, ld, A, lda)
+        row_rhs_ptr(p.isa, ptrs, m, ld, t + c0, rhs, colsum if p.biases else NULL)
+        c0 += m
     cw = <floating>n if p.weighted else 1
     dreg = cw * <floating>(p.reg + p.prior)
     for f in range(k):
@@ -165,6 +210,7 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
             A[f * lda + k] = colsum[f]
         A[k * lda + k] = <floating>n + cw * <floating>p.reg_bias
         rhs[k] = st
+    _prefetch_next(row, indptr, indices, Y, p)
     status = row_cholesky(p.isa, A, K, lda, rhs)
     if status != 0:
         return ROW_NOT_PD
@@ -173,34 +219,42 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
     if p.biases:
         xbias[row] = rhs[k]
     if p.want_sse:
-        sse[0] = _sse(n, rhs, rhs[k] if p.biases else 0, p, blk, t, e)
+        sse[0] = _sse(start, n, indices, values, Y, ybias, rhs, rhs[k] if p.biases else 0, p,
+                      blk)
     return ROW_OK
 
 
 cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] indices,
                  const float[::1] values, const floating[:, ::1] Y, const floating[::1] ybias,
                  floating[:, ::1] X, floating[::1] xbias, const floating[:, ::1] X0,
-                 const Params *p, void *blk_, void *t_, void *e_, void *v_,
-                 double *sse) noexcept nogil:
+                 const Params *p, void *blk_, void *v_, double *sse) noexcept nogil:
     cdef Py_ssize_t start = indptr[row], n = indptr[row + 1] - indptr[row]
-    cdef int k = p.k, ld = p.ld, lda = p.lda, f, _step, status
+    cdef int k = p.k, ld = p.ld, lda = p.lda, f, _step, status, pf
     cdef bint biases = p.biases, has_prior = p.has_prior and p.prior > 0
-    cdef floating *blk = <floating *>blk_
-    cdef floating *t = <floating *>t_
-    cdef floating *e = <floating *>e_
+    cdef floating *lines = <floating *>blk_
     cdef floating *x = <floating *>v_
     cdef floating *r = x + lda
     cdef floating *d = r + lda
     cdef floating *ad = d + lda
     cdef floating xb = 0, rb = 0, db = 0, adb = 0
     cdef floating cw, dreg, dregb, cprior, rr, rr_new, dad, alpha, beta
+    cdef const floating *Yp
+    cdef const floating *yb
+    cdef const int32_t *idx
+    cdef const float *vals
     sse[0] = 0.0
     if n == 0:
         _empty_row(row, X, xbias, X0, p)
         return ROW_OK
-    status = _gather(start, n, indices, values, Y, ybias, p, blk, t)
+    status = _check_row(start, n, indices, Y, p)
     if status != ROW_OK:
         return status
+    Yp = &Y[0, 0]
+    yb = _ybias_ptr(ybias, p)
+    idx = &indices[start]
+    vals = &values[start]
+    # rows too long to stay in cache between passes are prefetched on every pass
+    pf = n * k * <Py_ssize_t>sizeof(floating) > LONG_ROW
     cw = <floating>n if p.weighted else 1
     dreg = cw * <floating>(p.reg + p.prior)
     dregb = cw * <floating>p.reg_bias
@@ -210,7 +264,7 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
     if biases:
         xb = xbias[row]
     # r = b - A x = Y^T (t - Y x - xb) - dreg x + cprior x0   (and its bias entry)
-    row_residual(p.isa, blk, n, ld, t, x, xb, e, r, &rb)
+    row_pass(p.isa, Yp, k, ld, idx, vals, n, <floating>p.mu, yb, x, xb, 1, r, &rb, lines, 1)
     for f in range(k):
         r[f] = r[f] - dreg * x[f]
     if has_prior:
@@ -224,10 +278,12 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
         d[f] = r[f]
     db = rb
     rr = row_dot(r, r, k) + rb * rb
+    _prefetch_next(row, indptr, indices, Y, p)
     for _step in range(p.cg_steps):
         if not (rr > 0):
             break
-        row_matvec(p.isa, blk, n, ld, d, db, e, ad, &adb)
+        # s = Y d + db and A d = Y^T s (+ sum s), one read of each factor row
+        row_pass(p.isa, Yp, k, ld, idx, vals, n, 0, yb, d, db, 0, ad, &adb, lines, pf)
         for f in range(k):
             ad[f] = ad[f] + dreg * d[f]
         if biases:
@@ -254,7 +310,7 @@ cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] i
     if biases:
         xbias[row] = xb
     if p.want_sse:
-        sse[0] = _sse(n, x, xb, p, blk, t, e)
+        sse[0] = _sse(start, n, indices, values, Y, ybias, x, xb, p, lines)
     return ROW_OK
 
 
@@ -324,10 +380,10 @@ cdef Py_ssize_t _half_step(int solver, const int64_t[::1] indptr, const int32_t[
             sse = 0.0
             if solver == SOLVER_CHOLESKY:
                 code = _cholesky_row(row, indptr, indices, values, Y, ybias, X, xbias, X0, p,
-                                     sc.blk, sc.t, sc.e, sc.A, sc.v, &sse)
+                                     sc.blk, sc.t, sc.A, sc.v, &sse)
             else:
                 code = _cg_row(row, indptr, indices, values, Y, ybias, X, xbias, X0, p, sc.blk,
-                               sc.t, sc.e, sc.v, &sse)
+                               sc.v, &sse)
             status[row] = <unsigned char>code
             if p.want_sse:
                 row_sse[row] = sse
@@ -392,7 +448,7 @@ cdef _run(int solver, const int64_t[::1] indptr, const int32_t[::1] indices,
     p.lda = mf_als_ld(p.k + 1)
     p.weighted = weighted
     p.cg_steps = cg_steps
-    p.chunk = max(8, GRAM_CHUNK_BYTES // (p.ld * <int>sizeof(floating)))
+    p.chunk = min(<int>MAX_CHUNK, max(8, GRAM_CHUNK_BYTES // (p.ld * <int>sizeof(floating))))
     p.mu = mu
     p.reg = reg
     p.reg_bias = reg_bias

@@ -4,7 +4,7 @@
 # which bits), typed wrappers over the
 # float32 / float64 versions, and the per-thread scratch every half-step of a fit reuses.
 from cython cimport floating
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 
 cdef extern from "_isa.h" nogil:
     int mfkit_isa_runs(int isa)
@@ -51,6 +51,26 @@ cdef extern from "_als.h" nogil:
     size_t mf_rows_scratch_bytes(int k, int64_t max_n, int itemsize)
     mf_rows_scratch mf_rows_scratch_at(void *base, int tid, size_t per_thread, int k,
                                        int64_t max_n, int itemsize)
+
+
+cdef extern from "_als_direct.h" nogil:
+    void mf_als_prefetch(const void *p, int nbytes, int near)
+    double mf_als_pass_f32(int isa, const float *Y, int k, int ld, const int32_t *idx,
+                           const float *r, int n, float mu, const float *yb, const float *v,
+                           float vb, int residual, float *out, float *outb, float *lines,
+                           int pf)
+    double mf_als_pass_f64(int isa, const double *Y, int k, int ld, const int32_t *idx,
+                           const float *r, int n, double mu, const double *yb,
+                           const double *v, double vb, int residual, double *out,
+                           double *outb, double *lines, int pf)
+    void mf_als_gram_ptr_f32(int isa, const float *const *rows, int n, int ld, float *A,
+                             int lda)
+    void mf_als_gram_ptr_f64(int isa, const double *const *rows, int n, int ld, double *A,
+                             int lda)
+    void mf_als_rhs_ptr_f32(int isa, const float *const *rows, int n, int ld, const float *t,
+                            float *rhs, float *colsum)
+    void mf_als_rhs_ptr_f64(int isa, const double *const *rows, int n, int ld,
+                            const double *t, double *rhs, double *colsum)
 
 
 cdef inline floating row_dot(const floating *a, const floating *b, int k) noexcept nogil:
@@ -116,6 +136,36 @@ cdef inline void row_sweep(int isa, const floating *Y, Py_ssize_t n, int ld,
         mf_als_sweep_f32(isa, Y, <int>n, ld, v, t, s, out)
     else:
         mf_als_sweep_f64(isa, Y, <int>n, ld, v, t, s, out)
+
+
+cdef inline double row_pass(int isa, const floating *Y, int k, int ld, const int32_t *idx,
+                            const float *r, Py_ssize_t n, floating mu, const floating *yb,
+                            const floating *v, floating vb, int residual, floating *out,
+                            floating *outb, floating *lines, int pf) noexcept nogil:
+    """One read of a row's factor rows in place (see _als_direct.h)."""
+    if floating is float:
+        return mf_als_pass_f32(isa, Y, k, ld, idx, r, <int>n, mu, yb, v, vb, residual, out,
+                               outb, lines, pf)
+    else:
+        return mf_als_pass_f64(isa, Y, k, ld, idx, r, <int>n, mu, yb, v, vb, residual, out,
+                               outb, lines, pf)
+
+
+cdef inline void row_gram_ptr(int isa, const floating **rows, Py_ssize_t n, int ld,
+                              floating *A, int lda) noexcept nogil:
+    if floating is float:
+        mf_als_gram_ptr_f32(isa, rows, <int>n, ld, A, lda)
+    else:
+        mf_als_gram_ptr_f64(isa, rows, <int>n, ld, A, lda)
+
+
+cdef inline void row_rhs_ptr(int isa, const floating **rows, Py_ssize_t n, int ld,
+                             const floating *t, floating *rhs,
+                             floating *colsum) noexcept nogil:
+    if floating is float:
+        mf_als_rhs_ptr_f32(isa, rows, <int>n, ld, t, rhs, colsum)
+    else:
+        mf_als_rhs_ptr_f64(isa, rows, <int>n, ld, t, rhs, colsum)
 
 
 cdef inline int row_cholesky(int isa, floating *A, int K, int lda, floating *b) noexcept nogil:
