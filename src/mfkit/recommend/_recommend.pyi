@@ -23,4 +23,5 @@ def topn(
     use_avx512: bool = True,
     isa: int = 0,
     prune: bool = True,
+    screen: bool = True,
 ) -> None: ...
