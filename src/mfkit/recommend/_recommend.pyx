@@ -29,6 +29,7 @@ is bit-identical for any ``n_threads``.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from libc.stdlib cimport calloc, free
 from libc.math cimport INFINITY, NAN, fabs, isfinite, nextafterf, rint, sqrt
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t
 
@@ -320,6 +321,29 @@ cdef void _screened(const float *p, const float *panel, int k, unsigned hits,
         thr8[0] = _screen_thresh(thresh[0], base)
 
 
+cdef void _mark_seen(uint16_t *seen_bits, Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t n_panels,
+                     const int64_t[::1] seen_indptr, const int32_t[::1] seen_indices,
+                     const int64_t[::1] seen_row, const int64_t[::1] slot_of,
+                     bint on) noexcept nogil:
+    """Set (on) or clear the bits of the seen candidates of rows q0..q1 in seen_bits (row
+    q - q0, panel p at [(q - q0) * n_panels + p], bit w for slot 16 p + w)."""
+    cdef Py_ssize_t q, j, it, sl
+    cdef uint16_t *row
+    for q in range(q0, q1):
+        if seen_row[q] < 0:
+            continue
+        row = seen_bits + (q - q0) * n_panels
+        for j in range(seen_indptr[seen_row[q]], seen_indptr[seen_row[q] + 1]):
+            it = seen_indices[j]
+            if it < 0 or it >= slot_of.shape[0] or slot_of[it] < 0:
+                continue
+            sl = slot_of[it]
+            if on:
+                row[sl // PANEL] |= <uint16_t>(1u << (sl % PANEL))
+            else:
+                row[sl // PANEL] = 0
+
+
 cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
                       const floating[:, ::1] panels, const int64_t[::1] cand,
                       const double[::1] item_add, const double[::1] row_add,
@@ -335,7 +359,8 @@ cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
                       const float[::1] add8, const float[::1] b8, const float[::1] d8,
                       const int32_t[:, ::1] words, const int32_t[::1] corr8,
                       const float[::1] t8, const float[::1] a8,
-                      const float[::1] c8) noexcept nogil:
+                      const float[::1] c8, const int64_t[::1] slot_of,
+                      uint16_t *seen_bits) noexcept nogil:
     cdef floating tile[GROUP * PANEL]
     cdef float exact[PANEL]
     cdef uint16_t hits[GROUP]
@@ -378,6 +403,13 @@ cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
             block_up[q - q0] = NAN  # no bound: the row stays live on every panel
     for gi in range(MAX_GROUPS):
         done[gi] = False
+    # under the screen: the block's seen items as bits in slot order (16 per panel, one
+    # uint16 per row and panel), so a screened slot that was seen costs no exact score
+    # and no search; the bits are cleared again at the end
+    cdef bint bits = use8 and has_seen and seen_bits != NULL
+    if bits:
+        _mark_seen(seen_bits, q0, q1, n_panels, seen_indptr, seen_indices, seen_row, slot_of,
+                   True)
     c0 = 0
     while c0 < n_panels:
         c1 = min(c0 + chunk_panels, n_panels)
@@ -420,13 +452,18 @@ cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
                                           &d8[pnl * PANEL], gcorr, gt, ga, gc, gthr, hits,
                                           live) & live
                         for uu in range(ng):
-                            if mask & (1 << uu):
-                                _screened(prow[uu], &panels[pnl, 0], k, hits[uu],
-                                          pnl * PANEL, n_cand, cand, item_add, base[uu],
-                                          &thresh[uu], &gthr[uu], &out_scores[g + uu, 0],
-                                          &out_items[g + uu, 0], n, has_seen,
-                                          seen_indptr, seen_indices, seen_row[g + uu]
-                                          if has_seen else -1, exact)
+                            if not (mask & (1 << uu)):
+                                continue
+                            if bits:
+                                hits[uu] &= ~seen_bits[(g + uu - q0) * n_panels + pnl]
+                                if hits[uu] == 0:
+                                    continue
+                            _screened(prow[uu], &panels[pnl, 0], k, hits[uu],
+                                      pnl * PANEL, n_cand, cand, item_add, base[uu],
+                                      &thresh[uu], &gthr[uu], &out_scores[g + uu, 0],
+                                      &out_items[g + uu, 0], n, has_seen and not bits,
+                                      seen_indptr, seen_indices, seen_row[g + uu]
+                                      if has_seen else -1, exact)
                         continue
                 # the same sums, in the same order, as predict(): ((mu + b_u) + b_i) + p.q;
                 # padding slots have item_add = -inf and never pass
@@ -479,6 +516,9 @@ cdef void _topn_block(const floating[:, ::1] P, const int64_t[::1] rows,
                         thresh[uu] = srow[n - 1]
             g += GROUP
         c0 = c1
+    if bits:
+        _mark_seen(seen_bits, q0, q1, n_panels, seen_indptr, seen_indices, seen_row, slot_of,
+                   False)
 
 
 def topn(const floating[:, ::1] P, const int64_t[::1] rows,
@@ -605,13 +645,28 @@ def topn(const floating[:, ::1] P, const int64_t[::1] rows,
                 for q in prange(n_q, schedule='static'):
                     _screen_row(&P[rows[q], 0], <int>k, c, &words[q, 0], &corr8[q], &t8[q],
                                 &a8[q], &c8[q])
+    # item index -> packed slot (-1: not a candidate), for the screen's seen bits
+    cdef int64_t[::1] slot_of = np.full(
+        (int(np.max(cand)) + 1 if use8 and seen_row.shape[0] and cand.shape[0] else 0), -1,
+        dtype=np.int64)
+    if slot_of.shape[0]:
+        for j in range(cand.shape[0]):
+            slot_of[cand[j]] = j
+    cdef uint16_t *seen_bits
+    cdef Py_ssize_t bits_len = BLOCK_ROWS * panels.shape[0] if slot_of.shape[0] else 0
     chunk_panels = max(1, CHUNK_BYTES // (PANEL * k * sizeof(floating)))
     wide = mf_have_avx512() if use_avx512 else 0
     n_blocks = (n_q + BLOCK_ROWS - 1) // BLOCK_ROWS
     with nogil, parallel(num_threads=n_threads):
-        for b in prange(n_blocks, schedule='dynamic', chunksize=1):
-            _topn_block(P, rows, panels, cand, item_add, row_add, seen_indptr, seen_indices,
-                        seen_row, out_items, out_scores, b * BLOCK_ROWS,
-                        min((b + 1) * BLOCK_ROWS, n_q), chunk_panels, wide, isa, margin,
-                        bound_a, bound_b, panel_a, panel_b, rest_a, rest_b, use8, panels8,
-                        s8, add8, b8, d8, words, corr8, t8, a8, c8)
+        # per-thread scratch (NULL without the screen or on failure: seen items are then
+        # searched for in their CSR rows, the same lists)
+        seen_bits = <uint16_t *>calloc(bits_len, sizeof(uint16_t)) if bits_len else NULL
+        try:
+            for b in prange(n_blocks, schedule='dynamic', chunksize=1):
+                _topn_block(P, rows, panels, cand, item_add, row_add, seen_indptr, seen_indices,
+                            seen_row, out_items, out_scores, b * BLOCK_ROWS,
+                            min((b + 1) * BLOCK_ROWS, n_q), chunk_panels, wide, isa, margin,
+                            bound_a, bound_b, panel_a, panel_b, rest_a, rest_b, use8, panels8,
+                            s8, add8, b8, d8, words, corr8, t8, a8, c8, slot_of, seen_bits)
+        finally:
+            free(seen_bits)
