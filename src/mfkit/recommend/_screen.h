@@ -60,39 +60,75 @@ static inline int mf_have_vnni(void)
     return mfkit_cpu_isa() >= MFKIT_ISA_AVX512 && __builtin_cpu_supports("avx512vnni");
 }
 
-/* The screen of one panel for NU query rows (words: each row's P8 packed four bytes per
- * int32, kw words). Writes each row's 16-bit mask of the slots that may enter its list
- * (z >= thr or unordered) to out[u]; returns the mask of rows with some such slot. */
-#define MFKIT_DEFINE_SCREEN(NU)                                                             \
-MFKIT_TARGET_VNNI static int mf_screen##NU##_vnni(const int32_t *const *words,             \
-        const uint8_t *panel8, int kw, const float *s, const float *add, const float *b,   \
-        const float *d, const int32_t *corr, const float *t, const float *a,               \
-        const float *c, const float *thr, uint16_t *out)                                   \
-{                                                                                          \
-    __m512i acc[NU];                                                                       \
-    for (int u = 0; u < NU; u++) acc[u] = _mm512_setzero_si512();                          \
-    for (int g = 0; g < kw; g++) {                                                         \
-        __m512i v = _mm512_loadu_si512((const void *)(panel8 + (long)g * 64));             \
-        for (int u = 0; u < NU; u++)                                                       \
-            acc[u] = _mm512_dpbusd_epi32(acc[u], v, _mm512_set1_epi32(words[u][g]));       \
-    }                                                                                      \
-    __m512 sv = _mm512_loadu_ps(s), av = _mm512_loadu_ps(add);                             \
-    __m512 bv = _mm512_loadu_ps(b), dv = _mm512_loadu_ps(d);                               \
-    int m = 0;                                                                             \
-    for (int u = 0; u < NU; u++) {                                                         \
-        __m512i iv = _mm512_sub_epi32(acc[u], _mm512_set1_epi32(corr[u]));                 \
+/* The test of one row's int32 sums acc (see the comment at the top): bit w of the result
+ * is set when slot w may enter the row's list (z >= thr, or unordered). */
+#define MFKIT_SCREEN_TEST(acc, u)                                                           \
+    {                                                                                      \
+        __m512i iv = _mm512_sub_epi32((acc), _mm512_set1_epi32(corr[u]));                  \
         __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(iv), sv);                              \
         __m512 z = _mm512_fmadd_ps(y, _mm512_set1_ps(t[u]), av);                           \
         z = _mm512_fmadd_ps(_mm512_set1_ps(a[u]), bv, z);                                  \
         z = _mm512_fmadd_ps(_mm512_set1_ps(c[u]), dv, z);                                  \
         __mmask16 hit = _mm512_cmp_ps_mask(z, _mm512_set1_ps(thr[u]), _CMP_NLT_UQ);        \
         out[u] = (uint16_t)hit;                                                            \
-        if (hit) m |= 1 << u;                                                              \
-    }                                                                                      \
-    return m;                                                                              \
+        if (hit) m |= 1 << (u);                                                            \
+    }
+#define MFKIT_SCREEN_LOADS                                                                  \
+    __m512 sv = _mm512_loadu_ps(s), av = _mm512_loadu_ps(add);                             \
+    __m512 bv = _mm512_loadu_ps(b), dv = _mm512_loadu_ps(d);                               \
+    int m = 0;
+/* acc += the byte products of v and the broadcast word words[u][g]. In gcc, inline
+ * assembly: its intrinsic makes a register copy per instruction (gcc 12) and loads the
+ * broadcast separately; here it is one instruction with an embedded broadcast. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define MFKIT_DPB(acc, u, v, g)                                                             \
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(v), "m"(words[u][g]))
+#else
+#define MFKIT_DPB(acc, u, v, g) acc = _mm512_dpbusd_epi32(acc, v, _mm512_set1_epi32(words[u][g]))
+#endif
+
+/* The screen of one panel for 8 (4) query rows (words: each row's P8 packed four bytes
+ * per int32, kw words). Writes each row's 16-bit mask of the slots that may enter its list
+ * to out[u]; returns the mask of rows with some such slot. Named accumulators (an array
+ * of them is kept in memory by gcc). */
+MFKIT_TARGET_VNNI static int mf_screen8_vnni(const int32_t *const *words,
+        const uint8_t *panel8, int kw, const float *s, const float *add, const float *b,
+        const float *d, const int32_t *corr, const float *t, const float *a,
+        const float *c, const float *thr, uint16_t *out)
+{
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    __m512i a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int g = 0; g < kw; g++) {
+        __m512i v = _mm512_loadu_si512((const void *)(panel8 + (long)g * 64));
+        MFKIT_DPB(a0, 0, v, g); MFKIT_DPB(a1, 1, v, g);
+        MFKIT_DPB(a2, 2, v, g); MFKIT_DPB(a3, 3, v, g);
+        MFKIT_DPB(a4, 4, v, g); MFKIT_DPB(a5, 5, v, g);
+        MFKIT_DPB(a6, 6, v, g); MFKIT_DPB(a7, 7, v, g);
+    }
+    MFKIT_SCREEN_LOADS
+    MFKIT_SCREEN_TEST(a0, 0) MFKIT_SCREEN_TEST(a1, 1)
+    MFKIT_SCREEN_TEST(a2, 2) MFKIT_SCREEN_TEST(a3, 3)
+    MFKIT_SCREEN_TEST(a4, 4) MFKIT_SCREEN_TEST(a5, 5)
+    MFKIT_SCREEN_TEST(a6, 6) MFKIT_SCREEN_TEST(a7, 7)
+    return m;
 }
-MFKIT_DEFINE_SCREEN(8)
-MFKIT_DEFINE_SCREEN(4)
+
+MFKIT_TARGET_VNNI static int mf_screen4_vnni(const int32_t *const *words,
+        const uint8_t *panel8, int kw, const float *s, const float *add, const float *b,
+        const float *d, const int32_t *corr, const float *t, const float *a,
+        const float *c, const float *thr, uint16_t *out)
+{
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (int g = 0; g < kw; g++) {
+        __m512i v = _mm512_loadu_si512((const void *)(panel8 + (long)g * 64));
+        MFKIT_DPB(a0, 0, v, g); MFKIT_DPB(a1, 1, v, g);
+        MFKIT_DPB(a2, 2, v, g); MFKIT_DPB(a3, 3, v, g);
+    }
+    MFKIT_SCREEN_LOADS
+    MFKIT_SCREEN_TEST(a0, 0) MFKIT_SCREEN_TEST(a1, 1)
+    MFKIT_SCREEN_TEST(a2, 2) MFKIT_SCREEN_TEST(a3, 3)
+    return m;
+}
 
 /* The exact float32 dot products of row p with the 16 slots of a float panel, each summed
  * as mf_dot sums it (eight partial sums over f = j mod 8, each in increasing f, a multiply
