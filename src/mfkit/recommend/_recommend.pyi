@@ -6,6 +6,7 @@ import numpy.typing as npt
 
 _F = TypeVar("_F", np.float32, np.float64)
 
+def have_screen() -> bool: ...
 def panel_width() -> int: ...
 def topn(
     P: npt.NDArray[_F],

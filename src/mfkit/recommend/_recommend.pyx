@@ -99,6 +99,11 @@ cdef Py_ssize_t BLOCK_ROWS = MAX_BLOCK
 cdef Py_ssize_t CHUNK_BYTES = 256 * 1024
 
 
+def have_screen():
+    """Whether this CPU and build run the int8 screen (AVX-512 with VNNI; ``_screen.h``)."""
+    return bool(mf_have_vnni())
+
+
 def panel_width():
     """Items per packed panel (the layout :func:`pack_items` produces)."""
     return MFKIT_PANEL
