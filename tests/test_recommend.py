@@ -544,10 +544,11 @@ def test_int8_screen_gives_the_exact_lists(kind: str, k: int) -> None:
 
     rng = np.random.default_rng(k * 31 + len(kind))
     n_u, n_i = 45, 150
-    # "codes": items without rounding error, users at the code midpoints (and the reverse
-    # for "boundary"), so each side's error term alone must cover the difference
+    # "boundary": users at the code midpoints, items exactly codes (and the reverse for
+    # "codes"), so each side's error term alone must cover the difference
+    swap = {"codes": "boundary", "boundary": "codes"}
     P = _adversarial_factors(rng, n_u, k, kind)
-    Q = _adversarial_factors(rng, n_i, k, {"codes": "boundary", "boundary": "codes"}.get(kind, kind))
+    Q = _adversarial_factors(rng, n_i, k, swap.get(kind, kind))
     if kind == "ties":
         item_add = rng.integers(-2, 3, n_i) / 2.0
         row_add = rng.integers(-2, 3, n_u) / 2.0
