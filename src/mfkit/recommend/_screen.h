@@ -55,10 +55,7 @@
     __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,bmi,bmi2,popcnt,lzcnt,f16c,movbe")))
 
 /* whether this CPU runs the screen (AVX-512 F/BW/DQ/VL and VNNI) */
-static inline int mf_have_vnni(void)
-{
-    return mfkit_cpu_isa() >= MFKIT_ISA_AVX512 && __builtin_cpu_supports("avx512vnni");
-}
+static inline int mf_have_vnni(void) { return mfkit_cpu_vnni(); }
 
 /* The test of one row's int32 sums acc (see the comment at the top): bit w of the result
  * is set when slot w may enter the row's list (z >= thr, or unordered). */
