@@ -7,7 +7,9 @@
  * when its fused score plus a bound on the rounding difference (margin below) beats the
  * row's n-th best, and every candidate is then scored again exactly (mf_rescore_*, the
  * order of mf_dot) before it enters the list. The lists, ids and scores, are therefore the
- * same on every path and bit-identical to predict().
+ * same on every path and bit-identical to predict(). For float32 models on a CPU with
+ * AVX-512 VNNI the avx512 path uses the int8 screen of _screen.h in place of the fused
+ * filter, with the same rule (a proven bound, then exact scores).
  *
  * mf_score4_* computes the dot products of 4 query rows with the 16 items of one packed
  * panel (layout panel[f * 16 + w] = factor f of item w). The vector lanes run across

@@ -24,8 +24,14 @@ biases and norms against the spread of the dot products).
 Paths (``isa``): the baseline scores each tile exactly; avx2 and avx512 score it with fused
 multiply-adds and use that only to pick candidates (with a bound on the rounding
 difference), rescoring each candidate exactly before it enters a list (see _recommend.h).
-Every path returns the same lists, ids and scores, bit-identical to ``predict()``, and each
-is bit-identical for any ``n_threads``.
+On a CPU with AVX-512 VNNI the avx512 path of a float32 model screens with int8 instead
+(``_screen.h``): each item and query row is quantized with its own scale, the int8 dot
+products (vpdpbusd: 64 per instruction against 16 float32 multiply-adds) and a bound of the
+quantization and rounding errors drop the slots that cannot reach a row's n-th best, and
+the rest are scored exactly, 16 at a time, in the order of ``predict()``. There the
+seen items of a block of rows are kept as bits in slot order, so a seen slot is dropped
+before it is scored. Every path returns the same lists, ids and scores, bit-identical to
+``predict()``, and each is bit-identical for any ``n_threads``.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange

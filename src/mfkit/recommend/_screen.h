@@ -3,7 +3,7 @@
  * Each item row q gets a scale s (a float32, about max_f |q_f| / 127) and integers
  * Q8_f = round(q_f / s) in [-127, 127]; each query row p likewise t and P8. The screen
  * computes I = P8 . Q8 exactly in int32 with vpdpbusd (64 byte products per instruction,
- * four times the float32 multiply-add rate), and from it a proven upper bound of the
+ * four times the float32 multiply-adds of an FMA), and from it a proven upper bound of the
  * score the exact kernel would compute. A slot whose bound is below the row's n-th best
  * cannot enter the list and is dropped; every other slot is scored again exactly, in the
  * order of mf_dot (mf_exact16_f32), so the lists are the same as on every other path.
