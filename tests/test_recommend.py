@@ -465,3 +465,148 @@ def test_folded_users_with_seen_argument_and_empty_batch() -> None:
     assert 7 not in ids[0].tolist() and 1 in ids[0].tolist()
     ids, scores = m.recommend(np.array([], dtype=np.int64), n=3)
     assert ids.shape == scores.shape == (0, 3)
+
+
+def _kernel_lists(
+    P: np.ndarray,
+    Q: np.ndarray,
+    item_add: np.ndarray,
+    row_add: np.ndarray,
+    n: int,
+    seen: list[np.ndarray] | None,
+    isa: int,
+    screen: bool,
+    n_threads: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One direct kernel call on every item of Q, in the bound order recommend uses."""
+    from mfkit.recommend import _recommend, _topn
+
+    rows = np.arange(len(P), dtype=np.int64)
+    cand = np.arange(len(Q), dtype=np.int64)
+    order = _topn._bound_order(P, rows, Q, cand, item_add.copy())
+    cand = cand[order]
+    panels = _topn.pack_items(Q, cand)
+    add = np.full(panels.shape[0] * 16, -np.inf)
+    add[: len(cand)] = item_add[cand]
+    if seen is None:
+        indptr, indices, srow = np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int64)
+    else:
+        indptr = np.concatenate(([0], np.cumsum([len(s) for s in seen]))).astype(np.int64)
+        indices = np.concatenate([np.sort(s) for s in seen]).astype(np.int32)
+        srow = rows
+    n_eff = min(n, len(Q))
+    items = np.empty((len(P), n_eff), dtype=np.int64)
+    scores = np.empty((len(P), n_eff))
+    _recommend.topn(
+        P, rows, panels, cand, add, row_add, indptr, indices, srow, items, scores,
+        n_threads, True, isa, True, screen,
+    )  # fmt: skip
+    return items, scores
+
+
+def _adversarial_factors(rng: np.random.Generator, n: int, k: int, kind: str) -> np.ndarray:
+    """Factor rows that stress the int8 screen's bound."""
+    if kind == "boundary":
+        # entries at the midpoints between int8 codes (the largest rounding error), with
+        # the row maximum fixing the scale at 1/127 of it
+        X = (rng.integers(-127, 127, (n, k)) + 0.5) / 127.0
+        X[:, 0] = 1.0
+        return X.astype(np.float32)
+    if kind == "scales":
+        X = rng.standard_normal((n, k))
+        X *= 10.0 ** rng.choice([-38, -30, -12, -3, 0, 3, 12], n)[:, None]
+        X[rng.random(n) < 0.1] = 0.0  # zero rows
+        return X.astype(np.float32)
+    if kind == "ties":
+        return rng.integers(-2, 3, (n, k)).astype(np.float32)
+    if kind == "codes":
+        # rows that are exactly int8 codes times 1 (no rounding error on their side)
+        X = rng.integers(-127, 128, (n, k)).astype(np.float32)
+        X[:, 0] = 127.0
+        return X
+    if kind == "spiky":
+        # one large entry and many tiny ones: most of the row rounds to code 0
+        X = rng.standard_normal((n, k)) * 1e-4
+        X[np.arange(n), rng.integers(0, k, n)] = rng.choice([-1.0, 1.0], n) * 50.0
+        return X.astype(np.float32)
+    return rng.standard_normal((n, k)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["normal", "boundary", "codes", "scales", "ties", "spiky"])
+@pytest.mark.parametrize("k", [1, 3, 8, 17, 64])
+def test_int8_screen_gives_the_exact_lists(kind: str, k: int) -> None:
+    """The avx512 path with the int8 screen (on CPUs with VNNI) returns the lists of the
+    baseline path bit for bit, for 1 and 2 threads, on factors at the quantization
+    boundaries, with huge, tiny and zero rows, many ties, non-finite biases, n past the
+    number of items and users who saw every item; and on exact data, the argsort
+    reference's."""
+    from mfkit.recommend import _recommend
+
+    rng = np.random.default_rng(k * 31 + len(kind))
+    n_u, n_i = 45, 150
+    # "boundary": users at the code midpoints, items exactly codes (and the reverse for
+    # "codes"), so each side's error term alone must cover the difference
+    swap = {"codes": "boundary", "boundary": "codes"}
+    P = _adversarial_factors(rng, n_u, k, kind)
+    Q = _adversarial_factors(rng, n_i, k, swap.get(kind, kind))
+    if kind == "ties":
+        item_add = rng.integers(-2, 3, n_i) / 2.0
+        row_add = rng.integers(-2, 3, n_u) / 2.0
+    else:
+        item_add = rng.standard_normal(n_i) * 0.3
+        row_add = rng.standard_normal(n_u) * 0.3
+        item_add[[3, 40]] = np.inf  # never skipped, always first
+        item_add[[5, 77]] = -np.inf  # never enter
+        row_add[2] = np.nan
+        P[4, 0] = np.nan  # a row without a bound
+        Q[9, k - 1] = np.inf
+    seen = [rng.choice(n_i, rng.integers(0, 30), replace=False) for _ in range(n_u)]
+    seen[0] = np.arange(n_i)  # every item seen: an all-padding row
+    seen[1] = np.arange(n_i - 3)
+    isas = [mfkit._core.isa.isa_level(x) for x in mfkit.available_isas()]
+    for n in (1, 10, n_i + 5):
+        for sn in (None, seen):
+            ref = _kernel_lists(P, Q, item_add, row_add, n, sn, 0, False, 1)
+            for isa in isas:
+                for screen in (True, False):
+                    for threads in (1, 2):
+                        got = _kernel_lists(P, Q, item_add, row_add, n, sn, isa, screen, threads)
+                        np.testing.assert_array_equal(got[0], ref[0])
+                        np.testing.assert_array_equal(got[1], ref[1])
+            if kind == "ties":
+                S = P.astype(np.float64) @ Q.T.astype(np.float64)
+                S += row_add[:, None] + item_add[None, :]
+                mask = None
+                if sn is not None:
+                    mask = np.zeros(S.shape, dtype=bool)
+                    for u, s in enumerate(sn):
+                        mask[u, s] = True
+                ref_i, ref_s = brute_topn(S, n, seen=mask)
+                ref_s = np.where(ref_i < 0, -np.inf, ref_s)  # the kernel pads with -inf
+                np.testing.assert_array_equal(ref[0], ref_i)
+                np.testing.assert_array_equal(ref[1], ref_s)
+    assert isinstance(_recommend.have_screen(), bool)
+
+
+def test_int8_screen_on_a_trained_model_equals_predict() -> None:
+    """A trained model (where the scores crowd near each list's threshold): recommend's
+    lists are the same with and without the screen, and each score is predict()'s."""
+    from mfkit.recommend import _topn
+
+    X = mfkit.datasets.synthetic("ml-100k", random_state=3)
+    m = SGD(factors=24, epochs=4, random_state=3).fit(X)
+    users = np.arange(m.n_users)
+    rows = users.astype(np.int64)
+    args = (
+        m.user_factors, rows, m.item_factors, np.arange(m.n_items, dtype=np.int64), 10,
+        m.global_mean + m.user_biases[rows].astype(np.float64),
+        m.item_biases.astype(np.float64), m._fitted.seen, rows, 2,
+    )  # fmt: skip
+    a = _topn._topn(*args, screen=True)
+    b = _topn._topn(*args, screen=False)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    ids, scores = m.recommend(users[:50], n=10)
+    for u in range(50):
+        pred = m.predict(np.full(10, users[u]), ids[u])
+        np.testing.assert_array_equal(scores[u], pred.astype(np.float64))

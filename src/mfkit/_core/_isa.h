@@ -10,6 +10,7 @@
  *   MFKIT_ISA_AVX512    2  x86-64-v4: AVX-512 F/BW/DQ/VL (+ AVX2, FMA)
  *   MFKIT_ISA_NEON      3  aarch64: Advanced SIMD (NEON) with fused multiply-add
  *
+ * mfkit_cpu_vnni() says whether the avx512 path may use AVX-512 VNNI as well.
  * mfkit_cpu_isa() is the best level this CPU and OS support (libgcc's cpu indicator checks
  * that the OS saves the wider registers). On x86-64 the levels are ordered (a CPU with
  * avx512 runs avx2 too); on aarch64 the paths are baseline and neon only: NEON is part of
@@ -43,10 +44,18 @@ static int mfkit_cpu_isa(void)
         return MFKIT_ISA_AVX512;
     return v3 ? MFKIT_ISA_AVX2 : MFKIT_ISA_BASELINE;
 }
+
+/* Whether the AVX-512 path may also use AVX-512 VNNI (the int8 dot products of vpdpbusd;
+ * an extra within the avx512 path, not a path of its own). */
+static inline int mfkit_cpu_vnni(void)
+{
+    return mfkit_cpu_isa() >= MFKIT_ISA_AVX512 && __builtin_cpu_supports("avx512vnni");
+}
 #else
 #define MFKIT_HAVE_X86_PATHS 0
 #define MFKIT_TARGET_AVX2
 #define MFKIT_TARGET_AVX512
+static inline int mfkit_cpu_vnni(void) { return 0; }
 #endif
 
 #if defined(__GNUC__) && defined(__aarch64__) && defined(__ARM_NEON) && !defined(MFKIT_NO_DISPATCH)

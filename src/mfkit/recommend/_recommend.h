@@ -7,8 +7,10 @@
  * when its fused score plus a bound on the rounding difference (margin below) beats the
  * row's n-th best, and every candidate is then scored again exactly (mf_rescore_*, the
  * order of mf_dot) before it enters the list. The lists, ids and scores, are therefore the
- * same on every path and bit-identical to predict(). An aarch64 build has no filter: its
- * neon path scores as the baseline does (the same lists).
+ * same on every path and bit-identical to predict(). For float32 models on a CPU with
+ * AVX-512 VNNI the avx512 path uses the int8 screen of _screen.h in place of the fused
+ * filter, with the same rule (a proven bound, then exact scores). An aarch64 build has no
+ * filter: its neon path scores as the baseline does (the same lists).
  *
  * mf_score4_* computes the dot products of 4 query rows with the 16 items of one packed
  * panel (layout panel[f * 16 + w] = factor f of item w). The vector lanes run across
@@ -533,10 +535,13 @@ static inline int mf_score8_filter_f64(int isa, const double *const *p, const do
  * its n-th best score thresh[u] (strictly: a tie may still enter by its item index); a
  * NaN in base_up or thresh makes the comparisons false, so the row stays live (the caller
  * sets base_up = NaN for a row with a non-finite norm, and a = +inf, b = 0 for a slot with
- * a non-finite norm or bias). Returns the mask of live rows among the first ng. */
+ * a non-finite norm or bias). Returns the mask of live rows among the first ng; with
+ * fine = 0, by the cheaper bound alone (for the int8 screen, which costs little more than
+ * the per-slot bound). */
 MFKIT_TOPN_CLONES static int mf_panel_live(const double *a, const double *b, double amax,
                                            double bmax, const double *base_up,
-                                           const double *pn, const double *thresh, int ng)
+                                           const double *pn, const double *thresh, int ng,
+                                           int fine)
 {
     /* vector lanes across the 8 rows of the group (arrays of 8, a short group repeats its
      * last row), so each clone vectorises it without reordering anything */
@@ -544,10 +549,10 @@ MFKIT_TOPN_CLONES static int mf_panel_live(const double *a, const double *b, dou
     int any = 0, live = 0;
     for (int u = 0; u < 8; u++) {
         m[u] = base_up[u] + (amax + pn[u] * bmax);
-        any |= (u < ng) & !(m[u] < thresh[u]);
+        any |= ((u < ng) & !(m[u] < thresh[u])) << u;
     }
-    if (!any)
-        return 0;
+    if (!any || !fine)
+        return any;
     for (int u = 0; u < 8; u++) m[u] = -INFINITY;
     for (int w = 0; w < MFKIT_PANEL; w++)
         for (int u = 0; u < 8; u++) {

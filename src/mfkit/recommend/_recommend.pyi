@@ -6,6 +6,7 @@ import numpy.typing as npt
 
 _F = TypeVar("_F", np.float32, np.float64)
 
+def have_screen() -> bool: ...
 def panel_width() -> int: ...
 def topn(
     P: npt.NDArray[_F],
@@ -23,4 +24,5 @@ def topn(
     use_avx512: bool = True,
     isa: int = 0,
     prune: bool = True,
+    screen: bool = True,
 ) -> None: ...

@@ -129,9 +129,12 @@ def _topn(
     seen_row: np.ndarray | None,
     n_threads: int,
     prune: bool = True,
+    screen: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The top-n kernel call. ``prune=False`` (for benchmarks) visits the candidates in
-    index order and scores every panel: the same lists, without the bound skipping."""
+    index order and scores every panel: the same lists, without the bound skipping.
+    ``screen=False`` (for benchmarks) keeps the avx512 path's float32 filter where it would
+    use the int8 screen: the same lists."""
     n_eff = min(n, len(cand))
     out_items = np.empty((len(rows), n_eff), dtype=np.int64)
     out_scores = np.empty((len(rows), n_eff), dtype=np.float64)
@@ -169,6 +172,7 @@ def _topn(
         True,
         isa_level(),
         prune,
+        screen,
     )
     pad = out_items < 0
     if pad.any():
