@@ -250,6 +250,20 @@ def _check_state(floating[:, ::1] P, floating[:, ::1] Q, floating[::1] bu, float
             raise ValueError("AdaGrad bias accumulators must have one entry per bias")
 
 
+cdef int _check_plan(const int64_t[::1] strata, int n_threads) except -1:
+    """The checks of a stratified epoch's plan: the strata a permutation of 0..B-1 (B their
+    count), at least one thread."""
+    cdef Py_ssize_t B = strata.shape[0], si
+    seen = np.zeros(B, dtype=bool)
+    for si in range(B):
+        if strata[si] < 0 or strata[si] >= B or seen[strata[si]]:
+            raise ValueError("strata must be a permutation of 0..B-1")
+        seen[strata[si]] = True
+    if n_threads < 1:
+        raise ValueError("n_threads must be >= 1")
+    return 0
+
+
 cdef object _pack(floating[::1] b, floating[::1] gb, floating[::1] g):
     """The per-row scalars of one side (bias, its accumulator, the row's accumulator) packed
     one row per 4 slots, so that a rating touches one cache line for them instead of three.
@@ -397,13 +411,7 @@ def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[
     for blk in range(nb):
         if offsets[blk + 1] < offsets[blk]:
             raise ValueError("offsets must not decrease")
-    seen = np.zeros(B, dtype=bool)
-    for si in range(B):
-        if strata[si] < 0 or strata[si] >= B or seen[strata[si]]:
-            raise ValueError("strata must be a permutation of 0..B-1")
-        seen[strata[si]] = True
-    if n_threads < 1:
-        raise ValueError("n_threads must be >= 1")
+    _check_plan(strata, n_threads)
     if P0 is not None:
         p0 = &P0[0, 0]
         q0 = &Q0[0, 0]
@@ -637,13 +645,7 @@ def sgd_rows_epoch(const int64_t[::1] indptr, const int32_t[::1] indices,
     for c in range(group_users.shape[0]):
         if group_users[c] < 0 or group_users[c] >= n_users:
             raise ValueError("group_users holds a user index out of range")
-    seen = np.zeros(B, dtype=bool)
-    for si in range(B):
-        if strata[si] < 0 or strata[si] >= B or seen[strata[si]]:
-            raise ValueError("strata must be a permutation of 0..B-1")
-        seen[strata[si]] = True
-    if n_threads < 1:
-        raise ValueError("n_threads must be >= 1")
+    _check_plan(strata, n_threads)
     with nogil:
         # the runs must lie inside their rows: a wrong seg would read out of bounds
         for u in range(n_users):
