@@ -59,6 +59,7 @@ from mfkit._core.isa import isa_level
 from mfkit.data import Ratings
 from mfkit.datasets import synthetic
 from mfkit.models import _sgd
+from mfkit.models._state import normal_rows
 from mfkit.models.sgd import (
     block_layout,
     epoch_schedule,
@@ -137,6 +138,25 @@ def load_set(name: str) -> Ratings:
     return X
 
 
+def start_state(nu: int, ni: int, k: int) -> tuple[tuple[Any, ...], dict[str, np.ndarray]]:
+    """The kernel arguments of an AdaGrad epoch from a fresh float32 start: factors drawn
+    into 64-byte aligned arrays as ``fit`` allocates them (``normal_rows``; a NumPy array
+    from ``astype`` starts 16 bytes past a line, and every 64-byte row access then spans
+    two cache lines), zero biases, unit accumulators."""
+    rng = np.random.default_rng(0)
+    P, Q = normal_rows(rng, nu, k, np.float32), normal_rows(rng, ni, k, np.float32)
+    P *= np.float32(0.1)
+    Q *= np.float32(0.1)
+    bu, bi = np.zeros(nu, np.float32), np.zeros(ni, np.float32)
+    G = {
+        "Gp": np.ones(nu, np.float32),
+        "Gq": np.ones(ni, np.float32),
+        "Gbu": np.ones(nu, np.float32),
+        "Gbi": np.ones(ni, np.float32),
+    }
+    return (P, Q, bu, bi, 3.5, 0.08, 0.05, 0.05, True), G
+
+
 def epoch_rates(X: Ratings, k: int, path: str, reps: int) -> tuple[float, float, int]:
     """(updates per thread CPU second, per wall second, B) of one AdaGrad epoch on one
     thread, best of `reps`: the kernel call only, on the layout ``SGD.fit`` uses for this
@@ -150,17 +170,7 @@ def epoch_rates(X: Ratings, k: int, path: str, reps: int) -> tuple[float, float,
     else:
         layout = block_layout(X, B, 1, 2)
         rec, offsets = layout.records, layout.offsets
-    rng = np.random.default_rng(0)
-    P = (rng.standard_normal((nu, k)) * 0.1).astype(np.float32)
-    Q = (rng.standard_normal((ni, k)) * 0.1).astype(np.float32)
-    bu, bi = np.zeros(nu, np.float32), np.zeros(ni, np.float32)
-    G = {
-        "Gp": np.ones(nu, np.float32),
-        "Gq": np.ones(ni, np.float32),
-        "Gbu": np.ones(nu, np.float32),
-        "Gbi": np.ones(ni, np.float32),
-    }
-    args = (P, Q, bu, bi, 3.5, 0.08, 0.05, 0.05, True)
+    args, G = start_state(nu, ni, k)
     level = isa_level(path)
     cpu, wall = float("inf"), float("inf")
     for rep in range(reps):
@@ -176,27 +186,18 @@ def epoch_rates(X: Ratings, k: int, path: str, reps: int) -> tuple[float, float,
 
 
 def order_rate(
-    X: Ratings, order: str, threads: int, rep: int, path: str | None = None
+    X: Ratings, order: str, threads: int, rep: int, path: str | None = None, B: int = 0
 ) -> tuple[float, float, int]:
     """(updates per wall second, per thread CPU second, B) of one AdaGrad epoch, k=64,
     float32, on the fastest path, in the visiting order ``order`` ('shuffle': the block
     layout's records, each block shuffled; 'rows': the row-grouped walk of the CSR arrays),
-    on the layout ``SGD.fit`` uses for it; the epoch plan seeded by ``rep``."""
+    on the layout ``SGD.fit`` uses for it (or on B x B blocks, B > 0); the epoch plan
+    seeded by ``rep``."""
     nu, ni, k = X.n_users, X.n_items, 64
-    rng = np.random.default_rng(0)
-    P = (rng.standard_normal((nu, k)) * 0.1).astype(np.float32)
-    Q = (rng.standard_normal((ni, k)) * 0.1).astype(np.float32)
-    bu, bi = np.zeros(nu, np.float32), np.zeros(ni, np.float32)
-    G = {
-        "Gp": np.ones(nu, np.float32),
-        "Gq": np.ones(ni, np.float32),
-        "Gbu": np.ones(nu, np.float32),
-        "Gbi": np.ones(ni, np.float32),
-    }
-    args = (P, Q, bu, bi, 3.5, 0.08, 0.05, 0.05, True)
+    args, G = start_state(nu, ni, k)
     level = isa_level(path or mfkit.available_isas()[-1])
     if order == "rows":
-        B = resolve_row_blocks("auto", X.nnz, nu, ni, 4 * k)
+        B = B or resolve_row_blocks("auto", X.nnz, nu, ni, 4 * k)
         lay = _ROW_LAYOUTS.get((id(X), B)) or row_layout(X, B, 1)
         _ROW_LAYOUTS[(id(X), B)] = lay
         strata, seeds = epoch_schedule(rep, B)
@@ -206,7 +207,7 @@ def order_rate(
             strata, seeds, True, threads, *args, isa=level, **G,
         )  # fmt: skip
     else:
-        B = resolve_blocks("auto", X.nnz, nu, ni, 4 * k)
+        B = B or resolve_blocks("auto", X.nnz, nu, ni, 4 * k)
         blk = _BLOCK_LAYOUTS.get((id(X), B)) or block_layout(X, B, 1, 2)
         _BLOCK_LAYOUTS[(id(X), B)] = blk
         strata, seeds = epoch_schedule(rep, B)
@@ -220,6 +221,28 @@ def order_rate(
 
 _ROW_LAYOUTS: dict[tuple[int, int], Any] = {}
 _BLOCK_LAYOUTS: dict[tuple[int, int], Any] = {}
+
+
+def blocks_table(args: argparse.Namespace, sets: dict[str, Ratings]) -> None:
+    """The block count of the default order ('rows') against its epoch speed: updates/s of
+    one epoch at B in 2, 4, 8, 16 on 1 and ``--threads`` threads for the 10M (and, with
+    ``--large``, the Netflix-shaped) set, the B values alternating rep by rep; best and
+    median of ``--reps``. ``blocks='auto'`` marks the B a fit takes."""
+    rows = []
+    for name in [n for n in ("ml-10m", "netflix") if n in sets]:
+        X = sets[name]
+        auto = resolve_row_blocks("auto", X.nnz, X.n_users, X.n_items, 256)
+        for threads in sorted({1, args.threads}):
+            runs: dict[int, list[float]] = {B: [] for B in (2, 4, 8, 16)}
+            for rep in range(args.reps):
+                for B in runs:
+                    runs[B].append(order_rate(X, "rows", threads, rep, B=B)[0])
+            for B, r in runs.items():
+                rows.append(
+                    {"set": name, "threads": threads, "B": B, "auto": "yes" if B == auto else "",
+                     "best M/s": max(r) / 1e6, "median M/s": float(np.median(r)) / 1e6}
+                )  # fmt: skip
+    print_table(rows, "order='rows' epoch speed by block count (k=64, float32, AdaGrad)")
 
 
 def order_table(args: argparse.Namespace, sets: dict[str, Ratings]) -> None:
@@ -560,6 +583,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="only the visiting orders side by side (SGD order='shuffle' vs 'rows')",
     )
+    ap.add_argument(
+        "--blocks",
+        action="store_true",
+        help="only the default order's epoch speed for B in 2, 4, 8, 16 (10M, Netflix)",
+    )
     args = ap.parse_args(argv)
     if args.epochs is None:
         args.epochs = 5 if args.quick else 20
@@ -575,6 +603,9 @@ def main(argv: list[str] | None = None) -> None:
     sets = {name: load_set(name) for name in names}
     if args.orders:
         order_table(args, sets)
+        return
+    if args.blocks:
+        blocks_table(args, sets)
         return
     rows = kernel_table(args, sets["ml-1m"])
     serial_floor(args, sets["ml-1m" if args.quick else "ml-10m"])

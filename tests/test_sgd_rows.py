@@ -333,8 +333,8 @@ def test_rows_layout_is_smaller_than_the_records():
 
 def test_auto_blocks_of_the_row_order():
     assert resolve_row_blocks("auto", 100_000, 943, 1682) == 1
-    assert resolve_row_blocks("auto", 10_000_054, 69_878, 10_677, 256) == 8
-    assert resolve_row_blocks("auto", 100_480_507, 480_189, 17_770, 256) == 16
+    assert resolve_row_blocks("auto", 10_000_054, 69_878, 10_677, 256) == 4
+    assert resolve_row_blocks("auto", 100_480_507, 480_189, 17_770, 256) == 8
     assert resolve_row_blocks(7, 10, 5, 5) == 7
     # users are grouped as the shuffled order's
     assert np.array_equal(row_layout(_data(), 3, 8).user_groups, balanced_groups(

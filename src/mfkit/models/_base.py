@@ -35,7 +35,7 @@ from mfkit.exceptions import DivergenceError, NotFittedError
 from mfkit.models._autoreg import check_regularization, resolve_auto, restore_choice
 from mfkit.models._persistence import save_model
 from mfkit.models._registry import collection_fitter, register
-from mfkit.models._state import FactorState, Fitted, normal_rows
+from mfkit.models._state import FactorState, Fitted, aligned_copy, normal_rows
 from mfkit.models._training import (
     SAFE_PREDICTION,
     RatingShape,
@@ -564,7 +564,7 @@ class FactorModel:
         Q0 = checked_init(Q0, (n_items, k), "init Q0 (item factors)")
         P0 = np.ascontiguousarray(P0, dtype=dtype)
         Q0 = np.ascontiguousarray(Q0, dtype=dtype)
-        return FactorState(P0.copy(), Q0.copy(), bu, bi), (P0, Q0)
+        return FactorState(aligned_copy(P0), aligned_copy(Q0), bu, bi), (P0, Q0)
 
     # ------------------------------------------------------------------ prediction
     def _check_fitted(self) -> None:

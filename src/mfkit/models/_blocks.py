@@ -219,9 +219,13 @@ def epoch_schedule(seed: int, B: int) -> tuple[np.ndarray, np.ndarray]:
 ORDERS = ("auto", "shuffle", "rows")
 #: ``order='rows'``, ``blocks='auto'``: B = 1 below ``AUTO_BLOCKS_MIN_RATINGS`` ratings, else
 #: ``ROWS_AUTO_BLOCKS`` groups, doubled (up to ``AUTO_BLOCKS_MAX``) while one item group's
-#: factor rows and scalars exceed ``ROWS_GROUP_BYTES`` (so they stay in a core's L2 cache)
+#: factor rows and scalars exceed ``ROWS_GROUP_BYTES`` (one core's L2 cache on the Zen 4
+#: machine mfkit is measured on). Each (user, block) visit costs about as much as a few
+#: ratings, so larger groups won over groups of half an L2: at k=64 on the MovieLens-10M
+#: shape B=4 ran 1.1-1.2x as fast as B=8 on one and two threads, and on the Netflix shape
+#: B=8 about as fast as B=16 or faster (``benchmarks/bench_kernels.py --blocks``)
 ROWS_AUTO_BLOCKS = 4
-ROWS_GROUP_BYTES = 512 << 10
+ROWS_GROUP_BYTES = 1 << 20
 
 
 def resolve_row_blocks(
@@ -235,7 +239,7 @@ def resolve_row_blocks(
     blocks than the shuffled order's: a user's ratings in one block are walked with its row
     held in the first level cache, so the user side wants long runs, and only the item
     group has to fit in L2. Never depends on the thread count. (MovieLens-10M shape at k=64
-    float32: 8; Netflix shape: 16.)"""
+    float32: 4; Netflix shape: 8.)"""
     if isinstance(blocks, str):
         check_choice(blocks, "blocks", ("auto",))
         if n_ratings < AUTO_BLOCKS_MIN_RATINGS:

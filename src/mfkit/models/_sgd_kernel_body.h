@@ -209,6 +209,7 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(rows_fixed)(const mfk_rows *r, const MFK_X(mfk
     uint64_t state = r->state;
     double sse = 0.0;
     ptrdiff_t bad = -1;
+    uint64_t xnext = (r->shuffle && n > 0) ? mfk_splitmix64(&state) : 0;
     for (ptrdiff_t j = 0; j < n; j++) {
         if (j + MFK_USERS_AHEAD < n) {
             const int32_t ua = order[j + MFK_USERS_AHEAD];
@@ -229,12 +230,28 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(rows_fixed)(const mfk_rows *r, const MFK_X(mfk
         const int32_t u = order[j];
         const int64_t a0 = seg[(ptrdiff_t)u * stride + h];
         const ptrdiff_t m = (ptrdiff_t)(seg[(ptrdiff_t)u * stride + h + 1] - a0);
+        /* this user's draw was taken one user ahead; take the next user's now (the same
+         * stream in the same order) and prefetch that user's first item row */
+        const uint64_t xcur = xnext;
+        if (j + 1 < n) {
+            const int32_t u1 = order[j + 1];
+            const int64_t b0 = seg[(ptrdiff_t)u1 * stride + h];
+            const ptrdiff_t m1 = (ptrdiff_t)(seg[(ptrdiff_t)u1 * stride + h + 1] - b0);
+            ptrdiff_t pos1 = 0;
+            if (r->shuffle) {
+                xnext = mfk_splitmix64(&state);
+                pos1 = (ptrdiff_t)(((xnext >> 32) * (uint64_t)m1) >> 32);
+            }
+            if (m1 > 0) {
+                const char *qa = (const char *)(Q + (ptrdiff_t)indices[b0 + pos1] * k);
+                for (int off = 0; off < row_bytes; off += 64) __builtin_prefetch(qa + off, 1, 3);
+            }
+        }
         ptrdiff_t pos = 0;
         int back = 0;
         if (r->shuffle) {
-            const uint64_t x = mfk_splitmix64(&state);
-            pos = (ptrdiff_t)(((x >> 32) * (uint64_t)m) >> 32);
-            back = (int)(x & 1);
+            pos = (ptrdiff_t)(((xcur >> 32) * (uint64_t)m) >> 32);
+            back = (int)(xcur & 1);
         }
         if (m == 0) continue;
         MFK_T *const p = P + (ptrdiff_t)u * k;

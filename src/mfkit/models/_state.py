@@ -24,7 +24,8 @@ class FactorState:
         self.P, self.Q, self.bu, self.bi = P, Q, bu, bi
 
     def copy(self) -> FactorState:
-        return FactorState(self.P.copy(), self.Q.copy(), self.bu.copy(), self.bi.copy())
+        P, Q = aligned_copy(self.P), aligned_copy(self.Q)
+        return FactorState(P, Q, self.bu.copy(), self.bi.copy())
 
     def copy_from(self, other: FactorState) -> None:
         """Overwrite these arrays with ``other``'s (same shapes): a snapshot without a new
@@ -81,6 +82,14 @@ def aligned_rows(n: int, k: int, dtype: np.dtype) -> np.ndarray:
     raw = np.empty(nbytes + 64, dtype=np.uint8)
     off = (-raw.ctypes.data) % 64
     return raw[off : off + nbytes].view(dtype).reshape(n, k)
+
+
+def aligned_copy(a: np.ndarray) -> np.ndarray:
+    """A copy of the 2-d array ``a`` in an :func:`aligned_rows` array (a warm start's
+    factors get the alignment of a fresh start's)."""
+    out = aligned_rows(a.shape[0], a.shape[1], a.dtype)
+    np.copyto(out, a)
+    return out
 
 
 def normal_rows(rng: np.random.Generator, n: int, k: int, dtype: np.dtype) -> np.ndarray:

@@ -41,7 +41,7 @@ from mfkit.models._blocks import (
     svdpp_chunks,
     svdpp_threads,
 )
-from mfkit.models._state import Fitted
+from mfkit.models._state import Fitted, aligned_copy, aligned_rows
 
 SCHEDULES = ("constant", "decay", "adagrad")
 LOSSES = ("squared", "huber", "absolute")
@@ -140,7 +140,7 @@ class SGD(FactorModel):
     Every step uses the row the previous step left, exactly as the sweep over the ratings
     in that order would: a different visiting order, not an approximation. ``'auto'``
     blocks for ``'rows'``: 1 below 500,000 ratings, else 4, doubled while an item range's
-    rows exceed 512 KiB (:func:`resolve_row_blocks`); the layout costs (B + 1) x 8 bytes per
+    rows exceed 1 MiB (:func:`resolve_row_blocks`); the layout costs (B + 1) x 8 bytes per
     user. Every loss, schedule and prior is supported; the bits differ from
     ``'shuffle'``'s (another order), and the threads-identity holds the same way. Not with
     ``implicit_feedback=True``. ``'rows'`` is the default (``'auto'``) since mfkit 0.2: on the
@@ -574,10 +574,12 @@ class SVDppTrainer(Trainer):
         self.chunk_ptr = np.zeros(C * B + 1, dtype=np.int64)
         np.cumsum(np.bincount(key, minlength=C * B), out=self.chunk_ptr[1:])
         # the start (random, or init=) is the effective factor with y = 0: p_u = P[u]
-        self.own = self.state.P.copy()
-        self.implicit = np.zeros_like(self.state.Q)
-        self.z = np.empty_like(self.own)
-        self.acc = np.empty_like(self.own)
+        # (64-byte aligned, as the factors: the kernels read these rows in place)
+        self.own = aligned_copy(self.state.P)
+        self.implicit = aligned_rows(*self.state.Q.shape, self.state.Q.dtype)
+        self.implicit.fill(0)
+        self.z = aligned_rows(*self.own.shape, self.own.dtype)
+        self.acc = aligned_rows(*self.own.shape, self.own.dtype)
         self.grad_sq: tuple[np.ndarray, ...] | None = None
         if p["schedule"] == "adagrad":
             self.grad_sq = (
