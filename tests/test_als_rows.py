@@ -182,3 +182,25 @@ def test_initial_factors_start_on_a_cache_line() -> None:
         # the same stream as a plain draw
         want = np.random.default_rng(0).standard_normal((37, 5)).astype(dtype)
         np.testing.assert_array_equal(a, want)
+
+
+def test_copies_and_warm_starts_keep_the_cache_line_start() -> None:
+    from mfkit.models._state import FactorState, aligned_copy
+
+    raw = np.zeros(37 * 5 + 1, dtype=np.float32)
+    src = raw[1:].reshape(37, 5)  # 4 bytes past NumPy's own start
+    src[:] = np.random.default_rng(1).standard_normal((37, 5))
+    got = aligned_copy(src)
+    assert got.ctypes.data % 64 == 0 and got.dtype == src.dtype
+    np.testing.assert_array_equal(got, src)
+    st = FactorState(src, src, np.zeros(37, np.float32), np.zeros(37, np.float32)).copy()
+    assert st.P.ctypes.data % 64 == 0 and st.Q.ctypes.data % 64 == 0
+    np.testing.assert_array_equal(st.P, src)
+    # a warm start from unaligned arrays trains aligned rows (the fitted arrays are them)
+    X = mfkit.Ratings.from_triplets([0, 1, 2, 3], [0, 1, 2, 3], [1.0, 2.0, 3.0, 4.0])
+    raw = np.full(4 * 8 + 1, 0.1, np.float32)
+    P0 = raw[1:].reshape(4, 8)
+    assert P0.ctypes.data % 64 != 0
+    m = mfkit.SGD(factors=8, epochs=2, random_state=0, n_threads=1)
+    m.fit(X, init=(P0, P0))
+    assert m.user_factors_.ctypes.data % 64 == 0

@@ -136,7 +136,7 @@ class SGD(FactorModel):
     random order and each user's ratings of the block's item range are visited
     consecutively, as a seeded rotation (random start, random direction) of the run, so the
     user's row stays in the first level cache (in vector registers on the fast paths) for
-    all of them and only the item rows, a range sized to stay in L2, are reached at random.
+    all of them and only the item rows, a range of about one core's L2, are reached at random.
     Every step uses the row the previous step left, exactly as the sweep over the ratings
     in that order would: a different visiting order, not an approximation. ``'auto'``
     blocks for ``'rows'``: 1 below 500,000 ratings, else 4, doubled while an item range's
