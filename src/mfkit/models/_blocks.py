@@ -222,8 +222,8 @@ ORDERS = ("auto", "shuffle", "rows")
 #: factor rows and scalars exceed ``ROWS_GROUP_BYTES`` (one core's L2 cache on the Zen 4
 #: machine mfkit is measured on). Each (user, block) visit costs about as much as a few
 #: ratings, so larger groups won over groups of half an L2: at k=64 on the MovieLens-10M
-#: shape B=4 ran 1.1-1.2x as fast as B=8 on one and two threads, and on the Netflix shape
-#: B=8 about as fast as B=16 or faster (``benchmarks/bench_kernels.py --blocks``)
+#: shape B=4 ran 1.1x as fast as B=8 on one and two threads, and on the Netflix shape B=8
+#: 1.08x as fast as B=16 (``benchmarks/bench_kernels.py --large --blocks``)
 ROWS_AUTO_BLOCKS = 4
 ROWS_GROUP_BYTES = 1 << 20
 
