@@ -488,30 +488,41 @@ MFK_AI T mfk_psi_##S(T e, int loss, T delta)                                    
     if (loss == 1) return e > delta ? delta : (e < -delta ? -delta : e);                \
     return e > 0 ? (T)1 : (e < 0 ? (T)-1 : (T)0);                                       \
 }                                                                                       \
-/* Residual and bias steps of rating (u, i, r) given dot = p_u . q_i; returns 0 when the  \
- * residual is not finite (nothing updated), else 1 with the influence g in *g_out.      */ \
-MFK_AI int mfk_scalar_##S(const mfk_sgd_##S *a, int32_t u, int32_t i, float r, T dot,   \
+/* Residual and bias steps of rating (u, i, r) given dot = p_u . q_i, with the user's bias  \
+ * and its accumulator at *ub and *ugb (read only with biases, *ugb only with AdaGrad: a   \
+ * row body keeps them in registers for a user's run); returns 0 when the residual is not  \
+ * finite (nothing updated), else 1 with the influence g in *g_out.                     */ \
+MFK_AI int mfk_scalar_##S(const mfk_sgd_##S *a, T *ub, T *ugb, int32_t i, float r, T dot, \
                           const T *steps, int ada, T *g_out, double *sse)                \
 {                                                                                       \
     T pred = a->mu + dot, e, g, b, gb;                                                  \
-    if (a->biases) pred = pred + a->bu[u * a->ss] + a->bi[i * a->ss];                                   \
+    if (a->biases) pred = pred + *ub + a->bi[i * a->ss];                                \
     e = (T)r - pred;                                                                    \
     if (!(FABS(e) < 1e30)) return 0;                                                    \
     *sse += (double)e * e;                                                              \
     g = mfk_psi_##S(e, a->loss, a->delta);                                              \
     if (a->biases) {                                                                    \
         if (!ada) {                                                                     \
-            b = a->bu[u * a->ss]; a->bu[u * a->ss] = b + a->lr * (g - a->reg_bias * b);                 \
+            b = *ub; *ub = b + a->lr * (g - a->reg_bias * b);                           \
             b = a->bi[i * a->ss]; a->bi[i * a->ss] = b + a->lr * (g - a->reg_bias * b);                 \
         } else {                                                                        \
-            b = a->bu[u * a->ss]; gb = g - a->reg_bias * b;                                     \
-            a->bu[u * a->ss] = b + steps[2] * gb; a->Gbu[u * a->ss] = a->Gbu[u * a->ss] + gb * gb;              \
+            b = *ub; gb = g - a->reg_bias * b;                                          \
+            *ub = b + steps[2] * gb; *ugb = *ugb + gb * gb;                             \
             b = a->bi[i * a->ss]; gb = g - a->reg_bias * b;                                     \
             a->bi[i * a->ss] = b + steps[3] * gb; a->Gbi[i * a->ss] = a->Gbi[i * a->ss] + gb * gb;              \
         }                                                                               \
     }                                                                                   \
     *g_out = g;                                                                         \
     return 1;                                                                           \
+}                                                                                       \
+/* user u's bias and bias accumulator in the argument block (NULL where there are none) */ \
+MFK_AI T *mfk_ub_##S(const mfk_sgd_##S *a, int32_t u)                                  \
+{                                                                                       \
+    return a->biases ? a->bu + u * a->ss : NULL;                                        \
+}                                                                                       \
+MFK_AI T *mfk_ugb_##S(const mfk_sgd_##S *a, int32_t u, int ada)                         \
+{                                                                                       \
+    return a->biases && ada ? a->Gbu + u * a->ss : NULL;                                \
 }
 MFK_DEFINE_SCALAR(float, f32, fabsf)
 MFK_DEFINE_SCALAR(double, f64, fabs)

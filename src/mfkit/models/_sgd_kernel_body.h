@@ -99,7 +99,8 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(sweep_fixed)(const mfk_rating *recs, ptrdiff_t
             qr[c] = MFK_F(load)(q + 16 * c);
             acc = MFK_F(fma)(pr[c], qr[c], acc);
         }
-        if (!MFK_X(mfk_scalar)(a, u, i, recs[t].r, MFK_F(red)(acc), steps, ada, &g, &sse)) {
+        if (!MFK_X(mfk_scalar)(a, MFK_X(mfk_ub)(a, u), MFK_X(mfk_ugb)(a, u, ada), i, recs[t].r,
+                               MFK_F(red)(acc), steps, ada, &g, &sse)) {
             bad = t;
             break;
         }
@@ -158,7 +159,8 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(sweep_generic)(const mfk_rating *recs, ptrdiff
             acc = MFK_F(fma)(MFK_F(load)(p + f), MFK_F(load)(q + f), acc);
         if (rem)
             acc = MFK_F(fma)(MFK_F(loadm)(p + tail, m), MFK_F(loadm)(q + tail, m), acc);
-        if (!MFK_X(mfk_scalar)(a, u, i, recs[t].r, MFK_F(red)(acc), steps, ada, &g, &sse)) {
+        if (!MFK_X(mfk_scalar)(a, MFK_X(mfk_ub)(a, u), MFK_X(mfk_ugb)(a, u, ada), i, recs[t].r,
+                               MFK_F(red)(acc), steps, ada, &g, &sse)) {
             bad = t;
             break;
         }
@@ -257,6 +259,11 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(rows_fixed)(const mfk_rows *r, const MFK_X(mfk
         MFK_T *const p = P + (ptrdiff_t)u * k;
         MFK_F(C) pr[8], qr[8]; /* NC <= 8 */
         for (int c = 0; c < NC; c++) pr[c] = MFK_F(load)(p + 16 * c);
+        /* the user's scalars (bias, its accumulator, p_u's accumulator) stay in registers
+         * for the run, as p_u does: the same values without a store and reload per
+         * rating on the step-size chain; written back when the run ends */
+        MFK_T gpu = ada ? a->Gp[u * ss] : 0, bu_u = a->biases ? a->bu[u * ss] : 0;
+        MFK_T gbu_u = a->biases && ada ? a->Gbu[u * ss] : 1;
         for (ptrdiff_t t = 0; t < m; t++) {
             const ptrdiff_t next = back ? (pos > 0 ? pos - 1 : m - 1) : (pos + 1 < m ? pos + 1 : 0);
             const int32_t i = indices[a0 + pos];
@@ -268,14 +275,15 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(rows_fixed)(const mfk_rows *r, const MFK_X(mfk
             MFK_T *const q = Q + (ptrdiff_t)i * k;
             MFK_T steps[4] = {a->lr, a->lr, a->lr, a->lr}, g;
             if (ada)
-                MFK_X(mfk_steps)(a->lr, a->Gp[u * ss], a->Gq[i * ss], a->biases ? a->Gbu[u * ss] : 1,
+                MFK_X(mfk_steps)(a->lr, gpu, a->Gq[i * ss], gbu_u,
                                  a->biases ? a->Gbi[i * ss] : 1, steps);
             MFK_F(C) acc = zero;
             for (int c = 0; c < NC; c++) {
                 qr[c] = MFK_F(load)(q + 16 * c);
                 acc = MFK_F(fma)(pr[c], qr[c], acc);
             }
-            if (!MFK_X(mfk_scalar)(a, u, i, rv, MFK_F(red)(acc), steps, ada, &g, &sse)) {
+            if (!MFK_X(mfk_scalar)(a, &bu_u, &gbu_u, i, rv, MFK_F(red)(acc), steps, ada, &g,
+                                   &sse)) {
                 bad = (ptrdiff_t)a0 + pos;
                 break;
             }
@@ -289,12 +297,17 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(rows_fixed)(const mfk_rows *r, const MFK_X(mfk
                 MFK_F(store)(q + 16 * c, qn);
             }
             if (ada) {
-                a->Gp[u * ss] = a->Gp[u * ss] + MFK_F(red)(ap) * inv_k;
+                gpu = gpu + MFK_F(red)(ap) * inv_k;
                 a->Gq[i * ss] = a->Gq[i * ss] + MFK_F(red)(aq) * inv_k;
             }
             pos = next;
         }
         for (int c = 0; c < NC; c++) MFK_F(store)(p + 16 * c, pr[c]);
+        if (ada) a->Gp[u * ss] = gpu;
+        if (a->biases) {
+            a->bu[u * ss] = bu_u;
+            if (ada) a->Gbu[u * ss] = gbu_u;
+        }
         if (bad >= 0) break;
     }
     *sse_out = sse;
