@@ -575,11 +575,12 @@ class SVDppTrainer(Trainer):
         np.cumsum(np.bincount(key, minlength=C * B), out=self.chunk_ptr[1:])
         # the start (random, or init=) is the effective factor with y = 0: p_u = P[u]
         # (64-byte aligned, as the factors: the kernels read these rows in place)
+        (nu, k), ni, dt = self.state.P.shape, self.state.Q.shape[0], self.state.P.dtype
         self.own = aligned_copy(self.state.P)
-        self.implicit = aligned_rows(*self.state.Q.shape, self.state.Q.dtype)
+        self.implicit = aligned_rows(ni, k, dt)
         self.implicit.fill(0)
-        self.z = aligned_rows(*self.own.shape, self.own.dtype)
-        self.acc = aligned_rows(*self.own.shape, self.own.dtype)
+        self.z = aligned_rows(nu, k, dt)
+        self.acc = aligned_rows(nu, k, dt)
         self.grad_sq: tuple[np.ndarray, ...] | None = None
         if p["schedule"] == "adagrad":
             self.grad_sq = (
