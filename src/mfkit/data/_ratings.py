@@ -368,10 +368,12 @@ class Ratings:
         return np.diff(self.indptr)
 
     def item_counts(self) -> np.ndarray:
-        # in runs of 2**16 ratings: bincount copies its int32 input to intp, which for the
-        # whole array would be a transient 8 bytes per rating (half a MB a run)
+        # in runs: bincount copies its int32 input to intp, which for the whole array would
+        # be a transient 8 bytes per rating. A run is 2**16 ratings (half a MB), or n_items
+        # when that is more, so that each run's O(n_items) count array is paid for by at
+        # least as many ratings (the scratch stays within the size of the result)
         counts = np.zeros(self.n_items, dtype=np.intp)
-        step = 1 << 16
+        step = max(1 << 16, self.n_items)
         for start in range(0, self.nnz, step):
             counts += np.bincount(self.indices[start : start + step], minlength=self.n_items)
         return counts
