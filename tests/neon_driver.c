@@ -122,7 +122,13 @@ static void run_##S(FILE *in, FILE *out, const int64_t *h, const double *x,     
             }                                                                               \
             if (shuffle) mfk_shuffle_users(order, (ptrdiff_t)nu, &state);                   \
             mfk_rows r = {order, (ptrdiff_t)nu, seg, 2, 0, indices, values, state, shuffle}; \
-            bad = mfk_sgd_rows_##S(MFKIT_ISA_NEON, &r, &a, &s);                             \
+            const mfk_rows *rr[2] = {&r, NULL};                                             \
+            double s2[2];                                                                   \
+            ptrdiff_t b2[2];                                                                \
+            if (mfk_sgd_rows_##S(MFKIT_ISA_NEON, rr, &a, s2, b2) != 0)                       \
+                die("no NEON row body for this k", ipath);                                  \
+            s = s2[0];                                                                      \
+            bad = b2[0];                                                                    \
         }                                                                                   \
         sse += s;                                                                           \
         if (bad != -1) status = (int64_t)bad;                                               \

@@ -170,8 +170,11 @@ def test_every_path_matches_the_reference_and_its_record_sweep(path, variant, k)
     recs = visit_order(X, lay.user_groups, lay.item_groups, B, STRATA, SEEDS)
     want, want_sse = reference_epoch(recs, state, np.float64, lanes=16, **kw)
     n = 6 if ada else 4
-    for dtype, atol in ((np.float64, 1e-10), (np.float32, F32_ATOL)):
-        got, sse = run_rows(X, lay, state, dtype, path, STRATA, SEEDS, **kw)
+    # one thread takes blocks 0 and 2 of each stratum together (interleaved on the fast
+    # paths) and block 1 alone; two threads take one block at a time
+    for dtype, atol, nt in ((np.float64, 1e-10, 1), (np.float32, F32_ATOL, 1),
+                            (np.float32, F32_ATOL, 2)):  # fmt: skip
+        got, sse = run_rows(X, lay, state, dtype, path, STRATA, SEEDS, n_threads=nt, **kw)
         for a, ref in zip(got[:n], want[:n], strict=True):
             np.testing.assert_allclose(a, ref, rtol=0, atol=atol)
         assert sse == pytest.approx(want_sse, rel=1e-10 if dtype == np.float64 else 1e-4)

@@ -51,6 +51,7 @@
 typedef float mf_v8sf __attribute__((vector_size(32)));
 typedef double mf_v4df __attribute__((vector_size(32)));
 typedef double mf_v8df __attribute__((vector_size(64)));
+typedef float mf_v16sf __attribute__((vector_size(64))); /* the AVX-512 Gram tiles' columns */
 #else
 #define MFKIT_HAVE_VEC 0
 #endif
@@ -103,6 +104,8 @@ MFKIT_ALS_DOT(double, f64)
 #define MF_SPLAT_mf_v8sf(s) ((mf_v8sf){(s), (s), (s), (s), (s), (s), (s), (s)})
 #define MF_SPLAT_mf_v4df(s) ((mf_v4df){(s), (s), (s), (s)})
 #define MF_SPLAT_mf_v8df(s) ((mf_v8df){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define MF_SPLAT_mf_v16sf(s)                                                               \
+    ((mf_v16sf){(s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s), (s)})
 
 #define mf_fma_mf_v8sf_base(a, b, c) ((a) * (b) + (c))
 #define mf_fma_mf_v4df_base(a, b, c) ((a) * (b) + (c))
@@ -143,6 +146,18 @@ MFKIT_TARGET_AVX512 static inline mf_v8df mf_fma_mf_v8df_avx512(mf_v8df a, mf_v8
                                                                mf_v8df c)
 {
     return (mf_v8df)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+}
+/* sixteen float lanes for the AVX-512 path's column-wise loops (each lane's sum is the
+ * same whatever the vector width, so the bits are those of the eight-lane code) */
+MFKIT_TARGET_AVX512 static inline mf_v16sf mf_fma_mf_v16sf_avx512(mf_v16sf a, mf_v16sf b,
+                                                                 mf_v16sf c)
+{
+    return (mf_v16sf)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+}
+MFKIT_TARGET_AVX512 static inline mf_v16sf mf_fnma_mf_v16sf_avx512(mf_v16sf a, mf_v16sf b,
+                                                                  mf_v16sf c)
+{
+    return (mf_v16sf)_mm512_fnmadd_ps((__m512)a, (__m512)b, (__m512)c);
 }
 #endif
 
@@ -210,7 +225,7 @@ MFKIT_TARGET_AVX512 static inline mf_v8df mf_fma_mf_v8df_avx512(mf_v8df a, mf_v8
             }                                                                                \
         }                                                                                    \
 
-#define MFKIT_ALS_PATH(T, SUF, VT, VN, V8, P, ATTR, HATTR)                                       \
+#define MFKIT_ALS_PATH(T, SUF, VT, VN, CVT, CVN, V8, P, ATTR, HATTR)                                       \
 ATTR static void mf_als_gram_##SUF##_##P(const T *restrict Y, int n, int ld,                 \
                                          T *restrict A, int lda)                             \
 {                                                                                            \
@@ -401,19 +416,21 @@ ATTR static void mf_als_sweep_##SUF##_##P(const T *restrict Y, int n, int ld,   
  * gets the same updates in the same order whatever VN is. */                                \
 ATTR static int mf_als_cholesky_##SUF##_##P(T *A, int K, int lda, T *restrict b)             \
 {                                                                                            \
-    int KP = (K + VN - 1) / VN * VN;                                                         \
+    int KP = (K + CVN - 1) / CVN * CVN;                                                         \
     for (int j = 0; j < K; j++) {                                                            \
         T *Aj = A + (size_t)j * lda;                                                         \
-        int c0 = j & ~(VN - 1), cb = c0;                                                     \
+        int c0 = j & ~(CVN - 1), cb = c0;                                                     \
         /* row j of U, up-looking: A[j][c] - sum_{i<j} U[i][j] U[i][c] with i increasing,   \
          * the updates a right-looking elimination makes, in its order; the row stays in     \
          * registers while the rows above stream past */                                     \
         if (j + 1 < K && (j & 1) == 0) {                                                     \
             /* (j even: row j + 1 starts at the same column c0) */                           \
             T *Aj1 = Aj + lda;                                                               \
-            MF_UPLOOK_PAIR_STRIPS(T, VT, VN, P, 4)                                           \
-            MF_UPLOOK_PAIR_STRIPS(T, VT, VN, P, 2)                                           \
-            MF_UPLOOK_PAIR_STRIPS(T, VT, VN, P, 1)                                           \
+            if (CVN == 16) MF_UPLOOK_PAIR_STRIPS(T, CVT, CVN, P, 5)                            \
+            MF_UPLOOK_PAIR_STRIPS(T, CVT, CVN, P, 4)                                           \
+            if (CVN == 16) MF_UPLOOK_PAIR_STRIPS(T, CVT, CVN, P, 3)                            \
+            MF_UPLOOK_PAIR_STRIPS(T, CVT, CVN, P, 2)                                           \
+            MF_UPLOOK_PAIR_STRIPS(T, CVT, CVN, P, 1)                                           \
             T dj = Aj[j];                                                                    \
             if (!(dj > 0) || !(dj < INFINITY)) return j + 1;                                 \
             dj = sqrt(dj);                                                                   \
@@ -421,21 +438,21 @@ ATTR static int mf_als_cholesky_##SUF##_##P(T *A, int K, int lda, T *restrict b)
             for (int c = c0; c < j; c++) Aj[c] = 0;                                          \
             Aj[j] = dj;                                                                      \
             for (int c = j + 1; c < KP; c++) Aj[c] *= invj;                                  \
-            VT m = MF_SPLAT(VT, Aj[j + 1]);                                                  \
-            for (cb = c0; cb < KP; cb += VN) {                                               \
-                VT u, a;                                                                     \
-                memcpy(&u, Aj + cb, sizeof(VT));                                             \
-                memcpy(&a, Aj1 + cb, sizeof(VT));                                            \
-                a = MF_FNMA(VT, P)(m, u, a);                                                 \
-                memcpy(Aj1 + cb, &a, sizeof(VT));                                            \
+            CVT m = MF_SPLAT(CVT, Aj[j + 1]);                                                  \
+            for (cb = c0; cb < KP; cb += CVN) {                                               \
+                CVT u, a;                                                                     \
+                memcpy(&u, Aj + cb, sizeof(CVT));                                             \
+                memcpy(&a, Aj1 + cb, sizeof(CVT));                                            \
+                a = MF_FNMA(CVT, P)(m, u, a);                                                 \
+                memcpy(Aj1 + cb, &a, sizeof(CVT));                                            \
             }                                                                                \
             j++;                                                                             \
             Aj = Aj1;                                                                        \
         } else {                                                                             \
-            MF_UPLOOK_STRIPS(T, VT, VN, P, 8)                                                \
-            MF_UPLOOK_STRIPS(T, VT, VN, P, 4)                                                \
-            MF_UPLOOK_STRIPS(T, VT, VN, P, 2)                                                \
-            MF_UPLOOK_STRIPS(T, VT, VN, P, 1)                                                \
+            MF_UPLOOK_STRIPS(T, CVT, CVN, P, 8)                                                \
+            MF_UPLOOK_STRIPS(T, CVT, CVN, P, 4)                                                \
+            MF_UPLOOK_STRIPS(T, CVT, CVN, P, 2)                                                \
+            MF_UPLOOK_STRIPS(T, CVT, CVN, P, 1)                                                \
         }                                                                                    \
         T d = Aj[j];                                                                         \
         if (!(d > 0) || !(d < INFINITY)) return j + 1;                                       \
@@ -464,13 +481,13 @@ ATTR static int mf_als_cholesky_##SUF##_##P(T *A, int K, int lda, T *restrict b)
 
 /* the baseline keeps gcc's x86-64-v3 clone of the kernels (AVX2 registers, no FMA: the same
  * bits as the SSE2 code, the speed mfkit had before the fused paths) */
-MFKIT_ALS_PATH(float, f32, mf_v8sf, 8, mf_v8sf, base, MFKIT_CLONES, )
-MFKIT_ALS_PATH(double, f64, mf_v4df, 4, mf_v8df, base, MFKIT_CLONES, )
+MFKIT_ALS_PATH(float, f32, mf_v8sf, 8, mf_v8sf, 8, mf_v8sf, base, MFKIT_CLONES, )
+MFKIT_ALS_PATH(double, f64, mf_v4df, 4, mf_v4df, 4, mf_v8df, base, MFKIT_CLONES, )
 #if MFKIT_ALS_FAST_PATHS
-MFKIT_ALS_PATH(float, f32, mf_v8sf, 8, mf_v8sf, avx2, MFKIT_TARGET_AVX2, MFKIT_TARGET_AVX2)
-MFKIT_ALS_PATH(double, f64, mf_v4df, 4, mf_v8df, avx2, MFKIT_TARGET_AVX2, MFKIT_TARGET_AVX2)
-MFKIT_ALS_PATH(float, f32, mf_v8sf, 8, mf_v8sf, avx512, MFKIT_TARGET_AVX512, MFKIT_TARGET_AVX512)
-MFKIT_ALS_PATH(double, f64, mf_v4df, 4, mf_v8df, avx512, MFKIT_TARGET_AVX512, MFKIT_TARGET_AVX512)
+MFKIT_ALS_PATH(float, f32, mf_v8sf, 8, mf_v8sf, 8, mf_v8sf, avx2, MFKIT_TARGET_AVX2, MFKIT_TARGET_AVX2)
+MFKIT_ALS_PATH(double, f64, mf_v4df, 4, mf_v4df, 4, mf_v8df, avx2, MFKIT_TARGET_AVX2, MFKIT_TARGET_AVX2)
+MFKIT_ALS_PATH(float, f32, mf_v8sf, 8, mf_v16sf, 16, mf_v8sf, avx512, MFKIT_TARGET_AVX512, MFKIT_TARGET_AVX512)
+MFKIT_ALS_PATH(double, f64, mf_v4df, 4, mf_v4df, 4, mf_v8df, avx512, MFKIT_TARGET_AVX512, MFKIT_TARGET_AVX512)
 #endif
 
 #else /* !MFKIT_HAVE_VEC: plain loops, every sum in the order of the vector code */

@@ -218,8 +218,11 @@ ATTR static void mf_als_gram_ptr_##SUF##_##P(const T *const *restrict rows, int 
             MF_GRAM_TILE(T, VT, VN, P, MF_GRAM_R_##P, 1)                                     \
             c0 += VN;                                                                        \
         }                                                                                    \
-        for (; c0 < ld; c0 += 2 * VN) {                                                      \
+        for (; c0 + 2 * VN <= ld; c0 += 2 * VN) {                                            \
             MF_GRAM_TILE(T, VT, VN, P, MF_GRAM_R_##P, 2)                                     \
+        }                                                                                    \
+        if (c0 < ld) { /* ld an odd number of vectors (VN = 16, k = 16 or 48) */             \
+            MF_GRAM_TILE(T, VT, VN, P, MF_GRAM_R_##P, 1)                                     \
         }                                                                                    \
     }                                                                                        \
 }                                                                                            \
@@ -275,7 +278,7 @@ MFKIT_ALS_DIRECT_PATH(float, f32, mf_v8sf, 8, mf_v8sf, avx2, MFKIT_TARGET_AVX2,
                       MFKIT_TARGET_AVX2)
 MFKIT_ALS_DIRECT_PATH(double, f64, mf_v4df, 4, mf_v8df, avx2, MFKIT_TARGET_AVX2,
                       MFKIT_TARGET_AVX2)
-MFKIT_ALS_DIRECT_PATH(float, f32, mf_v8sf, 8, mf_v8sf, avx512, MFKIT_TARGET_AVX512,
+MFKIT_ALS_DIRECT_PATH(float, f32, mf_v16sf, 16, mf_v8sf, avx512, MFKIT_TARGET_AVX512,
                       MFKIT_TARGET_AVX512)
 MFKIT_ALS_DIRECT_PATH(double, f64, mf_v4df, 4, mf_v8df, avx512, MFKIT_TARGET_AVX512,
                       MFKIT_TARGET_AVX512)

@@ -458,53 +458,102 @@ def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[
     return sse, status
 
 
-cdef Py_ssize_t _rows_block(const int32_t *indices, const float *values, const int64_t *seg,
-                            Py_ssize_t stride, Py_ssize_t h, const int32_t *users,
-                            Py_ssize_t n_block, bint shuffle, uint64_t seed, Py_ssize_t max_seg,
-                            floating *P, floating *Q, floating *bu, floating *bi, int k,
-                            floating mu, floating lr, floating reg, floating reg_bias,
-                            bint biases, const floating *P0, const floating *Q0,
-                            floating prior, int loss, floating delta, floating *Gp,
-                            floating *Gq, floating *Gbu, floating *Gbi, double *sse_out,
-                            int isa, Py_ssize_t ss) noexcept nogil:
-    """One block of the row-grouped epoch.
+cdef void _rows_pair(const int32_t *indices, const float *values, const int64_t *seg,
+                     Py_ssize_t stride, const Py_ssize_t *h, const int32_t **users,
+                     const Py_ssize_t *n_block, int nblk, bint shuffle, const uint64_t *seed,
+                     Py_ssize_t max_seg, floating *P, floating *Q, floating *bu, floating *bi,
+                     int k, floating mu, floating lr, floating reg, floating reg_bias,
+                     bint biases, const floating *P0, const floating *Q0, floating prior,
+                     int loss, floating delta, floating *Gp, floating *Gq, floating *Gbu,
+                     floating *Gbi, double *sse_out, Py_ssize_t *bad_out, int isa,
+                     Py_ssize_t ss) noexcept nogil:
+    """Blocks 0 .. nblk - 1 (one or two, of one stratum: no user and no item in common) of
+    the row-grouped epoch.
 
-    The users users[0:n_block] (ascending) are put in a Fisher-Yates order from `seed`;
-    then, for each user in that order, one more draw x of the same stream fixes the order of
-    the user's m ratings in item group h: a rotation of their CSR run starting at offset
-    ((x >> 32) * m) >> 32, forwards when x is even and backwards when odd (no shuffle: users
-    ascending, every run forwards from its start). On a fast path with k in 16, 32, 64, 128
-    and no prior, the kernel's `rows` body walks the runs with p_u held in registers;
-    otherwise each run is written as records into a scratch array and swept by `_sweep`.
-    Either way the arithmetic is the record sweep's on this visiting order (the same bits).
-    Returns -1, the CSR position of the first rating with a non-finite residual, or -2 when
-    the scratch could not be allocated."""
-    cdef int32_t *order = <int32_t *>malloc((n_block if n_block > 0 else 1) * sizeof(int32_t))
+    Block b's users users[b][0:n_block[b]] (ascending) are put in a Fisher-Yates order from
+    seed[b]; then, for each user in that order, one more draw x of the same stream fixes
+    the order of the user's m ratings in item group h[b]: a rotation of their CSR run
+    starting at offset ((x >> 32) * m) >> 32, forwards when x is even and backwards when odd
+    (no shuffle: users ascending, every run forwards from its start). On a fast path with k
+    in 16, 32, 64, 128 and no prior, the kernel's `rows` body walks the runs with p_u held
+    in registers, the two blocks' ratings interleaved (their step-size chains overlap; each
+    row sees the same updates as with the blocks one after the other); otherwise each run
+    is written as records into a scratch array and swept by `_sweep`. Either way the
+    arithmetic is the record sweep's on this visiting order (the same bits). bad_out[b] is
+    -1, the CSR position of block b's first rating with a non-finite residual, or -2 when
+    the scratch could not be allocated; sse_out[b] its squared residuals."""
+    cdef int32_t *order[2]
+    cdef const mfk_rows *rp[2]
+    cdef mfk_rows r[2]
+    cdef mfk_sgd_f32 a32
+    cdef mfk_sgd_f64 a64
+    cdef uint64_t state[2]
+    cdef Py_ssize_t status = -2
+    cdef int b
+    order[0] = order[1] = NULL
+    rp[1] = NULL
+    for b in range(nblk):
+        sse_out[b] = 0.0
+        bad_out[b] = -2
+        order[b] = <int32_t *>malloc((n_block[b] if n_block[b] > 0 else 1) * sizeof(int32_t))
+        if order[b] == NULL:
+            free(order[0])
+            return
+        if n_block[b] > 0:
+            memcpy(order[b], users[b], n_block[b] * sizeof(int32_t))
+        state[b] = seed[b]
+        if shuffle:
+            mfk_shuffle_users(order[b], n_block[b], &state[b])
+        r[b].order = order[b]
+        r[b].n = n_block[b]
+        r[b].seg = seg
+        r[b].stride = stride
+        r[b].h = h[b]
+        r[b].indices = indices
+        r[b].values = values
+        r[b].state = state[b]
+        r[b].shuffle = shuffle
+        rp[b] = &r[b]
+    if isa > 0 and P0 == NULL and (k == 16 or k == 32 or k == 64 or k == 128):
+        if floating is float:
+            mfk_sgd_fill_f32(&a32, P, Q, bu, bi, NULL, NULL, Gp, Gq, Gbu, Gbi, mu, lr, reg,
+                             reg_bias, 0, delta, k, biases, loss, ss)
+            status = mfk_sgd_rows_f32(isa, rp, &a32, sse_out, bad_out)
+        else:
+            mfk_sgd_fill_f64(&a64, P, Q, bu, bi, NULL, NULL, Gp, Gq, Gbu, Gbi, mu, lr, reg,
+                             reg_bias, 0, delta, k, biases, loss, ss)
+            status = mfk_sgd_rows_f64(isa, rp, &a64, sse_out, bad_out)
+    if status == -2:
+        for b in range(nblk):
+            bad_out[b] = _records_block(order[b], n_block[b], seg, stride, h[b], indices,
+                                        values, state[b], shuffle, max_seg, P, Q, bu, bi, k,
+                                        mu, lr, reg, reg_bias, biases, P0, Q0, prior, loss,
+                                        delta, Gp, Gq, Gbu, Gbi, sse_out + b, isa, ss)
+    free(order[0])
+    free(order[1])
+
+
+cdef Py_ssize_t _records_block(const int32_t *order, Py_ssize_t n_block, const int64_t *seg,
+                               Py_ssize_t stride, Py_ssize_t h, const int32_t *indices,
+                               const float *values, uint64_t state, bint shuffle,
+                               Py_ssize_t max_seg, floating *P, floating *Q, floating *bu,
+                               floating *bi, int k, floating mu, floating lr, floating reg,
+                               floating reg_bias, bint biases, const floating *P0,
+                               const floating *Q0, floating prior, int loss, floating delta,
+                               floating *Gp, floating *Gq, floating *Gbu, floating *Gbi,
+                               double *sse_out, int isa, Py_ssize_t ss) noexcept nogil:
+    """One block of the row-grouped epoch by the record route (see `_rows_pair`): the users
+    order[0:n_block] in their visiting order, `state` where their shuffle left the stream.
+    Returns -1, the CSR position of the first bad rating, or -2 (no scratch)."""
     cdef Rating *buf = NULL
-    cdef uint64_t state = seed, x
+    cdef uint64_t x
     cdef Py_ssize_t j, t, a, m, off, pos, bad, status = -1
     cdef int32_t u, ua
     cdef int row_bytes = k * sizeof(floating)
     cdef double sse = 0.0, s
     cdef bint back
-    if order == NULL:
-        sse_out[0] = 0.0
-        return -2
-    if n_block > 0:
-        memcpy(order, users, n_block * sizeof(int32_t))
-    if shuffle:
-        mfk_shuffle_users(order, n_block, &state)
-    if isa > 0 and P0 == NULL and (k == 16 or k == 32 or k == 64 or k == 128):
-        status = _fast_rows(order, n_block, seg, stride, h, indices, values, state, shuffle,
-                            P, Q, bu, bi, k, mu, lr, reg, reg_bias, biases, loss, delta, Gp,
-                            Gq, Gbu, Gbi, sse_out, isa, ss)
-        if status != -2:
-            free(order)
-            return status
-        status = -1
     buf = <Rating *>malloc((max_seg if max_seg > 0 else 1) * sizeof(Rating))
     if buf == NULL:
-        free(order)
         sse_out[0] = 0.0
         return -2
     for j in range(n_block):
@@ -553,41 +602,40 @@ cdef Py_ssize_t _rows_block(const int32_t *indices, const float *values, const i
                 pos = (off + bad) % m
             status = a + pos
             break
-    free(order)
     free(buf)
     sse_out[0] = sse
     return status
 
 
-cdef Py_ssize_t _fast_rows(const int32_t *order, Py_ssize_t n, const int64_t *seg,
-                           Py_ssize_t stride, Py_ssize_t h, const int32_t *indices,
-                           const float *values, uint64_t state, bint shuffle, floating *P,
-                           floating *Q, floating *bu, floating *bi, int k, floating mu,
-                           floating lr, floating reg, floating reg_bias, bint biases, int loss,
-                           floating delta, floating *Gp, floating *Gq, floating *Gbu,
-                           floating *Gbi, double *sse_out, int isa, Py_ssize_t ss) noexcept nogil:
-    """The kernel's row-grouped body for one block (see `_rows_block`); -2 if it has none
-    for this k and variant."""
-    cdef mfk_rows r
-    cdef mfk_sgd_f32 a32
-    cdef mfk_sgd_f64 a64
-    r.order = order
-    r.n = n
-    r.seg = seg
-    r.stride = stride
-    r.h = h
-    r.indices = indices
-    r.values = values
-    r.state = state
-    r.shuffle = shuffle
-    if floating is float:
-        mfk_sgd_fill_f32(&a32, P, Q, bu, bi, NULL, NULL, Gp, Gq, Gbu, Gbi, mu, lr, reg,
-                         reg_bias, 0, delta, k, biases, loss, ss)
-        return mfk_sgd_rows_f32(isa, &r, &a32, sse_out)
-    else:
-        mfk_sgd_fill_f64(&a64, P, Q, bu, bi, NULL, NULL, Gp, Gq, Gbu, Gbi, mu, lr, reg,
-                         reg_bias, 0, delta, k, biases, loss, ss)
-        return mfk_sgd_rows_f64(isa, &r, &a64, sse_out)
+cdef void _rows_task(Py_ssize_t g, Py_ssize_t half, Py_ssize_t s, Py_ssize_t B,
+                     const int64_t[::1] group_ptr, const uint64_t[::1] block_seeds,
+                     const int32_t *indices, const float *values, const int64_t *seg,
+                     Py_ssize_t stride, const int32_t *users, bint shuffle, Py_ssize_t max_seg,
+                     floating *P, floating *Q, floating *bu, floating *bi, int k, floating mu,
+                     floating lr, floating reg, floating reg_bias, bint biases,
+                     const floating *P0, const floating *Q0, floating prior, int loss,
+                     floating delta, floating *Gp, floating *Gq, floating *Gbu, floating *Gbi,
+                     double *psse, Py_ssize_t *pbad, int isa, Py_ssize_t ss) noexcept nogil:
+    """Task g of stratum s of `sgd_rows_epoch`: user groups g and g + half (when below B)
+    with their item groups, by `_rows_pair`; their sse and status into psse/pbad."""
+    cdef Py_ssize_t h[2]
+    cdef const int32_t *tu[2]
+    cdef Py_ssize_t tn[2], tbad[2], gb
+    cdef uint64_t tseed[2]
+    cdef double tsse[2]
+    cdef int nblk = 2 if g + half < B else 1, b
+    for b in range(nblk):
+        gb = g + b * half
+        h[b] = (gb + s) % B
+        tu[b] = users + group_ptr[gb]
+        tn[b] = group_ptr[gb + 1] - group_ptr[gb]
+        tseed[b] = block_seeds[s * B + gb]
+    _rows_pair(indices, values, seg, stride, h, tu, tn, nblk, shuffle, tseed, max_seg, P, Q,
+               bu, bi, k, mu, lr, reg, reg_bias, biases, P0, Q0, prior, loss, delta, Gp, Gq,
+               Gbu, Gbi, tsse, tbad, isa, ss)
+    for b in range(nblk):
+        psse[s * B + g + b * half] = tsse[b]
+        pbad[s * B + g + b * half] = tbad[b]
 
 
 def sgd_rows_epoch(const int64_t[::1] indptr, const int32_t[::1] indices,
@@ -608,7 +656,7 @@ def sgd_rows_epoch(const int64_t[::1] indptr, const int32_t[::1] indices,
     group_ptr[g + 1]]) and items in B contiguous ranges; `seg` (from `row_segments`) gives
     each user's run of ratings in each item range. Block b = s * B + g is user group g with
     item group (g + s) mod B; for each s in `strata` in order the B blocks of stratum s run
-    in parallel (they share no user and no item), block b visited as `_rows_block` says with
+    in parallel (they share no user and no item), block b visited as `_rows_pair` says with
     seed block_seeds[b] (when `shuffle`). A user's consecutive ratings update its row in
     turn, each step from the row the previous one left: the record sweep's arithmetic on
     this visiting order, so every path gives the bits `sgd_epoch` gives on the same records
@@ -620,7 +668,7 @@ def sgd_rows_epoch(const int64_t[::1] indptr, const int32_t[::1] indices,
     cdef Py_ssize_t B = strata.shape[0], nb, si, g, blk, n_users = indptr.shape[0] - 1
     cdef Py_ssize_t stride, u, c, max_seg = 0, n = indices.shape[0]
     cdef int k = P.shape[1]
-    cdef int64_t s, h
+    cdef int64_t s
     cdef const floating *p0 = NULL
     cdef const floating *q0 = NULL
     cdef double sse = 0.0
@@ -681,19 +729,18 @@ def sgd_rows_epoch(const int64_t[::1] indptr, const int32_t[::1] indices,
     cdef Py_ssize_t ss
     packed = _scalars(isa, biases, bu, bi, Gbu, Gbi, Gp, Gq, &pbu, &pbi, &gbu, &gbi, &gp,
                       &gq, &ss)
+    # a task is blocks g and g + half of a stratum (interleaved by the fast paths) while
+    # that leaves every thread a task, else one block; the factors are the same either way
+    cdef Py_ssize_t half = (B + 1) // 2 if B >= 2 * n_threads else B
     with nogil:
         for si in range(B):
             s = strata[si]
-            for g in prange(B, num_threads=n_threads, schedule='dynamic', chunksize=1):
-                blk = s * B + g
-                h = (g + s) % B
-                pbad[blk] = _rows_block(pidx, pval, pseg, stride, h, pusers + group_ptr[g],
-                                        group_ptr[g + 1] - group_ptr[g], shuffle,
-                                        block_seeds[blk], max_seg, pP, pQ, pbu, pbi, k,
-                                        <floating>mu, <floating>lr, <floating>reg,
-                                        <floating>reg_bias, biases, p0, q0, <floating>prior,
-                                        loss, <floating>delta, gp, gq, gbu, gbi, psse + blk,
-                                        isa, ss)
+            for g in prange(half, num_threads=n_threads, schedule='dynamic', chunksize=1):
+                _rows_task(g, half, s, B, group_ptr, block_seeds, pidx, pval, pseg, stride,
+                           pusers, shuffle, max_seg, pP, pQ, pbu, pbi, k, <floating>mu,
+                           <floating>lr, <floating>reg, <floating>reg_bias, biases, p0, q0,
+                           <floating>prior, loss, <floating>delta, gp, gq, gbu, gbi, psse,
+                           pbad, isa, ss)
             for blk in range(s * B, s * B + B):
                 if pbad[blk] != -1:
                     status = blk

@@ -135,7 +135,7 @@ static void mfk_shuffle_users(int32_t *users, ptrdiff_t n, uint64_t *state)
  * seg[u*stride + h + 1]) visited as a rotation: with `shuffle`, one splitmix64 draw x per
  * user from `state` (continuing the stream of the user shuffle) gives the start
  * ((x >> 32) * m) >> 32 of the m ratings and the direction (x odd: backwards); without,
- * forwards from the first. (_sgd.pyx's `_rows_block` is the same order for the other
+ * forwards from the first. (_sgd.pyx's `_rows_pair` is the same order for the other
  * cases.) */
 typedef struct {
     const int32_t *order;
@@ -570,12 +570,11 @@ MFK_DEFINE_DISPATCH(float, f32)
 MFK_DEFINE_DISPATCH(double, f64)
 
 #define MFK_DEFINE_ROWS_DISPATCH(T, S)                                                   \
-static ptrdiff_t mfk_sgd_rows_##S(int isa, const mfk_rows *r, const mfk_sgd_##S *a,    \
-                                  double *sse)                                          \
+static ptrdiff_t mfk_sgd_rows_##S(int isa, const mfk_rows *const *r,                  \
+                                  const mfk_sgd_##S *a, double *sse, ptrdiff_t *bad)    \
 {                                                                                       \
-    if (isa == MFKIT_ISA_AVX512) return avx512_##S##_rows(r, a, sse);                   \
-    if (isa == MFKIT_ISA_AVX2) return avx2_##S##_rows(r, a, sse);                       \
-    *sse = 0.0;                                                                         \
+    if (isa == MFKIT_ISA_AVX512) return avx512_##S##_rows(r, a, sse, bad);              \
+    if (isa == MFKIT_ISA_AVX2) return avx2_##S##_rows(r, a, sse, bad);                  \
     return -2;                                                                          \
 }
 MFK_DEFINE_ROWS_DISPATCH(float, f32)
@@ -610,11 +609,10 @@ MFK_DEFINE_DISPATCH(float, f32)
 MFK_DEFINE_DISPATCH(double, f64)
 
 #define MFK_DEFINE_ROWS_DISPATCH(T, S)                                                   \
-static ptrdiff_t mfk_sgd_rows_##S(int isa, const mfk_rows *r, const mfk_sgd_##S *a,    \
-                                  double *sse)                                          \
+static ptrdiff_t mfk_sgd_rows_##S(int isa, const mfk_rows *const *r,                  \
+                                  const mfk_sgd_##S *a, double *sse, ptrdiff_t *bad)    \
 {                                                                                       \
-    if (isa == MFKIT_ISA_NEON) return neon_##S##_rows(r, a, sse);                       \
-    *sse = 0.0;                                                                         \
+    if (isa == MFKIT_ISA_NEON) return neon_##S##_rows(r, a, sse, bad);                  \
     return -2;                                                                          \
 }
 MFK_DEFINE_ROWS_DISPATCH(float, f32)
@@ -634,10 +632,10 @@ MFK_DEFINE_DISPATCH(float, f32)
 MFK_DEFINE_DISPATCH(double, f64)
 
 #define MFK_DEFINE_ROWS_DISPATCH(T, S)                                                   \
-static ptrdiff_t mfk_sgd_rows_##S(int isa, const mfk_rows *r, const mfk_sgd_##S *a,    \
-                                  double *sse)                                          \
+static ptrdiff_t mfk_sgd_rows_##S(int isa, const mfk_rows *const *r,                  \
+                                  const mfk_sgd_##S *a, double *sse, ptrdiff_t *bad)    \
 {                                                                                       \
-    (void)isa; (void)r; (void)a; *sse = 0.0;                                            \
+    (void)isa; (void)r; (void)a; (void)sse; (void)bad;                                  \
     return -2;                                                                          \
 }
 MFK_DEFINE_ROWS_DISPATCH(float, f32)

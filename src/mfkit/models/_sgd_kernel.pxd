@@ -58,5 +58,7 @@ cdef extern from "_sgd_kernel.h" nogil:
         const float *values
         uint64_t state
         int shuffle
-    Py_ssize_t mfk_sgd_rows_f32(int isa, const mfk_rows *r, const mfk_sgd_f32 *a, double *sse)
-    Py_ssize_t mfk_sgd_rows_f64(int isa, const mfk_rows *r, const mfk_sgd_f64 *a, double *sse)
+    Py_ssize_t mfk_sgd_rows_f32(int isa, const mfk_rows **r, const mfk_sgd_f32 *a,
+                                double *sse, Py_ssize_t *bad)
+    Py_ssize_t mfk_sgd_rows_f64(int isa, const mfk_rows **r, const mfk_sgd_f64 *a,
+                                double *sse, Py_ssize_t *bad)

@@ -190,141 +190,243 @@ MFK_TARGET MFK_AI ptrdiff_t MFK_F(sweep_generic)(const mfk_rating *recs, ptrdiff
 }
 
 /* One block of the row-grouped epoch (see mfk_rows in _sgd_kernel.h) with k = 16 NC fixed
- * at compile time and no prior: each user's row p_u is loaded into registers once, takes
- * the steps of all the user's ratings in the block, and is stored once. Rating by rating
- * the operations are those of sweep_fixed on the same visiting order (p_u is the value
- * the previous step left, whether it comes from a register or from memory), so the bits
- * are the same. Returns -1 or the CSR position of the first non-finite residual. */
-MFK_TARGET MFK_AI ptrdiff_t MFK_F(rows_fixed)(const mfk_rows *r, const MFK_X(mfk_sgd) *args,
-                                              double *sse_out, const int NC, const int ada)
+ * at compile time and no prior, walked by a `lane`: each user's row p_u is loaded into
+ * registers once, takes the steps of all the user's ratings in the block, and is stored
+ * once. Rating by rating the operations are those of sweep_fixed on the same visiting
+ * order (p_u is the value the previous step left, whether it comes from a register or from
+ * memory), so the bits are the same. */
+typedef struct {
+    const int32_t *order, *indices;
+    const float *values;
+    const int64_t *seg;
+    ptrdiff_t n, stride, h, j, m, t, pos, bad;
+    int64_t a0;
+    uint64_t state, xnext;
+    int shuffle, back;
+    int32_t u;
+    MFK_T gpu, bu_u, gbu_u; /* the user's scalars, held for the run as p_u is */
+    double sse;
+} MFK_F(lane);
+
+MFK_TARGET MFK_AI void MFK_F(lane_start)(MFK_F(lane) *L, const mfk_rows *r)
 {
-    const MFK_X(mfk_sgd) A = *args, *const a = &A;
+    L->order = r->order;
+    L->indices = r->indices;
+    L->values = r->values;
+    L->seg = r->seg;
+    L->n = r->n;
+    L->stride = r->stride;
+    L->h = r->h;
+    L->j = 0;
+    L->m = L->t = L->pos = 0;
+    L->bad = -1;
+    L->state = r->state;
+    L->shuffle = r->shuffle;
+    L->xnext = (r->shuffle && r->n > 0) ? mfk_splitmix64(&L->state) : 0;
+    L->sse = 0.0;
+}
+
+/* Move the lane to its next user with ratings in the block (taking the draws and
+ * prefetches of the users passed over, in order), load p_u and the user's scalars, and
+ * return 1; 0 when the block is done. */
+MFK_TARGET MFK_AI int MFK_F(lane_user)(MFK_F(lane) *L, const MFK_X(mfk_sgd) *a,
+                                       MFK_F(C) *pr, const int NC, const int ada)
+{
     const int k = 16 * NC, row_bytes = k * (int)sizeof(MFK_T);
-    const MFK_T inv_k = (MFK_T)1 / k;
-    const MFK_F(C) vreg = MFK_F(set1)(a->reg), zero = MFK_F(zero)();
-    const MFK_F(mask) msk = MFK_F(mk)(16);
-    MFK_T *const P = a->P, *const Q = a->Q;
-    const int32_t *const order = r->order, *const indices = r->indices;
-    const float *const values = r->values;
-    const int64_t *const seg = r->seg;
-    const ptrdiff_t n = r->n, stride = r->stride, h = r->h, ss = a->ss;
-    uint64_t state = r->state;
-    double sse = 0.0;
-    ptrdiff_t bad = -1;
-    uint64_t xnext = (r->shuffle && n > 0) ? mfk_splitmix64(&state) : 0;
-    for (ptrdiff_t j = 0; j < n; j++) {
+    const ptrdiff_t n = L->n, stride = L->stride, h = L->h, ss = a->ss;
+    while (L->j < n) {
+        const ptrdiff_t j = L->j++;
         if (j + MFK_USERS_AHEAD < n) {
-            const int32_t ua = order[j + MFK_USERS_AHEAD];
-            const char *pa = (const char *)(P + (ptrdiff_t)ua * k);
+            const int32_t ua = L->order[j + MFK_USERS_AHEAD];
+            const char *pa = (const char *)(a->P + (ptrdiff_t)ua * k);
             for (int off = 0; off < row_bytes; off += 64) __builtin_prefetch(pa + off, 1, 3);
-            __builtin_prefetch(seg + (ptrdiff_t)ua * stride + h, 0, 3);
+            __builtin_prefetch(L->seg + (ptrdiff_t)ua * stride + h, 0, 3);
             if (a->biases) __builtin_prefetch(a->bu + (ptrdiff_t)ua * ss, 1, 3);
             if (ada) __builtin_prefetch(a->Gp + (ptrdiff_t)ua * ss, 1, 3);
         }
         if (j + MFK_USERS_AHEAD / 2 < n) { /* every line of that user's run */
-            const int64_t *sa = seg + (ptrdiff_t)order[j + MFK_USERS_AHEAD / 2] * stride + h;
+            const int64_t *sa = L->seg + (ptrdiff_t)L->order[j + MFK_USERS_AHEAD / 2] * stride + h;
             const int64_t a2 = sa[0], e2 = sa[1];
             for (int64_t x = a2 & ~(int64_t)15; x < e2; x += 16) {
-                __builtin_prefetch(indices + x, 0, 3);
-                __builtin_prefetch(values + x, 0, 3);
+                __builtin_prefetch(L->indices + x, 0, 3);
+                __builtin_prefetch(L->values + x, 0, 3);
             }
         }
-        const int32_t u = order[j];
-        const int64_t a0 = seg[(ptrdiff_t)u * stride + h];
-        const ptrdiff_t m = (ptrdiff_t)(seg[(ptrdiff_t)u * stride + h + 1] - a0);
+        const int32_t u = L->order[j];
+        const int64_t a0 = L->seg[(ptrdiff_t)u * stride + h];
+        const ptrdiff_t m = (ptrdiff_t)(L->seg[(ptrdiff_t)u * stride + h + 1] - a0);
         /* this user's draw was taken one user ahead; take the next user's now (the same
          * stream in the same order) and prefetch that user's first item row */
-        const uint64_t xcur = xnext;
+        const uint64_t xcur = L->xnext;
         if (j + 1 < n) {
-            const int32_t u1 = order[j + 1];
-            const int64_t b0 = seg[(ptrdiff_t)u1 * stride + h];
-            const ptrdiff_t m1 = (ptrdiff_t)(seg[(ptrdiff_t)u1 * stride + h + 1] - b0);
+            const int32_t u1 = L->order[j + 1];
+            const int64_t b0 = L->seg[(ptrdiff_t)u1 * stride + h];
+            const ptrdiff_t m1 = (ptrdiff_t)(L->seg[(ptrdiff_t)u1 * stride + h + 1] - b0);
             ptrdiff_t pos1 = 0;
-            if (r->shuffle) {
-                xnext = mfk_splitmix64(&state);
-                pos1 = (ptrdiff_t)(((xnext >> 32) * (uint64_t)m1) >> 32);
+            if (L->shuffle) {
+                L->xnext = mfk_splitmix64(&L->state);
+                pos1 = (ptrdiff_t)(((L->xnext >> 32) * (uint64_t)m1) >> 32);
             }
             if (m1 > 0) {
-                const char *qa = (const char *)(Q + (ptrdiff_t)indices[b0 + pos1] * k);
+                const char *qa = (const char *)(a->Q + (ptrdiff_t)L->indices[b0 + pos1] * k);
                 for (int off = 0; off < row_bytes; off += 64) __builtin_prefetch(qa + off, 1, 3);
             }
-        }
-        ptrdiff_t pos = 0;
-        int back = 0;
-        if (r->shuffle) {
-            pos = (ptrdiff_t)(((xcur >> 32) * (uint64_t)m) >> 32);
-            back = (int)(xcur & 1);
         }
         if (m == 0) continue;
-        MFK_T *const p = P + (ptrdiff_t)u * k;
-        MFK_F(C) pr[8], qr[8]; /* NC <= 8 */
+        L->pos = L->shuffle ? (ptrdiff_t)(((xcur >> 32) * (uint64_t)m) >> 32) : 0;
+        L->back = L->shuffle ? (int)(xcur & 1) : 0;
+        L->u = u;
+        L->a0 = a0;
+        L->m = m;
+        L->t = 0;
+        const MFK_T *p = a->P + (ptrdiff_t)u * k;
         for (int c = 0; c < NC; c++) pr[c] = MFK_F(load)(p + 16 * c);
-        /* the user's scalars (bias, its accumulator, p_u's accumulator) stay in registers
-         * for the run, as p_u does: the same values without a store and reload per
-         * rating on the step-size chain; written back when the run ends */
-        MFK_T gpu = ada ? a->Gp[u * ss] : 0, bu_u = a->biases ? a->bu[u * ss] : 0;
-        MFK_T gbu_u = a->biases && ada ? a->Gbu[u * ss] : 1;
-        for (ptrdiff_t t = 0; t < m; t++) {
-            const ptrdiff_t next = back ? (pos > 0 ? pos - 1 : m - 1) : (pos + 1 < m ? pos + 1 : 0);
-            const int32_t i = indices[a0 + pos];
-            const float rv = values[a0 + pos];
-            {
-                const char *qa = (const char *)(Q + (ptrdiff_t)indices[a0 + next] * k);
-                for (int off = 0; off < row_bytes; off += 64) __builtin_prefetch(qa + off, 1, 3);
-            }
-            MFK_T *const q = Q + (ptrdiff_t)i * k;
-            MFK_T steps[4] = {a->lr, a->lr, a->lr, a->lr}, g;
-            if (ada)
-                MFK_X(mfk_steps)(a->lr, gpu, a->Gq[i * ss], gbu_u,
-                                 a->biases ? a->Gbi[i * ss] : 1, steps);
-            MFK_F(C) acc = zero;
-            for (int c = 0; c < NC; c++) {
-                qr[c] = MFK_F(load)(q + 16 * c);
-                acc = MFK_F(fma)(pr[c], qr[c], acc);
-            }
-            if (!MFK_X(mfk_scalar)(a, &bu_u, &gbu_u, i, rv, MFK_F(red)(acc), steps, ada, &g,
-                                   &sse)) {
-                bad = (ptrdiff_t)a0 + pos;
-                break;
-            }
-            const MFK_F(C) eg = MFK_F(set1)(g), lp = MFK_F(set1)(steps[0]),
-                           lq = MFK_F(set1)(steps[1]);
-            MFK_F(C) ap = zero, aq = zero, pn, qn;
-            for (int c = 0; c < NC; c++) {
-                MFK_F(step)(pr[c], qr[c], NULL, NULL, 0, eg, vreg, zero, lp, lq, &ap, &aq, &pn,
-                            &qn, ada, 0, 0, msk);
-                pr[c] = pn;
-                MFK_F(store)(q + 16 * c, qn);
-            }
-            if (ada) {
-                gpu = gpu + MFK_F(red)(ap) * inv_k;
-                a->Gq[i * ss] = a->Gq[i * ss] + MFK_F(red)(aq) * inv_k;
-            }
-            pos = next;
-        }
-        for (int c = 0; c < NC; c++) MFK_F(store)(p + 16 * c, pr[c]);
-        if (ada) a->Gp[u * ss] = gpu;
-        if (a->biases) {
-            a->bu[u * ss] = bu_u;
-            if (ada) a->Gbu[u * ss] = gbu_u;
-        }
-        if (bad >= 0) break;
+        L->gpu = ada ? a->Gp[u * ss] : 0;
+        L->bu_u = a->biases ? a->bu[u * ss] : 0;
+        L->gbu_u = a->biases && ada ? a->Gbu[u * ss] : 1;
+        return 1;
     }
-    *sse_out = sse;
-    return bad;
+    return 0;
 }
 
-/* The row-grouped block of this path; -2 when k or the variant has no body here (a prior,
- * or k not in 16, 32, 64, 128: the caller takes its scratch-record route). */
-MFK_TARGET static ptrdiff_t MFK_F(rows)(const mfk_rows *r, const MFK_X(mfk_sgd) *a,
-                                        double *sse)
+/* The step of the lane's next rating; 0 (and L->bad set to its CSR position) when its
+ * residual is not finite. */
+MFK_TARGET MFK_AI int MFK_F(lane_rating)(MFK_F(lane) *L, const MFK_X(mfk_sgd) *a,
+                                         MFK_F(C) *pr, const int NC, const int ada)
+{
+    const int k = 16 * NC, row_bytes = k * (int)sizeof(MFK_T);
+    const MFK_T inv_k = (MFK_T)1 / k;
+    const MFK_F(C) vreg = MFK_F(set1)(a->reg), zero = MFK_F(zero)();
+    const MFK_F(mask) msk = MFK_F(mk)(16);
+    const ptrdiff_t m = L->m, pos = L->pos, ss = a->ss;
+    const ptrdiff_t next = L->back ? (pos > 0 ? pos - 1 : m - 1) : (pos + 1 < m ? pos + 1 : 0);
+    const int32_t i = L->indices[L->a0 + pos];
+    const float rv = L->values[L->a0 + pos];
+    {
+        const char *qa = (const char *)(a->Q + (ptrdiff_t)L->indices[L->a0 + next] * k);
+        for (int off = 0; off < row_bytes; off += 64) __builtin_prefetch(qa + off, 1, 3);
+    }
+    MFK_T *const q = a->Q + (ptrdiff_t)i * k;
+    MFK_T steps[4] = {a->lr, a->lr, a->lr, a->lr}, g;
+    if (ada)
+        MFK_X(mfk_steps)(a->lr, L->gpu, a->Gq[i * ss], L->gbu_u, a->biases ? a->Gbi[i * ss] : 1,
+                         steps);
+    MFK_F(C) qr[8], acc = zero; /* NC <= 8 */
+    for (int c = 0; c < NC; c++) {
+        qr[c] = MFK_F(load)(q + 16 * c);
+        acc = MFK_F(fma)(pr[c], qr[c], acc);
+    }
+    if (!MFK_X(mfk_scalar)(a, &L->bu_u, &L->gbu_u, i, rv, MFK_F(red)(acc), steps, ada, &g,
+                           &L->sse)) {
+        L->bad = (ptrdiff_t)L->a0 + pos;
+        return 0;
+    }
+    const MFK_F(C) eg = MFK_F(set1)(g), lp = MFK_F(set1)(steps[0]), lq = MFK_F(set1)(steps[1]);
+    MFK_F(C) ap = zero, aq = zero, pn, qn;
+    for (int c = 0; c < NC; c++) {
+        MFK_F(step)(pr[c], qr[c], NULL, NULL, 0, eg, vreg, zero, lp, lq, &ap, &aq, &pn, &qn, ada,
+                    0, 0, msk);
+        pr[c] = pn;
+        MFK_F(store)(q + 16 * c, qn);
+    }
+    if (ada) {
+        L->gpu = L->gpu + MFK_F(red)(ap) * inv_k;
+        a->Gq[i * ss] = a->Gq[i * ss] + MFK_F(red)(aq) * inv_k;
+    }
+    L->pos = next;
+    L->t++;
+    return 1;
+}
+
+/* Store p_u and the user's scalars when the lane's run ends (or stops at a bad rating). */
+MFK_TARGET MFK_AI void MFK_F(lane_end)(MFK_F(lane) *L, const MFK_X(mfk_sgd) *a,
+                                       const MFK_F(C) *pr, const int NC, const int ada)
+{
+    const ptrdiff_t u = L->u, ss = a->ss;
+    MFK_T *const p = a->P + u * 16 * NC;
+    for (int c = 0; c < NC; c++) MFK_F(store)(p + 16 * c, pr[c]);
+    if (ada) a->Gp[u * ss] = L->gpu;
+    if (a->biases) {
+        a->bu[u * ss] = L->bu_u;
+        if (ada) a->Gbu[u * ss] = L->gbu_u;
+    }
+}
+
+/* The rest of a lane's block on its own: 1 when it ended, 0 at a bad rating. */
+MFK_TARGET MFK_AI int MFK_F(lane_finish)(MFK_F(lane) *L, const MFK_X(mfk_sgd) *a,
+                                         MFK_F(C) *pr, int active, const int NC, const int ada)
+{
+    while (active) {
+        while (L->t < L->m) {
+            if (!MFK_F(lane_rating)(L, a, pr, NC, ada)) {
+                MFK_F(lane_end)(L, a, pr, NC, ada);
+                return 0;
+            }
+        }
+        MFK_F(lane_end)(L, a, pr, NC, ada);
+        active = MFK_F(lane_user)(L, a, pr, NC, ada);
+    }
+    return 1;
+}
+
+/* Blocks r[0] and r[1] of one stratum (no user and no item in common, or r[1] == NULL for
+ * one block), their ratings interleaved one for one: the two step-size chains overlap,
+ * while each row sees the updates it would see with the blocks swept one after the other
+ * (the same bits). sse[b] and bad[b] are block b's squared residuals and -1 or the CSR
+ * position of its first non-finite residual (the other block still runs to its end). */
+MFK_TARGET MFK_AI void MFK_F(rows_fixed)(const mfk_rows *const *r, const MFK_X(mfk_sgd) *args,
+                                         double *sse, ptrdiff_t *bad, const int NC,
+                                         const int ada)
+{
+    const MFK_X(mfk_sgd) A = *args, *const a = &A;
+    MFK_F(lane) L0, L1;
+    MFK_F(C) pr0[8], pr1[8]; /* NC <= 8 */
+    MFK_F(lane_start)(&L0, r[0]);
+    int act0 = MFK_F(lane_user)(&L0, a, pr0, NC, ada), act1 = 0;
+    if (r[1] != NULL) {
+        MFK_F(lane_start)(&L1, r[1]);
+        act1 = MFK_F(lane_user)(&L1, a, pr1, NC, ada);
+        while (act0 && act1) {
+            if (!MFK_F(lane_rating)(&L0, a, pr0, NC, ada)) {
+                MFK_F(lane_end)(&L0, a, pr0, NC, ada);
+                act0 = 0;
+            } else if (L0.t == L0.m) {
+                MFK_F(lane_end)(&L0, a, pr0, NC, ada);
+                act0 = MFK_F(lane_user)(&L0, a, pr0, NC, ada);
+            }
+            if (!MFK_F(lane_rating)(&L1, a, pr1, NC, ada)) {
+                MFK_F(lane_end)(&L1, a, pr1, NC, ada);
+                act1 = 0;
+            } else if (L1.t == L1.m) {
+                MFK_F(lane_end)(&L1, a, pr1, NC, ada);
+                act1 = MFK_F(lane_user)(&L1, a, pr1, NC, ada);
+            }
+        }
+        if (L1.bad < 0) MFK_F(lane_finish)(&L1, a, pr1, act1, NC, ada);
+        sse[1] = L1.sse;
+        bad[1] = L1.bad;
+    }
+    if (L0.bad < 0) MFK_F(lane_finish)(&L0, a, pr0, act0, NC, ada);
+    sse[0] = L0.sse;
+    bad[0] = L0.bad;
+}
+
+/* One or two row-grouped blocks of this path (see rows_fixed); 0, or -2 when k or the
+ * variant has no body here (a prior, or k not in 16, 32, 64, 128: the caller takes its
+ * scratch-record route). */
+MFK_TARGET static ptrdiff_t MFK_F(rows)(const mfk_rows *const *r, const MFK_X(mfk_sgd) *a,
+                                        double *sse, ptrdiff_t *bad)
 {
     const int ada = a->Gp != NULL;
     if (a->P0 != NULL) return -2;
     switch (a->k) {
 #define MFK_CASE(NC)                                                                     \
     case 16 * NC:                                                                        \
-        return ada ? MFK_F(rows_fixed)(r, a, sse, NC, 1) : MFK_F(rows_fixed)(r, a, sse, NC, 0);
+        if (ada)                                                                         \
+            MFK_F(rows_fixed)(r, a, sse, bad, NC, 1);                                    \
+        else                                                                             \
+            MFK_F(rows_fixed)(r, a, sse, bad, NC, 0);                                    \
+        return 0;
     MFK_CASE(1)
     MFK_CASE(2)
     MFK_CASE(4)
