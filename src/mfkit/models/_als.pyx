@@ -192,9 +192,9 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
             else:
                 t[c0 + jj] = <floating>values[j]
             st = st + t[c0 + jj]
-        for jj in range(c0 + m, min(c0 + 2 * m, n)):
-            mf_als_prefetch(&Y[indices[start + jj], 0], k * <int>sizeof(floating), 0)
-        row_gram_ptr(p.isa, ptrs, m, ld, A, lda)
+        # the next chunk's rows are prefetched by the tiles, a share per band of rows
+        row_gram_ptr(p.isa, ptrs, m, ld, A, lda, &Y[0, 0], &indices[start] + c0 + m,
+                     max(0, min(c0 + 2 * m, n) - (c0 + m)), k)
         row_rhs_ptr(p.isa, ptrs, m, ld, t + c0, rhs, colsum if p.biases else NULL)
         c0 += m
     cw = <floating>n if p.weighted else 1

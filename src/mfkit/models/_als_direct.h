@@ -208,11 +208,18 @@ ATTR static double mf_als_pass_##SUF##_##P(const T *restrict Y, int k, int ld,  
     return sse;                                                                              \
 }                                                                                             \
 /* A += sum_i rows[i] rows[i]^T (rows ld long) on tiles of R rows x VN or 2 VN columns  \
- * that cover the upper triangle, the narrow tile where the diagonal crosses. */            \
+ * that cover the upper triangle, the narrow tile where the diagonal crosses. The factor   \
+ * rows Y[pf[0..npf)] (k long: the next chunk's) are prefetched into L2 a share per band   \
+ * of R rows, so their misses overlap the tiles instead of stalling in one burst. */        \
 ATTR static void mf_als_gram_ptr_##SUF##_##P(const T *const *restrict rows, int n, int ld,   \
-                                             T *restrict A, int lda)                         \
+                                             T *restrict A, int lda, const T *Y,             \
+                                             const int32_t *pf, int npf, int k)              \
 {                                                                                            \
+    const int bands = (ld + MF_GRAM_R_##P - 1) / MF_GRAM_R_##P;                              \
     for (int r0 = 0; r0 < ld; r0 += MF_GRAM_R_##P) {                                         \
+        const int band = r0 / MF_GRAM_R_##P;                                                 \
+        for (int q = npf * band / bands; q < npf * (band + 1) / bands; q++)                  \
+            mf_als_prefetch(Y + (size_t)pf[q] * k, k * (int)sizeof(T), 0);                   \
         int c0 = (r0 / VN) * VN;                                                             \
         if (c0 % (2 * VN) != 0) {                                                            \
             MF_GRAM_TILE(T, VT, VN, P, MF_GRAM_R_##P, 1)                                     \
@@ -310,8 +317,10 @@ static double mf_als_pass_##SUF##_base(const T *Y, int k, int ld, const int32_t 
     if (out != NULL) *outb = sb;                                                             \
     return sse;                                                                              \
 }                                                                                             \
-static void mf_als_gram_ptr_##SUF##_base(const T *const *rows, int n, int ld, T *A, int lda) \
+static void mf_als_gram_ptr_##SUF##_base(const T *const *rows, int n, int ld, T *A, int lda, \
+                                         const T *Y, const int32_t *pf, int npf, int k)      \
 {                                                                                            \
+    (void)Y; (void)pf; (void)npf; (void)k;                                                   \
     for (int r0 = 0; r0 < ld; r0 += 4)                                                       \
         for (int c0 = (r0 / 8) * 8; c0 < ld; c0 += 8)                                        \
             for (int i = 0; i < n; i++)                                                      \
@@ -334,8 +343,9 @@ MFKIT_ALS_DIRECT_PLAIN(double, f64)
 
 #define MFKIT_ALS_DIRECT_DISPATCH(T, SUF)                                                   \
 static inline void mf_als_gram_ptr_##SUF(int isa, const T *const *rows, int n, int ld, T *A, \
-                                         int lda)                                            \
-{ MFKIT_ALS_PICK(isa, mf_als_gram_ptr_##SUF, rows, n, ld, A, lda); }                         \
+                                         int lda, const T *Y, const int32_t *pf, int npf,    \
+                                         int k)                                              \
+{ MFKIT_ALS_PICK(isa, mf_als_gram_ptr_##SUF, rows, n, ld, A, lda, Y, pf, npf, k); }          \
 static inline void mf_als_rhs_ptr_##SUF(int isa, const T *const *rows, int n, int ld,        \
                                         const T *t, T *rhs, T *colsum)                       \
 { MFKIT_ALS_PICK(isa, mf_als_rhs_ptr_##SUF, rows, n, ld, t, rhs, colsum); }                  \

@@ -64,9 +64,9 @@ cdef extern from "_als_direct.h" nogil:
                            const double *v, double vb, int residual, double *out,
                            double *outb, double *lines, int pf)
     void mf_als_gram_ptr_f32(int isa, const float *const *rows, int n, int ld, float *A,
-                             int lda)
+                             int lda, const float *Y, const int32_t *pf, int npf, int k)
     void mf_als_gram_ptr_f64(int isa, const double *const *rows, int n, int ld, double *A,
-                             int lda)
+                             int lda, const double *Y, const int32_t *pf, int npf, int k)
     void mf_als_rhs_ptr_f32(int isa, const float *const *rows, int n, int ld, const float *t,
                             float *rhs, float *colsum)
     void mf_als_rhs_ptr_f64(int isa, const double *const *rows, int n, int ld,
@@ -152,11 +152,12 @@ cdef inline double row_pass(int isa, const floating *Y, int k, int ld, const int
 
 
 cdef inline void row_gram_ptr(int isa, const floating **rows, Py_ssize_t n, int ld,
-                              floating *A, int lda) noexcept nogil:
+                              floating *A, int lda, const floating *Y, const int32_t *pf,
+                              Py_ssize_t npf, int k) noexcept nogil:
     if floating is float:
-        mf_als_gram_ptr_f32(isa, rows, <int>n, ld, A, lda)
+        mf_als_gram_ptr_f32(isa, rows, <int>n, ld, A, lda, Y, pf, <int>npf, k)
     else:
-        mf_als_gram_ptr_f64(isa, rows, <int>n, ld, A, lda)
+        mf_als_gram_ptr_f64(isa, rows, <int>n, ld, A, lda, Y, pf, <int>npf, k)
 
 
 cdef inline void row_rhs_ptr(int isa, const floating **rows, Py_ssize_t n, int ld,
