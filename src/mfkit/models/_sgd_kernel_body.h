@@ -352,21 +352,18 @@ MFK_TARGET MFK_AI void MFK_F(lane_end)(MFK_F(lane) *L, const MFK_X(mfk_sgd) *a,
     }
 }
 
-/* The rest of a lane's block on its own: 1 when it ended, 0 at a bad rating. */
-MFK_TARGET MFK_AI int MFK_F(lane_finish)(MFK_F(lane) *L, const MFK_X(mfk_sgd) *a,
-                                         MFK_F(C) *pr, int active, const int NC, const int ada)
+/* The lane's next rating, then (at the end of its run or at a bad rating) p_u stored and,
+ * unless the rating was bad, the next user loaded: 1 while the lane has ratings left. */
+MFK_TARGET MFK_AI int MFK_F(lane_step)(MFK_F(lane) *L, const MFK_X(mfk_sgd) *a,
+                                       MFK_F(C) *pr, const int NC, const int ada)
 {
-    while (active) {
-        while (L->t < L->m) {
-            if (!MFK_F(lane_rating)(L, a, pr, NC, ada)) {
-                MFK_F(lane_end)(L, a, pr, NC, ada);
-                return 0;
-            }
-        }
+    if (!MFK_F(lane_rating)(L, a, pr, NC, ada)) {
         MFK_F(lane_end)(L, a, pr, NC, ada);
-        active = MFK_F(lane_user)(L, a, pr, NC, ada);
+        return 0;
     }
-    return 1;
+    if (L->t < L->m) return 1;
+    MFK_F(lane_end)(L, a, pr, NC, ada);
+    return MFK_F(lane_user)(L, a, pr, NC, ada);
 }
 
 /* Blocks r[0] and r[1] of one stratum (no user and no item in common, or r[1] == NULL for
@@ -387,26 +384,14 @@ MFK_TARGET MFK_AI void MFK_F(rows_fixed)(const mfk_rows *const *r, const MFK_X(m
         MFK_F(lane_start)(&L1, r[1]);
         act1 = MFK_F(lane_user)(&L1, a, pr1, NC, ada);
         while (act0 && act1) {
-            if (!MFK_F(lane_rating)(&L0, a, pr0, NC, ada)) {
-                MFK_F(lane_end)(&L0, a, pr0, NC, ada);
-                act0 = 0;
-            } else if (L0.t == L0.m) {
-                MFK_F(lane_end)(&L0, a, pr0, NC, ada);
-                act0 = MFK_F(lane_user)(&L0, a, pr0, NC, ada);
-            }
-            if (!MFK_F(lane_rating)(&L1, a, pr1, NC, ada)) {
-                MFK_F(lane_end)(&L1, a, pr1, NC, ada);
-                act1 = 0;
-            } else if (L1.t == L1.m) {
-                MFK_F(lane_end)(&L1, a, pr1, NC, ada);
-                act1 = MFK_F(lane_user)(&L1, a, pr1, NC, ada);
-            }
+            act0 = MFK_F(lane_step)(&L0, a, pr0, NC, ada);
+            act1 = MFK_F(lane_step)(&L1, a, pr1, NC, ada);
         }
-        if (L1.bad < 0) MFK_F(lane_finish)(&L1, a, pr1, act1, NC, ada);
+        while (act1) act1 = MFK_F(lane_step)(&L1, a, pr1, NC, ada);
         sse[1] = L1.sse;
         bad[1] = L1.bad;
     }
-    if (L0.bad < 0) MFK_F(lane_finish)(&L0, a, pr0, act0, NC, ada);
+    while (act0) act0 = MFK_F(lane_step)(&L0, a, pr0, NC, ada);
     sse[0] = L0.sse;
     bad[0] = L0.bad;
 }
