@@ -12,7 +12,9 @@
  *                    residual and matvec kernels; the implicit-feedback half-step's product).
  *
  * The explicit ALS half-step reads the factor rows in place instead (_als_direct.h: the same
- * sums in the same order over rows given by an index list or pointers, so the same bits).
+ * sums in the same order over rows given by an index list or pointers, so the same bits),
+ * and in float32 solves eight rows' systems at once, one per vector lane (_als_batch.h: the
+ * operations of mf_als_cholesky lane by lane, so again the same bits).
  *
  * Instruction-set paths (_isa.h). Each kernel is compiled three times from one body and
  * takes the path as its first argument, `int isa`:
@@ -640,22 +642,45 @@ MFKIT_ALS_DISPATCH(double, f64)
  *   A    lda x lda    the normal matrix (lda = ld of k + 1)
  *   v    8 lda        small vectors (right-hand side, CG directions, ...)
  *   z    lda doubles  the sampler's normals
+ *   batch               the explicit ALS half-step's batched Cholesky (_als_batch.h): the
+ *                       interleaved triangles of eight systems of k + 1 unknowns (their
+ *                       W and right-hand sides, 32-byte vectors), then eight slots of an
+ *                       A (lda x lda) and a v (2 lda) for the systems being gathered
  *
  * The buffer starts zeroed and a kernel never writes the padding of blk, so the zero padding
  * the row kernels rely on holds for every half-step of the fit. */
 typedef struct {
     void *blk, *t, *e, *A, *v;
     double *z;
+    void *batch;
 } mf_rows_scratch;
 
 static inline size_t mf_rows_round(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* bytes of the batch piece: W of (k + 1) (k + 9) and k + 1 vectors of 32 bytes, and eight
+ * slots of mf_rows_batch_slot bytes (an A of lda x lda, then a v of 2 lda) */
+static inline size_t mf_rows_batch_slot(int k, int itemsize)
+{
+    size_t lda = (size_t)mf_als_ld(k + 1), is = (size_t)itemsize;
+    return mf_rows_round(lda * lda * is) + mf_rows_round(2 * lda * is);
+}
+static inline size_t mf_rows_batch_w_bytes(int k)
+{
+    size_t K = (size_t)k + 1;
+    return mf_rows_round(K * (K + 8) * 32) + mf_rows_round(K * 32);
+}
+static inline size_t mf_rows_batch_bytes(int k, int itemsize)
+{
+    return mf_rows_batch_w_bytes(k) + 8 * mf_rows_batch_slot(k, itemsize);
+}
 
 static inline size_t mf_rows_scratch_bytes(int k, int64_t max_n, int itemsize)
 {
     size_t ld = (size_t)mf_als_ld(k), lda = (size_t)mf_als_ld(k + 1);
     size_t n = max_n > 0 ? (size_t)max_n : 1, is = (size_t)itemsize;
     return mf_rows_round(n * ld * is) + 2 * mf_rows_round(n * is) + mf_rows_round(lda * lda * is)
-           + mf_rows_round(8 * lda * is) + mf_rows_round(lda * sizeof(double));
+           + mf_rows_round(8 * lda * is) + mf_rows_round(lda * sizeof(double))
+           + mf_rows_batch_bytes(k, itemsize);
 }
 
 /* thread `tid`'s pieces in `base` (64-byte aligned, per_thread from mf_rows_scratch_bytes) */
@@ -671,7 +696,8 @@ static inline mf_rows_scratch mf_rows_scratch_at(void *base, int tid, size_t per
     s.e = p; p += mf_rows_round(n * is);
     s.A = p; p += mf_rows_round(lda * lda * is);
     s.v = p; p += mf_rows_round(8 * lda * is);
-    s.z = (double *)p;
+    s.z = (double *)p; p += mf_rows_round(lda * sizeof(double));
+    s.batch = p;
     return s;
 }
 

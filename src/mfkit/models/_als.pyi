@@ -59,3 +59,6 @@ def cg_half_step(
     isa: int = 0,
     scratch: RowScratch | None = None,
 ) -> tuple[int, int]: ...
+def solve_systems(
+    A: npt.NDArray[np.float32], b: npt.NDArray[np.float32], isa: int = 0, batched: bool = True
+) -> npt.NDArray[np.int32]: ...

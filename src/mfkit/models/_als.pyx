@@ -25,7 +25,10 @@ opposite factor rows in place through its index list (_als_direct.h): a conjugat
 step is one pass over them (each row's dot product and its share of Y^T s together, eight
 rows at a time), and the Gram tiles sweep chunks of them copied into the thread's scratch (a
 slice of the fit's :class:`RowScratch`) while the next chunk, and the next row's first
-factor rows, are prefetched. Every sum inside a row is taken in a fixed order, the order of
+factor rows, are prefetched. The float32 Cholesky half-step hands rows out in groups of
+eight and solves a group's systems together, one per vector lane (_als_batch.h), each with
+the operations, in the order, the one-system kernel applies. Every sum inside a row is
+taken in a fixed order, the order of
 the gathered-block kernels of _als.h, so the result is bit-identical for any thread count on
 each instruction-set path ``isa``, and the same bits as those kernels gave; the avx2 and
 avx512 paths (fused multiply-adds) agree with each other and differ from the baseline in
@@ -41,6 +44,8 @@ import numpy as np
 
 from mfkit.models._rows cimport (check_isa, mf_als_ld, mf_als_prefetch, mf_rows_scratch,
                                  mf_rows_scratch_at, mf_rows_scratch_bytes, row_cholesky,
+                                 MFKIT_ALS_BATCH, mf_als_cholesky_batch_f32,
+                                 mf_rows_batch_slot, mf_rows_batch_w_bytes,
                                  row_dot, row_gram_ptr, row_pass, row_rhs_ptr, scratch_base,
                                  first_bad_row)
 
@@ -51,6 +56,7 @@ cdef enum:
     ROW_OK = 0
     ROW_NOT_PD = 1
     ROW_BAD_INDEX = 2
+    ROW_EMPTY = 3    # (internal: an empty row, solved while its system would be built)
     # ratings ahead whose factor rows are prefetched while gathering
     PREFETCH_AHEAD = 16
     # bytes of factor rows per Gram pass (stay in L1 while the tiles sweep them)
@@ -150,11 +156,15 @@ cdef double _sse(Py_ssize_t start, Py_ssize_t n, const int32_t[::1] indices,
                     <floating *>NULL, lines, n * p.k * <Py_ssize_t>sizeof(floating) > LONG_ROW)
 
 
-cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] indices,
-                       const float[::1] values, const floating[:, ::1] Y,
-                       const floating[::1] ybias, floating[:, ::1] X, floating[::1] xbias,
-                       const floating[:, ::1] X0, const Params *p, void *blk_,
-                       void *t_, void *A_, void *v_, double *sse) noexcept nogil:
+cdef int _cholesky_build(Py_ssize_t row, const int64_t[::1] indptr,
+                         const int32_t[::1] indices, const float[::1] values,
+                         const floating[:, ::1] Y, const floating[::1] ybias,
+                         floating[:, ::1] X, floating[::1] xbias, const floating[:, ::1] X0,
+                         const Params *p, void *blk_, void *t_, void *A_,
+                         void *v_) noexcept nogil:
+    """Builds the row's augmented normal equations in A_ (lda x lda) and v_ (right-hand
+    side, then the column sums): ROW_OK. An empty row is solved here (ROW_EMPTY); a row with
+    a bad index is ROW_BAD_INDEX."""
     cdef Py_ssize_t start = indptr[row], n = indptr[row + 1] - indptr[row], c0, m, jj, j
     cdef int k = p.k, ld = p.ld, lda = p.lda, K = p.k + (1 if p.biases else 0), f, status
     cdef floating *blk = <floating *>blk_
@@ -166,10 +176,9 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
     cdef floating mu = <floating>p.mu
     cdef const floating *ptrs[MAX_CHUNK]
     cdef int32_t idx
-    sse[0] = 0.0
     if n == 0:
         _empty_row(row, X, xbias, X0, p)
-        return ROW_OK
+        return ROW_EMPTY
     status = _check_row(start, n, indices, Y, p)
     if status != ROW_OK:
         return status
@@ -211,17 +220,98 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
         A[k * lda + k] = <floating>n + cw * <floating>p.reg_bias
         rhs[k] = st
     _prefetch_next(row, indptr, indices, Y, p)
-    status = row_cholesky(p.isa, A, K, lda, rhs)
-    if status != 0:
-        return ROW_NOT_PD
-    for f in range(k):
-        X[row, f] = rhs[f]
-    if p.biases:
-        xbias[row] = rhs[k]
-    if p.want_sse:
-        sse[0] = _sse(start, n, indices, values, Y, ybias, rhs, rhs[k] if p.biases else 0, p,
-                      blk)
     return ROW_OK
+
+
+cdef void _cholesky_finish(Py_ssize_t row, const int64_t[::1] indptr,
+                           const int32_t[::1] indices, const float[::1] values,
+                           const floating[:, ::1] Y, const floating[::1] ybias,
+                           floating[:, ::1] X, floating[::1] xbias, const Params *p,
+                           const floating *x, void *blk_, double *sse) noexcept nogil:
+    """Stores the row's solution x (the solved right-hand side) and its residual sum."""
+    cdef Py_ssize_t start = indptr[row], n = indptr[row + 1] - indptr[row]
+    cdef int f, k = p.k
+    for f in range(k):
+        X[row, f] = x[f]
+    if p.biases:
+        xbias[row] = x[k]
+    if p.want_sse:
+        sse[0] = _sse(start, n, indices, values, Y, ybias, x, x[k] if p.biases else 0, p,
+                      <floating *>blk_)
+
+
+cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] indices,
+                       const float[::1] values, const floating[:, ::1] Y,
+                       const floating[::1] ybias, floating[:, ::1] X, floating[::1] xbias,
+                       const floating[:, ::1] X0, const Params *p, void *blk_,
+                       void *t_, void *A_, void *v_, double *sse) noexcept nogil:
+    """One row built and solved on its own (the float64 half-step)."""
+    cdef int status = _cholesky_build(row, indptr, indices, values, Y, ybias, X, xbias, X0,
+                                      p, blk_, t_, A_, v_)
+    sse[0] = 0.0
+    if status == ROW_EMPTY:
+        return ROW_OK
+    if status != ROW_OK:
+        return status
+    if row_cholesky(p.isa, <floating *>A_, p.k + (1 if p.biases else 0), p.lda,
+                    <floating *>v_) != 0:
+        return ROW_NOT_PD
+    _cholesky_finish(row, indptr, indices, values, Y, ybias, X, xbias, p, <floating *>v_,
+                     blk_, sse)
+    return ROW_OK
+
+
+cdef Py_ssize_t _cholesky_batch(Py_ssize_t row0, Py_ssize_t row1, const int64_t[::1] indptr,
+                                const int32_t[::1] indices, const float[::1] values,
+                                const float[:, ::1] Y, const float[::1] ybias,
+                                float[:, ::1] X, float[::1] xbias, const float[:, ::1] X0,
+                                const Params *p, mf_rows_scratch *sc, double[::1] row_sse,
+                                unsigned char *status) noexcept nogil:
+    """Rows row0 .. row1 - 1 (at most MFKIT_ALS_BATCH): each system built in its own slot,
+    then all solved together, one per vector lane (_als_batch.h: the bits of the
+    one-system kernel). Returns the number of bad rows."""
+    cdef float *As[MFKIT_ALS_BATCH]
+    cdef float *bs[MFKIT_ALS_BATCH]
+    cdef Py_ssize_t rows[MFKIT_ALS_BATCH]
+    cdef int lane_status[MFKIT_ALS_BATCH]
+    cdef int nsys = 0, code, ln
+    cdef Py_ssize_t row, n_bad = 0
+    cdef unsigned char *slots = <unsigned char *>sc.batch + mf_rows_batch_w_bytes(p.k)
+    cdef size_t slot = mf_rows_batch_slot(p.k, sizeof(float))
+    cdef size_t a_bytes = slot - <size_t>(2 * p.lda) * sizeof(float)
+    cdef double sse
+    for row in range(row0, row1):
+        As[nsys] = <float *>(slots + nsys * slot)
+        bs[nsys] = <float *>(slots + nsys * slot + a_bytes)
+        code = _cholesky_build(row, indptr, indices, values, Y, ybias, X, xbias, X0, p,
+                               sc.blk, sc.t, As[nsys], bs[nsys])
+        if code == ROW_OK:
+            rows[nsys] = row
+            nsys += 1
+            continue
+        status[row] = <unsigned char>(ROW_OK if code == ROW_EMPTY else code)
+        if p.want_sse:
+            row_sse[row] = 0.0
+        if code != ROW_EMPTY:
+            n_bad += 1
+    if nsys == 0:
+        return n_bad
+    mf_als_cholesky_batch_f32(p.isa, As, bs, nsys, p.k + (1 if p.biases else 0), p.lda,
+                              sc.batch, <unsigned char *>sc.batch
+                              + <size_t>(p.k + 1) * (p.k + 9) * 32, lane_status)
+    for ln in range(nsys):
+        row = rows[ln]
+        sse = 0.0
+        if lane_status[ln] != 0:
+            status[row] = ROW_NOT_PD
+            n_bad += 1
+        else:
+            _cholesky_finish(row, indptr, indices, values, Y, ybias, X, xbias, p, bs[ln],
+                             sc.blk, &sse)
+            status[row] = ROW_OK
+        if p.want_sse:
+            row_sse[row] = sse
+    return n_bad
 
 
 cdef int _cg_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[::1] indices,
@@ -373,6 +463,20 @@ cdef Py_ssize_t _half_step(int solver, const int64_t[::1] indptr, const int32_t[
     cdef mf_rows_scratch sc
     cdef double sse
     cdef int code
+    cdef Py_ssize_t group, n_groups = (n_rows + MFKIT_ALS_BATCH - 1) // MFKIT_ALS_BATCH
+    if floating is float:
+        if solver == SOLVER_CHOLESKY:
+            # float32 Cholesky: the rows in groups of eight, each group's systems solved
+            # together (a row's bits do not depend on the rows it is grouped with)
+            with parallel(num_threads=n_threads):
+                sc = mf_rows_scratch_at(base, threadid(), per_thread, p.k, rows,
+                                        sizeof(floating))
+                for group in prange(n_groups, schedule='dynamic', chunksize=1):
+                    n_bad += _cholesky_batch(group * MFKIT_ALS_BATCH,
+                                             min(n_rows, (group + 1) * MFKIT_ALS_BATCH),
+                                             indptr, indices, values, Y, ybias, X, xbias,
+                                             X0, p, &sc, row_sse, status)
+            return n_bad
     with parallel(num_threads=n_threads):
         # this thread's slice of the fit's scratch, reused for every row it solves
         sc = mf_rows_scratch_at(base, threadid(), per_thread, p.k, rows, sizeof(floating))
@@ -497,3 +601,52 @@ def cg_half_step(const int64_t[::1] indptr, const int32_t[::1] indices,
     :func:`cholesky_half_step`."""
     return _run(SOLVER_CG, indptr, indices, values, Y, ybias, X, xbias, X0, mu, reg, reg_bias,
                 prior, weighted, cg_steps, row_sse, n_threads, isa, scratch)
+
+
+def solve_systems(float[:, :, ::1] A, float[:, ::1] b, int isa=0, bint batched=True):
+    """Cholesky solves of the float32 systems ``A[s] x = b[s]`` (upper triangles read; ``b``
+    overwritten by the solutions), eight at a time through the batched kernel of the
+    Cholesky half-step, or one at a time through the one-system kernel
+    (``batched=False``). Returns each system's status: 0, or j + 1 when its j-th pivot is not
+    positive (its row of ``b`` is then left alone). For tests of the kernels."""
+    cdef Py_ssize_t n = A.shape[0], g
+    cdef int K = <int>A.shape[1], lda, ln, nsys
+    if A.shape[2] != K or b.shape[0] != n or b.shape[1] != K:
+        raise ValueError(f"A must be (n, K, K) and b (n, K), got {tuple(A.shape)[:3]} and "
+                         f"{tuple(b.shape)[:2]}")
+    if K < 1:
+        raise ValueError("systems must have at least one unknown")
+    check_isa(isa)
+    lda = mf_als_ld(K)
+    cdef object As_buf = np.zeros((MFKIT_ALS_BATCH, lda, lda), np.float32)
+    cdef object bs_buf = np.zeros((MFKIT_ALS_BATCH, lda), np.float32)
+    cdef object w_buf = np.zeros(mf_rows_batch_w_bytes(K - 1) // 4 + 16, np.float32)
+    cdef float[:, :, ::1] As_v = As_buf
+    cdef float[:, ::1] bs_v = bs_buf
+    cdef float[::1] w_v = w_buf
+    cdef float *As[MFKIT_ALS_BATCH]
+    cdef float *bs[MFKIT_ALS_BATCH]
+    cdef int st[MFKIT_ALS_BATCH]
+    cdef size_t off = (-<size_t>&w_v[0]) % 64 // 4
+    cdef float *W = &w_v[off]
+    status = np.zeros(n, np.int32)
+    cdef int[::1] st_v = status
+    for ln in range(MFKIT_ALS_BATCH):
+        As[ln] = &As_v[ln, 0, 0]
+        bs[ln] = &bs_v[ln, 0]
+    for g in range(0, n, MFKIT_ALS_BATCH):
+        nsys = <int>min(<Py_ssize_t>MFKIT_ALS_BATCH, n - g)
+        for ln in range(nsys):
+            As_v[ln, :K, :K] = A[g + ln]
+            bs_v[ln, :K] = b[g + ln]
+        if batched:
+            mf_als_cholesky_batch_f32(isa, As, bs, nsys, K, lda, W,
+                                      W + <size_t>K * (K + 8) * 8, st)
+        else:
+            for ln in range(nsys):
+                st[ln] = row_cholesky(isa, As[ln], K, lda, bs[ln])
+        for ln in range(nsys):
+            st_v[g + ln] = st[ln]
+            if st[ln] == 0:
+                b[g + ln, :] = bs_v[ln, :K]
+    return status

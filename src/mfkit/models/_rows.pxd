@@ -48,9 +48,18 @@ cdef extern from "_als.h" nogil:
         void *A
         void *v
         double *z
+        void *batch
     size_t mf_rows_scratch_bytes(int k, int64_t max_n, int itemsize)
+    size_t mf_rows_batch_slot(int k, int itemsize)
+    size_t mf_rows_batch_w_bytes(int k)
     mf_rows_scratch mf_rows_scratch_at(void *base, int tid, size_t per_thread, int k,
                                        int64_t max_n, int itemsize)
+
+
+cdef extern from "_als_batch.h" nogil:
+    enum: MFKIT_ALS_BATCH
+    void mf_als_cholesky_batch_f32(int isa, float *const *As, float *const *bs, int nsys,
+                                   int K, int lda, void *W, void *Bv, int *status)
 
 
 cdef extern from "_als_direct.h" nogil:
