@@ -25,7 +25,7 @@ def _systems(n: int, K: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("isa", ISAS)
-@pytest.mark.parametrize("K", [1, 2, 7, 8, 9, 17, 33, 65])
+@pytest.mark.parametrize("K", [1, 2, 7, 8, 9, 17, 33, 65, 97, 130])
 @pytest.mark.parametrize("n", [1, 5, 8, 11])
 def test_batched_solves_have_the_one_system_bits(isa: str, K: int, n: int) -> None:
     A, b = _systems(n, K, seed=K * 100 + n)

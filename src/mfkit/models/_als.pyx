@@ -44,7 +44,7 @@ import numpy as np
 
 from mfkit.models._rows cimport (check_isa, mf_als_ld, mf_als_prefetch, mf_rows_scratch,
                                  mf_rows_scratch_at, mf_rows_scratch_bytes, row_cholesky,
-                                 MFKIT_ALS_BATCH, mf_als_cholesky_batch_f32,
+                                 MFKIT_ALS_BATCH, mf_als_batch_pays, mf_als_cholesky_batch_f32,
                                  mf_rows_batch_slot, mf_rows_batch_w_bytes,
                                  row_dot, row_gram_ptr, row_pass, row_rhs_ptr, scratch_base,
                                  first_bad_row)
@@ -465,7 +465,7 @@ cdef Py_ssize_t _half_step(int solver, const int64_t[::1] indptr, const int32_t[
     cdef int code
     cdef Py_ssize_t group, n_groups = (n_rows + MFKIT_ALS_BATCH - 1) // MFKIT_ALS_BATCH
     if floating is float:
-        if solver == SOLVER_CHOLESKY:
+        if solver == SOLVER_CHOLESKY and mf_als_batch_pays(p.isa, p.k + (p.biases != 0)):
             # float32 Cholesky: the rows in groups of eight, each group's systems solved
             # together (a row's bits do not depend on the rows it is grouped with)
             with parallel(num_threads=n_threads):

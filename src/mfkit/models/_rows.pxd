@@ -58,6 +58,7 @@ cdef extern from "_als.h" nogil:
 
 cdef extern from "_als_batch.h" nogil:
     enum: MFKIT_ALS_BATCH
+    int mf_als_batch_pays(int isa, int K)
     void mf_als_cholesky_batch_f32(int isa, float *const *As, float *const *bs, int nsys,
                                    int K, int lda, void *W, void *Bv, int *status)
 
