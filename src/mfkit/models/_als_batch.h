@@ -91,7 +91,8 @@ static inline size_t mf_als_batch_w(int K) { return (size_t)K * (size_t)(K + 8);
 #endif
 
 /* Solves A_s x = b_s for s < nsys (nsys <= 8): A_s is K x K symmetric positive definite
- * (upper triangle read, row stride lda), b_s is overwritten by x_s (left alone when
+ * (upper triangle read, row stride lda; the plain build without vector extensions factors
+ * it in place), b_s is overwritten by x_s (left alone when
  * status[s] != 0). W (mf_als_batch_w(K) vectors) and Bv (K vectors) are scratch, 32-byte
  * aligned. status[s] = 0, or j + 1 when the j-th pivot of system s is not positive. */
 #define MFKIT_ALS_BATCH_PATH(P, ATTR)                                                        \
