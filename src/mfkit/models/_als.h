@@ -673,6 +673,11 @@ static inline size_t mf_rows_batch_bytes(int k, int itemsize)
 {
     return mf_rows_batch_w_bytes(k) + 8 * mf_rows_batch_slot(k, itemsize);
 }
+/* the batch piece's right-hand-side vectors, after its W (systems of up to k + 1 unknowns) */
+static inline void *mf_rows_batch_bv(void *batch, int k)
+{
+    return (char *)batch + (size_t)(k + 1) * (size_t)(k + 9) * 32;
+}
 
 static inline size_t mf_rows_scratch_bytes(int k, int64_t max_n, int itemsize)
 {

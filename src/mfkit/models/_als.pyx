@@ -45,7 +45,7 @@ import numpy as np
 from mfkit.models._rows cimport (check_isa, mf_als_ld, mf_als_prefetch, mf_rows_scratch,
                                  mf_rows_scratch_at, mf_rows_scratch_bytes, row_cholesky,
                                  MFKIT_ALS_BATCH, mf_als_batch_pays, mf_als_cholesky_batch_f32,
-                                 mf_rows_batch_slot, mf_rows_batch_w_bytes,
+                                 mf_rows_batch_bv, mf_rows_batch_slot, mf_rows_batch_w_bytes,
                                  row_dot, row_gram_ptr, row_pass, row_rhs_ptr, scratch_base,
                                  first_bad_row)
 
@@ -297,8 +297,7 @@ cdef Py_ssize_t _cholesky_batch(Py_ssize_t row0, Py_ssize_t row1, const int64_t[
     if nsys == 0:
         return n_bad
     mf_als_cholesky_batch_f32(p.isa, As, bs, nsys, p.k + (1 if p.biases else 0), p.lda,
-                              sc.batch, <unsigned char *>sc.batch
-                              + <size_t>(p.k + 1) * (p.k + 9) * 32, lane_status)
+                              sc.batch, mf_rows_batch_bv(sc.batch, p.k), lane_status)
     for ln in range(nsys):
         row = rows[ln]
         sse = 0.0
@@ -641,7 +640,7 @@ def solve_systems(float[:, :, ::1] A, float[:, ::1] b, int isa=0, bint batched=T
             bs_v[ln, :K] = b[g + ln]
         if batched:
             mf_als_cholesky_batch_f32(isa, As, bs, nsys, K, lda, W,
-                                      W + <size_t>K * (K + 8) * 8, st)
+                                      mf_rows_batch_bv(W, K - 1), st)
         else:
             for ln in range(nsys):
                 st[ln] = row_cholesky(isa, As[ln], K, lda, bs[ln])

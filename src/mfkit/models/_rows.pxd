@@ -52,6 +52,7 @@ cdef extern from "_als.h" nogil:
     size_t mf_rows_scratch_bytes(int k, int64_t max_n, int itemsize)
     size_t mf_rows_batch_slot(int k, int itemsize)
     size_t mf_rows_batch_w_bytes(int k)
+    void *mf_rows_batch_bv(void *batch, int k)
     mf_rows_scratch mf_rows_scratch_at(void *base, int tid, size_t per_thread, int k,
                                        int64_t max_n, int itemsize)
 
