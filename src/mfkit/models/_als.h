@@ -673,6 +673,17 @@ static inline size_t mf_rows_batch_bytes(int k, int itemsize)
 {
     return mf_rows_batch_w_bytes(k) + 8 * mf_rows_batch_slot(k, itemsize);
 }
+/* slot s of the batch piece: its A (lda x lda), then its v (2 lda) */
+static inline void *mf_rows_batch_a(void *batch, int k, int itemsize, int s)
+{
+    return (char *)batch + mf_rows_batch_w_bytes(k) + (size_t)s * mf_rows_batch_slot(k, itemsize);
+}
+static inline void *mf_rows_batch_v(void *batch, int k, int itemsize, int s)
+{
+    size_t lda = (size_t)mf_als_ld(k + 1);
+    return (char *)mf_rows_batch_a(batch, k, itemsize, s)
+           + mf_rows_round(lda * lda * (size_t)itemsize);
+}
 /* the batch piece's right-hand-side vectors, after its W (systems of up to k + 1 unknowns) */
 static inline void *mf_rows_batch_bv(void *batch, int k)
 {

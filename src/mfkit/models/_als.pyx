@@ -45,7 +45,8 @@ import numpy as np
 from mfkit.models._rows cimport (check_isa, mf_als_ld, mf_als_prefetch, mf_rows_scratch,
                                  mf_rows_scratch_at, mf_rows_scratch_bytes, row_cholesky,
                                  MFKIT_ALS_BATCH, mf_als_batch_pays, mf_als_cholesky_batch_f32,
-                                 mf_rows_batch_bv, mf_rows_batch_slot, mf_rows_batch_w_bytes,
+                                 mf_rows_batch_a, mf_rows_batch_bv, mf_rows_batch_v,
+                                 mf_rows_batch_w_bytes,
                                  row_dot, row_gram_ptr, row_pass, row_rhs_ptr, scratch_base,
                                  first_bad_row)
 
@@ -245,7 +246,8 @@ cdef int _cholesky_row(Py_ssize_t row, const int64_t[::1] indptr, const int32_t[
                        const floating[::1] ybias, floating[:, ::1] X, floating[::1] xbias,
                        const floating[:, ::1] X0, const Params *p, void *blk_,
                        void *t_, void *A_, void *v_, double *sse) noexcept nogil:
-    """One row built and solved on its own (the float64 half-step)."""
+    """One row built and solved on its own (float64, and float32 where batching does not
+    pay: mf_als_batch_pays)."""
     cdef int status = _cholesky_build(row, indptr, indices, values, Y, ybias, X, xbias, X0,
                                       p, blk_, t_, A_, v_)
     sse[0] = 0.0
@@ -276,13 +278,10 @@ cdef Py_ssize_t _cholesky_batch(Py_ssize_t row0, Py_ssize_t row1, const int64_t[
     cdef int lane_status[MFKIT_ALS_BATCH]
     cdef int nsys = 0, code, ln
     cdef Py_ssize_t row, n_bad = 0
-    cdef unsigned char *slots = <unsigned char *>sc.batch + mf_rows_batch_w_bytes(p.k)
-    cdef size_t slot = mf_rows_batch_slot(p.k, sizeof(float))
-    cdef size_t a_bytes = slot - <size_t>(2 * p.lda) * sizeof(float)
     cdef double sse
     for row in range(row0, row1):
-        As[nsys] = <float *>(slots + nsys * slot)
-        bs[nsys] = <float *>(slots + nsys * slot + a_bytes)
+        As[nsys] = <float *>mf_rows_batch_a(sc.batch, p.k, sizeof(float), nsys)
+        bs[nsys] = <float *>mf_rows_batch_v(sc.batch, p.k, sizeof(float), nsys)
         code = _cholesky_build(row, indptr, indices, values, Y, ybias, X, xbias, X0, p,
                                sc.blk, sc.t, As[nsys], bs[nsys])
         if code == ROW_OK:

@@ -50,8 +50,9 @@ cdef extern from "_als.h" nogil:
         double *z
         void *batch
     size_t mf_rows_scratch_bytes(int k, int64_t max_n, int itemsize)
-    size_t mf_rows_batch_slot(int k, int itemsize)
     size_t mf_rows_batch_w_bytes(int k)
+    void *mf_rows_batch_a(void *batch, int k, int itemsize, int s)
+    void *mf_rows_batch_v(void *batch, int k, int itemsize, int s)
     void *mf_rows_batch_bv(void *batch, int k)
     mf_rows_scratch mf_rows_scratch_at(void *base, int tid, size_t per_thread, int k,
                                        int64_t max_n, int itemsize)
