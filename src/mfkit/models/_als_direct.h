@@ -220,6 +220,22 @@ ATTR static void mf_als_gram_ptr_##SUF##_##P(const T *const *restrict rows, int 
         const int band = r0 / MF_GRAM_R_##P;                                                 \
         for (int q = npf * band / bands; q < npf * (band + 1) / bands; q++)                  \
             mf_als_prefetch(Y + (size_t)pf[q] * k, k * (int)sizeof(T), 0);                   \
+        if (VN == 16) {                                                                      \
+            /* bands of 8 rows start at their diagonal: an 8-column tile (half registers)   \
+             * up to the next line, then line-aligned tiles */                               \
+            int c0 = r0;                                                                     \
+            if (c0 % VN != 0) {                                                              \
+                MF_GRAM_TILE(T, V8, 8, P, MF_GRAM_R_##P, 1)                                  \
+                c0 += 8;                                                                     \
+            }                                                                                \
+            for (; c0 + 2 * VN <= ld; c0 += 2 * VN) {                                        \
+                MF_GRAM_TILE(T, VT, VN, P, MF_GRAM_R_##P, 2)                                 \
+            }                                                                                \
+            if (c0 < ld) {                                                                   \
+                MF_GRAM_TILE(T, VT, VN, P, MF_GRAM_R_##P, 1)                                 \
+            }                                                                                \
+            continue;                                                                        \
+        }                                                                                    \
         int c0 = (r0 / VN) * VN;                                                             \
         if (c0 % (2 * VN) != 0) {                                                            \
             MF_GRAM_TILE(T, VT, VN, P, MF_GRAM_R_##P, 1)                                     \
@@ -227,9 +243,6 @@ ATTR static void mf_als_gram_ptr_##SUF##_##P(const T *const *restrict rows, int 
         }                                                                                    \
         for (; c0 + 2 * VN <= ld; c0 += 2 * VN) {                                            \
             MF_GRAM_TILE(T, VT, VN, P, MF_GRAM_R_##P, 2)                                     \
-        }                                                                                    \
-        if (c0 < ld) { /* ld an odd number of vectors (VN = 16, k = 16 or 48) */             \
-            MF_GRAM_TILE(T, VT, VN, P, MF_GRAM_R_##P, 1)                                     \
         }                                                                                    \
     }                                                                                        \
 }                                                                                            \
