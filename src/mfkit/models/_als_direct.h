@@ -8,7 +8,8 @@
  *   mf_als_pass   w_i = y_i . v + vb (or t_i - y_i . v - vb), out = sum_i w_i y_i,
  *                 sum w_i and sum w_i^2, one read of each factor row y_i;
  *   mf_als_gram_ptr, mf_als_rhs_ptr  the Gram tiles and right-hand side over rows given by
- *                 pointers (the half-step copies each chunk of rows into L1 scratch first).
+ *                 pointers (the half-step's rows in place when k fills whole 16-float
+ *                 lines, else copied into padded lines of its scratch), a chunk at a time.
  *
  * Each output element is the sum the gathered kernels take, operand for operand and in the
  * same order (a dot product is the same eight-lane sum, out[c] += w_i y_i[c] is applied row
