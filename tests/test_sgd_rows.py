@@ -185,6 +185,34 @@ def test_every_path_matches_the_reference_and_its_record_sweep(path, variant, k)
 
 
 @pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("k", [16, 64])
+@pytest.mark.parametrize("ada", [False, True])
+@pytest.mark.parametrize(
+    ("b", "nt"),
+    # one thread, B = 4: blocks (0, 2) and (1, 3) interleaved; B = 5: (0, 3), (1, 4) and 2
+    # alone; B = 8 on two threads: four tasks of two blocks
+    [(4, 1), (5, 1), (8, 2)],
+)
+def test_interleaved_blocks_keep_the_bits_for_other_block_counts(path, k, ada, b, nt):
+    X = _data()
+    lay = row_layout(X, b, 8)
+    state, _ = _state(X, k, seed=3)
+    strata = np.random.default_rng(b).permutation(b).astype(np.int64)
+    seeds = np.random.default_rng(b + 1).integers(0, 2**63, b * b, dtype=np.uint64)
+    recs = visit_order(X, lay.user_groups, lay.item_groups, b, strata, seeds)
+    want, want_sse = reference_epoch(recs, state, np.float64, lanes=16, ada=ada)
+    n = 6 if ada else 4
+    for dtype, atol in ((np.float64, 1e-10), (np.float32, F32_ATOL)):
+        got, sse = run_rows(X, lay, state, dtype, path, strata, seeds, ada=ada, n_threads=nt)
+        for a, ref in zip(got[:n], want[:n], strict=True):
+            np.testing.assert_allclose(a, ref, rtol=0, atol=atol)
+        assert sse == pytest.approx(want_sse, rel=1e-10 if dtype == np.float64 else 1e-4)
+        same, _ = run_kernel(recs, state, dtype, path, ada=ada)
+        _assert_bits(got, same)
+    assert np.abs(want[0] - state[0]).max() > 100 * F32_ATOL
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_without_shuffle_users_ascend_and_runs_go_forwards(path):
     X = _data(seed=6)
     lay = row_layout(X, B, 1)
