@@ -209,7 +209,8 @@ ATTR static double mf_als_pass_##SUF##_##P(const T *restrict Y, int k, int ld,  
     return sse;                                                                              \
 }                                                                                             \
 /* A += sum_i rows[i] rows[i]^T (rows ld long) on tiles of R rows x VN or 2 VN columns  \
- * that cover the upper triangle, the narrow tile where the diagonal crosses. The factor   \
+ * that cover the upper triangle, the narrow tile where the diagonal crosses (on the       \
+ * AVX-512 float path an 8-column one: see the VN == 16 branch). The factor                \
  * rows Y[pf[0..npf)] (k long: the next chunk's) are prefetched into L2 a share per band   \
  * of R rows, so their misses overlap the tiles instead of stalling in one burst. */        \
 ATTR static void mf_als_gram_ptr_##SUF##_##P(const T *const *restrict rows, int n, int ld,   \
