@@ -167,14 +167,21 @@ def test_every_path_matches_the_reference_and_its_record_sweep(path, variant, k)
     lay = row_layout(X, B, 8)
     state, prior = _state(X, k)
     kw = {"loss": LOSSES[loss], "ada": ada, "prior": prior if use_prior else None}
-    recs = visit_order(X, lay.user_groups, lay.item_groups, B, STRATA, SEEDS)
-    want, want_sse = reference_epoch(recs, state, np.float64, lanes=16, **kw)
-    n = 6 if ada else 4
     # one thread takes blocks 0 and 2 of each stratum together (interleaved on the fast
     # paths) and block 1 alone; two threads take one block at a time
-    for dtype, atol, nt in ((np.float64, 1e-10, 1), (np.float32, F32_ATOL, 1),
-                            (np.float32, F32_ATOL, 2)):  # fmt: skip
-        got, sse = run_rows(X, lay, state, dtype, path, STRATA, SEEDS, n_threads=nt, **kw)
+    runs = ((np.float64, 1e-10, 1), (np.float32, F32_ATOL, 1), (np.float32, F32_ATOL, 2))
+    _check_rows_epoch(X, lay, state, path, B, STRATA, SEEDS, runs, **kw)
+
+
+def _check_rows_epoch(X, lay, state, path, b, strata, seeds, runs, **kw):
+    """Each (dtype, atol, n_threads) of `runs`: the row-grouped epoch on `path` matches the
+    float64 reference over the visiting order to atol, and has the bits of the path's own
+    record sweep over that order; the reference moves the factors well past atol."""
+    recs = visit_order(X, lay.user_groups, lay.item_groups, b, strata, seeds)
+    want, want_sse = reference_epoch(recs, state, np.float64, lanes=16, **kw)
+    n = 6 if kw.get("ada") else 4
+    for dtype, atol, nt in runs:
+        got, sse = run_rows(X, lay, state, dtype, path, strata, seeds, n_threads=nt, **kw)
         for a, ref in zip(got[:n], want[:n], strict=True):
             np.testing.assert_allclose(a, ref, rtol=0, atol=atol)
         assert sse == pytest.approx(want_sse, rel=1e-10 if dtype == np.float64 else 1e-4)
@@ -199,17 +206,8 @@ def test_interleaved_blocks_keep_the_bits_for_other_block_counts(path, k, ada, b
     state, _ = _state(X, k, seed=3)
     strata = np.random.default_rng(b).permutation(b).astype(np.int64)
     seeds = np.random.default_rng(b + 1).integers(0, 2**63, b * b, dtype=np.uint64)
-    recs = visit_order(X, lay.user_groups, lay.item_groups, b, strata, seeds)
-    want, want_sse = reference_epoch(recs, state, np.float64, lanes=16, ada=ada)
-    n = 6 if ada else 4
-    for dtype, atol in ((np.float64, 1e-10), (np.float32, F32_ATOL)):
-        got, sse = run_rows(X, lay, state, dtype, path, strata, seeds, ada=ada, n_threads=nt)
-        for a, ref in zip(got[:n], want[:n], strict=True):
-            np.testing.assert_allclose(a, ref, rtol=0, atol=atol)
-        assert sse == pytest.approx(want_sse, rel=1e-10 if dtype == np.float64 else 1e-4)
-        same, _ = run_kernel(recs, state, dtype, path, ada=ada)
-        _assert_bits(got, same)
-    assert np.abs(want[0] - state[0]).max() > 100 * F32_ATOL
+    runs = ((np.float64, 1e-10, nt), (np.float32, F32_ATOL, nt))
+    _check_rows_epoch(X, lay, state, path, b, strata, seeds, runs, ada=ada)
 
 
 @pytest.mark.parametrize("path", PATHS)
