@@ -404,11 +404,13 @@ MFK_TARGET MFK_AI int MFK_F(lane_step)(MFK_F(lane) *L, const MFK_X(mfk_sgd) *a,
  * one block), their ratings interleaved one for one: the two step-size chains overlap,
  * while each row sees the updates it would see with the blocks swept one after the other
  * (the same bits). Both lanes take the first half of their rating (lane_load) before either
- * finishes it: with the halves in the order load 0, finish 0, load 1, finish 1, the first
- * lane's waiting step instructions filled the core's scheduler and the second lane's
- * loads and dot product queued behind them (a kernel probe on Zen 4, k=64, AdaGrad with
- * biases: 22-24 against 18-19 ns per rating in the first level cache, 31-34 against 25-26
- * with 2000 item rows and 20000 user rows). sse[b] and bad[b] are block b's squared
+ * finishes it. In the order load 0, finish 0, load 1, finish 1 the two chains overlapped
+ * far less (most likely the first lane's waiting step instructions held the core's
+ * scheduler, so the second lane's loads queued behind them; the machine measured had no
+ * performance counters to confirm it). In a kernel probe on Zen 4 (k=64, AdaGrad with
+ * biases) a rating took 22-24 ns before and 18-19 ns after with its rows in the first level
+ * cache, and 31-34 ns before and 25-26 ns after with 2000 item rows and 20000 user rows per
+ * block. sse[b] and bad[b] are block b's squared
  * residuals and -1 or the CSR position of its first non-finite residual (the other block
  * still runs to its end). */
 MFK_TARGET MFK_AI void MFK_F(rows_fixed)(const mfk_rows *const *r, const MFK_X(mfk_sgd) *args,
