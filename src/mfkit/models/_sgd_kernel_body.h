@@ -410,9 +410,8 @@ MFK_TARGET MFK_AI int MFK_F(lane_step)(MFK_F(lane) *L, const MFK_X(mfk_sgd) *a,
  * performance counters to confirm it). In a kernel probe on Zen 4 (k=64, AdaGrad with
  * biases) a rating took 22-24 ns before and 18-19 ns after with its rows in the first level
  * cache, and 31-34 ns before and 25-26 ns after with 2000 item rows and 20000 user rows per
- * block. sse[b] and bad[b] are block b's squared
- * residuals and -1 or the CSR position of its first non-finite residual (the other block
- * still runs to its end). */
+ * block. sse[b] and bad[b] are block b's squared residuals and -1 or the CSR position of
+ * its first non-finite residual (the other block still runs to its end). */
 MFK_TARGET MFK_AI void MFK_F(rows_fixed)(const mfk_rows *const *r, const MFK_X(mfk_sgd) *args,
                                          double *sse, ptrdiff_t *bad, const int NC,
                                          const int ada)
