@@ -1,8 +1,9 @@
 """The row-grouped SGD epoch (``SGD(order='rows')``) against plain Python and NumPy.
 
 The visiting order is rebuilt here from its definition (``mfkit.models._sgd``: users of a
-block in a splitmix64 Fisher-Yates order, each user's run of ratings in the block's item
-range rotated by one more draw), written with Python integers, and the item ranges found by
+block in chunks of 16 consecutive entries, the chunks and then each chunk's users in a
+splitmix64 Fisher-Yates order, each user's run of ratings in the block's item range rotated
+by one more draw), written with Python integers, and the item ranges found by
 masking each CSR row; the update is then the NumPy reference of ``test_sgd_kernel`` run
 over the ratings in that order. The baseline path must match it bit for bit, every path the
 float64 reference to 1e-10, and every path must give the bits its own record sweep gives on
@@ -43,6 +44,7 @@ from tests.test_sgd_kernel import (
 
 PATHS = mfkit.available_isas()
 MASK = (1 << 64) - 1
+USER_CHUNK = 16  # MFK_USER_CHUNK of _sgd_kernel.h
 
 
 class SplitMix:
@@ -68,6 +70,28 @@ class SplitMix:
         return m >> 64
 
 
+def fisher_yates(a: list[int], rng: SplitMix) -> None:
+    """Shuffle a in place: position j, from the end, swapped with a uniform r in [0, j]."""
+    for j in range(len(a) - 1, 0, -1):
+        r = rng.bounded(j + 1)
+        a[j], a[r] = a[r], a[j]
+
+
+def chunked_order(users: list[int], rng: SplitMix) -> list[int]:
+    """A block's users (ascending) in their visiting order: cut into chunks of USER_CHUNK
+    consecutive entries, the chunk numbers shuffled, then each chunk's users shuffled in
+    turn, in the order the chunks are visited, all from one stream."""
+    chunks = [users[c : c + USER_CHUNK] for c in range(0, len(users), USER_CHUNK)]
+    perm = list(range(len(chunks)))
+    fisher_yates(perm, rng)
+    out: list[int] = []
+    for c in perm:
+        part = list(chunks[c])
+        fisher_yates(part, rng)
+        out += part
+    return out
+
+
 def visit_order(X: Ratings, ug, ig, B, strata, seeds, shuffle=True) -> np.ndarray:
     """The ratings of one row-grouped epoch as records, in the order they are visited."""
     u_all, i_all, r_all = [], [], []
@@ -77,9 +101,7 @@ def visit_order(X: Ratings, ug, ig, B, strata, seeds, shuffle=True) -> np.ndarra
             users = [int(u) for u in np.flatnonzero(ug == g)]
             rng = SplitMix(int(seeds[s * B + g]))
             if shuffle:
-                for j in range(len(users) - 1, 0, -1):
-                    r = rng.bounded(j + 1)
-                    users[j], users[r] = users[r], users[j]
+                users = chunked_order(users, rng)
             for u in users:
                 lo, hi = X.indptr[u], X.indptr[u + 1]
                 items, vals = X.indices[lo:hi], X.values[lo:hi]
@@ -208,6 +230,29 @@ def test_interleaved_blocks_keep_the_bits_for_other_block_counts(path, k, ada, b
     seeds = np.random.default_rng(b + 1).integers(0, 2**63, b * b, dtype=np.uint64)
     runs = ((np.float64, 1e-10, nt), (np.float32, F32_ATOL, nt))
     _check_rows_epoch(X, lay, state, path, b, strata, seeds, runs, ada=ada)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("b", [1, 2])
+def test_users_are_shuffled_in_chunks(path, b):
+    # blocks of several chunks of users, the last one partial (the blocks above hold fewer
+    # users than one chunk, where the chunked order is one Fisher-Yates order of them all)
+    X = _data(150, 80, 3000, seed=5, empty_users=(3, 40), empty_items=(2,))
+    lay = row_layout(X, b, 8)
+    n_block = np.bincount(lay.user_groups, minlength=b)
+    assert n_block.min() > 2 * USER_CHUNK and (n_block % USER_CHUNK != 0).any()
+    state, _ = _state(X, 16, seed=3)
+    strata = np.arange(b, dtype=np.int64)[::-1].copy()
+    seeds = np.random.default_rng(7).integers(0, 2**63, b * b, dtype=np.uint64)
+    runs = ((np.float64, 1e-10, 1), (np.float32, F32_ATOL, 2))
+    _check_rows_epoch(X, lay, state, path, b, strata, seeds, runs, ada=True)
+    # the users of a chunk come one after the other: in block 0's visit, the first
+    # USER_CHUNK users with ratings in it lie in one chunk of the ascending list
+    recs = visit_order(X, lay.user_groups, lay.item_groups, b, strata[:1], seeds)
+    users = np.flatnonzero(lay.user_groups == 0)
+    pos = {int(u): j // USER_CHUNK for j, u in enumerate(users)}
+    first = list(dict.fromkeys(int(u) for u in recs["u"]))[:4]
+    assert len({pos[u] for u in first}) == 1
 
 
 @pytest.mark.parametrize("path", PATHS)

@@ -46,7 +46,8 @@ cdef extern from "_isa.h" nogil:
 from mfkit.models._sgd_kernel cimport (mfk_rows, mfk_sgd_f32, mfk_sgd_f64, mfk_sgd_fill_f32,
                                        mfk_sgd_fill_f64, mfk_sgd_rows_f32,
                                        mfk_sgd_rows_f64, mfk_sgd_sweep_f32, mfk_sgd_sweep_f64,
-                                       mfk_shuffle_records, mfk_shuffle_users, mfk_splitmix64)
+                                       mfk_shuffle_records, mfk_order_users, mfk_splitmix64,
+                                       MFK_USER_CHUNK)
 
 cdef packed struct Rating:
     int32_t u
@@ -470,8 +471,10 @@ cdef void _rows_pair(const int32_t *indices, const float *values, const int64_t 
     """Blocks 0 .. nblk - 1 (one or two, of one stratum: no user and no item in common) of
     the row-grouped epoch.
 
-    Block b's users users[b][0:n_block[b]] (ascending) are put in a Fisher-Yates order from
-    seed[b]; then, for each user in that order, one more draw x of the same stream fixes
+    Block b's users users[b][0:n_block[b]] (ascending) are put in their visiting order by
+    `mfk_order_users` from seed[b] (chunks of MFK_USER_CHUNK consecutive entries in a
+    Fisher-Yates order, then each chunk's users in one of their own); then, for each user in
+    that order, one more draw x of the same stream fixes
     the order of the user's m ratings in item group h[b]: a rotation of their CSR run
     starting at offset ((x >> 32) * m) >> 32, forwards when x is even and backwards when odd
     (no shuffle: users ascending, every run forwards from its start). On a fast path with k
@@ -488,22 +491,24 @@ cdef void _rows_pair(const int32_t *indices, const float *values, const int64_t 
     cdef mfk_sgd_f32 a32
     cdef mfk_sgd_f64 a64
     cdef uint64_t state[2]
-    cdef Py_ssize_t status = -2
+    cdef Py_ssize_t status = -2, n_chunks
     cdef int b
     order[0] = order[1] = NULL
     rp[1] = NULL
     for b in range(nblk):
         sse_out[b] = 0.0
         bad_out[b] = -2
-        order[b] = <int32_t *>malloc((n_block[b] if n_block[b] > 0 else 1) * sizeof(int32_t))
+        # the order, then (with shuffle) the scratch of its chunk numbers
+        n_chunks = (n_block[b] + MFK_USER_CHUNK - 1) // MFK_USER_CHUNK
+        order[b] = <int32_t *>malloc((n_block[b] + n_chunks + 1) * sizeof(int32_t))
         if order[b] == NULL:
             free(order[0])
             return
-        if n_block[b] > 0:
-            memcpy(order[b], users[b], n_block[b] * sizeof(int32_t))
         state[b] = seed[b]
         if shuffle:
-            mfk_shuffle_users(order[b], n_block[b], &state[b])
+            mfk_order_users(order[b], order[b] + n_block[b], users[b], n_block[b], &state[b])
+        elif n_block[b] > 0:
+            memcpy(order[b], users[b], n_block[b] * sizeof(int32_t))
         r[b].order = order[b]
         r[b].n = n_block[b]
         r[b].seg = seg

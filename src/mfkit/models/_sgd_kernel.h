@@ -34,6 +34,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <math.h>
 
 #include "_isa.h"
@@ -115,18 +116,51 @@ static void mfk_shuffle_records(void *records, ptrdiff_t n, uint64_t seed)
     }
 }
 
-/* The visiting order of one block of the row-grouped epoch (mfkit.models._sgd,
- * `sgd_rows_epoch`): the block's users users[0:n] (given in ascending order) put in a
- * Fisher-Yates order driven by splitmix64 from *state, position j (from the end) swapped
- * with a uniform r in [0, j] as in mfk_shuffle_records; *state is left where the shuffle
- * ended, so that the per-user draws continue the same stream. */
-static void mfk_shuffle_users(int32_t *users, ptrdiff_t n, uint64_t *state)
+/* A uniform permutation of a[0:n] (Fisher-Yates driven by splitmix64 from *state: position
+ * j, from the end, swapped with a uniform r in [0, j], as in mfk_shuffle_records); *state
+ * is left where the shuffle ended. */
+static void mfk_shuffle_i32(int32_t *a, ptrdiff_t n, uint64_t *state)
 {
     for (ptrdiff_t j = n - 1; j > 0; j--) {
         ptrdiff_t r = (ptrdiff_t)mfk_bounded(state, (uint64_t)(j + 1));
-        int32_t tmp = users[j];
-        users[j] = users[r];
-        users[r] = tmp;
+        int32_t tmp = a[j];
+        a[j] = a[r];
+        a[r] = tmp;
+    }
+}
+
+/* Users of a row-grouped block are shuffled in chunks of this many consecutive entries of
+ * its ascending user list. A user's visit reads its factor row, its run starts, its ratings
+ * and its scalars at scattered places; with the users of a chunk (mostly consecutive ids:
+ * users join groups in runs of GROUP_CHUNK = 16, mfkit.models._blocks) visited one after
+ * the other, those reads fall on shared cache lines and pages and in streams the hardware
+ * prefetcher follows. Measured on Zen 4 (k=64, float32, AdaGrad, two threads, alternated
+ * kernel epochs) against one shuffle of all users: 1.25x on the MovieLens-10M shape and
+ * 1.15x on the Netflix shape (whose user rows do not fit the last level cache); chunks of
+ * 64 were no faster than 16. Held-out RMSE was unchanged (real MovieLens-100K, 10 folds;
+ * synthetic sets, several seeds). */
+#define MFK_USER_CHUNK 16
+
+/* The visiting order of one block of the row-grouped epoch (mfkit.models._sgd,
+ * `sgd_rows_epoch`, with shuffle): order[0:n] gets the block's users users[0:n] (given in
+ * ascending order), the list cut into chunks of MFK_USER_CHUNK consecutive entries (the
+ * last one shorter when n is not a multiple), the chunk numbers put in a uniform order
+ * (mfk_shuffle_i32 on chunks[0:nc], nc = ceil(n / MFK_USER_CHUNK), scratch), then chunk by
+ * chunk in that order its users, each chunk's users in a uniform order of their own: all
+ * the draws from *state in that order, which is left where the last shuffle ended so that
+ * the per-user draws continue the same stream. */
+static void mfk_order_users(int32_t *order, int32_t *chunks, const int32_t *users,
+                            ptrdiff_t n, uint64_t *state)
+{
+    const ptrdiff_t C = MFK_USER_CHUNK, nc = (n + C - 1) / C;
+    ptrdiff_t o = 0;
+    for (ptrdiff_t c = 0; c < nc; c++) chunks[c] = (int32_t)c;
+    mfk_shuffle_i32(chunks, nc, state);
+    for (ptrdiff_t c = 0; c < nc; c++) {
+        const ptrdiff_t lo = (ptrdiff_t)chunks[c] * C, len = n - lo < C ? n - lo : C;
+        memcpy(order + o, users + lo, (size_t)len * sizeof(int32_t));
+        mfk_shuffle_i32(order + o, len, state);
+        o += len;
     }
 }
 

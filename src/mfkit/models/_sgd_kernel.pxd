@@ -47,7 +47,9 @@ cdef extern from "_sgd_kernel.h" nogil:
     Py_ssize_t mfk_sgd_sweep_f64(int isa, const void *recs, Py_ssize_t n, const mfk_sgd_f64 *a,
                                  double *sse)
     void mfk_shuffle_records(void *recs, Py_ssize_t n, uint64_t seed)
-    void mfk_shuffle_users(int32_t *users, Py_ssize_t n, uint64_t *state)
+    void mfk_order_users(int32_t *order, int32_t *chunks, const int32_t *users, Py_ssize_t n,
+                         uint64_t *state)
+    int MFK_USER_CHUNK
     uint64_t mfk_splitmix64(uint64_t *state)
     ctypedef struct mfk_rows:
         const int32_t *order
