@@ -77,11 +77,11 @@ def fisher_yates(a: list[int], rng: SplitMix) -> None:
         a[j], a[r] = a[r], a[j]
 
 
-def chunked_order(users: list[int], rng: SplitMix) -> list[int]:
-    """A block's users (ascending) in their visiting order: cut into chunks of USER_CHUNK
+def chunked_order(users: list[int], rng: SplitMix, chunk: int = USER_CHUNK) -> list[int]:
+    """A block's users (ascending) in their visiting order: cut into chunks of `chunk`
     consecutive entries, the chunk numbers shuffled, then each chunk's users shuffled in
     turn, in the order the chunks are visited, all from one stream."""
-    chunks = [users[c : c + USER_CHUNK] for c in range(0, len(users), USER_CHUNK)]
+    chunks = [users[c : c + chunk] for c in range(0, len(users), chunk)]
     perm = list(range(len(chunks)))
     fisher_yates(perm, rng)
     out: list[int] = []
@@ -92,7 +92,7 @@ def chunked_order(users: list[int], rng: SplitMix) -> list[int]:
     return out
 
 
-def visit_order(X: Ratings, ug, ig, B, strata, seeds, shuffle=True) -> np.ndarray:
+def visit_order(X: Ratings, ug, ig, B, strata, seeds, shuffle=True, chunk=USER_CHUNK):
     """The ratings of one row-grouped epoch as records, in the order they are visited."""
     u_all, i_all, r_all = [], [], []
     for s in strata:
@@ -101,7 +101,7 @@ def visit_order(X: Ratings, ug, ig, B, strata, seeds, shuffle=True) -> np.ndarra
             users = [int(u) for u in np.flatnonzero(ug == g)]
             rng = SplitMix(int(seeds[s * B + g]))
             if shuffle:
-                users = chunked_order(users, rng)
+                users = chunked_order(users, rng, chunk)
             for u in users:
                 lo, hi = X.indptr[u], X.indptr[u + 1]
                 items, vals = X.indices[lo:hi], X.values[lo:hi]
@@ -139,11 +139,11 @@ def _state(X, k, seed=4):
 
 
 def run_rows(X, lay, state, dtype, path, strata, seeds, *, shuffle=True, loss=0, prior=None,
-             ada=False, n_threads=2):  # fmt: skip
+             ada=False, n_threads=2, user_chunk=USER_CHUNK):  # fmt: skip
     P, Q, bu, bi = (np.array(a, dtype=dtype) for a in state[:4])
     G = [np.ones(len(P), dtype), np.ones(len(Q), dtype), np.ones(len(P), dtype)]
     G.append(np.ones(len(Q), dtype))
-    kw = {"loss": loss, "delta": DELTA, "isa": isa_level(path)}
+    kw = {"loss": loss, "delta": DELTA, "isa": isa_level(path), "user_chunk": user_chunk}
     if ada:
         kw.update(Gp=G[0], Gq=G[1], Gbu=G[2], Gbi=G[3])
     P0, Q0 = (None, None) if prior is None else (a.astype(dtype) for a in prior)
@@ -195,15 +195,17 @@ def test_every_path_matches_the_reference_and_its_record_sweep(path, variant, k)
     _check_rows_epoch(X, lay, state, path, B, STRATA, SEEDS, runs, **kw)
 
 
-def _check_rows_epoch(X, lay, state, path, b, strata, seeds, runs, **kw):
+def _check_rows_epoch(X, lay, state, path, b, strata, seeds, runs, chunk=USER_CHUNK, **kw):
     """Each (dtype, atol, n_threads) of `runs`: the row-grouped epoch on `path` matches the
     float64 reference over the visiting order to atol, and has the bits of the path's own
     record sweep over that order; the reference moves the factors well past atol."""
-    recs = visit_order(X, lay.user_groups, lay.item_groups, b, strata, seeds)
+    recs = visit_order(X, lay.user_groups, lay.item_groups, b, strata, seeds, chunk=chunk)
     want, want_sse = reference_epoch(recs, state, np.float64, lanes=16, **kw)
     n = 6 if kw.get("ada") else 4
     for dtype, atol, nt in runs:
-        got, sse = run_rows(X, lay, state, dtype, path, strata, seeds, n_threads=nt, **kw)
+        got, sse = run_rows(
+            X, lay, state, dtype, path, strata, seeds, n_threads=nt, user_chunk=chunk, **kw
+        )
         for a, ref in zip(got[:n], want[:n], strict=True):
             np.testing.assert_allclose(a, ref, rtol=0, atol=atol)
         assert sse == pytest.approx(want_sse, rel=1e-10 if dtype == np.float64 else 1e-4)
@@ -234,7 +236,8 @@ def test_interleaved_blocks_keep_the_bits_for_other_block_counts(path, k, ada, b
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("b", [1, 2])
-def test_users_are_shuffled_in_chunks(path, b):
+@pytest.mark.parametrize("chunk", [USER_CHUNK, 1, 5])
+def test_users_are_shuffled_in_chunks(path, b, chunk):
     # blocks of several chunks of users, the last one partial (the blocks above hold fewer
     # users than one chunk, where the chunked order is one Fisher-Yates order of them all)
     X = _data(150, 80, 3000, seed=5, empty_users=(3, 40), empty_items=(2,))
@@ -245,13 +248,19 @@ def test_users_are_shuffled_in_chunks(path, b):
     strata = np.arange(b, dtype=np.int64)[::-1].copy()
     seeds = np.random.default_rng(7).integers(0, 2**63, b * b, dtype=np.uint64)
     runs = ((np.float64, 1e-10, 1), (np.float32, F32_ATOL, 2))
-    _check_rows_epoch(X, lay, state, path, b, strata, seeds, runs, ada=True)
+    _check_rows_epoch(X, lay, state, path, b, strata, seeds, runs, chunk=chunk, ada=True)
+    if chunk == 1:  # one Fisher-Yates order of all the block's users
+        rng, users = SplitMix(int(seeds[0])), [int(u) for u in np.flatnonzero(lay.user_groups == 0)]
+        want = list(users)
+        fisher_yates(want, rng)
+        assert chunked_order(users, SplitMix(int(seeds[0])), 1) == want
+        return
     # the users of a chunk come one after the other: in block 0's visit, the first
-    # USER_CHUNK users with ratings in it lie in one chunk of the ascending list
-    recs = visit_order(X, lay.user_groups, lay.item_groups, b, strata[:1], seeds)
+    # users with ratings in it lie in one chunk of the ascending list
+    recs = visit_order(X, lay.user_groups, lay.item_groups, b, strata[:1], seeds, chunk=chunk)
     users = np.flatnonzero(lay.user_groups == 0)
-    pos = {int(u): j // USER_CHUNK for j, u in enumerate(users)}
-    first = list(dict.fromkeys(int(u) for u in recs["u"]))[:4]
+    pos = {int(u): j // chunk for j, u in enumerate(users)}
+    first = list(dict.fromkeys(int(u) for u in recs["u"]))[: min(chunk, 4)]
     assert len({pos[u] for u in first}) == 1
 
 
@@ -301,9 +310,9 @@ def test_bad_layouts_are_refused():
     P, Q, bu, bi = (np.array(a, dtype=np.float32) for a in state)
     args = (P, Q, bu, bi, MU, LR, REG, REG_BIAS, True)
 
-    def call(seg=lay.segments, users=lay.group_users, ptr=lay.group_ptr, strata=STRATA):
+    def call(seg=lay.segments, users=lay.group_users, ptr=lay.group_ptr, strata=STRATA, **kw):
         return _sgd.sgd_rows_epoch(
-            X.indptr, X.indices, X.values, seg, users, ptr, strata, SEEDS, True, 1, *args
+            X.indptr, X.indices, X.values, seg, users, ptr, strata, SEEDS, True, 1, *args, **kw
         )
 
     bad = lay.segments.copy()
@@ -322,6 +331,9 @@ def test_bad_layouts_are_refused():
         call(users=users)
     with pytest.raises(ValueError, match="permutation"):
         call(strata=np.array([0, 0, 1], dtype=np.int64))
+    for chunk in (0, -3):
+        with pytest.raises(ValueError, match="user_chunk must be a positive"):
+            call(user_chunk=chunk)
     with pytest.raises(ValueError, match="must not decrease with the item"):
         _sgd_layout.row_segments(X.indptr, X.indices, lay.item_groups[::-1].copy(), B, lay.segments)
     idx = X.indices.copy()

@@ -111,4 +111,5 @@ def sgd_rows_epoch(
     Gbu: npt.NDArray[_F] | None = None,
     Gbi: npt.NDArray[_F] | None = None,
     isa: int = 0,
+    user_chunk: int = 16,
 ) -> tuple[float, int]: ...

@@ -461,8 +461,8 @@ def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[
 
 cdef void _rows_pair(const int32_t *indices, const float *values, const int64_t *seg,
                      Py_ssize_t stride, const Py_ssize_t *h, const int32_t **users,
-                     const Py_ssize_t *n_block, int nblk, bint shuffle, const uint64_t *seed,
-                     Py_ssize_t max_seg, floating *P, floating *Q, floating *bu, floating *bi,
+                     const Py_ssize_t *n_block, int nblk, bint shuffle, Py_ssize_t chunk,
+                     const uint64_t *seed, Py_ssize_t max_seg, floating *P, floating *Q, floating *bu, floating *bi,
                      int k, floating mu, floating lr, floating reg, floating reg_bias,
                      bint biases, const floating *P0, const floating *Q0, floating prior,
                      int loss, floating delta, floating *Gp, floating *Gq, floating *Gbu,
@@ -472,7 +472,7 @@ cdef void _rows_pair(const int32_t *indices, const float *values, const int64_t 
     the row-grouped epoch.
 
     Block b's users users[b][0:n_block[b]] (ascending) are put in their visiting order by
-    `mfk_order_users` from seed[b] (chunks of MFK_USER_CHUNK consecutive entries in a
+    `mfk_order_users` from seed[b] (chunks of `chunk` consecutive entries in a
     Fisher-Yates order, then each chunk's users in one of their own); then, for each user in
     that order, one more draw x of the same stream fixes
     the order of the user's m ratings in item group h[b]: a rotation of their CSR run
@@ -499,14 +499,15 @@ cdef void _rows_pair(const int32_t *indices, const float *values, const int64_t 
         sse_out[b] = 0.0
         bad_out[b] = -2
         # the order, then (with shuffle) the scratch of its chunk numbers
-        n_chunks = (n_block[b] + MFK_USER_CHUNK - 1) // MFK_USER_CHUNK
+        n_chunks = (n_block[b] + chunk - 1) // chunk
         order[b] = <int32_t *>malloc((n_block[b] + n_chunks + 1) * sizeof(int32_t))
         if order[b] == NULL:
             free(order[0])
             return
         state[b] = seed[b]
         if shuffle:
-            mfk_order_users(order[b], order[b] + n_block[b], users[b], n_block[b], &state[b])
+            mfk_order_users(order[b], order[b] + n_block[b], users[b], n_block[b], chunk,
+                            &state[b])
         elif n_block[b] > 0:
             memcpy(order[b], users[b], n_block[b] * sizeof(int32_t))
         r[b].order = order[b]
@@ -615,7 +616,8 @@ cdef Py_ssize_t _records_block(const int32_t *order, Py_ssize_t n_block, const i
 cdef void _rows_task(Py_ssize_t g, Py_ssize_t half, Py_ssize_t s, Py_ssize_t B,
                      const int64_t[::1] group_ptr, const uint64_t[::1] block_seeds,
                      const int32_t *indices, const float *values, const int64_t *seg,
-                     Py_ssize_t stride, const int32_t *users, bint shuffle, Py_ssize_t max_seg,
+                     Py_ssize_t stride, const int32_t *users, bint shuffle, Py_ssize_t chunk,
+                     Py_ssize_t max_seg,
                      floating *P, floating *Q, floating *bu, floating *bi, int k, floating mu,
                      floating lr, floating reg, floating reg_bias, bint biases,
                      const floating *P0, const floating *Q0, floating prior, int loss,
@@ -635,9 +637,9 @@ cdef void _rows_task(Py_ssize_t g, Py_ssize_t half, Py_ssize_t s, Py_ssize_t B,
         tu[b] = users + group_ptr[gb]
         tn[b] = group_ptr[gb + 1] - group_ptr[gb]
         tseed[b] = block_seeds[s * B + gb]
-    _rows_pair(indices, values, seg, stride, h, tu, tn, nblk, shuffle, tseed, max_seg, P, Q,
-               bu, bi, k, mu, lr, reg, reg_bias, biases, P0, Q0, prior, loss, delta, Gp, Gq,
-               Gbu, Gbi, tsse, tbad, isa, ss)
+    _rows_pair(indices, values, seg, stride, h, tu, tn, nblk, shuffle, chunk, tseed, max_seg,
+               P, Q, bu, bi, k, mu, lr, reg, reg_bias, biases, P0, Q0, prior, loss, delta, Gp,
+               Gq, Gbu, Gbi, tsse, tbad, isa, ss)
     for b in range(nblk):
         psse[s * B + g + b * half] = tsse[b]
         pbad[s * B + g + b * half] = tbad[b]
@@ -653,7 +655,7 @@ def sgd_rows_epoch(const int64_t[::1] indptr, const int32_t[::1] indices,
                    const floating[:, ::1] Q0=None, double prior=0.0, *,
                    int loss=LOSS_SQUARED, double delta=1.0, floating[::1] Gp=None,
                    floating[::1] Gq=None, floating[::1] Gbu=None, floating[::1] Gbi=None,
-                   int isa=0):
+                   int isa=0, Py_ssize_t user_chunk=MFK_USER_CHUNK):
     """One stratified SGD epoch visiting the ratings grouped by user, straight from the CSR
     arrays (no record copy).
 
@@ -662,7 +664,8 @@ def sgd_rows_epoch(const int64_t[::1] indptr, const int32_t[::1] indices,
     each user's run of ratings in each item range. Block b = s * B + g is user group g with
     item group (g + s) mod B; for each s in `strata` in order the B blocks of stratum s run
     in parallel (they share no user and no item), block b visited as `_rows_pair` says with
-    seed block_seeds[b] (when `shuffle`). A user's consecutive ratings update its row in
+    seed block_seeds[b] (when `shuffle`; its users shuffled in chunks of `user_chunk`, 16 in
+    every fit; 1 is one Fisher-Yates order of them all, for the benchmark's comparison). A user's consecutive ratings update its row in
     turn, each step from the row the previous one left: the record sweep's arithmetic on
     this visiting order, so every path gives the bits `sgd_epoch` gives on the same records
     in the same order, and nothing depends on `n_threads`. The item indices must be in
@@ -699,6 +702,8 @@ def sgd_rows_epoch(const int64_t[::1] indptr, const int32_t[::1] indices,
         if group_users[c] < 0 or group_users[c] >= n_users:
             raise ValueError("group_users holds a user index out of range")
     _check_plan(strata, n_threads)
+    if user_chunk < 1 or user_chunk > 1 << 30:
+        raise ValueError(f"user_chunk must be a positive count of users, got {user_chunk}")
     with nogil:
         # the runs must lie inside their rows: a wrong seg would read out of bounds
         for u in range(n_users):
@@ -742,7 +747,8 @@ def sgd_rows_epoch(const int64_t[::1] indptr, const int32_t[::1] indices,
             s = strata[si]
             for g in prange(half, num_threads=n_threads, schedule='dynamic', chunksize=1):
                 _rows_task(g, half, s, B, group_ptr, block_seeds, pidx, pval, pseg, stride,
-                           pusers, shuffle, max_seg, pP, pQ, pbu, pbi, k, <floating>mu,
+                           pusers, shuffle, user_chunk, max_seg, pP, pQ, pbu, pbi, k,
+                           <floating>mu,
                            <floating>lr, <floating>reg, <floating>reg_bias, biases, p0, q0,
                            <floating>prior, loss, <floating>delta, gp, gq, gbu, gbi, psse,
                            pbad, isa, ss)

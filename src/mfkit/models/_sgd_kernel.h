@@ -143,16 +143,16 @@ static void mfk_shuffle_i32(int32_t *a, ptrdiff_t n, uint64_t *state)
 
 /* The visiting order of one block of the row-grouped epoch (mfkit.models._sgd,
  * `sgd_rows_epoch`, with shuffle): order[0:n] gets the block's users users[0:n] (given in
- * ascending order), the list cut into chunks of MFK_USER_CHUNK consecutive entries (the
- * last one shorter when n is not a multiple), the chunk numbers put in a uniform order
- * (mfk_shuffle_i32 on chunks[0:nc], nc = ceil(n / MFK_USER_CHUNK), scratch), then chunk by
+ * ascending order), the list cut into chunks of C >= 1 (MFK_USER_CHUNK in a fit) consecutive
+ * entries (the last one shorter when n is not a multiple), the chunk numbers put in a
+ * uniform order (mfk_shuffle_i32 on chunks[0:nc], nc = ceil(n / C), scratch), then chunk by
  * chunk in that order its users, each chunk's users in a uniform order of their own: all
  * the draws from *state in that order, which is left where the last shuffle ended so that
  * the per-user draws continue the same stream. */
 static void mfk_order_users(int32_t *order, int32_t *chunks, const int32_t *users,
-                            ptrdiff_t n, uint64_t *state)
+                            ptrdiff_t n, ptrdiff_t C, uint64_t *state)
 {
-    const ptrdiff_t C = MFK_USER_CHUNK, nc = (n + C - 1) / C;
+    const ptrdiff_t nc = (n + C - 1) / C;
     ptrdiff_t o = 0;
     for (ptrdiff_t c = 0; c < nc; c++) chunks[c] = (int32_t)c;
     mfk_shuffle_i32(chunks, nc, state);

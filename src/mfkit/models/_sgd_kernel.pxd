@@ -48,7 +48,7 @@ cdef extern from "_sgd_kernel.h" nogil:
                                  double *sse)
     void mfk_shuffle_records(void *recs, Py_ssize_t n, uint64_t seed)
     void mfk_order_users(int32_t *order, int32_t *chunks, const int32_t *users, Py_ssize_t n,
-                         uint64_t *state)
+                         Py_ssize_t chunk, uint64_t *state)
     int MFK_USER_CHUNK
     uint64_t mfk_splitmix64(uint64_t *state)
     ctypedef struct mfk_rows:
