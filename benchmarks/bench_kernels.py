@@ -26,6 +26,10 @@ against ``order='rows'``): epoch updates/s at 1M and 10M ratings on 1 and 2 thre
 two orders alternating rep by rep, and a fit per order with its peak memory (with
 ``--large`` also on the Netflix shape).
 
+``--chunks`` prints instead the default order's epoch speed with a block's users shuffled
+one by one (``user_chunk=1``, the order of earlier releases) against in chunks of 16 (every fit), the two
+alternating rep by rep, at 10M ratings (with ``--large`` also on the Netflix shape).
+
 ``--large`` adds the Netflix-shaped set (480,189 x 17,770, 100M ratings) to sections 3 and
 4 with its floors (an epoch <= 1.5 s on two threads, a 20-epoch fit <= 40 s and <= 0.6x
 LibMF's loop, peak memory <= 1.3x CSR + factors). It needs ~6 GiB and several minutes to
@@ -186,13 +190,20 @@ def epoch_rates(X: Ratings, k: int, path: str, reps: int) -> tuple[float, float,
 
 
 def order_rate(
-    X: Ratings, order: str, threads: int, rep: int, path: str | None = None, B: int = 0
+    X: Ratings,
+    order: str,
+    threads: int,
+    rep: int,
+    path: str | None = None,
+    B: int = 0,
+    user_chunk: int = 16,
 ) -> tuple[float, float, int]:
     """(updates per wall second, per thread CPU second, B) of one AdaGrad epoch, k=64,
     float32, on the fastest path, in the visiting order ``order`` ('shuffle': the block
-    layout's records, each block shuffled; 'rows': the row-grouped walk of the CSR arrays),
-    on the layout ``SGD.fit`` uses for it (or on B x B blocks, B > 0); the epoch plan
-    seeded by ``rep``."""
+    layout's records, each block shuffled; 'rows': the row-grouped walk of the CSR arrays,
+    a block's users shuffled in chunks of ``user_chunk``, 16 as in a fit), on the layout
+    ``SGD.fit`` uses for it (or on B x B blocks, B > 0); the epoch plan seeded by
+    ``rep``."""
     nu, ni, k = X.n_users, X.n_items, 64
     args, G = start_state(nu, ni, k)
     level = isa_level(path or mfkit.available_isas()[-1])
@@ -204,7 +215,7 @@ def order_rate(
         c, w = time.thread_time(), time.perf_counter()
         _sgd.sgd_rows_epoch(
             X.indptr, X.indices, X.values, lay.segments, lay.group_users, lay.group_ptr,
-            strata, seeds, True, threads, *args, isa=level, **G,
+            strata, seeds, True, threads, *args, isa=level, user_chunk=user_chunk, **G,
         )  # fmt: skip
     else:
         B = B or resolve_blocks("auto", X.nnz, nu, ni, 4 * k)
@@ -243,6 +254,32 @@ def blocks_table(args: argparse.Namespace, sets: dict[str, Ratings]) -> None:
                      "best M/s": max(r) / 1e6, "median M/s": float(np.median(r)) / 1e6}
                 )  # fmt: skip
     print_table(rows, "order='rows' epoch speed by block count (k=64, float32, AdaGrad)")
+
+
+def chunks_table(args: argparse.Namespace, sets: dict[str, Ratings]) -> None:
+    """The default order's user shuffle: updates/s of one epoch with a block's users in
+    one Fisher-Yates order (user_chunk=1, the order of earlier releases) against chunks of 16 (every
+    fit), on 1 and ``--threads`` threads for the 10M (and, with ``--large``, the
+    Netflix-shaped) set, the two alternating rep by rep; best and median of ``--reps``,
+    and the median of the per-pair ratios."""
+    rows = []
+    for name in [n for n in ("ml-10m", "netflix") if n in sets]:
+        X = sets[name]
+        for threads in sorted({1, args.threads}):
+            order_rate(X, "rows", threads, 99)  # warm-up: the layout, first touch
+            runs: dict[int, list[float]] = {1: [], 16: []}
+            for rep in range(max(args.reps, 3)):
+                for c in (1, 16) if rep % 2 == 0 else (16, 1):
+                    runs[c].append(order_rate(X, "rows", threads, rep, user_chunk=c)[0])
+            ratio = np.array(runs[16]) / np.array(runs[1])
+            for c, r in runs.items():
+                rows.append(
+                    {"set": name, "threads": threads, "user_chunk": c,
+                     "best M/s": max(r) / 1e6, "median M/s": float(np.median(r)) / 1e6,
+                     "median pair ratio 16/1": float(np.median(ratio)) if c == 16 else "",
+                     "16 ahead": f"{int((ratio > 1).sum())}/{len(ratio)}" if c == 16 else ""}
+                )  # fmt: skip
+    print_table(rows, "order='rows' epoch speed by user_chunk (k=64, float32, AdaGrad)")
 
 
 def order_table(args: argparse.Namespace, sets: dict[str, Ratings]) -> None:
@@ -584,6 +621,11 @@ def main(argv: list[str] | None = None) -> None:
         help="only the visiting orders side by side (SGD order='shuffle' vs 'rows')",
     )
     ap.add_argument(
+        "--chunks",
+        action="store_true",
+        help="only the default order's user shuffle: one by one against chunks of 16",
+    )
+    ap.add_argument(
         "--blocks",
         action="store_true",
         help="only the default order's epoch speed for B in 2, 4, 8, 16 (10M, Netflix)",
@@ -606,6 +648,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.blocks:
         blocks_table(args, sets)
+        return
+    if args.chunks:
+        chunks_table(args, sets)
         return
     rows = kernel_table(args, sets["ml-1m"])
     serial_floor(args, sets["ml-1m" if args.quick else "ml-10m"])

@@ -106,7 +106,8 @@ static void run_##S(FILE *in, FILE *out, const int64_t *h, const double *x,     
     }                                                                                       \
     double sse = 0.0, s;                                                                    \
     int64_t status = -1;                                                                    \
-    int32_t *order = malloc((size_t)(nu > 0 ? nu : 1) * 4);                                 \
+    /* order[0:nu], then the ascending users and the chunk scratch of mfk_order_users */    \
+    int32_t *order = malloc((size_t)(nu > 0 ? 3 * nu : 1) * 4);                             \
     int64_t *seg = malloc((size_t)(nu > 0 ? nu : 1) * 16);                                  \
     if (order == NULL || seg == NULL) die("out of memory", ipath);                          \
     for (int64_t e = 0; e < epochs && status == -1; e++) {                                  \
@@ -116,11 +117,13 @@ static void run_##S(FILE *in, FILE *out, const int64_t *h, const double *x,     
         } else {                                                                            \
             uint64_t state = seeds[e];                                                      \
             for (int64_t u = 0; u < nu; u++) {                                              \
-                order[u] = (int32_t)u;                                                      \
+                order[u] = order[nu + u] = (int32_t)u;                                      \
                 seg[2 * u] = indptr[u];                                                     \
                 seg[2 * u + 1] = indptr[u + 1];                                             \
             }                                                                               \
-            if (shuffle) mfk_shuffle_users(order, (ptrdiff_t)nu, &state);                   \
+            if (shuffle)                                                                    \
+                mfk_order_users(order, order + 2 * nu, order + nu, (ptrdiff_t)nu,           \
+                                MFK_USER_CHUNK, &state);                                    \
             mfk_rows r = {order, (ptrdiff_t)nu, seg, 2, 0, indices, values, state, shuffle}; \
             const mfk_rows *rr[2] = {&r, NULL};                                             \
             double s2[2];                                                                   \
