@@ -27,8 +27,9 @@ two orders alternating rep by rep, and a fit per order with its peak memory (wit
 ``--large`` also on the Netflix shape).
 
 ``--chunks`` prints instead the default order's epoch speed with a block's users shuffled
-one by one (``user_chunk=1``, the order of earlier releases) against in chunks of 16 (every fit), the two
-alternating rep by rep, at 10M ratings (with ``--large`` also on the Netflix shape).
+one by one (``user_chunk=1``, the order of earlier releases) against in chunks of 16 (every
+fit), the two alternating rep by rep, at 10M ratings (with ``--large`` also on the Netflix
+shape).
 
 ``--large`` adds the Netflix-shaped set (480,189 x 17,770, 100M ratings) to sections 3 and
 4 with its floors (an epoch <= 1.5 s on two threads, a 20-epoch fit <= 40 s and <= 0.6x

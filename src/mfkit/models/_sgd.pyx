@@ -462,11 +462,11 @@ def sgd_block_epoch(Rating[::1] recs, const int64_t[::1] offsets, const int64_t[
 cdef void _rows_pair(const int32_t *indices, const float *values, const int64_t *seg,
                      Py_ssize_t stride, const Py_ssize_t *h, const int32_t **users,
                      const Py_ssize_t *n_block, int nblk, bint shuffle, Py_ssize_t chunk,
-                     const uint64_t *seed, Py_ssize_t max_seg, floating *P, floating *Q, floating *bu, floating *bi,
-                     int k, floating mu, floating lr, floating reg, floating reg_bias,
-                     bint biases, const floating *P0, const floating *Q0, floating prior,
-                     int loss, floating delta, floating *Gp, floating *Gq, floating *Gbu,
-                     floating *Gbi, double *sse_out, Py_ssize_t *bad_out, int isa,
+                     const uint64_t *seed, Py_ssize_t max_seg, floating *P, floating *Q,
+                     floating *bu, floating *bi, int k, floating mu, floating lr, floating reg,
+                     floating reg_bias, bint biases, const floating *P0, const floating *Q0,
+                     floating prior, int loss, floating delta, floating *Gp, floating *Gq,
+                     floating *Gbu, floating *Gbi, double *sse_out, Py_ssize_t *bad_out, int isa,
                      Py_ssize_t ss) noexcept nogil:
     """Blocks 0 .. nblk - 1 (one or two, of one stratum: no user and no item in common) of
     the row-grouped epoch.
@@ -665,13 +665,13 @@ def sgd_rows_epoch(const int64_t[::1] indptr, const int32_t[::1] indices,
     item group (g + s) mod B; for each s in `strata` in order the B blocks of stratum s run
     in parallel (they share no user and no item), block b visited as `_rows_pair` says with
     seed block_seeds[b] (when `shuffle`; its users shuffled in chunks of `user_chunk`, 16 in
-    every fit; 1 is one Fisher-Yates order of them all, for the benchmark's comparison). A user's consecutive ratings update its row in
-    turn, each step from the row the previous one left: the record sweep's arithmetic on
-    this visiting order, so every path gives the bits `sgd_epoch` gives on the same records
-    in the same order, and nothing depends on `n_threads`. The item indices must be in
-    range (``Ratings`` guarantees it; `row_segments` checks them). `isa` as in `sgd_epoch`.
-    Returns (sum of squared residuals seen, -1 on success or the first block index with a
-    non-finite residual).
+    every fit; 1 is one Fisher-Yates order of them all, for the benchmark's comparison). A
+    user's consecutive ratings update its row in turn, each step from the row the previous
+    one left: the record sweep's arithmetic on this visiting order, so every path gives the
+    bits `sgd_epoch` gives on the same records in the same order, and nothing depends on
+    `n_threads`. The item indices must be in range (``Ratings`` guarantees it;
+    `row_segments` checks them). `isa` as in `sgd_epoch`. Returns (sum of squared residuals
+    seen, -1 on success or the first block index with a non-finite residual).
     """
     cdef Py_ssize_t B = strata.shape[0], nb, si, g, blk, n_users = indptr.shape[0] - 1
     cdef Py_ssize_t stride, u, c, max_seg = 0, n = indices.shape[0]

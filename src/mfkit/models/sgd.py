@@ -132,15 +132,16 @@ class SGD(FactorModel):
     rating of a block in a seeded random order, from a packed copy of the ratings (12 bytes
     per rating). ``'rows'`` walks the ratings grouped by user, straight from the training
     CSR arrays (no copy): items are split into B contiguous index ranges (balanced by rating
-    count) and users into B groups as above; in each block the users come in a seeded
-    random order (chunks of 16 consecutive entries of the block's ascending user list in a
-    random order, each chunk's users in a random order of their own, so that the rows and
-    run starts read one after the other share cache lines and pages) and each user's ratings of the block's item range are visited
-    consecutively, as a seeded rotation (random start, random direction) of the run, so the
-    user's row stays in the first level cache (in vector registers on the fast paths) for
-    all of them and only the item rows, a range of about one core's L2, are reached at random.
-    Every step uses the row the previous step left, exactly as the sweep over the ratings
-    in that order would: a different visiting order, not an approximation. ``'auto'``
+    count) and users into B groups as above; in each block the users come in a seeded random
+    order (chunks of 16 consecutive entries of the block's ascending user list in a random
+    order, each chunk's users in a random order of their own, so that the rows and run
+    starts read one after the other share cache lines and pages) and each user's ratings of
+    the block's item range are visited consecutively, as a seeded rotation (random start,
+    random direction) of the run, so the user's row stays in the first level cache (in
+    vector registers on the fast paths) for all of them and only the item rows, a range of
+    about one core's L2, are reached at random. Every step uses the row the previous step
+    left, exactly as the sweep over the ratings in that order would: a different visiting
+    order, not an approximation. ``'auto'``
     blocks for ``'rows'``: 1 below 500,000 ratings, else 4, doubled while an item range's
     rows exceed 1 MiB (:func:`resolve_row_blocks`); the layout costs (B + 1) x 8 bytes per
     user. Every loss, schedule and prior is supported; the bits differ from
