@@ -135,9 +135,9 @@ static void mfk_shuffle_i32(int32_t *a, ptrdiff_t n, uint64_t *state)
  * users join groups in runs of GROUP_CHUNK = 16, mfkit.models._blocks) visited one after
  * the other, those reads fall on shared cache lines and pages and in streams the hardware
  * prefetcher follows. Measured on Zen 4 (k=64, float32, AdaGrad, one kernel epoch, chunks
- * of 1 and 16 alternated in one process): 1.10x on two threads and 1.08x on one on the
- * MovieLens-10M shape, 1.06x on two and 1.27x on one on the Netflix shape (whose user rows
- * do not fit the last level cache); chunks of 64 were no faster there than 16. Held-out
+ * of 1 and 16 alternated in one process): 1.05-1.10x on two threads and 1.08x on one on
+ * the MovieLens-10M shape, 1.06x on two and 1.27x on one on the Netflix shape (whose user
+ * rows do not fit the last level cache); chunks of 64 were no faster there than 16. Held-out
  * RMSE was unchanged (real MovieLens-100K, 10 folds; synthetic 1M and 10M shapes, several
  * seeds).
  * sgd_rows_epoch's user_chunk=1 is the earlier order (one shuffle of all the users). */
