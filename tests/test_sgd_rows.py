@@ -92,9 +92,7 @@ def chunked_order(users: list[int], rng: SplitMix, chunk: int = USER_CHUNK) -> l
     return out
 
 
-def visit_order(
-    X: Ratings, ug, ig, B, strata, seeds, shuffle=True, chunk=USER_CHUNK
-) -> np.ndarray:
+def visit_order(X: Ratings, ug, ig, B, strata, seeds, shuffle=True, chunk=USER_CHUNK) -> np.ndarray:
     """The ratings of one row-grouped epoch as records, in the order they are visited."""
     u_all, i_all, r_all = [], [], []
     for s in strata:
